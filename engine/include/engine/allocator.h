@@ -1,0 +1,44 @@
+// Memory allocators.
+//
+// CPU: 64-byte aligned blocks with live / peak byte counters.
+// CUDA: a caching allocator (see engine/src/cuda/caching_allocator.cpp): blocks are rounded
+// to size buckets and kept on free lists after release, so a steady-state training step
+// does no cudaMalloc. All work runs on the one compute stream, so a freed block can be
+// reused by the next allocation immediately (stream order protects it). On OOM it frees
+// every cached block and retries once.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace eng {
+
+struct MemoryStats {
+  size_t allocated = 0;       // bytes handed out and not yet returned
+  size_t reserved = 0;        // bytes held from the driver (allocated + cached); CPU: = allocated
+  size_t peak_allocated = 0;  // high-water mark of `allocated` since the last reset
+  size_t num_device_allocs = 0;  // calls that reached malloc / cudaMalloc
+};
+
+namespace cpu_alloc {
+void* allocate(size_t nbytes);
+void release(void* p, size_t nbytes);
+MemoryStats stats();
+void reset_peak();
+}  // namespace cpu_alloc
+
+namespace cuda {
+// True when a CUDA device can be used. Any error from cudaGetDeviceCount counts as "no
+// device". Queried lazily, never at static-initialisation time.
+bool available();
+int device_count();
+
+namespace alloc {
+void* allocate(size_t nbytes);
+void release(void* p, size_t nbytes);
+MemoryStats stats();
+void reset_peak();
+void empty_cache();  // gives every cached (free) block back to the driver
+}  // namespace alloc
+}  // namespace cuda
+
+}  // namespace eng

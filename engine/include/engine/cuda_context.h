@@ -1,0 +1,27 @@
+// The CUDA context: one compute stream, the cuBLAS handle, a reusable workspace.
+// Created lazily on first use (never at static-init time) for device 0.
+//
+// Front-ends dispatch with ENGINE_IF_CUDA(...), which compiles the CUDA call only in a CUDA
+// build; in a CPU-only build no CUDA tensor can exist, so the branch is never taken.
+#pragma once
+#include <cstddef>
+
+#include "kernels/common.h"
+
+namespace eng::cuda {
+
+kern::Stream stream();            // the one compute stream
+kern::BlasHandle blas();          // cuBLAS handle bound to stream(); TF32 off by default
+void* workspace(size_t nbytes);   // grows on demand; valid until the next call
+void synchronize();               // waits for the compute stream, throws on a sticky error
+[[noreturn]] void fail_no_cuda();
+bool tf32_enabled();
+void set_tf32(bool on);           // cuBLAS math mode for float GEMMs
+
+}  // namespace eng::cuda
+
+#ifdef ENGINE_WITH_CUDA
+#define ENGINE_IF_CUDA(...) __VA_ARGS__
+#else
+#define ENGINE_IF_CUDA(...) ::eng::cuda::fail_no_cuda()
+#endif

@@ -1,0 +1,126 @@
+// Op front-ends. Each checks shapes/dtypes/devices with a clear message, makes inputs
+// contiguous, dispatches to kern::cpu or kern::cuda by device, and (when an input needs
+// grad) attaches a backward Node. Implementations live in engine/src/ops/<family>.cpp.
+//
+// Float ops accept f32 and f64 on either device; all tensor inputs of one op must be on
+// the same device.
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace eng {
+
+// ---- elementwise binary, broadcasting like NumPy/PyTorch (ops/elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+// Shape that a and b broadcast to; throws naming both shapes when they do not.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+// Sums `t` down to `shape` (the reverse of broadcasting to t's shape).
+Tensor sum_to(const Tensor& t, const Shape& shape);
+
+// ---- elementwise unary and scalar variants (ops/elementwise.cpp) ----
+Tensor neg(const Tensor& x);
+Tensor add_scalar(const Tensor& x, double s);   // x + s
+Tensor sub_scalar(const Tensor& x, double s);   // x - s
+Tensor rsub_scalar(const Tensor& x, double s);  // s - x
+Tensor mul_scalar(const Tensor& x, double s);   // x * s
+Tensor div_scalar(const Tensor& x, double s);   // x / s
+Tensor relu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor exp(const Tensor& x);
+Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);
+Tensor square(const Tensor& x);
+Tensor abs(const Tensor& x);
+// Gradient flows where lo <= x <= hi (PyTorch's rule: boundary values pass the gradient).
+Tensor clamp(const Tensor& x, double lo, double hi);
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator-(const Tensor& a) { return neg(a); }
+inline Tensor operator+(const Tensor& a, double s) { return add_scalar(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return sub_scalar(a, s); }
+inline Tensor operator*(const Tensor& a, double s) { return mul_scalar(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return div_scalar(a, s); }
+inline Tensor operator+(double s, const Tensor& a) { return add_scalar(a, s); }
+inline Tensor operator-(double s, const Tensor& a) { return rsub_scalar(a, s); }
+inline Tensor operator*(double s, const Tensor& a) { return mul_scalar(a, s); }
+
+// ---- reductions (ops/reduce.cpp) ----
+Tensor sum(const Tensor& x);                                            // all -> 0-dim
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+Tensor mean(const Tensor& x);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
+// Max over one dim: values (differentiable) and int64 indices of the first maximum.
+std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);
+Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);     // not differentiable
+
+// ---- linear algebra (ops/matmul.cpp) ----
+// a [.., M, K] @ b [K, N] or batched [B, M, K] @ [B, K, N]; 2-D x 2-D is the plain case.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x [N, in] -> x W^T + b, with W [out, in], b [out] (b may be undefined).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// ---- convolution (ops/conv2d.cpp) ----
+struct Conv2dParams {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+};
+// x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined -> [N, O, Ho, Wo] with
+// Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+
+// ---- pooling and resampling (ops/pool.cpp, ops/upsample.cpp) ----
+struct Pool2dParams {
+  int64_t kernel_h = 2, kernel_w = 2;
+  int64_t stride_h = 2, stride_w = 2;
+  int64_t pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;
+};
+// PyTorch's output-size rule, including "the last window must start inside the input or
+// the left padding" in ceil mode (75 -> 38 for 2x2 s2 ceil).
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, bool ceil_mode);
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
+Tensor global_max_pool2d(const Tensor& x);  // [N, C, H, W] -> [N, C, 1, 1]
+Tensor global_avg_pool2d(const Tensor& x);  // [N, C, H, W] -> [N, C, 1, 1]
+Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w);  // PyTorch 'nearest'
+
+// ---- normalisation (ops/batch_norm.cpp) ----
+// Train mode: normalise with the batch statistics (biased variance) and update the running
+// stats in place: running = (1 - momentum) running + momentum * batch (unbiased variance).
+// Eval mode: normalise with the running stats. weight/bias may be undefined (affine off).
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                    Tensor running_mean, Tensor running_var, bool training,
+                    double momentum = 0.1, double eps = 1e-5);
+// torchvision FrozenBatchNorm2d: y = x * scale + shift with scale = w * rsqrt(rv + eps),
+// shift = b - rm * scale; all four are constants (eps 1e-5 like torchvision's default).
+Tensor frozen_batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           const Tensor& running_mean, const Tensor& running_var, double eps = 1e-5);
+
+// ---- joining (ops/concat.cpp) ----
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
+
+// ---- softmax family and losses (ops/softmax.cpp, ops/losses.cpp) ----
+Tensor softmax(const Tensor& x, int64_t dim);
+Tensor log_softmax(const Tensor& x, int64_t dim);
+
+enum class Reduction { None, Sum, Mean };
+// logits [N, C] (or [N, C, d...] with classes on dim 1), target int64 [N] (or [N, d...]).
+// Per-element loss -log_softmax(x)[target]; elements whose target == ignore_index give 0
+// and no gradient. Mean divides by the number of non-ignored elements.
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::Mean,
+                     int64_t ignore_index = -100);
+// Elementwise: |d| < beta ? 0.5 d^2 / beta : |d| - 0.5 beta, d = input - target.
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
+                      double beta = 1.0);
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
+
+}  // namespace eng

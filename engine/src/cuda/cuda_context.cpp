@@ -1,0 +1,73 @@
+// The one CUDA context: compute stream, cuBLAS handle, workspace.
+#include "engine/cuda_context.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <mutex>
+
+#include "engine/allocator.h"
+#include "engine/error.h"
+
+namespace eng::cuda {
+namespace {
+
+struct Context {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+  bool tf32 = false;
+};
+
+Context& ctx() {
+  static Context* c = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    ENGINE_CHECK(available(), "CUDA requested but no CUDA device is available");
+    auto* n = new Context();  // lives for the process: handles outlive static teardown
+    cudaError_t err = cudaSetDevice(0);
+    ENGINE_CHECK(err == cudaSuccess, "cudaSetDevice(0) failed: ", cudaGetErrorString(err));
+    err = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
+    ENGINE_CHECK(err == cudaSuccess, "cudaStreamCreate failed: ", cudaGetErrorString(err));
+    cublasStatus_t st = cublasCreate(&n->blas);
+    ENGINE_CHECK(st == CUBLAS_STATUS_SUCCESS, "cublasCreate failed (status ", static_cast<int>(st), ")");
+    cublasSetStream(n->blas, n->stream);
+    cublasSetMathMode(n->blas, CUBLAS_DEFAULT_MATH);  // TF32 off: exact float GEMMs
+    c = n;
+  });
+  return *c;
+}
+
+}  // namespace
+
+kern::Stream stream() { return ctx().stream; }
+kern::BlasHandle blas() { return ctx().blas; }
+
+void* workspace(size_t nbytes) {
+  Context& c = ctx();
+  if (nbytes > c.workspace_bytes) {
+    if (c.workspace) alloc::release(c.workspace, c.workspace_bytes);
+    c.workspace = alloc::allocate(nbytes);
+    c.workspace_bytes = nbytes;
+  }
+  return c.workspace;
+}
+
+void synchronize() {
+  if (!available()) return;
+  cudaError_t err = cudaStreamSynchronize(ctx().stream);
+  ENGINE_CHECK(err == cudaSuccess, "CUDA error: ", cudaGetErrorString(err));
+}
+
+void fail_no_cuda() { ENGINE_FAIL("no CUDA device is available"); }
+
+bool tf32_enabled() { return ctx().tf32; }
+
+void set_tf32(bool on) {
+  Context& c = ctx();
+  c.tf32 = on;
+  cublasSetMathMode(c.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+}
+
+}  // namespace eng::cuda

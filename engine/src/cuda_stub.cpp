@@ -1,0 +1,25 @@
+// The CUDA entry points of a CPU-only build: no device, and a clear error if asked for one.
+#ifndef ENGINE_WITH_CUDA
+#include "engine/allocator.h"
+#include "engine/cuda_context.h"
+#include "engine/error.h"
+
+namespace eng::cuda {
+bool available() { return false; }
+int device_count() { return 0; }
+void fail_no_cuda() { ENGINE_FAIL("this build has no CUDA backend (nvcc was not found at configure time)"); }
+kern::Stream stream() { fail_no_cuda(); }
+kern::BlasHandle blas() { fail_no_cuda(); }
+void* workspace(size_t) { fail_no_cuda(); }
+void synchronize() {}
+bool tf32_enabled() { return false; }
+void set_tf32(bool) {}
+namespace alloc {
+void* allocate(size_t) { fail_no_cuda(); }
+void release(void*, size_t) {}
+MemoryStats stats() { return {}; }
+void reset_peak() {}
+void empty_cache() {}
+}  // namespace alloc
+}  // namespace eng::cuda
+#endif

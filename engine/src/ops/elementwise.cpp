@@ -1,0 +1,247 @@
+// Elementwise front-ends: broadcasting binary ops, unary ops and scalar variants.
+#include <algorithm>
+
+#include "engine/autograd.h"
+#include "engine/cuda_context.h"
+#include "engine/detail/op_utils.h"
+#include "engine/ops.h"
+#include "kernels/elementwise.h"
+
+namespace eng {
+using namespace detail;
+
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t x = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t y = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    ENGINE_CHECK(x == y || x == 1 || y == 1, "shapes ", shape_str(a), " and ", shape_str(b),
+                 " cannot be broadcast together");
+    out[i] = x == 1 ? y : x;
+  }
+  return out;
+}
+
+Tensor sum_to(const Tensor& t, const Shape& shape) {
+  if (t.sizes() == shape) return t;
+  const int64_t lead = t.dim() - static_cast<int64_t>(shape.size());
+  ENGINE_CHECK(lead >= 0, "sum_to: cannot reduce ", shape_str(t.sizes()), " to ", shape_str(shape));
+  std::vector<int64_t> dims;
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (i < lead) {
+      dims.push_back(i);
+    } else if (shape[i - lead] == 1 && t.size(i) != 1) {
+      dims.push_back(i);
+    } else {
+      ENGINE_CHECK(shape[i - lead] == t.size(i), "sum_to: cannot reduce ", shape_str(t.sizes()), " to ",
+                   shape_str(shape));
+    }
+  }
+  if (dims.empty()) return t.reshape(shape);
+  return sum(t, dims, true).reshape(shape);
+}
+
+namespace {
+
+kern::BroadcastDims broadcast_dims(const Tensor& a, const Tensor& b, const Shape& out) {
+  ENGINE_CHECK(static_cast<int>(out.size()) <= kern::kMaxDims, "broadcast: more than ", kern::kMaxDims, " dims");
+  Shape as = a.detach().expand(out).strides(), bs = b.detach().expand(out).strides();
+  kern::BroadcastDims d;
+  d.ndim = static_cast<int>(out.size());
+  for (int i = 0; i < d.ndim; ++i) {
+    d.sizes[i] = out[i];
+    d.a_strides[i] = as[i];
+    d.b_strides[i] = bs[i];
+  }
+  return d;
+}
+
+const char* binary_name(kern::BinaryOp op) {
+  switch (op) {
+    case kern::BinaryOp::Add: return "add";
+    case kern::BinaryOp::Sub: return "sub";
+    case kern::BinaryOp::Mul: return "mul";
+    case kern::BinaryOp::Div: return "div";
+  }
+  return "binary";
+}
+
+Tensor binary_raw(kern::BinaryOp op, const Tensor& a, const Tensor& b) {
+  const char* name = binary_name(op);
+  ENGINE_CHECK(a.defined() && b.defined(), name, ": undefined input");
+  check_same_device_dtype(name, {a, b});
+  check_floating(name, a);
+  Shape out_shape = broadcast_shapes(a.sizes(), b.sizes());
+  Tensor out = new_empty(out_shape, a);
+  kern::BroadcastDims d = broadcast_dims(a, b, out_shape);
+  dispatch_float(a.dtype(), name, [&](auto tag) {
+    using T = decltype(tag);
+    const T* pa = static_cast<const T*>(a.raw_data());
+    const T* pb = static_cast<const T*>(b.raw_data());
+    if (a.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::binary_forward<T>(op, d, pa, pb, out.data<T>(), cuda::stream()));
+    } else {
+      kern::cpu::binary_forward<T>(op, d, pa, pb, out.data<T>());
+    }
+  });
+  return out;
+}
+
+struct BinaryBackward : Node {
+  kern::BinaryOp op;
+  Tensor a, b;  // saved only for mul/div
+  Shape a_shape, b_shape;
+  BinaryBackward(kern::BinaryOp o, const Tensor& x, const Tensor& y)
+      : Node(std::string(binary_name(o)) + "Backward"), op(o), a_shape(x.sizes()), b_shape(y.sizes()) {
+    if (op == kern::BinaryOp::Mul || op == kern::BinaryOp::Div) {
+      a = x.detach();
+      b = y.detach();
+    }
+  }
+  std::vector<Tensor> apply(const Tensor& g) override {
+    const bool need_a = next_edges()[0].fn != nullptr, need_b = next_edges()[1].fn != nullptr;
+    Tensor ga, gb;
+    switch (op) {
+      case kern::BinaryOp::Add:
+        if (need_a) ga = g;
+        if (need_b) gb = g;
+        break;
+      case kern::BinaryOp::Sub:
+        if (need_a) ga = g;
+        if (need_b) gb = neg(g);
+        break;
+      case kern::BinaryOp::Mul:
+        if (need_a) ga = mul(g, b);
+        if (need_b) gb = mul(g, a);
+        break;
+      case kern::BinaryOp::Div:
+        if (need_a) ga = div(g, b);
+        if (need_b) gb = neg(div(mul(g, a), mul(b, b)));
+        break;
+    }
+    if (ga.defined()) ga = sum_to(ga, a_shape);
+    if (gb.defined()) gb = sum_to(gb, b_shape);
+    return {ga, gb};
+  }
+  void release_saved() override {
+    a = Tensor();
+    b = Tensor();
+  }
+};
+
+Tensor binary(kern::BinaryOp op, const Tensor& a, const Tensor& b) {
+  Tensor out = binary_raw(op, a, b);
+  if (any_requires_grad({a, b})) attach(out, std::make_shared<BinaryBackward>(op, a, b), {a, b});
+  return out;
+}
+
+// ---- unary ----
+
+const char* unary_name(kern::UnaryOp op) {
+  switch (op) {
+    case kern::UnaryOp::Neg: return "neg";
+    case kern::UnaryOp::AddScalar: return "add_scalar";
+    case kern::UnaryOp::MulScalar: return "mul_scalar";
+    case kern::UnaryOp::RSubScalar: return "rsub_scalar";
+    case kern::UnaryOp::Relu: return "relu";
+    case kern::UnaryOp::Sigmoid: return "sigmoid";
+    case kern::UnaryOp::Exp: return "exp";
+    case kern::UnaryOp::Log: return "log";
+    case kern::UnaryOp::Sqrt: return "sqrt";
+    case kern::UnaryOp::Square: return "square";
+    case kern::UnaryOp::Abs: return "abs";
+    case kern::UnaryOp::Clamp: return "clamp";
+  }
+  return "unary";
+}
+
+// Which of x / y the backward formula reads (kernels/elementwise.h).
+bool grad_needs_x(kern::UnaryOp op) {
+  using U = kern::UnaryOp;
+  return op == U::Relu || op == U::Log || op == U::Square || op == U::Abs || op == U::Clamp;
+}
+bool grad_needs_y(kern::UnaryOp op) {
+  using U = kern::UnaryOp;
+  return op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
+}
+
+struct UnaryBackward : Node {
+  kern::UnaryOp op;
+  Tensor x, y;
+  double p0, p1;
+  UnaryBackward(kern::UnaryOp o, Tensor xs, Tensor ys, double a, double b)
+      : Node(std::string(unary_name(o)) + "Backward"), op(o), x(std::move(xs)), y(std::move(ys)), p0(a), p1(b) {}
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    Tensor g = g_in.contiguous();
+    Tensor gx = new_empty(g.sizes(), g);
+    dispatch_float(g.dtype(), unary_name(op), [&](auto tag) {
+      using T = decltype(tag);
+      const T* px = x.defined() ? x.data<T>() : nullptr;
+      const T* py = y.defined() ? y.data<T>() : nullptr;
+      if (g.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::unary_backward<T>(op, g.numel(), px, py, g.data<T>(), gx.data<T>(), p0, p1,
+                                                     cuda::stream()));
+      } else {
+        kern::cpu::unary_backward<T>(op, g.numel(), px, py, g.data<T>(), gx.data<T>(), p0, p1);
+      }
+    });
+    return {gx};
+  }
+  void release_saved() override {
+    x = Tensor();
+    y = Tensor();
+  }
+};
+
+Tensor unary(kern::UnaryOp op, const Tensor& x_in, double p0 = 0.0, double p1 = 0.0) {
+  const char* name = unary_name(op);
+  ENGINE_CHECK(x_in.defined(), name, ": undefined input");
+  check_floating(name, x_in);
+  Tensor x = x_in.contiguous();
+  Tensor y = new_empty(x.sizes(), x);
+  dispatch_float(x.dtype(), name, [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::unary_forward<T>(op, x.numel(), x.data<T>(), y.data<T>(), p0, p1, cuda::stream()));
+    } else {
+      kern::cpu::unary_forward<T>(op, x.numel(), x.data<T>(), y.data<T>(), p0, p1);
+    }
+  });
+  if (any_requires_grad({x_in})) {
+    auto node = std::make_shared<UnaryBackward>(op, grad_needs_x(op) ? x.detach() : Tensor(),
+                                                grad_needs_y(op) ? y.detach() : Tensor(), p0, p1);
+    attach(y, node, {x_in});
+  }
+  return y;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) { return binary(kern::BinaryOp::Add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(kern::BinaryOp::Sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(kern::BinaryOp::Mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(kern::BinaryOp::Div, a, b); }
+
+Tensor neg(const Tensor& x) { return unary(kern::UnaryOp::Neg, x); }
+Tensor add_scalar(const Tensor& x, double s) { return unary(kern::UnaryOp::AddScalar, x, s); }
+Tensor sub_scalar(const Tensor& x, double s) { return unary(kern::UnaryOp::AddScalar, x, -s); }
+Tensor rsub_scalar(const Tensor& x, double s) { return unary(kern::UnaryOp::RSubScalar, x, s); }
+Tensor mul_scalar(const Tensor& x, double s) { return unary(kern::UnaryOp::MulScalar, x, s); }
+Tensor div_scalar(const Tensor& x, double s) {
+  ENGINE_CHECK(s != 0.0, "div_scalar: division by zero");
+  return unary(kern::UnaryOp::MulScalar, x, 1.0 / s);
+}
+Tensor relu(const Tensor& x) { return unary(kern::UnaryOp::Relu, x); }
+Tensor sigmoid(const Tensor& x) { return unary(kern::UnaryOp::Sigmoid, x); }
+Tensor exp(const Tensor& x) { return unary(kern::UnaryOp::Exp, x); }
+Tensor log(const Tensor& x) { return unary(kern::UnaryOp::Log, x); }
+Tensor sqrt(const Tensor& x) { return unary(kern::UnaryOp::Sqrt, x); }
+Tensor square(const Tensor& x) { return unary(kern::UnaryOp::Square, x); }
+Tensor abs(const Tensor& x) { return unary(kern::UnaryOp::Abs, x); }
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  ENGINE_CHECK(lo <= hi, "clamp: lo (", lo, ") > hi (", hi, ")");
+  return unary(kern::UnaryOp::Clamp, x, lo, hi);
+}
+
+}  // namespace eng

@@ -1,0 +1,57 @@
+#include "kernels/reduce.h"
+
+#include <vector>
+
+namespace kern::cpu {
+
+template <typename T>
+void sum_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, double scale) {
+  const T s = static_cast<T>(scale);
+#pragma omp parallel for if (outer * R * inner > (1 << 16))
+  for (int64_t o = 0; o < outer; ++o) {
+    T* yo = y + o * inner;
+    for (int64_t i = 0; i < inner; ++i) yo[i] = T(0);
+    for (int64_t r = 0; r < R; ++r) {
+      const T* xr = x + (o * R + r) * inner;
+      for (int64_t i = 0; i < inner; ++i) yo[i] += xr[i];
+    }
+    for (int64_t i = 0; i < inner; ++i) yo[i] *= s;
+  }
+}
+
+template <typename T>
+void max_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, int64_t* idx) {
+#pragma omp parallel for if (outer * R * inner > (1 << 16))
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      const T* xp = x + o * R * inner + i;
+      T best = xp[0];
+      int64_t arg = 0;
+      for (int64_t r = 1; r < R; ++r) {
+        if (xp[r * inner] > best) {
+          best = xp[r * inner];
+          arg = r;
+        }
+      }
+      y[o * inner + i] = best;
+      idx[o * inner + i] = arg;
+    }
+  }
+}
+
+template <typename T>
+void max_dim_backward(int64_t outer, int64_t R, int64_t inner, const int64_t* idx, const T* gy, T* gx) {
+  for (int64_t k = 0; k < outer * R * inner; ++k) gx[k] = T(0);
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) gx[(o * R + idx[o * inner + i]) * inner + i] = gy[o * inner + i];
+}
+
+#define KERN_INSTANTIATE(T)                                                                        \
+  template void sum_dim<T>(int64_t, int64_t, int64_t, const T*, T*, double);                      \
+  template void max_dim<T>(int64_t, int64_t, int64_t, const T*, T*, int64_t*);                    \
+  template void max_dim_backward<T>(int64_t, int64_t, int64_t, const int64_t*, const T*, T*);
+KERN_INSTANTIATE(float)
+KERN_INSTANTIATE(double)
+#undef KERN_INSTANTIATE
+
+}  // namespace kern::cpu

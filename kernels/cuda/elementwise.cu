@@ -1,0 +1,92 @@
+#include "kernels/cuda_check.h"
+#include "kernels/elementwise.h"
+#include "kernels/elementwise_math.h"
+
+namespace kern::cuda {
+namespace {
+
+template <typename T>
+__global__ void binary_kernel(BinaryOp op, BroadcastDims d, int64_t n, const T* __restrict__ a,
+                              const T* __restrict__ b, T* __restrict__ out) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    int64_t rem = i, ao = 0, bo = 0;
+    for (int k = d.ndim - 1; k >= 0; --k) {
+      int64_t c = rem % d.sizes[k];
+      rem /= d.sizes[k];
+      ao += c * d.a_strides[k];
+      bo += c * d.b_strides[k];
+    }
+    out[i] = math::binary(op, a[ao], b[bo]);
+  }
+}
+
+// Same-shape contiguous fast path: no index arithmetic.
+template <typename T>
+__global__ void binary_flat_kernel(BinaryOp op, int64_t n, const T* __restrict__ a, const T* __restrict__ b,
+                                   T* __restrict__ out) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = math::binary(op, a[i], b[i]);
+}
+
+template <typename T>
+__global__ void unary_kernel(UnaryOp op, int64_t n, const T* __restrict__ x, T* __restrict__ y, T p0, T p1) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = math::unary(op, x[i], p0, p1);
+}
+
+template <typename T>
+__global__ void unary_backward_kernel(UnaryOp op, int64_t n, const T* x, const T* y, const T* __restrict__ gy,
+                                      T* __restrict__ gx, T p0, T p1) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    gx[i] = math::unary_grad(op, x ? x[i] : T(0), y ? y[i] : T(0), gy[i], p0, p1);
+}
+
+bool is_flat(const BroadcastDims& d) {
+  int64_t expect = 1;
+  for (int k = d.ndim - 1; k >= 0; --k) {
+    if (d.sizes[k] != 1 && (d.a_strides[k] != expect || d.b_strides[k] != expect)) return false;
+    expect *= d.sizes[k];
+  }
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+void binary_forward(BinaryOp op, const BroadcastDims& d, const T* a, const T* b, T* out, Stream stream) {
+  int64_t n = 1;
+  for (int i = 0; i < d.ndim; ++i) n *= d.sizes[i];
+  if (n == 0) return;
+  if (is_flat(d)) {
+    binary_flat_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, a, b, out);
+  } else {
+    binary_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, d, n, a, b, out);
+  }
+  KERN_LAUNCH_CHECK();
+}
+
+template <typename T>
+void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1, Stream stream) {
+  if (n == 0) return;
+  unary_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, static_cast<T>(p0), static_cast<T>(p1));
+  KERN_LAUNCH_CHECK();
+}
+
+template <typename T>
+void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1,
+                    Stream stream) {
+  if (n == 0) return;
+  unary_backward_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, gy, gx, static_cast<T>(p0),
+                                                                 static_cast<T>(p1));
+  KERN_LAUNCH_CHECK();
+}
+
+#define KERN_INSTANTIATE(T)                                                                            \
+  template void binary_forward<T>(BinaryOp, const BroadcastDims&, const T*, const T*, T*, Stream);    \
+  template void unary_forward<T>(UnaryOp, int64_t, const T*, T*, double, double, Stream);             \
+  template void unary_backward<T>(UnaryOp, int64_t, const T*, const T*, const T*, T*, double, double, Stream);
+KERN_INSTANTIATE(float)
+KERN_INSTANTIATE(double)
+#undef KERN_INSTANTIATE
+
+}  // namespace kern::cuda
