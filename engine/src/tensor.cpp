@@ -124,14 +124,16 @@ void copy_strided(const Tensor& src, const Tensor& dst) {
   // move the bytes, then scatter into dst's layout on dst's device.
   Tensor s = empty(src.sizes(), TensorOptions(dst.dtype()).device(src.device()));
   copy_strided(src, s);
-  Tensor moved = empty(src.sizes(), TensorOptions(dst.dtype()).device(dst.device()));
-  size_t nbytes = static_cast<size_t>(s.numel()) * dtype_size(s.dtype());
+  // A contiguous destination takes the bytes directly; otherwise stage them.
+  Tensor moved = dst.is_contiguous() ? dst : empty(src.sizes(), TensorOptions(dst.dtype()).device(dst.device()));
+  const size_t nbytes = static_cast<size_t>(s.numel()) * dtype_size(s.dtype());
+  (void)nbytes;  // unused in a CPU-only build, where this branch cannot be reached
   if (dst.is_cuda()) {
     ENGINE_IF_CUDA(kern::cuda::memcpy_h2d(moved.raw_data(), s.raw_data(), nbytes, cuda::stream()));
   } else {
     ENGINE_IF_CUDA(kern::cuda::memcpy_d2h(moved.raw_data(), s.raw_data(), nbytes, cuda::stream()));
   }
-  copy_strided(moved, dst);
+  if (!moved.same(dst)) copy_strided(moved, dst);
 }
 
 // ---- backward nodes of views and copies ----

@@ -1,0 +1,48 @@
+// safetensors: the file format for weights and checkpoints.
+//
+// Layout (all integers little-endian):
+//   bytes [0, 8)        u64 N, the length of the JSON header
+//   bytes [8, 8 + N)    JSON header, padded with spaces (we pad so 8 + N is a multiple of 8)
+//   bytes [8 + N, end)  the data section: raw tensor bytes, row-major, little-endian
+// The header is one JSON object:
+//   { "__metadata__": {"key": "value", ...},                      (optional, strings only)
+//     "<tensor name>": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ... }
+// where [begin, end) is relative to the start of the data section and
+// end - begin = numel * itemsize. A 0-dim tensor has shape [] and one element.
+//
+// dtypes: F32, F64, I32, I64, U8, BOOL are written and read as eng's f32, f64, i32, i64,
+// u8, b8. F16 and BF16 are read and widened to f32 (exactly: every half and bfloat16
+// value is representable in f32).
+//
+// Every problem with a file is an eng::Error whose message starts with the file path and
+// names the problem in one line; the loader checks every size and offset against the file
+// size before reading, so a damaged file can never make it read out of bounds.
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace eng::io {
+
+struct SafetensorsFile {
+  std::vector<std::pair<std::string, Tensor>> tensors;  // in header order, on the CPU
+  std::map<std::string, std::string> metadata;          // "__metadata__", empty if absent
+
+  // The tensor called `name`; throws naming it when absent.
+  Tensor get(const std::string& name) const;
+  bool contains(const std::string& name) const;
+};
+
+// Writes `tensors` (any device, any layout: copied to the CPU contiguous) in the given
+// order. The file is written to `path + ".tmp"`, flushed to disk and renamed over `path`,
+// so `path` is always either the old file or the complete new one.
+// Names must be unique, non-empty and not "__metadata__".
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+SafetensorsFile load_safetensors(const std::string& path);
+
+}  // namespace eng::io
