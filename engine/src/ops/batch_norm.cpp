@@ -1,0 +1,221 @@
+// Batch-norm front-ends: batch_norm2d (train / eval, running-stat update) and
+// frozen_batch_norm2d (torchvision's FrozenBatchNorm2d: a fixed per-channel affine map).
+// Maths in kernels/batch_norm.h.
+#include "engine/autograd.h"
+#include "engine/cuda_context.h"
+#include "engine/detail/op_utils.h"
+#include "engine/ops.h"
+#include "kernels/batch_norm.h"
+
+namespace eng {
+using namespace detail;
+
+namespace {
+
+template <typename T>
+const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+// A per-channel tensor must be 1-d [C] when given (it may be undefined only if `optional`).
+void check_channel_param(const char* op, const Tensor& t, const char* what, int64_t C, const Tensor& x,
+                         bool optional) {
+  if (!t.defined()) {
+    ENGINE_CHECK(optional, op, ": ", what, " is undefined");
+    return;
+  }
+  ENGINE_CHECK(t.dim() == 1 && t.size(0) == C, op, ": ", what, " must have shape [", C, "] for input ",
+               shape_str(x.sizes()), ", got ", shape_str(t.sizes()));
+}
+
+void check_bn_input(const char* op, const Tensor& x) {
+  ENGINE_CHECK(x.defined(), op, ": undefined input");
+  check_floating(op, x);
+  ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
+}
+
+kern::BatchNormDims bn_dims(const Tensor& x) {
+  kern::BatchNormDims d;
+  d.N = x.size(0);
+  d.C = x.size(1);
+  d.HW = x.size(2) * x.size(3);
+  return d;
+}
+
+// Train or eval batch norm. Saves the statistics that normalised the forward pass (batch
+// stats in training, a copy of the running stats in eval).
+struct BatchNormBackward : Node {
+  Tensor x, mean, var, weight;  // weight may be undefined (affine off)
+  double eps;
+  bool training;
+  BatchNormBackward(Tensor xs, Tensor m, Tensor v, Tensor w, double e, bool t)
+      : Node("BatchNormBackward"), x(std::move(xs)), mean(std::move(m)), var(std::move(v)), weight(std::move(w)),
+        eps(e), training(t) {}
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    const bool need_x = next_edges()[0].fn != nullptr;
+    const bool need_w = next_edges()[1].fn != nullptr, need_b = next_edges()[2].fn != nullptr;
+    Tensor g = g_in.contiguous();
+    const kern::BatchNormDims d = bn_dims(x);
+    Tensor gx, sum_dy, sum_dy_xhat;
+    const bool need_sums = need_w || need_b || (need_x && training);
+    if (need_sums) {
+      sum_dy = new_empty({d.C}, x);
+      sum_dy_xhat = new_empty({d.C}, x);
+    }
+    if (need_x) gx = new_empty(x.sizes(), x);
+    dispatch_float(x.dtype(), "batch_norm2d", [&](auto tag) {
+      using T = decltype(tag);
+      const T *px = x.data<T>(), *pm = mean.data<T>(), *pv = var.data<T>(), *pg = g.data<T>();
+      if (x.is_cuda()) {
+        ENGINE_IF_CUDA({
+          if (need_sums)
+            kern::cuda::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<T>(),
+                                                      sum_dy_xhat.data<T>(), cuda::stream());
+          if (need_x)
+            kern::cuda::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<T>(weight), eps, training, pg,
+                                                     ptr_or_null<T>(sum_dy), ptr_or_null<T>(sum_dy_xhat),
+                                                     gx.data<T>(), cuda::stream());
+        });
+      } else {
+        if (need_sums)
+          kern::cpu::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<T>(), sum_dy_xhat.data<T>());
+        if (need_x)
+          kern::cpu::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<T>(weight), eps, training, pg,
+                                                  ptr_or_null<T>(sum_dy), ptr_or_null<T>(sum_dy_xhat),
+                                                  gx.data<T>());
+      }
+    });
+    // dweight = sum dy * xhat, dbias = sum dy.
+    return {gx, need_w ? sum_dy_xhat : Tensor(), need_b ? sum_dy : Tensor()};
+  }
+  void release_saved() override {
+    x = Tensor();
+    mean = Tensor();
+    var = Tensor();
+    weight = Tensor();
+  }
+};
+
+// FrozenBatchNorm2d: dx = dy * scale; the parameters get no gradient.
+struct FrozenBatchNormBackward : Node {
+  Tensor scale;
+  explicit FrozenBatchNormBackward(Tensor s) : Node("FrozenBatchNormBackward"), scale(std::move(s)) {}
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    Tensor g = g_in.contiguous();
+    Tensor gx = new_empty(g.sizes(), g);
+    const kern::BatchNormDims d = bn_dims(g);
+    dispatch_float(g.dtype(), "frozen_batch_norm2d", [&](auto tag) {
+      using T = decltype(tag);
+      if (g.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>(),
+                                                     cuda::stream()));
+      } else {
+        kern::cpu::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>());
+      }
+    });
+    return {gx};
+  }
+  void release_saved() override { scale = Tensor(); }
+};
+
+}  // namespace
+
+Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                    Tensor running_var, bool training, double momentum, double eps) {
+  const char* op = "batch_norm2d";
+  check_bn_input(op, x_in);
+  const int64_t C = x_in.size(1);
+  check_channel_param(op, weight, "weight", C, x_in, true);
+  check_channel_param(op, bias, "bias", C, x_in, true);
+  // Eval mode normalises with the running stats; train mode may run without them.
+  check_channel_param(op, running_mean, "running_mean", C, x_in, training);
+  check_channel_param(op, running_var, "running_var", C, x_in, training);
+  check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
+  const kern::BatchNormDims d = bn_dims(x_in);
+  const int64_t M = d.N * d.HW;
+  ENGINE_CHECK(!training || M > 1, op, ": expected more than 1 value per channel when training, got input ",
+               shape_str(x_in.sizes()));
+
+  Tensor x = x_in.detach().contiguous();
+  Tensor w = weight.defined() ? weight.detach().contiguous() : Tensor();
+  Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
+  Tensor mean, var;
+  if (training) {
+    mean = new_empty({C}, x);
+    var = new_empty({C}, x);  // biased
+    dispatch_float(x.dtype(), op, [&](auto tag) {
+      using T = decltype(tag);
+      if (x.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::batch_norm_stats<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(), cuda::stream()));
+      } else {
+        kern::cpu::batch_norm_stats<T>(d, x.data<T>(), mean.data<T>(), var.data<T>());
+      }
+    });
+    // running = (1 - momentum) running + momentum batch, with the unbiased variance.
+    NoGradGuard guard;
+    if (running_mean.defined()) running_mean.copy_(running_mean * (1.0 - momentum) + mean * momentum);
+    if (running_var.defined()) {
+      const double unbias = static_cast<double>(M) / static_cast<double>(M - 1);
+      running_var.copy_(running_var * (1.0 - momentum) + var * (momentum * unbias));
+    }
+  } else {
+    // Copies: a later in-place update of the running stats must not change what backward sees.
+    NoGradGuard guard;
+    mean = running_mean.detach().clone();
+    var = running_var.detach().clone();
+  }
+
+  Tensor y = new_empty(x.sizes(), x);
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::batch_norm_forward<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(),
+                                                       ptr_or_null<T>(w), ptr_or_null<T>(b), eps, y.data<T>(),
+                                                       cuda::stream()));
+    } else {
+      kern::cpu::batch_norm_forward<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(), ptr_or_null<T>(w),
+                                       ptr_or_null<T>(b), eps, y.data<T>());
+    }
+  });
+  if (any_requires_grad({x_in, weight, bias}))
+    attach(y, std::make_shared<BatchNormBackward>(x, mean, var, w, eps, training), {x_in, weight, bias});
+  return y;
+}
+
+Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                           const Tensor& running_var, double eps) {
+  const char* op = "frozen_batch_norm2d";
+  check_bn_input(op, x_in);
+  const int64_t C = x_in.size(1);
+  check_channel_param(op, weight, "weight", C, x_in, false);
+  check_channel_param(op, bias, "bias", C, x_in, false);
+  check_channel_param(op, running_mean, "running_mean", C, x_in, false);
+  check_channel_param(op, running_var, "running_var", C, x_in, false);
+  check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
+
+  // scale = w / sqrt(rv + eps), shift = b - rm * scale: constants, so no graph.
+  Tensor scale, shift;
+  {
+    NoGradGuard guard;
+    scale = div(weight.detach(), sqrt(add_scalar(running_var.detach(), eps))).contiguous();
+    shift = sub(bias.detach(), mul(running_mean.detach(), scale)).contiguous();
+  }
+  Tensor x = x_in.detach().contiguous();
+  Tensor y = new_empty(x.sizes(), x);
+  const kern::BatchNormDims d = bn_dims(x);
+  dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>(),
+                                                   cuda::stream()));
+    } else {
+      kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>());
+    }
+  });
+  if (any_requires_grad({x_in})) attach(y, std::make_shared<FrozenBatchNormBackward>(scale), {x_in});
+  return y;
+}
+
+}  // namespace eng

@@ -1,0 +1,120 @@
+// Pooling front-ends: max_pool2d (PyTorch's output-size rule, ceil mode included) and the
+// global max / average pools.
+#include "engine/autograd.h"
+#include "engine/cuda_context.h"
+#include "engine/detail/op_utils.h"
+#include "engine/ops.h"
+#include "kernels/pool2d.h"
+
+namespace eng {
+using namespace detail;
+
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, bool ceil_mode) {
+  ENGINE_CHECK(kernel > 0 && stride > 0 && pad >= 0, "pool_output_size: kernel ", kernel, " and stride ", stride,
+               " must be positive and pad ", pad, " non-negative");
+  ENGINE_CHECK(in + 2 * pad >= kernel, "pool_output_size: input size ", in, " with pad ", pad,
+               " is smaller than the kernel ", kernel);
+  // out = floor_or_ceil((in + 2p - k) / s) + 1
+  int64_t out = (in + 2 * pad - kernel + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+  // In ceil mode the last window must start inside the input or the left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+namespace {
+
+struct MaxPool2dBackward : Node {
+  Tensor idx;  // int64 [N, C, OH, OW], index inside the input plane
+  Shape in_sizes;
+  kern::Pool2dDims d;
+  MaxPool2dBackward(Tensor i, Shape s, const kern::Pool2dDims& dims)
+      : Node("MaxPool2dBackward"), idx(std::move(i)), in_sizes(std::move(s)), d(dims) {}
+  std::vector<Tensor> apply(const Tensor& g_in) override {
+    Tensor g = g_in.contiguous();
+    Tensor gx = new_empty(in_sizes, g);
+    dispatch_float(g.dtype(), "max_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      if (g.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>(),
+                                                          cuda::stream()));
+      } else {
+        kern::cpu::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>());
+      }
+    });
+    return {gx};
+  }
+  void release_saved() override { idx = Tensor(); }
+};
+
+void check_pool_input(const char* op, const Tensor& x) {
+  ENGINE_CHECK(x.defined(), op, ": undefined input");
+  check_floating(op, x);
+  ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
+}
+
+}  // namespace
+
+Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
+  check_pool_input("max_pool2d", x_in);
+  ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, "max_pool2d: kernel ", p.kernel_h, "x", p.kernel_w,
+               " must be positive");
+  ENGINE_CHECK(p.stride_h > 0 && p.stride_w > 0, "max_pool2d: stride ", p.stride_h, "x", p.stride_w,
+               " must be positive");
+  ENGINE_CHECK(p.pad_h >= 0 && p.pad_w >= 0 && p.pad_h <= p.kernel_h / 2 && p.pad_w <= p.kernel_w / 2,
+               "max_pool2d: pad ", p.pad_h, "x", p.pad_w, " must be between 0 and half the kernel ", p.kernel_h, "x",
+               p.kernel_w);
+  const int64_t H = x_in.size(2), W = x_in.size(3);
+  ENGINE_CHECK(H > 0 && W > 0, "max_pool2d: empty spatial size in input ", shape_str(x_in.sizes()));
+  ENGINE_CHECK(H + 2 * p.pad_h >= p.kernel_h && W + 2 * p.pad_w >= p.kernel_w, "max_pool2d: input ",
+               shape_str(x_in.sizes()), " with pad ", p.pad_h, "x", p.pad_w, " is smaller than the kernel ",
+               p.kernel_h, "x", p.kernel_w);
+
+  kern::Pool2dDims d;
+  d.planes = x_in.size(0) * x_in.size(1);
+  d.in_h = H;
+  d.in_w = W;
+  d.out_h = pool_output_size(H, p.kernel_h, p.stride_h, p.pad_h, p.ceil_mode);
+  d.out_w = pool_output_size(W, p.kernel_w, p.stride_w, p.pad_w, p.ceil_mode);
+  d.kernel_h = p.kernel_h;
+  d.kernel_w = p.kernel_w;
+  d.stride_h = p.stride_h;
+  d.stride_w = p.stride_w;
+  d.pad_h = p.pad_h;
+  d.pad_w = p.pad_w;
+
+  Tensor x = x_in.detach().contiguous();
+  const Shape out_shape{x.size(0), x.size(1), d.out_h, d.out_w};
+  Tensor y = new_empty(out_shape, x);
+  Tensor idx = empty(out_shape, TensorOptions(DType::i64).device(x.device()));
+  dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>(),
+                                                       cuda::stream()));
+    } else {
+      kern::cpu::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>());
+    }
+  });
+  if (any_requires_grad({x_in})) attach(y, std::make_shared<MaxPool2dBackward>(idx, x.sizes(), d), {x_in});
+  return y;
+}
+
+// Both globals reuse the reductions, so their backward comes from those ops:
+//   global_max_pool2d = max over the flattened H*W (torch.max(dim) semantics: the gradient
+//     goes to the first maximum; equals adaptive_max_pool2d(x, 1) for distinct values);
+//   global_avg_pool2d = mean over (H, W) (equals adaptive_avg_pool2d(x, 1)).
+Tensor global_max_pool2d(const Tensor& x) {
+  check_pool_input("global_max_pool2d", x);
+  ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_max_pool2d: empty spatial size in ", shape_str(x.sizes()));
+  const int64_t N = x.size(0), C = x.size(1);
+  Tensor flat = x.reshape({N, C, x.size(2) * x.size(3)});
+  return max(flat, 2, true).first.view({N, C, 1, 1});
+}
+
+Tensor global_avg_pool2d(const Tensor& x) {
+  check_pool_input("global_avg_pool2d", x);
+  ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool2d: empty spatial size in ", shape_str(x.sizes()));
+  return mean(x, {2, 3}, true);
+}
+
+}  // namespace eng

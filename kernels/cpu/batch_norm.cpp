@@ -1,0 +1,119 @@
+#include "kernels/batch_norm.h"
+
+#include <cmath>
+
+namespace kern::cpu {
+
+namespace {
+template <typename T>
+T rstd_of(T var, double eps) {
+  return T(1) / std::sqrt(var + static_cast<T>(eps));
+}
+}  // namespace
+
+template <typename T>
+void batch_norm_stats(const BatchNormDims& d, const T* x, T* mean, T* var) {
+  const int64_t M = d.N * d.HW;
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t c = 0; c < d.C; ++c) {
+    double s = 0;
+    for (int64_t n = 0; n < d.N; ++n) {
+      const T* xp = x + (n * d.C + c) * d.HW;
+      for (int64_t i = 0; i < d.HW; ++i) s += xp[i];
+    }
+    const double m = s / static_cast<double>(M);
+    double ss = 0;  // second pass: sum of squared deviations (no cancellation)
+    for (int64_t n = 0; n < d.N; ++n) {
+      const T* xp = x + (n * d.C + c) * d.HW;
+      for (int64_t i = 0; i < d.HW; ++i) ss += (xp[i] - m) * (xp[i] - m);
+    }
+    mean[c] = static_cast<T>(m);
+    var[c] = static_cast<T>(ss / static_cast<double>(M));
+  }
+}
+
+template <typename T>
+void batch_norm_forward(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w, const T* b,
+                        double eps, T* y) {
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t nc = 0; nc < d.N * d.C; ++nc) {
+    const int64_t c = nc % d.C;
+    const T rstd = rstd_of(var[c], eps);
+    const T wc = w ? w[c] : T(1), bc = b ? b[c] : T(0);
+    const T* xp = x + nc * d.HW;
+    T* yp = y + nc * d.HW;
+    for (int64_t i = 0; i < d.HW; ++i) yp[i] = (xp[i] - mean[c]) * rstd * wc + bc;
+  }
+}
+
+template <typename T>
+void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const T* mean, const T* var, double eps,
+                                const T* gy, T* sum_dy, T* sum_dy_xhat) {
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t c = 0; c < d.C; ++c) {
+    const T rstd = rstd_of(var[c], eps);
+    double s_dy = 0, s_dy_xhat = 0;
+    for (int64_t n = 0; n < d.N; ++n) {
+      const T* xp = x + (n * d.C + c) * d.HW;
+      const T* gp = gy + (n * d.C + c) * d.HW;
+      for (int64_t i = 0; i < d.HW; ++i) {
+        s_dy += gp[i];
+        s_dy_xhat += gp[i] * ((xp[i] - mean[c]) * rstd);
+      }
+    }
+    sum_dy[c] = static_cast<T>(s_dy);
+    sum_dy_xhat[c] = static_cast<T>(s_dy_xhat);
+  }
+}
+
+template <typename T>
+void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w,
+                               double eps, bool training, const T* gy, const T* sum_dy, const T* sum_dy_xhat,
+                               T* gx) {
+  const T M = static_cast<T>(d.N * d.HW);
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t nc = 0; nc < d.N * d.C; ++nc) {
+    const int64_t c = nc % d.C;
+    const T rstd = rstd_of(var[c], eps);
+    const T wc = w ? w[c] : T(1);
+    const T* xp = x + nc * d.HW;
+    const T* gp = gy + nc * d.HW;
+    T* gxp = gx + nc * d.HW;
+    if (training) {
+      const T k = wc * rstd / M;
+      for (int64_t i = 0; i < d.HW; ++i) {
+        const T xhat = (xp[i] - mean[c]) * rstd;
+        gxp[i] = k * (M * gp[i] - sum_dy[c] - xhat * sum_dy_xhat[c]);
+      }
+    } else {
+      for (int64_t i = 0; i < d.HW; ++i) gxp[i] = gp[i] * wc * rstd;
+    }
+  }
+}
+
+template <typename T>
+void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y) {
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t nc = 0; nc < d.N * d.C; ++nc) {
+    const int64_t c = nc % d.C;
+    const T s = scale[c], t = shift ? shift[c] : T(0);
+    const T* xp = x + nc * d.HW;
+    T* yp = y + nc * d.HW;
+    for (int64_t i = 0; i < d.HW; ++i) yp[i] = xp[i] * s + t;
+  }
+}
+
+#define KERN_INSTANTIATE(T)                                                                                    \
+  template void batch_norm_stats<T>(const BatchNormDims&, const T*, T*, T*);                                   \
+  template void batch_norm_forward<T>(const BatchNormDims&, const T*, const T*, const T*, const T*, const T*,  \
+                                      double, T*);                                                             \
+  template void batch_norm_backward_reduce<T>(const BatchNormDims&, const T*, const T*, const T*, double,      \
+                                              const T*, T*, T*);                                               \
+  template void batch_norm_backward_input<T>(const BatchNormDims&, const T*, const T*, const T*, const T*,     \
+                                             double, bool, const T*, const T*, const T*, T*);                  \
+  template void channel_affine<T>(const BatchNormDims&, const T*, const T*, const T*, T*);
+KERN_INSTANTIATE(float)
+KERN_INSTANTIATE(double)
+#undef KERN_INSTANTIATE
+
+}  // namespace kern::cpu

@@ -1,0 +1,51 @@
+// 2-D max pooling over NCHW, equal to torch.nn.functional.max_pool2d(x, kernel_size,
+// stride, padding, dilation=1, ceil_mode, return_indices=True).
+//
+// Layout: x [N, C, H, W] contiguous; y and idx [N, C, OH, OW] contiguous. The kernels see
+// the N*C planes as one flat batch ("planes"). The output size (OH, OW) is chosen by the
+// front-end (eng::pool_output_size, PyTorch's rule) and passed in.
+//
+// Forward, for each plane and output (oh, ow), the window in input coordinates is
+//   rows h in [oh*sh - ph, oh*sh - ph + kh),  cols w in [ow*sw - pw, ow*sw - pw + kw),
+// clipped to the input (padding counts as -inf, so it never wins):
+//   y[oh, ow]   = max over the window of x[h, w]
+//   idx[oh, ow] = h*W + w of the FIRST maximum in row-major window order (index inside the
+//                 input plane, like torch's return_indices). A NaN wins (the last one, as torch).
+// The front-end guarantees every window holds at least one input pixel (pad <= kernel/2
+// and the ceil-mode rule that the last window starts inside the input or left padding).
+//
+// Backward: gx[plane, i] = sum of gy[plane, o] over the outputs o with idx[plane, o] == i
+// (a pixel that is the maximum of several overlapping windows collects all of them).
+//   CPU: zero gx, then scatter-add gy into gx[idx] plane by plane.
+//   CUDA: one thread per INPUT pixel gathers from the output windows that cover it (no
+//         atomics, deterministic). Windows covering row h are oh in
+//         [ceil((h + ph - kh + 1) / sh), floor((h + ph) / sh)] clipped to [0, OH).
+#pragma once
+#include "kernels/common.h"
+
+namespace kern {
+
+struct Pool2dDims {
+  int64_t planes = 0;          // N * C
+  int64_t in_h = 0, in_w = 0;  // H, W
+  int64_t out_h = 0, out_w = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+};
+
+namespace cpu {
+template <typename T>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx);
+template <typename T>
+void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T* gx);
+}  // namespace cpu
+
+namespace cuda {
+template <typename T>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx, Stream stream);
+template <typename T>
+void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T* gx, Stream stream);
+}  // namespace cuda
+
+}  // namespace kern
