@@ -1,0 +1,57 @@
+// Shared pieces of bench_kernels: options, result rows, timing and validation helpers.
+// Each apps/bench/rows_*.cpp file adds its rows with a register function declared below.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace bench {
+
+// Peaks for the fraction-of-peak column (DESIGN.md section 7): H100 SXM FP32 (non-tensor-
+// core) and HBM3; the H200 has the same SMs and 4.8 TB/s HBM3e.
+constexpr double kGpuFp32PeakGflops = 66.9e3;
+constexpr double kGpuHbmPeakGBs = 3350.0;
+
+struct Options {
+  bool cpu = true, cuda = true;
+  int reps = 20, warmup = 3;
+};
+
+struct Row {
+  std::string name, device, shape;
+  double flops = 0;  // per repetition (0 when the row is memory-bound)
+  double bytes = 0;  // minimum bytes moved per repetition (0 when compute-bound)
+  double median_ms = 0, min_ms = 0, max_ms = 0;
+  double max_err = 0;  // CUDA rows: worst |cuda - cpu| / (1e-4 + 1e-3 |cpu|); <= 1 passes
+  bool valid = true;
+  double gflops() const { return median_ms > 0 ? flops / (median_ms * 1e6) : 0; }
+  double gbs() const { return median_ms > 0 ? bytes / (median_ms * 1e6) : 0; }
+};
+
+struct Bench {
+  const char* name;
+  const char* what;
+  std::function<void(const Options&, std::vector<Row>&)> run;
+};
+
+// Runs fn `warmup` times, then `reps` timed times; CUDA work is synchronised around each.
+Row time_it(const Options& o, bool on_cuda, const std::function<void()>& fn);
+// Worst ratio |actual - ref| / (1e-4 + 1e-3 |ref|) (the GEMM/conv tolerance of the tests).
+double tolerance_ratio(const eng::Tensor& actual, const eng::Tensor& ref);
+bool cuda_rows_possible(const Options& o);
+
+// One engine op, timed on the CPU and, validated first, on CUDA. make_inputs(device)
+// builds the inputs on a device from fixed seeds; fn computes the result to compare.
+// `backward` times forward + backward of sum(y * r) instead of the forward alone.
+void bench_engine_op(const Options& o, std::vector<Row>& rows, const std::string& name, const std::string& shape,
+                     double flops, double bytes,
+                     const std::function<std::vector<eng::Tensor>(eng::Device)>& make_inputs,
+                     const std::function<eng::Tensor(const std::vector<eng::Tensor>&)>& fn);
+
+// Row registries, one per rows_*.cpp file.
+void add_gemm_conv_rows(std::vector<Bench>& benches);
+void add_core_op_rows(std::vector<Bench>& benches);
+
+}  // namespace bench

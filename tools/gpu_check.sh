@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# One call on a GPU machine: configure with CUDA, build, run the whole suite (the [cuda]
+# tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels,
+# and write everything to a log folder (default gpu-check-logs/, or $1).
+#
+# On the lent GPU machine (no package registry there), first pack the Debian headers here:
+#   ../shared/device/pack-deps.sh .deps libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev
+# and carry ".deps"; this script picks it up automatically.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+log=${1:-gpu-check-logs}
+mkdir -p "$log"
+summary="$log/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+extra=()
+if [ -d .deps ]; then
+  extra+=(-DCMAKE_PREFIX_PATH="$PWD/.deps")
+  export LD_LIBRARY_PATH="$PWD/.deps/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+fi
+[ -x /usr/local/cuda/bin/nvcc ] && export PATH=/usr/local/cuda/bin:$PATH
+
+note "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+note "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo none)"
+
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >"$log/configure.log" 2>&1 \
+  || { note "configure: FAILED (see configure.log)"; exit 1; }
+if cmake --build build-gpu -j"$(nproc)" >"$log/build.log" 2>&1; then note "build: ok"; else
+  note "build: FAILED (see build.log)"; tail -30 "$log/build.log"; exit 1; fi
+
+ctest --test-dir build-gpu --output-on-failure -j4 >"$log/ctest.log" 2>&1
+note "ctest: $(grep -E 'tests passed|tests failed' "$log/ctest.log" | tail -1)"
+skipped=$(grep -c '(Skipped)' "$log/ctest.log" || true)
+note "ctest skipped: $skipped"
+
+# compute-sanitizer memcheck over the [cuda] tests of each test executable.
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+fails=0
+for exe in build-gpu/tests/test_*; do
+  [ -x "$exe" ] || continue
+  n=$("$exe" "[cuda]" --list-test-names-only 2>/dev/null | grep -c . || true)
+  [ "$n" -gt 0 ] || continue
+  name=$(basename "$exe")
+  if "$san" --tool memcheck --error-exitcode 99 "$exe" "[cuda]" >"$log/memcheck_$name.log" 2>&1; then
+    note "memcheck $name: ok ($n tests)"
+  else
+    note "memcheck $name: FAILED (see memcheck.log)"; fails=$((fails + 1))
+  fi
+done
+cat "$log"/memcheck_*.log >"$log/memcheck.log" 2>/dev/null && rm -f "$log"/memcheck_test_*.log
+
+if [ -x build-gpu/apps/bench_kernels ]; then
+  build-gpu/apps/bench_kernels --device all --json "$log/bench.json" >"$log/bench.txt" 2>&1 \
+    && note "bench_kernels: ok (bench.txt, bench.json)" || note "bench_kernels: FAILED (see bench.txt)"
+fi
+note "memcheck failures: $fails"
+cat "$summary"
