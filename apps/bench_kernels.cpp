@@ -38,13 +38,6 @@ using namespace bench;
 
 namespace {
 
-std::vector<Bench> all_benches() {
-  std::vector<Bench> b;
-  add_gemm_conv_rows(b);
-  add_core_op_rows(b);
-  return b;
-}
-
 // ---- output ----------------------------------------------------------------------------------
 
 // Compute-bound rows report GFLOP/s, memory-bound rows GB/s; %peak compares CUDA rows with
@@ -88,7 +81,7 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Opt
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<Bench> kBenches = all_benches();
+  const std::vector<Bench> kBenches = registered_benches();
   CLI::App app{"bench_kernels: time the compute kernels (CPU, and CUDA when a device is present)"};
   std::string device = "all", json;
   std::vector<std::string> only;

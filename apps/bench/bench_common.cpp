@@ -73,4 +73,21 @@ void bench_engine_op(const Options& o, std::vector<Row>& rows, const std::string
   }
 }
 
+namespace {
+std::vector<std::pair<int, std::vector<Bench>>>& registry() {
+  static std::vector<std::pair<int, std::vector<Bench>>> r;  // built during static init
+  return r;
+}
+}  // namespace
+
+RegisterRows::RegisterRows(int order, std::vector<Bench> benches) { registry().emplace_back(order, std::move(benches)); }
+
+std::vector<Bench> registered_benches() {
+  auto files = registry();
+  std::stable_sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Bench> out;
+  for (auto& f : files) out.insert(out.end(), f.second.begin(), f.second.end());
+  return out;
+}
+
 }  // namespace bench

@@ -1,5 +1,7 @@
 // Shared pieces of bench_kernels: options, result rows, timing and validation helpers.
-// Each apps/bench/rows_*.cpp file adds its rows with a register function declared below.
+// Each apps/bench/rows_*.cpp file registers its rows itself:
+//   static const bench::RegisterRows kRows(30, {{"l2norm_fwd", "what it times", run_fn}, ...});
+// (the number orders the files in the output; GEMM/conv 10, core ops 20, detection 30+).
 #pragma once
 #include <functional>
 #include <string>
@@ -50,8 +52,10 @@ void bench_engine_op(const Options& o, std::vector<Row>& rows, const std::string
                      const std::function<std::vector<eng::Tensor>(eng::Device)>& make_inputs,
                      const std::function<eng::Tensor(const std::vector<eng::Tensor>&)>& fn);
 
-// Row registries, one per rows_*.cpp file.
-void add_gemm_conv_rows(std::vector<Bench>& benches);
-void add_core_op_rows(std::vector<Bench>& benches);
+// Every registered benchmark, ordered by the files' order keys, then registration order.
+std::vector<Bench> registered_benches();
+struct RegisterRows {
+  RegisterRows(int order, std::vector<Bench> benches);
+};
 
 }  // namespace bench

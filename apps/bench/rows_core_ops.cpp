@@ -88,7 +88,7 @@ void ce_fwd_bwd(const Options& o, std::vector<Row>& rows) {
     return std::vector<Tensor>{randn_on({rows_n, C}, 4, d), from_vector(t, {rows_n}).to(d),
                                randn_on({rows_n}, 6, d)};
   };
-  bench_engine_op(o, rows, "cross_entropy_fwd_bwd", "69856x21 f32, per element", 0, 2 * n * kF, make,
+  bench_engine_op(o, rows, "softmax_ce", "69856x21 f32, per element", 0, 2 * n * kF, make,
                   [](const std::vector<Tensor>& in) {
                     return fwd_bwd([&](const Tensor& x) { return cross_entropy(x, in[1], Reduction::None); }, in[0],
                                    in[2]);
@@ -97,7 +97,7 @@ void ce_fwd_bwd(const Options& o, std::vector<Row>& rows) {
 
 void smooth_l1_fwd_bwd(const Options& o, std::vector<Row>& rows) {
   const int64_t rows_n = kAnchorRows;
-  bench_engine_op(o, rows, "smooth_l1_fwd_bwd", "69856x4 f32, beta 1", 0, 4.0 * rows_n * 4 * kF,
+  bench_engine_op(o, rows, "smooth_l1", "69856x4 f32, beta 1", 0, 4.0 * rows_n * 4 * kF,
                   [&](Device d) {
                     return std::vector<Tensor>{randn_on({rows_n, 4}, 7, d), randn_on({rows_n, 4}, 8, d),
                                                randn_on({rows_n, 4}, 9, d)};
@@ -200,22 +200,20 @@ void sgd_rows(const Options& o, std::vector<Row>& rows) {
   }
 }
 
+const RegisterRows kRows(20, {
+    {"relu_fwd", "eng::relu on a VGG activation 8x64x150x150", relu_fwd},
+    {"add_broadcast", "eng::add of a per-channel 64x1x1 tensor to 8x64x150x150", add_broadcast},
+    {"sum_dim", "eng::sum over the anchor dim of SSD300 scores 8x8732x21", sum_dim},
+    {"max_dim", "eng::max over the class dim of SSD300 scores 8x8732x21", max_dim},
+    {"softmax_fwd", "eng::softmax over 21 classes of 69856 anchors", softmax_fwd},
+    {"softmax_ce", "eng::cross_entropy per anchor (fused softmax CE), forward + backward", ce_fwd_bwd},
+    {"smooth_l1", "eng::smooth_l1_loss on 69856x4 box offsets, forward + backward", smooth_l1_fwd_bwd},
+    {"max_pool2d_fwd", "eng::max_pool2d 2x2 s2 on 8x64x300x300", max_pool2d_fwd},
+    {"batch_norm2d_train_fwd", "eng::batch_norm2d train mode on 8x128x75x75", batch_norm2d_fwd},
+    {"upsample_nearest2d_fwd", "eng::upsample_nearest2d 19x19 -> 38x38, 8x256 planes", upsample_fwd},
+    {"concat", "eng::concat of two 8x8732x4 along dim 1", concat_rows},
+    {"sgd_step_fused", "one fused SGD momentum step over 35.6 M parameters", sgd_rows},
+});
+
 }  // namespace
-
-void add_core_op_rows(std::vector<Bench>& benches) {
-  benches.push_back({"relu_fwd", "eng::relu on a VGG activation 8x64x150x150", relu_fwd});
-  benches.push_back({"add_broadcast", "eng::add of a per-channel 64x1x1 tensor to 8x64x150x150", add_broadcast});
-  benches.push_back({"sum_dim", "eng::sum over the anchor dim of SSD300 scores 8x8732x21", sum_dim});
-  benches.push_back({"max_dim", "eng::max over the class dim of SSD300 scores 8x8732x21", max_dim});
-  benches.push_back({"softmax_fwd", "eng::softmax over 21 classes of 69856 anchors", softmax_fwd});
-  benches.push_back({"cross_entropy_fwd_bwd", "eng::cross_entropy per anchor, forward + backward", ce_fwd_bwd});
-  benches.push_back({"smooth_l1_fwd_bwd", "eng::smooth_l1_loss on 69856x4 box offsets, forward + backward",
-                     smooth_l1_fwd_bwd});
-  benches.push_back({"max_pool2d_fwd", "eng::max_pool2d 2x2 s2 on 8x64x300x300", max_pool2d_fwd});
-  benches.push_back({"batch_norm2d_train_fwd", "eng::batch_norm2d train mode on 8x128x75x75", batch_norm2d_fwd});
-  benches.push_back({"upsample_nearest2d_fwd", "eng::upsample_nearest2d 19x19 -> 38x38, 8x256 planes", upsample_fwd});
-  benches.push_back({"concat", "eng::concat of two 8x8732x4 along dim 1", concat_rows});
-  benches.push_back({"sgd_step_fused", "one fused SGD momentum step over 35.6 M parameters", sgd_rows});
-}
-
 }  // namespace bench

@@ -96,13 +96,11 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
   bench_conv(o, rows, "conv2d_dilated", 1, 512, 1024, 19, 19, 3, conv_params(1, 6, 6));
 }
 
+const RegisterRows kRows(10, {
+    {"sgemm", "float GEMM 1024^3 via kern::cpu::gemm / kern::cuda::gemm", bench_sgemm},
+    {"conv2d_vgg", "eng::conv2d forward, VGG layer 64->64 3x3 pad 1 on 150x150", bench_conv2d_vgg},
+    {"conv2d_dilated", "eng::conv2d forward, SSD fc6 512->1024 3x3 dilation 6 on 19x19", bench_conv2d_dilated},
+});
+
 }  // namespace
-
-void add_gemm_conv_rows(std::vector<Bench>& benches) {
-  benches.push_back({"sgemm", "float GEMM 1024^3 via kern::cpu::gemm / kern::cuda::gemm", bench_sgemm});
-  benches.push_back({"conv2d_vgg", "eng::conv2d forward, VGG layer 64->64 3x3 pad 1 on 150x150", bench_conv2d_vgg});
-  benches.push_back(
-      {"conv2d_dilated", "eng::conv2d forward, SSD fc6 512->1024 3x3 dilation 6 on 19x19", bench_conv2d_dilated});
-}
-
 }  // namespace bench

@@ -123,4 +123,23 @@ Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduc
                       double beta = 1.0);
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean);
 
+// ---- detection ops (ops/l2norm.cpp, ops/focal_loss.cpp) ----
+// SSD's L2Norm on conv4_3: x [N, C, H, W], scale [C] ->
+//   y[n, c, h, w] = scale[c] * x[n, c, h, w] / max(||x[n, :, h, w]||_2, eps)
+// exactly torchvision's scale.view(1, -1, 1, 1) * F.normalize(x, dim=1, eps=eps), including
+// all-zero columns (which give 0). Differentiable in x and scale.
+Tensor l2norm(const Tensor& x, const Tensor& scale, double eps = 1e-12);
+
+// Sigmoid focal loss (torchvision.ops.sigmoid_focal_loss with one-hot targets built from
+// labels): logits [..., C], labels i64 [...]. For label >= 0 the target is one-hot at that
+// class; label == background_label (-1) means all-zero targets; label == ignore_index (-2)
+// contributes no loss and no gradient. Per element (p = sigmoid(x), t the target):
+//   loss = -alpha_t (1 - p_t)^gamma ln(p_t), p_t = t p + (1 - t)(1 - p),
+//   alpha_t = t alpha + (1 - t)(1 - alpha)  (alpha < 0 disables the weighting).
+// Reduction None returns [..., C]; Sum and Mean reduce over all elements (Mean divides by
+// the element count, as torchvision; RetinaNet sums and divides by the foreground count).
+Tensor sigmoid_focal_loss(const Tensor& logits, const Tensor& labels, double alpha = 0.25, double gamma = 2.0,
+                          Reduction reduction = Reduction::Sum, int64_t background_label = -1,
+                          int64_t ignore_index = -2);
+
 }  // namespace eng
