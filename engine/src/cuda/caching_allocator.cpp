@@ -21,17 +21,18 @@ namespace eng::cuda {
 bool available() {
   // Asked on every call: cheap, and nothing runs at static-init time. Any error (no driver,
   // no device, insufficient driver) means "no device".
-  static int cached = -1;
-  if (cached < 0) {
+  // A function-local static: initialised once, thread-safely (every Storage asks this,
+  // possibly from several threads at once).
+  static const bool ok = [] {
     int n = 0;
     cudaError_t err = cudaGetDeviceCount(&n);
     if (err != cudaSuccess) {
       cudaGetLastError();  // clear it
       n = 0;
     }
-    cached = n > 0 ? 1 : 0;
-  }
-  return cached == 1;
+    return n > 0;
+  }();
+  return ok;
 }
 
 int device_count() {

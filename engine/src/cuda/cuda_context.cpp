@@ -48,6 +48,10 @@ void* workspace(size_t nbytes) {
   Context& c = ctx();
   if (nbytes > c.workspace_bytes) {
     if (c.workspace) alloc::release(c.workspace, c.workspace_bytes);
+    // Forget the released block before allocating: if allocate throws (OOM), a later call
+    // must not hand out the block the cache may already have given to someone else.
+    c.workspace = nullptr;
+    c.workspace_bytes = 0;
     c.workspace = alloc::allocate(nbytes);
     c.workspace_bytes = nbytes;
   }
