@@ -43,8 +43,8 @@ namespace {
 // Compute-bound rows report GFLOP/s, memory-bound rows GB/s; %peak compares CUDA rows with
 // the FP32 or HBM peak (CPU rows have no peak figure).
 void print_rows(const std::vector<Row>& rows) {
-  std::printf("%-22s %-6s %-44s %10s %10s %10s %14s %7s\n", "name", "device", "shape", "median_ms", "min_ms",
-              "max_ms", "throughput", "%peak");
+  std::printf("%-22s %-6s %-44s %10s %10s %10s %10s %14s %7s\n", "name", "device", "shape", "median_ms", "min_ms",
+              "max_ms", "cold_ms", "throughput", "%peak");
   for (const Row& r : rows) {
     if (!r.valid) {
       std::printf("%-22s %-6s %-44s  MISMATCH vs CPU (worst error %.3g x tolerance): not timed\n", r.name.c_str(),
@@ -52,25 +52,28 @@ void print_rows(const std::vector<Row>& rows) {
       continue;
     }
     const bool by_flops = r.flops > 0;
-    char tput[32], peak[16] = "-";
+    char tput[32], peak[16] = "-", cold[16] = "-";
+    if (r.device == "cuda") std::snprintf(cold, sizeof cold, "%.3f", r.cold_median_ms);
     std::snprintf(tput, sizeof tput, "%.1f %s", by_flops ? r.gflops() : r.gbs(), by_flops ? "GFLOP/s" : "GB/s");
-    if (r.device == "cuda")
-      std::snprintf(peak, sizeof peak, "%.1f",
-                    100.0 * (by_flops ? r.gflops() / kGpuFp32PeakGflops : r.gbs() / kGpuHbmPeakGBs));
-    std::printf("%-22s %-6s %-44s %10.3f %10.3f %10.3f %14s %7s\n", r.name.c_str(), r.device.c_str(),
-                r.shape.c_str(), r.median_ms, r.min_ms, r.max_ms, tput, peak);
+    const DevicePeaks& dp = device_peaks();
+    const double ceiling = by_flops ? dp.fp32_gflops : dp.hbm_gbs;
+    if (r.device == "cuda" && ceiling > 0)
+      std::snprintf(peak, sizeof peak, "%.1f", 100.0 * (by_flops ? r.gflops() : r.gbs()) / ceiling);
+    std::printf("%-22s %-6s %-44s %10.3f %10.3f %10.3f %10s %14s %7s\n", r.name.c_str(), r.device.c_str(),
+                r.shape.c_str(), r.median_ms, r.min_ms, r.max_ms, cold, tput, peak);
   }
 }
 
 void write_json(const std::string& path, const std::vector<Row>& rows, const Options& o) {
   std::ofstream f(path);
   if (!f) throw std::runtime_error("cannot write " + path);
-  f << "{\n  \"reps\": " << o.reps << ",\n  \"warmup\": " << o.warmup << ",\n  \"rows\": [\n";
+  f << "{\n  \"reps\": " << o.reps << ",\n  \"warmup\": " << o.warmup << ",\n  \"device\": \""
+    << device_peaks().label << "\",\n  \"rows\": [\n";
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& r = rows[i];
     f << "    {\"name\": \"" << r.name << "\", \"device\": \"" << r.device << "\", \"shape\": \"" << r.shape
       << "\", \"valid\": " << (r.valid ? "true" : "false") << ", \"median_ms\": " << r.median_ms
-      << ", \"min_ms\": " << r.min_ms << ", \"max_ms\": " << r.max_ms << ", \"gflops\": " << r.gflops()
+      << ", \"min_ms\": " << r.min_ms << ", \"max_ms\": " << r.max_ms << ", \"cold_median_ms\": " << r.cold_median_ms << ", \"gflops\": " << r.gflops()
       << ", \"gbs\": " << r.gbs() << ", \"flops\": " << r.flops << ", \"bytes\": " << r.bytes
       << ", \"max_err_over_tol\": " << r.max_err << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
   }
@@ -113,6 +116,7 @@ int main(int argc, char** argv) {
 #endif
     std::printf("bench_kernels: reps %d, warm-up %d, OpenMP threads %d, CPU GEMM %s\n", o.reps, o.warmup, threads,
                 kern::cpu::gemm_uses_blas() ? "OpenBLAS" : "built-in");
+    if (cuda::available()) std::printf("device: %s\n", device_peaks().label.c_str());
     if (o.cuda && !cuda::available())
       std::printf("CUDA rows skipped: %s\n",
 #ifdef ENGINE_WITH_CUDA

@@ -32,6 +32,25 @@ Row time_it(const Options& o, bool on_cuda, const std::function<void()>& fn) {
   r.median_ms = ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
   r.min_ms = ms.front();
   r.max_ms = ms.back();
+  if (on_cuda) {
+    // Cold: evict inputs from L2 by writing a buffer twice its size before each rep.
+    static Tensor flush;
+    if (!flush.defined()) {
+      const auto l2 = static_cast<int64_t>(cuda::device_info().l2_bytes);
+      flush = empty({std::max<int64_t>(2 * l2 / 4, 1 << 20)}, TensorOptions(DType::f32).device(Device::cuda()));
+    }
+    std::vector<double> cold;
+    for (int i = 0; i < o.reps; ++i) {
+      flush.fill_(static_cast<double>(i));
+      sync();
+      auto t0 = std::chrono::steady_clock::now();
+      fn();
+      sync();
+      cold.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(cold.begin(), cold.end());
+    r.cold_median_ms = cold.size() % 2 ? cold[cold.size() / 2] : 0.5 * (cold[cold.size() / 2 - 1] + cold[cold.size() / 2]);
+  }
   return r;
 }
 
@@ -71,6 +90,23 @@ void bench_engine_op(const Options& o, std::vector<Row>& rows, const std::string
     r.valid = err <= 1.0;
     rows.push_back(r);
   }
+}
+
+const DevicePeaks& device_peaks() {
+  static const DevicePeaks peaks = [] {
+    DevicePeaks p;
+    if (!cuda::available()) return p;
+    const cuda::DeviceInfo info = cuda::device_info();
+    p.label = info.name + " (" + std::to_string(info.sm_count) + " SMs)";
+    if (info.name.find("H200") != std::string::npos) {
+      p.fp32_gflops = 66.9e3, p.hbm_gbs = 4800;
+    } else if (info.name.find("H100") != std::string::npos) {
+      if (info.sm_count >= 132) p.fp32_gflops = 66.9e3, p.hbm_gbs = 3350;  // SXM
+      else p.fp32_gflops = 51.2e3, p.hbm_gbs = 2000;                          // PCIe
+    }
+    return p;
+  }();
+  return peaks;
 }
 
 namespace {

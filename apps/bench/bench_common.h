@@ -11,10 +11,15 @@
 
 namespace bench {
 
-// Peaks for the fraction-of-peak column (DESIGN.md section 7): H100 SXM FP32 (non-tensor-
-// core) and HBM3; the H200 has the same SMs and 4.8 TB/s HBM3e.
-constexpr double kGpuFp32PeakGflops = 66.9e3;
-constexpr double kGpuHbmPeakGBs = 3350.0;
+// Peak figures of the detected device for the fraction-of-peak column (DESIGN.md section 7):
+// H100 SXM (132 SMs): FP32 66.9 TFLOP/s, HBM3 3.35 TB/s; H100 PCIe (114 SMs): 51.2, 2.0;
+// H200 (132 SMs): 66.9, 4.8. Zero when the device is not one of these (no %peak printed).
+struct DevicePeaks {
+  std::string label = "none";
+  double fp32_gflops = 0;
+  double hbm_gbs = 0;
+};
+const DevicePeaks& device_peaks();  // queried once, on first use
 
 struct Options {
   bool cpu = true, cuda = true;
@@ -26,6 +31,7 @@ struct Row {
   double flops = 0;  // per repetition (0 when the row is memory-bound)
   double bytes = 0;  // minimum bytes moved per repetition (0 when compute-bound)
   double median_ms = 0, min_ms = 0, max_ms = 0;
+  double cold_median_ms = 0;  // CUDA rows: median with the L2 cache flushed before each rep
   double max_err = 0;  // CUDA rows: worst |cuda - cpu| / (1e-4 + 1e-3 |cpu|); <= 1 passes
   bool valid = true;
   double gflops() const { return median_ms > 0 ? flops / (median_ms * 1e6) : 0; }
@@ -39,6 +45,8 @@ struct Bench {
 };
 
 // Runs fn `warmup` times, then `reps` timed times; CUDA work is synchronised around each.
+// On CUDA it then runs `reps` more, each after writing a buffer twice the L2 size (outside
+// the timed interval), and stores their median as cold_median_ms.
 Row time_it(const Options& o, bool on_cuda, const std::function<void()>& fn);
 // Worst ratio |actual - ref| / (1e-4 + 1e-3 |ref|) (the GEMM/conv tolerance of the tests).
 double tolerance_ratio(const eng::Tensor& actual, const eng::Tensor& ref);

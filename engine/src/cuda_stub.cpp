@@ -14,6 +14,7 @@ void* workspace(size_t) { fail_no_cuda(); }
 void synchronize() {}
 bool tf32_enabled() { return false; }
 void set_tf32(bool) {}
+DeviceInfo device_info() { fail_no_cuda(); }
 namespace alloc {
 void* allocate(size_t) { fail_no_cuda(); }
 void release(void*, size_t) {}

@@ -5,6 +5,7 @@
 // build; in a CPU-only build no CUDA tensor can exist, so the branch is never taken.
 #pragma once
 #include <cstddef>
+#include <string>
 
 #include "kernels/common.h"
 
@@ -17,6 +18,16 @@ void synchronize();               // waits for the compute stream, throws on a s
 [[noreturn]] void fail_no_cuda();
 bool tf32_enabled();
 void set_tf32(bool on);           // cuBLAS math mode for float GEMMs
+
+// What the device says of itself (for benchmarks' fraction-of-peak columns and logs).
+struct DeviceInfo {
+  std::string name;                // e.g. "NVIDIA H100 80GB HBM3"
+  int sm_count = 0;
+  int cc_major = 0, cc_minor = 0;
+  size_t l2_bytes = 0;
+  size_t total_memory = 0;
+};
+DeviceInfo device_info();         // device 0; throws without a device
 
 }  // namespace eng::cuda
 

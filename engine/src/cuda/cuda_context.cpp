@@ -74,4 +74,19 @@ void set_tf32(bool on) {
   cublasSetMathMode(c.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
 }
 
+DeviceInfo device_info() {
+  ENGINE_CHECK(available(), "device_info: no CUDA device is available");
+  cudaDeviceProp prop{};
+  cudaError_t err = cudaGetDeviceProperties(&prop, 0);
+  ENGINE_CHECK(err == cudaSuccess, "cudaGetDeviceProperties failed: ", cudaGetErrorString(err));
+  DeviceInfo info;
+  info.name = prop.name;
+  info.sm_count = prop.multiProcessorCount;
+  info.cc_major = prop.major;
+  info.cc_minor = prop.minor;
+  info.l2_bytes = static_cast<size_t>(prop.l2CacheSize);
+  info.total_memory = prop.totalGlobalMem;
+  return info;
+}
+
 }  // namespace eng::cuda
