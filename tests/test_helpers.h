@@ -135,6 +135,19 @@ inline eng::Tensor leaf(const eng::Shape& shape, uint64_t seed, double lo = -1.0
   return t;
 }
 
+// Fresh leaves requiring grad holding t's values, on the CUDA device / on the CPU (a copy),
+// for running one computation on both devices and comparing the gradients.
+inline eng::Tensor cuda_leaf(const eng::Tensor& t) {
+  eng::Tensor c = t.detach().cuda();
+  c.set_requires_grad(true);
+  return c;
+}
+inline eng::Tensor cpu_leaf(const eng::Tensor& t) {
+  eng::Tensor c = t.detach().clone();
+  c.set_requires_grad(true);
+  return c;
+}
+
 // Float tensor with values U[lo, hi) for CUDA-vs-CPU tests.
 inline eng::Tensor random_f32(const eng::Shape& shape, uint64_t seed, double lo = -1.0, double hi = 1.0) {
   eng::Generator gen(seed);

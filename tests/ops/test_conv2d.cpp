@@ -66,16 +66,8 @@ void require_vec_close(const std::vector<double>& a, const std::vector<double>& 
   }
 }
 
-Tensor cuda_leaf(const Tensor& t) {
-  Tensor c = t.detach().cuda();
-  c.set_requires_grad(true);
-  return c;
-}
-Tensor cpu_leaf(const Tensor& t) {
-  Tensor c = t.detach().clone();
-  c.set_requires_grad(true);
-  return c;
-}
+using test::cpu_leaf;
+using test::cuda_leaf;
 
 }  // namespace
 

@@ -48,16 +48,8 @@ double gemm_error(Fn fn, bool tA, bool tB, int64_t M, int64_t N, int64_t K, T al
   return worst;
 }
 
-Tensor cuda_leaf(const Tensor& t) {
-  Tensor c = t.detach().cuda();
-  c.set_requires_grad(true);
-  return c;
-}
-Tensor cpu_leaf(const Tensor& t) {
-  Tensor c = t.detach().clone();
-  c.set_requires_grad(true);
-  return c;
-}
+using test::cpu_leaf;
+using test::cuda_leaf;
 
 }  // namespace
 
