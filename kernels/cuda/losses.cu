@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_warp.cuh"
 #include "kernels/losses.h"
 
 namespace kern::cuda {
@@ -21,17 +22,6 @@ __device__ __forceinline__ T quiet_nan() {
   return T(NAN);
 }
 
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 
 // Writes loss / lse / valid of element e from its logsumexp and its logit at the target.
 template <typename T>

@@ -6,6 +6,7 @@
 // inner > 1:  one thread per (o, i) row; thread k handles o = k / inner, i = k % inner and
 //             walks c with stride inner (neighbouring threads read neighbouring addresses).
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_warp.cuh"
 #include "kernels/softmax.h"
 
 namespace kern::cuda {
@@ -15,17 +16,6 @@ constexpr int kBlock = 256;
 constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = kBlock / kWarp;
 
-template <typename T>
-__device__ __forceinline__ T warp_max(T v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-
-template <typename T>
-__device__ __forceinline__ T warp_sum(T v) {
-  for (int off = kWarp / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 
 // ---- inner == 1: one warp per row ----
 
