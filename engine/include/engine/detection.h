@@ -97,8 +97,8 @@ Tensor box_decode(const Tensor& deltas, const Tensor& anchors, const BoxCoderWei
 // ---------------------------------------------------------------- mining (hard_negative_mining.cpp)
 // loss [B, A] (per-anchor classification loss, float), labels i64 [B, A] (> 0 positive,
 // == 0 negative candidate, < 0 never selected). Per image with P positives keep the
-// k = min(ratio * P, number of candidates) negatives with the largest loss (k = min_negatives
-// when P == 0). Ties: the lower anchor index wins. Returns a u8 mask [B, A] of the selected
+// k = min(floor(ratio * P), number of candidates) negatives with the largest loss (k = min_negatives
+// when P == 0, capped likewise). Ties: the lower anchor index wins; NaN losses rank above +inf. Returns a u8 mask [B, A] of the selected
 // negatives (positives are not included).
 Tensor hard_negative_mining(const Tensor& loss, const Tensor& labels, double ratio = 3.0,
                             int64_t min_negatives = 0);
