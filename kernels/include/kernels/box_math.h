@@ -12,6 +12,15 @@
 
 namespace kern::box {
 
+// Unqualified exp / log / fmin / fmax below: on the host these pick std::'s float overloads
+// (not the double C functions); in the device pass CUDA's own float overloads are found.
+#ifndef __CUDA_ARCH__
+using std::exp;
+using std::fmax;
+using std::fmin;
+using std::log;
+#endif
+
 template <typename T>
 KERN_BOX_HD T area(const T* b) {
   return (b[2] - b[0]) * (b[3] - b[1]);

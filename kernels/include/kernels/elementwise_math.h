@@ -13,6 +13,14 @@
 
 namespace kern::math {
 
+// Unqualified exp / log / sqrt below: on the host these pick std::'s float overloads (not the
+// double C functions); in the device pass CUDA's own float overloads are found.
+#ifndef __CUDA_ARCH__
+using std::exp;
+using std::log;
+using std::sqrt;
+#endif
+
 template <typename T>
 KERN_HD T binary(BinaryOp op, T a, T b) {
   switch (op) {
@@ -27,8 +35,8 @@ KERN_HD T binary(BinaryOp op, T a, T b) {
 template <typename T>
 KERN_HD T sigmoid(T x) {
   // Never exponentiate a large positive number: e^-|x| is in (0, 1].
-  if (x >= T(0)) return T(1) / (T(1) + ::exp(-x));
-  T e = ::exp(x);
+  if (x >= T(0)) return T(1) / (T(1) + exp(-x));
+  T e = exp(x);
   return e / (T(1) + e);
 }
 
@@ -41,9 +49,9 @@ KERN_HD T unary(UnaryOp op, T x, T p0, T p1) {
     case UnaryOp::RSubScalar: return p0 - x;
     case UnaryOp::Relu: return x > T(0) ? x : T(0);
     case UnaryOp::Sigmoid: return sigmoid(x);
-    case UnaryOp::Exp: return ::exp(x);
-    case UnaryOp::Log: return ::log(x);
-    case UnaryOp::Sqrt: return ::sqrt(x);
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return log(x);
+    case UnaryOp::Sqrt: return sqrt(x);
     case UnaryOp::Square: return x * x;
     case UnaryOp::Abs: return x < T(0) ? -x : x;
     case UnaryOp::Clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
