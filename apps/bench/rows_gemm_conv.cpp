@@ -1,13 +1,21 @@
 // bench_kernels rows: GEMM and convolution.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 
 #include "bench/bench_common.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/ops.h"
 #include "engine/random.h"
+#include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/gemm.h"
+
+#ifdef BENCH_HAVE_CUDNN
+#include <cudnn.h>
+#endif
 
 namespace bench {
 using namespace eng;
@@ -91,15 +99,233 @@ void bench_conv2d_vgg(const Options& o, std::vector<Row>& rows) {
   bench_conv(o, rows, "conv2d_vgg", 1, 64, 64, 150, 150, 3, conv_params(1, 1, 1));
 }
 
-// SSD fc6: 512 -> 1024, 3x3, dilation 6, pad 6, 19x19.
+// ---- SSD fc6, dilated: our implicit GEMM, the same conv undilated, cuDNN ---------------------
+//
+// fc6 of SSD300 (VGG16-atrous): 512 -> 1024, 3x3, dilation 6, pad 6 on 19x19. Batch 1 runs
+// eng::conv2d on the CPU (im2col + OpenBLAS) and on CUDA; then, CUDA only, batch 8 and 32:
+//   conv2d_dilated              eng::conv2d, which routes a dilated float forward to the
+//                               implicit-GEMM kernel (kernels/conv2d_implicit_gemm.h)
+//   conv2d_dilated_t128 / _t64  the kernel called directly with each tile configuration
+//                               (for tuning the automatic choice)
+//   conv2d_undilated            the kernel on the same shape with dilation 1, pad 1
+//   conv2d_dilated_cudnn        cuDNN's fastest forward algorithm for the dilated shape
+//                               (cudnnFindConvolutionForwardAlgorithmEx), FP32 FMA math like
+//                               ours, + cudnnAddTensor for the bias
+//   conv2d_dilated_cudnn_tf32   the same with CUDNN_DEFAULT_MATH (TF32 tensor cores allowed,
+//                               PyTorch's default for convolutions), checked at 1e-2
+// Every CUDA row is checked against the CPU conv of images 0 and N-1 before it is timed.
+// FLOPs are the nominal 2*N*O*Ho*Wo*C*9 (taps in the padding are counted, as they are
+// multiplied). After each batch a line gives ours/cuDNN and dilated/undilated time ratios.
+
+#ifdef BENCH_HAVE_CUDNN
+void cudnn_check(cudnnStatus_t st, const char* what) {
+  if (st != CUDNN_STATUS_SUCCESS) throw std::runtime_error(std::string("cuDNN: ") + what + ": " + cudnnGetErrorString(st));
+}
+#define BENCH_CUDNN(expr) cudnn_check((expr), #expr)
+
+// One float NCHW convolution (square kernel, same stride/pad/dilation on both axes) through
+// cuDNN: finds the fastest forward algorithm once, then run() = forward + bias add.
+class CudnnConv {
+ public:
+  CudnnConv(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, const Conv2dParams& p, bool allow_tf32)
+      : x_(x), w_(w), b_(b), y_(y) {
+    BENCH_CUDNN(cudnnCreate(&handle_));
+    BENCH_CUDNN(cudnnSetStream(handle_, cuda::stream()));
+    BENCH_CUDNN(cudnnCreateTensorDescriptor(&xd_));
+    BENCH_CUDNN(cudnnCreateTensorDescriptor(&yd_));
+    BENCH_CUDNN(cudnnCreateTensorDescriptor(&bd_));
+    BENCH_CUDNN(cudnnCreateFilterDescriptor(&wd_));
+    BENCH_CUDNN(cudnnCreateConvolutionDescriptor(&cd_));
+    auto i32 = [](int64_t v) { return static_cast<int>(v); };
+    BENCH_CUDNN(cudnnSetTensor4dDescriptor(xd_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, i32(x.size(0)), i32(x.size(1)),
+                                           i32(x.size(2)), i32(x.size(3))));
+    BENCH_CUDNN(cudnnSetFilter4dDescriptor(wd_, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, i32(w.size(0)), i32(w.size(1)),
+                                           i32(w.size(2)), i32(w.size(3))));
+    BENCH_CUDNN(cudnnSetConvolution2dDescriptor(cd_, i32(p.pad_h), i32(p.pad_w), i32(p.stride_h), i32(p.stride_w),
+                                                i32(p.dilation_h), i32(p.dilation_w), CUDNN_CROSS_CORRELATION,
+                                                CUDNN_DATA_FLOAT));
+    BENCH_CUDNN(cudnnSetConvolutionMathType(cd_, allow_tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    int n = 0, c = 0, h = 0, v = 0;
+    BENCH_CUDNN(cudnnGetConvolution2dForwardOutputDim(cd_, xd_, wd_, &n, &c, &h, &v));
+    if (Shape{n, c, h, v} != y.sizes())
+      throw std::runtime_error("cuDNN output shape " + shape_str({n, c, h, v}) + " != " + shape_str(y.sizes()));
+    BENCH_CUDNN(cudnnSetTensor4dDescriptor(yd_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, v));
+    BENCH_CUDNN(cudnnSetTensor4dDescriptor(bd_, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, c, 1, 1));
+
+    // Workspace: the most any algorithm asks for, capped at 1 GiB (Find skips the rest).
+    const size_t cap = size_t(1) << 30;
+    for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) {
+      size_t need = 0;
+      if (cudnnGetConvolutionForwardWorkspaceSize(handle_, xd_, wd_, cd_, yd_, static_cast<cudnnConvolutionFwdAlgo_t>(a),
+                                                  &need) == CUDNN_STATUS_SUCCESS && need <= cap)
+        ws_bytes_ = std::max(ws_bytes_, need);
+    }
+    ws_ = empty({int64_t(ws_bytes_ / sizeof(float)) + 1}, TensorOptions(DType::f32).device(Device::cuda()));
+
+    int max_algos = 0, got = 0;
+    BENCH_CUDNN(cudnnGetConvolutionForwardAlgorithmMaxCount(handle_, &max_algos));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_algos, 1));
+    BENCH_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(handle_, xd_, x.data<float>(), wd_, w.data<float>(), cd_, yd_,
+                                                       y.data<float>(), int(perf.size()), &got, perf.data(),
+                                                       ws_.data<float>(), ws_bytes_));
+    for (int i = 0; i < got && !found_; ++i) {  // sorted fastest first
+      if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws_bytes_) continue;
+      algo_ = perf[i].algo;
+      found_ = true;
+      static const char* kNames[] = {"implicit_gemm", "implicit_precomp_gemm", "gemm", "direct", "fft",
+                                     "fft_tiling", "winograd", "winograd_nonfused"};
+      const int a = int(algo_);
+      algo_name_ = (a >= 0 && a < 8 ? kNames[a] : "algo " + std::to_string(a));
+      algo_name_ += perf[i].mathType == CUDNN_FMA_MATH ? " fma" : perf[i].mathType == CUDNN_DEFAULT_MATH ? " default-math" : " tensor-op";
+    }
+    if (!found_) throw std::runtime_error("cuDNN found no forward algorithm for this convolution");
+  }
+  ~CudnnConv() {
+    cudnnDestroyConvolutionDescriptor(cd_);
+    cudnnDestroyFilterDescriptor(wd_);
+    cudnnDestroyTensorDescriptor(bd_);
+    cudnnDestroyTensorDescriptor(yd_);
+    cudnnDestroyTensorDescriptor(xd_);
+    cudnnDestroy(handle_);
+  }
+  CudnnConv(const CudnnConv&) = delete;
+  CudnnConv& operator=(const CudnnConv&) = delete;
+
+  void run() {
+    const float one = 1.0f, zero = 0.0f;
+    BENCH_CUDNN(cudnnConvolutionForward(handle_, &one, xd_, x_.data<float>(), wd_, w_.data<float>(), cd_, algo_,
+                                        ws_.data<float>(), ws_bytes_, &zero, yd_, y_.data<float>()));
+    BENCH_CUDNN(cudnnAddTensor(handle_, &one, bd_, b_.data<float>(), &one, yd_, y_.data<float>()));
+  }
+  const std::string& algo_name() const { return algo_name_; }
+
+ private:
+  Tensor x_, w_, b_, y_, ws_;
+  size_t ws_bytes_ = 0;
+  cudnnHandle_t handle_ = nullptr;
+  cudnnTensorDescriptor_t xd_ = nullptr, yd_ = nullptr, bd_ = nullptr;
+  cudnnFilterDescriptor_t wd_ = nullptr;
+  cudnnConvolutionDescriptor_t cd_ = nullptr;
+  cudnnConvolutionFwdAlgo_t algo_ = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  bool found_ = false;
+  std::string algo_name_;
+};
+#endif  // BENCH_HAVE_CUDNN
+
+// Images 0 and N-1 of a batch (the CUDA rows are checked on these against the CPU).
+Tensor first_and_last(const Tensor& t) { return concat({t.narrow(0, 0, 1), t.narrow(0, t.size(0) - 1, 1)}, 0); }
+
+// Worst |a - b| / (atol + rtol |b|).
+double error_ratio(const Tensor& actual, const Tensor& ref, double atol, double rtol) {
+  std::vector<double> a = actual.to_vector<double>(), b = ref.to_vector<double>();
+  double worst = a.size() == b.size() ? 0.0 : INFINITY;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const double r = std::fabs(a[i] - b[i]) / (atol + rtol * std::fabs(b[i]));
+    if (!(r <= worst)) worst = r;  // NaN-safe
+  }
+  return worst;
+}
+
 void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
-  bench_conv(o, rows, "conv2d_dilated", 1, 512, 1024, 19, 19, 3, conv_params(1, 6, 6));
+  const int64_t C = 512, O = 1024, H = 19, k = 3;
+  const Conv2dParams dil = conv_params(1, 6, 6), plain = conv_params(1, 1, 1);
+  bench_conv(o, rows, "conv2d_dilated", 1, C, O, H, H, k, dil);  // batch 1: the CPU row (and CUDA, inference size)
+  if (!cuda_rows_possible(o)) return;
+#ifdef ENGINE_WITH_CUDA
+  NoGradGuard no_grad;
+  for (const int64_t N : {int64_t(8), int64_t(32)}) {
+    Generator gen(3);
+    Tensor x = randn({N, C, H, H}, gen), w = randn({O, C, k, k}, gen) * (1.0 / std::sqrt(double(C * k * k)));
+    Tensor b = randn({O}, gen);
+    const Tensor x2 = first_and_last(x);
+    const Tensor ref_dil = conv2d(x2, w, b, dil), ref_plain = conv2d(x2, w, b, plain);  // CPU, im2col + GEMM
+    Tensor dx = x.cuda(), dw = w.cuda(), db = b.cuda();
+    const double flops = 2.0 * N * O * H * H * C * k * k;
+    auto shape = [&](const char* what) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "N=%lld %lld->%lld %lldx%lld k3 %s f32", (long long)N, (long long)C,
+                    (long long)O, (long long)H, (long long)H, what);
+      return std::string(buf);
+    };
+    // Runs fn, checks its output `y` (a variable fn assigns or writes; images 0 and N-1)
+    // against ref, then times fn. Returns the median (0 when not timed).
+    auto cuda_row = [&](const char* name, const std::string& shp, const std::function<void()>& fn, const Tensor& y,
+                        const Tensor& ref, double atol, double rtol) {
+      fn();
+      cuda::synchronize();
+      const double err = error_ratio(first_and_last(y).cpu(), ref, atol, rtol);
+      Row r;
+      if (err <= 1.0) r = time_it(o, true, fn);
+      r.name = name, r.device = "cuda", r.shape = shp, r.flops = flops, r.max_err = err, r.valid = err <= 1.0;
+      rows.push_back(r);
+      return r.valid ? r.median_ms : 0.0;
+    };
+    const double atol = 1e-4, rtol = 1e-3;  // the GEMM/conv tolerance (TF32 off)
+
+    // Ours through the engine op (routed to the implicit GEMM), then the kernel per tile.
+    Tensor y_op;
+    const double t_ours = cuda_row("conv2d_dilated", shape("d6 p6, implicit GEMM via eng::conv2d"),
+                                   [&] { y_op = conv2d(dx, dw, db, dil); }, y_op, ref_dil, atol, rtol);
+    // The output of the rows below; refilled with NaN before each row, so that a row which
+    // writes nothing cannot pass on the previous row's result.
+    Tensor y;
+    auto fresh_output = [&] { y = full({N, O, H, H}, NAN, TensorOptions(DType::f32).device(Device::cuda())); };
+    auto kernel_call = [&](const Conv2dParams& p, kern::IgemmTile tile) {
+      kern::Conv2dDims d;
+      d.N = N, d.C = C, d.H = H, d.W = H, d.O = O, d.kh = k, d.kw = k;
+      d.stride_h = d.stride_w = p.stride_h, d.pad_h = d.pad_w = p.pad_h, d.dil_h = d.dil_w = p.dilation_h;
+      d.Ho = kern::conv2d_output_size(H, k, p.stride_h, p.pad_h, p.dilation_h);
+      d.Wo = d.Ho;
+      return [&, d, tile] {
+        kern::cuda::conv2d_implicit_gemm_forward(d, dx.data<float>(), dw.data<float>(), db.data<float>(),
+                                                 y.data<float>(), cuda::stream(), tile);
+      };
+    };
+    fresh_output();
+    cuda_row("conv2d_dilated_t128", shape("d6 p6, kernel, 128x128x8 tiles"),
+             kernel_call(dil, kern::IgemmTile::t128x128), y, ref_dil, atol, rtol);
+    fresh_output();
+    cuda_row("conv2d_dilated_t64", shape("d6 p6, kernel, 64x64x16 tiles"), kernel_call(dil, kern::IgemmTile::t64x64),
+             y, ref_dil, atol, rtol);
+    fresh_output();
+    const double t_plain = cuda_row("conv2d_undilated", shape("d1 p1, implicit GEMM kernel"),
+                                    kernel_call(plain, kern::IgemmTile::automatic), y, ref_plain, atol, rtol);
+
+    double t_cudnn = 0;
+#ifdef BENCH_HAVE_CUDNN
+    {
+      fresh_output();
+      CudnnConv fp32(dx, dw, db, y, dil, false);
+      t_cudnn = cuda_row("conv2d_dilated_cudnn", shape(("d6 p6, cuDNN " + fp32.algo_name() + " + bias").c_str()),
+                         [&] { fp32.run(); }, y, ref_dil, atol, rtol);
+    }
+    {
+      fresh_output();
+      CudnnConv tf32(dx, dw, db, y, dil, true);
+      cuda_row("conv2d_dilated_cudnn_tf32",
+               shape(("d6 p6, cuDNN " + tf32.algo_name() + " + bias, TF32 ok, tol 1e-2").c_str()),
+               [&] { tf32.run(); }, y, ref_dil, 1e-2, 1e-2);
+    }
+#else
+    std::printf("conv2d_dilated_cudnn (N=%lld): skipped: cuDNN not found\n", (long long)N);
+#endif
+    std::printf("conv2d_dilated N=%lld: dilated/undilated time %s", (long long)N,
+                t_ours > 0 && t_plain > 0 ? "" : "n/a");
+    if (t_ours > 0 && t_plain > 0) std::printf("%.2f", t_ours / t_plain);
+    std::printf(", ours/cuDNN(FP32) time %s", t_ours > 0 && t_cudnn > 0 ? "" : "n/a");
+    if (t_ours > 0 && t_cudnn > 0) std::printf("%.2f", t_ours / t_cudnn);
+    std::printf(" (the table follows)\n");
+  }
+#endif
 }
 
 const RegisterRows kRows(10, {
     {"sgemm", "float GEMM 1024^3 via kern::cpu::gemm / kern::cuda::gemm", bench_sgemm},
     {"conv2d_vgg", "eng::conv2d forward, VGG layer 64->64 3x3 pad 1 on 150x150", bench_conv2d_vgg},
-    {"conv2d_dilated", "eng::conv2d forward, SSD fc6 512->1024 3x3 dilation 6 on 19x19", bench_conv2d_dilated},
+    {"conv2d_dilated",
+     "SSD fc6 512->1024 3x3 dilation 6 on 19x19: eng::conv2d (CPU batch 1; CUDA batch 8 and 32 via the implicit "
+     "GEMM), the kernel per tile, undilated, and cuDNN's best algorithm",
+     bench_conv2d_dilated},
 });
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_implicit_gemm.h"
 
 namespace eng {
 using namespace detail;
@@ -118,17 +119,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor X = x.detach().contiguous(), Wt = weight.detach().contiguous();
   Tensor B = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y = new_empty({d.N, d.O, d.Ho, d.Wo}, X);
-  Tensor col = col_workspace(d, X);
-  dispatch_float(X.dtype(), "conv2d", [&](auto tag) {
-    using T = decltype(tag);
-    if (X.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
-                                                   ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
-    } else {
-      kern::cpu::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
-                                   ptr_or_null<T>(col));
-    }
-  });
+  // CUDA float forward of a dilated conv: the implicit-GEMM kernel (no im2col workspace).
+  const bool implicit_gemm = X.is_cuda() && X.dtype() == DType::f32 && kern::conv2d_implicit_gemm_preferred(d);
+  Tensor col = implicit_gemm ? Tensor() : col_workspace(d, X);
+  if (implicit_gemm) {
+    ENGINE_IF_CUDA(kern::cuda::conv2d_implicit_gemm_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B),
+                                                            y.data<float>(), cuda::stream()));
+  } else {
+    dispatch_float(X.dtype(), "conv2d", [&](auto tag) {
+      using T = decltype(tag);
+      if (X.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
+                                                     ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
+      } else {
+        kern::cpu::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
+                                     ptr_or_null<T>(col));
+      }
+    });
+  }
 
   if (any_requires_grad({x, weight, bias})) {
     auto node = std::make_shared<Conv2dBackward>(weight.requires_grad() ? X : Tensor(),
