@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: configure with CUDA, build, run the whole suite (the [cuda]
-# tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels,
-# and write everything to a log folder (default gpu-check-logs/, or $1).
+# tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels and
+# tools/bench_torch.py (PyTorch on the same shapes), and write everything to a log folder
+# (default gpu-check-logs/, or $1): at most 8 files, so the device tool can bring them back.
 #
 # On the lent GPU machine (no package registry there), first pack the Debian headers here:
 #   ../shared/device/pack-deps.sh .deps libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev
@@ -25,9 +26,9 @@ note "date: $(date -u +%Y-%m-%dT%H:%MZ)"
 note "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 note "device: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo none)"
 
-cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >"$log/configure.log" 2>&1 \
-  || { note "configure: FAILED (see configure.log)"; exit 1; }
-if cmake --build build-gpu -j"$(nproc)" >"$log/build.log" 2>&1; then note "build: ok"; else
+cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >"$log/build.log" 2>&1 \
+  || { note "configure: FAILED (see build.log)"; exit 1; }
+if cmake --build build-gpu -j"$(nproc)" >>"$log/build.log" 2>&1; then note "build: ok"; else
   note "build: FAILED (see build.log)"; tail -30 "$log/build.log"; exit 1; fi
 
 ctest --test-dir build-gpu --output-on-failure -j4 >"$log/ctest.log" 2>&1
@@ -54,6 +55,13 @@ cat "$log"/memcheck_*.log >"$log/memcheck.log" 2>/dev/null && rm -f "$log"/memch
 if [ -x build-gpu/apps/bench_kernels ]; then
   build-gpu/apps/bench_kernels --device all --json "$log/bench.json" >"$log/bench.txt" 2>&1 \
     && note "bench_kernels: ok (bench.txt, bench.json)" || note "bench_kernels: FAILED (see bench.txt)"
+fi
+# PyTorch / torchvision on the same shapes, for the ratio columns of docs/kernels.md.
+if python3 -c "import torch, torchvision" >/dev/null 2>&1; then
+  python3 tools/bench_torch.py --device cuda --json "$log/bench_torch.json" >"$log/bench_torch.txt" 2>&1 \
+    && note "bench_torch: ok (bench_torch.txt, bench_torch.json)" || note "bench_torch: FAILED (see bench_torch.txt)"
+else
+  note "bench_torch: skipped (torch/torchvision not importable)"
 fi
 note "memcheck failures: $fails"
 cat "$summary"
