@@ -104,9 +104,10 @@ Tensor hard_negative_mining(const Tensor& loss, const Tensor& labels, double rat
                             int64_t min_negatives = 0);
 
 // ---------------------------------------------------------------- NMS (nms.cpp, postprocess.cpp)
+// K = max_per_image; floats in the input's dtype (the CUDA path takes f32 only).
 struct Detections {
-  Tensor boxes;   // f32 [B, K, 4] corners (padded with zeros)
-  Tensor scores;  // f32 [B, K], descending within an image (padded with 0)
+  Tensor boxes;   // [B, K, 4] corners (padded with zeros)
+  Tensor scores;  // [B, K], descending within an image (padded with 0)
   Tensor labels;  // i64 [B, K] class index (padded with -1)
   Tensor counts;  // i64 [B] real detections per image
 };
