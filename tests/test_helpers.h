@@ -8,6 +8,7 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -146,6 +147,26 @@ inline eng::Tensor cpu_leaf(const eng::Tensor& t) {
   eng::Tensor c = t.detach().clone();
   c.set_requires_grad(true);
   return c;
+}
+
+// The three loss reductions, and their names for INFO messages.
+inline const eng::Reduction kAllReductions[] = {eng::Reduction::None, eng::Reduction::Sum, eng::Reduction::Mean};
+inline const char* reduction_name(eng::Reduction r) {
+  return r == eng::Reduction::None ? "none" : (r == eng::Reduction::Sum ? "sum" : "mean");
+}
+
+// An i64 label tensor.
+inline eng::Tensor labels(const std::vector<int64_t>& v, const eng::Shape& shape) {
+  return eng::from_vector<int64_t>(v, shape);
+}
+
+// IoU of two corner boxes written out independently of the kernels (test reference).
+inline double iou_by_hand(const double* a, const double* b) {
+  const double iw = std::min(a[2], b[2]) - std::max(a[0], b[0]);
+  const double ih = std::min(a[3], b[3]) - std::max(a[1], b[1]);
+  const double inter = (iw > 0 && ih > 0) ? iw * ih : 0.0;
+  const double uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
+  return uni > 0 ? inter / uni : 0.0;
 }
 
 // Float tensor with values U[lo, hi) for CUDA-vs-CPU tests.

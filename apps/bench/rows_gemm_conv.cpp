@@ -86,17 +86,10 @@ void bench_conv(const Options& o, std::vector<Row>& rows, const char* name, int6
   }
 }
 
-Conv2dParams conv_params(int64_t stride, int64_t pad, int64_t dil) {
-  Conv2dParams p;
-  p.stride_h = p.stride_w = stride;
-  p.pad_h = p.pad_w = pad;
-  p.dilation_h = p.dilation_w = dil;
-  return p;
-}
 
 // VGG16 conv1_2 at SSD300 resolution / 2: 64 -> 64, 3x3, pad 1, 150x150.
 void bench_conv2d_vgg(const Options& o, std::vector<Row>& rows) {
-  bench_conv(o, rows, "conv2d_vgg", 1, 64, 64, 150, 150, 3, conv_params(1, 1, 1));
+  bench_conv(o, rows, "conv2d_vgg", 1, 64, 64, 150, 150, 3, Conv2dParams::square(1, 1, 1));
 }
 
 // ---- SSD fc6, dilated: our implicit GEMM, the same conv undilated, cuDNN ---------------------
@@ -228,7 +221,7 @@ double error_ratio(const Tensor& actual, const Tensor& ref, double atol, double 
 
 void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
   const int64_t C = 512, O = 1024, H = 19, k = 3;
-  const Conv2dParams dil = conv_params(1, 6, 6), plain = conv_params(1, 1, 1);
+  const Conv2dParams dil = Conv2dParams::square(1, 6, 6), plain = Conv2dParams::square(1, 1, 1);
   bench_conv(o, rows, "conv2d_dilated", 1, C, O, H, H, k, dil);  // batch 1: the CPU row (and CUDA, inference size)
   if (!cuda_rows_possible(o)) return;
 #ifdef ENGINE_WITH_CUDA

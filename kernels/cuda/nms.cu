@@ -16,6 +16,7 @@
 
 #include "kernels/box_math.h"
 #include "kernels/cuda_check.h"
+#include "kernels/workspace_carver.h"
 #include "kernels/nms.h"
 
 namespace kern::cuda {
@@ -24,23 +25,7 @@ namespace {
 constexpr int kBlock = 256;
 constexpr uint64_t kPadKey = ~0ull;
 
-// Hands out 256-byte aligned pieces of one workspace; with a null base it only measures.
-class Carver {
- public:
-  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
-  template <typename U>
-  U* take(size_t count) {
-    offset_ = (offset_ + 255) / 256 * 256;
-    U* p = base_ ? reinterpret_cast<U*>(base_ + offset_) : nullptr;
-    offset_ += count * sizeof(U);
-    return p;
-  }
-  size_t bytes() const { return offset_; }
-
- private:
-  char* base_;
-  size_t offset_ = 0;
-};
+using kern::Carver;
 
 struct NmsBuffers {
   uint64_t* keys_in;   // [B K] sort 1 input, later sort 2 input

@@ -18,6 +18,7 @@
 
 #include "kernels/box_math.h"
 #include "kernels/cuda_check.h"
+#include "kernels/workspace_carver.h"
 #include "kernels/nms.h"
 #include "kernels/postprocess.h"
 
@@ -29,23 +30,7 @@ constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = kBlock / kWarp;
 constexpr uint64_t kPadKey = ~0ull;
 
-// Hands out 256-byte aligned pieces of one workspace; with a null base it only measures.
-class Carver {
- public:
-  explicit Carver(void* base) : base_(static_cast<char*>(base)) {}
-  template <typename U>
-  U* take(size_t count) {
-    offset_ = (offset_ + 255) / 256 * 256;
-    U* p = base_ ? reinterpret_cast<U*>(base_ + offset_) : nullptr;
-    offset_ += count * sizeof(U);
-    return p;
-  }
-  size_t bytes() const { return offset_; }
-
- private:
-  char* base_;
-  size_t offset_ = 0;
-};
+using kern::Carver;
 
 // Everything the kernels need to know, by value (all counts < 2^31, checked by the front-end).
 struct Geometry {

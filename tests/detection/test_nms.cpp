@@ -59,13 +59,7 @@ std::vector<double> box_of(const Detections& d, int64_t b, int64_t j) {
   return d.boxes.select(0, b).select(0, j).to_vector<double>();
 }
 
-double iou_by_hand(const double* a, const double* b) {
-  const double iw = std::min(a[2], b[2]) - std::max(a[0], b[0]);
-  const double ih = std::min(a[3], b[3]) - std::max(a[1], b[1]);
-  const double inter = (iw > 0 && ih > 0) ? iw * ih : 0.0;
-  const double uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-  return uni > 0 ? inter / uni : 0.0;
-}
+using test::iou_by_hand;
 
 }  // namespace
 

@@ -252,13 +252,7 @@ void decode_by_hand(const double* t, const double* a, const det::BoxCoderWeights
   out[0] = cx - pw / 2, out[1] = cy - ph / 2, out[2] = cx + pw / 2, out[3] = cy + ph / 2;
 }
 
-double iou_by_hand(const double* a, const double* b) {
-  const double iw = std::min(a[2], b[2]) - std::max(a[0], b[0]);
-  const double ih = std::min(a[3], b[3]) - std::max(a[1], b[1]);
-  const double inter = (iw > 0 && ih > 0) ? iw * ih : 0.0;
-  const double uni = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter;
-  return uni > 0 ? inter / uni : 0.0;
-}
+using test::iou_by_hand;
 
 // torchvision-style: per class (Softmax) or per level (Sigmoid) select + top-k, concatenate
 // the lists, then class-wise NMS as a global greedy pick (best first, ties to the earlier

@@ -6,13 +6,7 @@ using namespace eng;
 
 namespace {
 
-Conv2dParams params(int64_t stride, int64_t pad, int64_t dil) {
-  Conv2dParams p;
-  p.stride_h = p.stride_w = stride;
-  p.pad_h = p.pad_w = pad;
-  p.dilation_h = p.dilation_w = dil;
-  return p;
-}
+Conv2dParams params(int64_t stride, int64_t pad, int64_t dil) { return Conv2dParams::square(stride, pad, dil); }
 
 // Direct convolution, seven nested loops, written independently of the im2col kernels.
 // Given the upstream gradient gy it also forms the three gradients by the chain rule,

@@ -10,13 +10,7 @@ using namespace eng;
 
 namespace {
 
-Conv2dParams params(int64_t stride, int64_t pad, int64_t dil) {
-  Conv2dParams p;
-  p.stride_h = p.stride_w = stride;
-  p.pad_h = p.pad_w = pad;
-  p.dilation_h = p.dilation_w = dil;
-  return p;
-}
+Conv2dParams params(int64_t stride, int64_t pad, int64_t dil) { return Conv2dParams::square(stride, pad, dil); }
 
 kern::Conv2dDims dims_of(const Shape& x, const Shape& w, const Conv2dParams& p) {
   kern::Conv2dDims d;

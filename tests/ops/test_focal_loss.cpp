@@ -9,13 +9,9 @@ using namespace eng;
 
 namespace {
 
-const Reduction kAllReductions[] = {Reduction::None, Reduction::Sum, Reduction::Mean};
-
-const char* reduction_name(Reduction r) {
-  return r == Reduction::None ? "none" : (r == Reduction::Sum ? "sum" : "mean");
-}
-
-Tensor labels(const std::vector<int64_t>& v, const Shape& shape) { return from_vector<int64_t>(v, shape); }
+using test::kAllReductions;
+using test::labels;
+using test::reduction_name;
 
 // Labels for `rows` rows over C classes: every 5th row ignored (-2), every 5th + 1
 // background (-1), the others spread over the classes.

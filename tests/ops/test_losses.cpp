@@ -8,13 +8,9 @@ using namespace eng;
 
 namespace {
 
-const Reduction kAllReductions[] = {Reduction::None, Reduction::Sum, Reduction::Mean};
-
-const char* reduction_name(Reduction r) {
-  return r == Reduction::None ? "none" : (r == Reduction::Sum ? "sum" : "mean");
-}
-
-Tensor labels(const std::vector<int64_t>& v, const Shape& shape) { return from_vector<int64_t>(v, shape); }
+using test::kAllReductions;
+using test::labels;
+using test::reduction_name;
 
 // Deterministic labels for logits of shape `ls` (classes on dim 1): every 4th element
 // ignored, the others spread over the classes.

@@ -73,6 +73,14 @@ struct Conv2dParams {
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
   int64_t dilation_h = 1, dilation_w = 1;
+  // The same stride, padding and dilation on both axes.
+  static Conv2dParams square(int64_t stride, int64_t pad, int64_t dilation = 1) {
+    Conv2dParams p;
+    p.stride_h = p.stride_w = stride;
+    p.pad_h = p.pad_w = pad;
+    p.dilation_h = p.dilation_w = dilation;
+    return p;
+  }
 };
 // x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined -> [N, O, Ho, Wo] with
 // Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1.

@@ -5,24 +5,12 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/detection.h"
+#include "padded_detections.h"
 #include "kernels/nms.h"
 
 namespace eng::det {
 using namespace eng::detail;
 
-namespace {
-
-// Padded outputs: boxes 0, scores 0, labels -1, counts 0.
-Detections padded_detections(int64_t B, int64_t K, DType dtype, Device device) {
-  Detections out;
-  out.boxes = zeros({B, K, 4}, TensorOptions(dtype).device(device));
-  out.scores = zeros({B, K}, TensorOptions(dtype).device(device));
-  out.labels = full({B, K}, -1.0, TensorOptions(DType::i64).device(device));
-  out.counts = zeros({B}, TensorOptions(DType::i64).device(device));
-  return out;
-}
-
-}  // namespace
 
 Detections batched_nms(const Tensor& boxes_in, const Tensor& scores_in, const Tensor& labels_in, double iou_threshold,
                        int64_t max_per_image) {

@@ -5,6 +5,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/detection.h"
+#include "padded_detections.h"
 #include "kernels/nms.h"
 #include "kernels/postprocess.h"
 
@@ -34,15 +35,6 @@ PostprocessOptions PostprocessOptions::retinanet() {
 }
 
 namespace {
-
-Detections padded_detections(int64_t B, int64_t K, DType dtype, Device device) {
-  Detections out;
-  out.boxes = zeros({B, K, 4}, TensorOptions(dtype).device(device));
-  out.scores = zeros({B, K}, TensorOptions(dtype).device(device));
-  out.labels = full({B, K}, -1.0, TensorOptions(DType::i64).device(device));
-  out.counts = zeros({B}, TensorOptions(DType::i64).device(device));
-  return out;
-}
 
 // Checks the options and turns them into the kernel's dims.
 kern::PostprocessDims make_dims(int64_t B, int64_t A, int64_t C, const PostprocessOptions& o) {
