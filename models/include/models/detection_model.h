@@ -1,0 +1,72 @@
+// The interface every detector implements (SSD300/512, TinySSD, RetinaNet), and the
+// registry that builds them by name. Apps (ssd_train, ssd_detect) see only this.
+//
+// Input: a normalised image batch [B, 3, S, S] (S = config().input_size). Head outputs are
+// concatenated over all feature levels in anchor order:
+//   box_regression [B, A, 4] (encoded deltas), class_logits [B, A, C]
+// (C includes the background class 0 for SSD; RetinaNet's C are foreground classes).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/detection.h"
+#include "engine/nn/module.h"
+
+namespace models {
+
+struct ModelConfig {
+  std::string arch;               // tiny_ssd | ssd300_vgg16 | ssd512_vgg16 | retinanet_resnet50_fpn
+  int64_t num_classes = 91;       // torchvision convention: including background
+  std::string anchor_preset = "coco";  // voc | coco (SSD sizes); others ignore it
+  int64_t input_size = 0;         // 0: the architecture's default (256, 300, 512, 512)
+};
+
+struct HeadOutputs {
+  eng::Tensor box_regression;  // [B, A, 4]
+  eng::Tensor class_logits;    // [B, A, C]
+};
+
+// Ground truth of a batch, padded: boxes in input pixels (corners), labels are class
+// indices (1..num_classes-1; 0 is background and never a GT label).
+struct Targets {
+  eng::Tensor boxes;   // f32 [B, G, 4]
+  eng::Tensor labels;  // i64 [B, G]
+  eng::Tensor counts;  // i64 [B]
+};
+
+struct LossParts {
+  eng::Tensor total;           // scalar: classification + box regression
+  eng::Tensor classification;  // scalar
+  eng::Tensor box_regression;  // scalar
+};
+
+class DetectionModel : public eng::nn::Module {
+ public:
+  DetectionModel(std::string type_name, ModelConfig config)
+      : Module(std::move(type_name)), config_(std::move(config)) {}
+  const ModelConfig& config() const { return config_; }
+
+  virtual HeadOutputs forward_heads(const eng::Tensor& images) = 0;
+  // Anchors [A, 4] in input pixels (corners), f32, on `device`, for config().input_size.
+  virtual eng::Tensor anchors(eng::Device device) const = 0;
+  virtual LossParts loss(const HeadOutputs& heads, const Targets& targets) = 0;
+  virtual eng::det::Detections postprocess(const HeadOutputs& heads) = 0;
+  // Output shape of each top-level block for a [1, 3, S, S] input (for --summary).
+  virtual std::vector<std::pair<std::string, eng::Shape>> block_shapes() = 0;
+  // Mean and std of the input normalisation, in 0..255 pixel units (per RGB channel).
+  virtual std::vector<double> pixel_mean() const = 0;
+  virtual std::vector<double> pixel_std() const = 0;
+
+ private:
+  ModelConfig config_;
+};
+
+// Builds a model by name (throws listing the known names for an unknown one). Parameters
+// get the architecture's own initialisation (PyTorch / torchvision defaults).
+std::shared_ptr<DetectionModel> create_model(const ModelConfig& config);
+std::vector<std::string> model_names();
+
+}  // namespace models

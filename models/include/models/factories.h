@@ -1,0 +1,13 @@
+// The per-family constructors behind create_model (models/src/registry.cpp).
+#pragma once
+#include <memory>
+
+#include "models/detection_model.h"
+
+namespace models {
+
+std::shared_ptr<DetectionModel> make_ssd_vgg16(const ModelConfig& config);   // ssd300_vgg16, ssd512_vgg16
+std::shared_ptr<DetectionModel> make_retinanet(const ModelConfig& config);   // retinanet_resnet50_fpn
+std::shared_ptr<DetectionModel> make_tiny_ssd(const ModelConfig& config);    // tiny_ssd
+
+}  // namespace models
