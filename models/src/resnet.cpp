@@ -1,0 +1,68 @@
+#include "models/resnet.h"
+
+#include <cmath>
+
+namespace models {
+using namespace eng;
+
+namespace {
+// torchvision ResNet init: kaiming_normal_(mode="fan_out", nonlinearity="relu").
+std::shared_ptr<nn::Conv2d> conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t pad) {
+  auto c = std::make_shared<nn::Conv2d>(in, out, k, stride, pad, 1, false);
+  nn::init::normal_(c->weight, 0.0, std::sqrt(2.0 / static_cast<double>(out * k * k)));
+  return c;
+}
+}  // namespace
+
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride) : Module("Bottleneck") {
+  conv1 = register_module("conv1", conv(inplanes, planes, 1, 1, 0));
+  bn1 = register_module("bn1", std::make_shared<nn::FrozenBatchNorm2d>(planes));
+  conv2 = register_module("conv2", conv(planes, planes, 3, stride, 1));
+  bn2 = register_module("bn2", std::make_shared<nn::FrozenBatchNorm2d>(planes));
+  conv3 = register_module("conv3", conv(planes, planes * 4, 1, 1, 0));
+  bn3 = register_module("bn3", std::make_shared<nn::FrozenBatchNorm2d>(planes * 4));
+  if (stride != 1 || inplanes != planes * 4) {
+    downsample = register_module("downsample", std::make_shared<nn::Sequential>());
+    downsample->push_back(conv(inplanes, planes * 4, 1, stride, 0));
+    downsample->push_back(std::make_shared<nn::FrozenBatchNorm2d>(planes * 4));
+  }
+}
+
+Tensor Bottleneck::forward(const Tensor& x) {
+  Tensor y = relu(bn1->forward(conv1->forward(x)));
+  y = relu(bn2->forward(conv2->forward(y)));
+  y = bn3->forward(conv3->forward(y));
+  Tensor identity = downsample ? downsample->forward(x) : x;
+  return relu(y + identity);
+}
+
+ResNet50Body::ResNet50Body() : Module("ResNet50Body") {
+  conv1 = register_module("conv1", conv(3, 64, 7, 2, 3));
+  bn1 = register_module("bn1", std::make_shared<nn::FrozenBatchNorm2d>(64));
+  const int64_t planes[4] = {64, 128, 256, 512}, blocks[4] = {3, 4, 6, 3};
+  int64_t inplanes = 64;
+  std::shared_ptr<nn::Sequential>* layers[4] = {&layer1, &layer2, &layer3, &layer4};
+  for (int i = 0; i < 4; ++i) {
+    auto seq = std::make_shared<nn::Sequential>();
+    for (int64_t b = 0; b < blocks[i]; ++b) {
+      seq->push_back(std::make_shared<Bottleneck>(inplanes, planes[i], (b == 0 && i > 0) ? 2 : 1));
+      inplanes = planes[i] * 4;
+    }
+    *layers[i] = register_module("layer" + std::to_string(i + 1), seq);
+  }
+}
+
+std::vector<Tensor> ResNet50Body::forward_features(const Tensor& x) {
+  Pool2dParams pool;
+  pool.kernel_h = pool.kernel_w = 3;
+  pool.stride_h = pool.stride_w = 2;
+  pool.pad_h = pool.pad_w = 1;
+  Tensor y = max_pool2d(relu(bn1->forward(conv1->forward(x))), pool);
+  y = layer1->forward(y);
+  Tensor c3 = layer2->forward(y);
+  Tensor c4 = layer3->forward(c3);
+  Tensor c5 = layer4->forward(c4);
+  return {c3, c4, c5};
+}
+
+}  // namespace models

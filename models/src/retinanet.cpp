@@ -1,0 +1,263 @@
+#include "models/retinanet.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/autograd.h"
+#include "models/factories.h"
+
+namespace models {
+using namespace eng;
+
+// ------------------------------------------------------------------------------ modules
+RetinaNetBackbone::RetinaNetBackbone() : Module("BackboneWithFPN") {
+  body = register_module("body", std::make_shared<ResNet50Body>());
+  fpn = register_module("fpn", std::make_shared<FeaturePyramidNetwork>(std::vector<int64_t>{512, 1024, 2048}, 256));
+}
+
+std::vector<Tensor> RetinaNetBackbone::forward_features(const Tensor& x) {
+  return fpn->forward_features(body->forward_features(x));
+}
+
+RetinaNetSubHead::RetinaNetSubHead(const std::string& type, const std::string& predictor_name, int64_t in_channels,
+                                   int64_t num_anchors_, int64_t outputs_per_anchor_, double predictor_bias)
+    : Module(type), num_anchors(num_anchors_), outputs_per_anchor(outputs_per_anchor_) {
+  // torchvision: every conv weight ~ N(0, 0.01); conv biases 0; predictor bias as given.
+  conv = register_module("conv", std::make_shared<nn::Sequential>());
+  for (int i = 0; i < 4; ++i) {
+    auto block = std::make_shared<nn::Sequential>();
+    auto c = block->push_back(std::make_shared<nn::Conv2d>(in_channels, in_channels, 3, 1, 1));
+    nn::init::normal_(c->weight, 0.0, 0.01);
+    nn::init::constant_(c->bias, 0.0);
+    block->push_back(std::make_shared<nn::ReLU>());
+    conv->push_back(block);
+  }
+  predictor = register_module(predictor_name,
+                              std::make_shared<nn::Conv2d>(in_channels, num_anchors * outputs_per_anchor, 3, 1, 1));
+  nn::init::normal_(predictor->weight, 0.0, 0.01);
+  nn::init::constant_(predictor->bias, predictor_bias);
+}
+
+Tensor RetinaNetSubHead::forward_levels(const std::vector<Tensor>& features) {
+  std::vector<Tensor> outs;
+  for (const Tensor& f : features) {
+    Tensor y = predictor->forward(conv->forward(f));  // [N, A K, H, W]
+    const int64_t n = y.size(0), h = y.size(2), w = y.size(3);
+    y = y.view({n, num_anchors, outputs_per_anchor, h, w}).permute({0, 3, 4, 1, 2});
+    outs.push_back(y.reshape({n, h * w * num_anchors, outputs_per_anchor}));
+  }
+  return outs.size() == 1 ? outs[0] : concat(outs, 1);
+}
+
+RetinaNetHead::RetinaNetHead(int64_t in_channels, int64_t num_anchors, int64_t num_classes) : Module("RetinaNetHead") {
+  const double prior = 0.01;
+  classification_head = register_module(
+      "classification_head", std::make_shared<RetinaNetSubHead>("RetinaNetClassificationHead", "cls_logits",
+                                                                in_channels, num_anchors, num_classes,
+                                                                -std::log((1.0 - prior) / prior)));
+  regression_head = register_module(
+      "regression_head",
+      std::make_shared<RetinaNetSubHead>("RetinaNetRegressionHead", "bbox_reg", in_channels, num_anchors, 4, 0.0));
+}
+
+// ------------------------------------------------------------------------------ model
+RetinaNet::RetinaNet(const ModelConfig& config) : DetectionModel("RetinaNet", config) {
+  input_size_ = config.input_size > 0 ? config.input_size : 512;
+  ENGINE_CHECK(config.num_classes >= 2, "retinanet: num_classes must be >= 2, got ", config.num_classes);
+  backbone = register_module("backbone", std::make_shared<RetinaNetBackbone>());
+  head = register_module("head", std::make_shared<RetinaNetHead>(256, kAnchorsPerLocation, config.num_classes));
+}
+
+HeadOutputs RetinaNet::forward_heads(const Tensor& images) {
+  std::vector<Tensor> feats = backbone->forward_features(images);
+  HeadOutputs out;
+  out.class_logits = head->classification_head->forward_levels(feats);
+  out.box_regression = head->regression_head->forward_levels(feats);
+  return out;
+}
+
+std::vector<int64_t> RetinaNet::level_fmap_sizes() const {
+  // conv1 (7x7 s2 p3), maxpool (3x3 s2 p1), layer2..4 (3x3 s2 p1), p6, p7: all ceil(n / 2).
+  int64_t n = input_size_;
+  auto half = [](int64_t v) { return (v - 1) / 2 + 1; };
+  n = half(half(n));  // C2
+  std::vector<int64_t> sizes;
+  for (int i = 0; i < 5; ++i) {
+    n = half(n);
+    sizes.push_back(n);
+  }
+  return sizes;
+}
+
+std::vector<int64_t> RetinaNet::level_sizes() const {
+  std::vector<int64_t> out;
+  for (int64_t f : level_fmap_sizes()) out.push_back(f * f * kAnchorsPerLocation);
+  return out;
+}
+
+Tensor RetinaNet::anchors(Device device) const {
+  // torchvision _default_anchorgen: sizes (x, int(x 2^(1/3)), int(x 2^(2/3))), ratios (0.5, 1, 2)
+  // (height / width), strides image // fmap, centres at j * stride (offset 0).
+  std::vector<det::PriorLevel> levels;
+  const std::vector<int64_t> fm = level_fmap_sizes();
+  for (int i = 0; i < 5; ++i) {
+    const double x = 32.0 * std::pow(2.0, i);
+    det::PriorLevel l;
+    l.fmap_h = l.fmap_w = fm[i];
+    l.step_h = l.step_w = static_cast<double>(input_size_ / fm[i]);
+    l.sizes = {x, std::floor(x * std::pow(2.0, 1.0 / 3.0)), std::floor(x * std::pow(2.0, 2.0 / 3.0))};
+    l.ratios = {0.5, 1.0, 2.0};
+    l.offset = 0.0;
+    levels.push_back(l);
+  }
+  det::PriorOptions opt;
+  opt.order = det::PriorOrder::CrossProduct;
+  return det::multibox_prior(levels, input_size_, input_size_, opt, device);
+}
+
+LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
+  const Device dev = heads.class_logits.device();
+  const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1), C = heads.class_logits.size(2);
+  const int64_t G = targets.boxes.size(1);
+  Tensor anc = anchors(Device::cpu());
+  ENGINE_CHECK(anc.size(0) == A, "retinanet loss: heads have ", A, " anchors, the model ", anc.size(0));
+
+  Tensor gt = targets.boxes.to(Device::cpu()).to(DType::f32).contiguous();
+  Tensor counts = targets.counts.to(Device::cpu()).contiguous();
+  Tensor matched = det::match_retinanet(det::box_iou_batched(gt, counts, anc), counts, 0.5, 0.4, true);
+  std::vector<int64_t> m = matched.to_vector<int64_t>();
+  std::vector<int64_t> lab = targets.labels.to(Device::cpu()).to_vector<int64_t>();
+  std::vector<float> gtv = gt.to_vector<float>(), ancv = anc.to_vector<float>();
+
+  // Per-anchor labels (-1 background, -2 ignore), matched boxes (the anchor itself when not
+  // foreground, so its encoding is finite), and per-image weights 1 / (B max(1, fg)).
+  std::vector<int64_t> labels(B * A);
+  std::vector<float> boxes(B * A * 4), cls_w(B), box_mask(B * A);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t fg = 0;
+    for (int64_t a = 0; a < A; ++a) {
+      const int64_t g = m[b * A + a];
+      const float* src = &ancv[a * 4];
+      if (g >= 0) {
+        ++fg;
+        labels[b * A + a] = lab[b * G + g];
+        ENGINE_CHECK(labels[b * A + a] >= 0 && labels[b * A + a] < C, "retinanet loss: label ", labels[b * A + a],
+                     " out of range [0, ", C, ")");
+        src = &gtv[(b * G + g) * 4];
+      } else {
+        labels[b * A + a] = g == det::kIgnore ? -2 : -1;
+      }
+      std::copy(src, src + 4, &boxes[(b * A + a) * 4]);
+    }
+    const float w = 1.0f / (static_cast<float>(B) * static_cast<float>(std::max<int64_t>(1, fg)));
+    cls_w[b] = w;
+    for (int64_t a = 0; a < A; ++a) box_mask[b * A + a] = m[b * A + a] >= 0 ? w : 0.0f;
+  }
+  Tensor labels_t = from_vector(labels, {B, A}).to(dev);
+  Tensor cls_w_t = from_vector(cls_w, {B, 1, 1}).to(dev);
+  Tensor mask_t = from_vector(box_mask, {B, A, 1}).to(dev);
+  Tensor target_deltas = det::box_encode(from_vector(boxes, {B, A, 4}), anc, det::BoxCoderWeights{1, 1, 1, 1}).to(dev);
+
+  LossParts out;
+  Tensor focal = sigmoid_focal_loss(heads.class_logits, labels_t, 0.25, 2.0, Reduction::None);  // [B, A, C]
+  out.classification = sum(focal * cls_w_t);
+  Tensor l1 = l1_loss(heads.box_regression, target_deltas.to(heads.box_regression.dtype()), Reduction::None);
+  out.box_regression = sum(l1 * mask_t);
+  out.total = out.classification + out.box_regression;
+  return out;
+}
+
+det::Detections RetinaNet::postprocess(const HeadOutputs& heads) {
+  // torchvision RetinaNet.postprocess_detections: per level, sigmoid scores > 0.05, top 1000
+  // over (anchor, class), decode (weights 1, clamp ln(1000/16)), clip to the image; then
+  // class-wise NMS 0.5 over all levels and keep 300. (det::detect_postprocess does not clip
+  // before NMS, so this runs the same steps here, on the host, in torchvision's order.)
+  NoGradGuard ng;
+  const det::PostprocessOptions opt = det::PostprocessOptions::retinanet();
+  const Device dev = heads.class_logits.device();
+  const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1), C = heads.class_logits.size(2);
+  std::vector<float> logits = heads.class_logits.to(Device::cpu()).to(DType::f32).contiguous().to_vector<float>();
+  Tensor deltas_all = heads.box_regression.to(Device::cpu()).to(DType::f32).contiguous();
+  Tensor anc = anchors(Device::cpu());
+  const std::vector<int64_t> lv = level_sizes();
+  const double S = static_cast<double>(input_size_);
+
+  std::vector<std::vector<float>> cb(B), cs(B);
+  std::vector<std::vector<int64_t>> cl(B);
+  int64_t kmax = 1;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int64_t> sel_anchor;
+    int64_t start = 0;
+    for (int64_t n : lv) {
+      std::vector<std::pair<float, int64_t>> cand;  // (score, flat index within level)
+      for (int64_t i = 0; i < n * C; ++i) {
+        const float x = logits[(b * A + start) * C + i];
+        const float s = 1.0f / (1.0f + std::exp(-x));
+        if (s > opt.score_threshold) cand.emplace_back(s, i);
+      }
+      const int64_t k = std::min<int64_t>(opt.topk_candidates, static_cast<int64_t>(cand.size()));
+      std::stable_sort(cand.begin(), cand.end(), [](const auto& p, const auto& q) { return p.first > q.first; });
+      for (int64_t j = 0; j < k; ++j) {
+        sel_anchor.push_back(start + cand[j].second / C);
+        cs[b].push_back(cand[j].first);
+        cl[b].push_back(cand[j].second % C);
+      }
+      start += n;
+    }
+    const int64_t K = static_cast<int64_t>(sel_anchor.size());
+    kmax = std::max(kmax, K);
+    if (K == 0) continue;
+    std::vector<float> d(K * 4), a(K * 4);
+    std::vector<float> dv = deltas_all.select(0, b).contiguous().to_vector<float>();
+    std::vector<float> av = anc.to_vector<float>();
+    for (int64_t j = 0; j < K; ++j)
+      for (int c = 0; c < 4; ++c) {
+        d[j * 4 + c] = dv[sel_anchor[j] * 4 + c];
+        a[j * 4 + c] = av[sel_anchor[j] * 4 + c];
+      }
+    Tensor boxes = det::box_decode(from_vector(d, {K, 4}), from_vector(a, {K, 4}), opt.weights);
+    cb[b] = boxes.to_vector<float>();
+    for (float& v : cb[b]) v = std::min(std::max(v, 0.0f), static_cast<float>(S));
+  }
+  std::vector<float> pb(B * kmax * 4, 0.0f), ps(B * kmax, 0.0f);
+  std::vector<int64_t> pl(B * kmax, -1);
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(cb[b].begin(), cb[b].end(), pb.begin() + b * kmax * 4);
+    std::copy(cs[b].begin(), cs[b].end(), ps.begin() + b * kmax);
+    std::copy(cl[b].begin(), cl[b].end(), pl.begin() + b * kmax);
+  }
+  det::Detections d = det::batched_nms(from_vector(pb, {B, kmax, 4}), from_vector(ps, {B, kmax}),
+                                       from_vector(pl, {B, kmax}), opt.nms_threshold, opt.max_per_image);
+  if (dev != Device::cpu()) {
+    d.boxes = d.boxes.to(dev);
+    d.scores = d.scores.to(dev);
+    d.labels = d.labels.to(dev);
+    d.counts = d.counts.to(dev);
+  }
+  return d;
+}
+
+std::vector<std::pair<std::string, Shape>> RetinaNet::block_shapes() {
+  NoGradGuard ng;
+  Device dev = Device::cpu();
+  auto params = parameters();
+  if (!params.empty()) dev = params[0].device();
+  Tensor x = zeros({1, 3, input_size_, input_size_}, TensorOptions(dev));
+  std::vector<std::pair<std::string, Shape>> out;
+  std::vector<Tensor> c = backbone->body->forward_features(x);
+  for (int i = 0; i < 3; ++i) out.emplace_back("backbone.body.C" + std::to_string(i + 3), c[i].sizes());
+  std::vector<Tensor> p = backbone->fpn->forward_features(c);
+  for (int i = 0; i < 5; ++i) out.emplace_back("backbone.fpn.P" + std::to_string(i + 3), p[i].sizes());
+  out.emplace_back("head.classification_head", head->classification_head->forward_levels(p).sizes());
+  out.emplace_back("head.regression_head", head->regression_head->forward_levels(p).sizes());
+  return out;
+}
+
+std::shared_ptr<DetectionModel> make_retinanet(const ModelConfig& config) {
+  ENGINE_CHECK(config.arch.empty() || config.arch == "retinanet_resnet50_fpn", "make_retinanet: unknown arch '",
+               config.arch, "' (known: retinanet_resnet50_fpn)");
+  return std::make_shared<RetinaNet>(config);
+}
+
+}  // namespace models
