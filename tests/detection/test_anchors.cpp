@@ -265,7 +265,7 @@ TEST_CASE("multibox_prior: clip modes and normalized output") {
   check_box(c, 0, {0, 0, 19, 19});                               // from (-11, -11, 19, 19)
   check_box(c, 8731, {56.661905, 0, 243.338095, 300});           // from (56.66, -36.68, 243.34, 336.68)
 
-  // CenterSize (torchvision): (cx, cy, w, h) clamped to [0, 1]. The first box has w = h = 0.1
+  // CenterSize (torchvision): w and h clamped to [0, 1], centres kept. The first box has w = h = 0.1
   // and its centre inside, so it is unchanged; the last has h = 373.352 / 300 = 1.244508 ->
   // 1, w = 186.676 / 300 = 0.622254: (0.5 - 0.311127, 0.5 - 0.5, 0.5 + 0.311127, 0.5 + 0.5).
   o.clip = PriorClip::CenterSize;
@@ -277,6 +277,21 @@ TEST_CASE("multibox_prior: clip modes and normalized output") {
   Tensor sp = multibox_prior(levels, 300, 300, o);
   check_box(sp, 8731, {56.661905, 0, 243.338095, 300});
   check_box(sp, 0, {-11, -11, 19, 19});
+
+  // A centre outside the image stays outside (torchvision clamps only w and h): one 60x60
+  // box centred at (320, 320) on a 300x300 image keeps (290, 290, 350, 350); a box of
+  // 400 x 400 at the same centre gets w = h = 300: (170, 170, 470, 470).
+  PriorLevel outside;
+  outside.fmap_h = outside.fmap_w = 1;
+  outside.step_h = outside.step_w = 320;
+  outside.offset = 1.0;
+  outside.sizes = {60, 400};
+  outside.ratios = {1};
+  PriorOptions keep_centre;
+  keep_centre.clip = PriorClip::CenterSize;
+  Tensor kc = multibox_prior({outside}, 300, 300, keep_centre);
+  check_box(kc, 0, {290, 290, 350, 350});
+  check_box(kc, 1, {170, 170, 470, 470});
 }
 
 TEST_CASE("multibox_prior: bad input is rejected") {

@@ -463,3 +463,36 @@ TEST_CASE("detect_postprocess: cuda matches cpu", "[cuda]") {
     check_cuda_matches_cpu(logits, deltas, anchors, o);
   }
 }
+
+namespace {
+// One anchor sticking out of a 100x100 image, zero deltas, class 1 clearly scored.
+Detections one_edge_box(double clip, Device device) {
+  Tensor logits = from_vector<float>({0.0f, 5.0f}, {1, 1, 2}).to(device);
+  Tensor deltas = zeros({1, 1, 4}, TensorOptions(DType::f32).device(device));
+  Tensor anchors = from_vector<float>({-10, -10, 20, 20}, {1, 4}).to(device);
+  PostprocessOptions o = PostprocessOptions::ssd();
+  o.clip_width = o.clip_height = clip;
+  return detect_postprocess(logits, deltas, anchors, o);
+}
+}  // namespace
+
+TEST_CASE("detect_postprocess: clip to the image before NMS (torchvision)") {
+  // Zero deltas decode to the anchor itself; the clip clamps it into [0, 100] x [0, 100].
+  Detections unclipped = one_edge_box(0, Device::cpu());
+  REQUIRE(unclipped.counts.to_vector<int64_t>()[0] == 1);
+  auto ub = unclipped.boxes.select(0, 0).select(0, 0).to_vector<double>();
+  REQUIRE(ub == std::vector<double>{-10, -10, 20, 20});
+  Detections clipped = one_edge_box(100, Device::cpu());
+  auto cb = clipped.boxes.select(0, 0).select(0, 0).to_vector<double>();
+  REQUIRE(cb == std::vector<double>{0, 0, 20, 20});
+  PostprocessOptions bad = PostprocessOptions::ssd();
+  bad.clip_width = 100;  // height left at 0
+  REQUIRE_THROWS_WITH(detect_postprocess(zeros({1, 1, 2}), zeros({1, 1, 4}), zeros({1, 4}), bad),
+                      Catch::Contains("clip size must be both positive or both 0"));
+}
+
+TEST_CASE("detect_postprocess: clip matches on cuda", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  Detections g = one_edge_box(100, Device::cuda());
+  REQUIRE(g.boxes.cpu().select(0, 0).select(0, 0).to_vector<double>() == std::vector<double>{0, 0, 20, 20});
+}

@@ -1,0 +1,66 @@
+// Model weights on disk: safetensors files (engine/io/safetensors.h) holding a model's
+// state dict (parameters and buffers under their dotted names) plus __metadata__.
+//
+//   save_model_weights(model, path, extra)   state dict + metadata {arch, num_classes,
+//                                            anchor_preset, input_size} (+ extra keys)
+//   read_model_config(path)                  ModelConfig from that metadata (no flags needed)
+//   load_model_weights(model, path)          whole model, strict: any missing, unexpected or
+//                                            mis-shaped key -> one eng::Error naming them all
+//   load_backbone_weights(model, path, map)  ImageNet classifier weights into the backbone:
+//                                            renames by prefix, loads what fits, reports the rest
+#pragma once
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "models/detection_model.h"
+
+namespace models {
+
+// Metadata keys written by save_model_weights.
+constexpr const char* kMetaArch = "arch";
+constexpr const char* kMetaNumClasses = "num_classes";
+constexpr const char* kMetaAnchorPreset = "anchor_preset";
+constexpr const char* kMetaInputSize = "input_size";
+constexpr const char* kMetaFormat = "format";          // "ssd_engine.detection_model"
+
+// Writes model.state_dict() (pre-order, PyTorch order) with the config metadata; `extra`
+// adds keys (e.g. "epoch") and may not override the config keys.
+void save_model_weights(const DetectionModel& model, const std::string& path,
+                        const std::map<std::string, std::string>& extra = {});
+
+// The ModelConfig recorded by save_model_weights. Throws (naming the path and the key) when
+// a key is absent or malformed.
+ModelConfig read_model_config(const std::string& path);
+
+// Strict whole-model load. The error message starts with the path and lists every
+// missing key, unexpected key and shape mismatch ("name (module [..], given [..])").
+void load_model_weights(DetectionModel& model, const std::string& path);
+
+// Prefix renames from a classifier checkpoint to model names, tried in order; the first
+// prefix a file key starts with wins. A file key that matches no prefix is "not backbone".
+using PrefixMap = std::vector<std::pair<std::string, std::string>>;
+// torchvision vgg16 `features.*` -> `backbone.features.*` (classifier.* is not backbone).
+PrefixMap vgg16_prefix_map();
+// torchvision resnet50 conv1, bn1, layer1..layer4 -> `backbone.body.*` (fc.* is not backbone).
+PrefixMap resnet50_prefix_map();
+
+struct SkippedKey {
+  std::string key;     // the file's name
+  std::string reason;  // "not backbone" | "not in model (as <name>)" | "shape mismatch (model [..], file [..])"
+};
+struct BackboneLoadReport {
+  std::vector<std::pair<std::string, std::string>> loaded;  // (file key, model key)
+  std::vector<SkippedKey> skipped;
+  // Model keys under the target prefixes that received nothing (e.g. SSD's fc6/fc7 and
+  // extras when they are not in the file).
+  std::vector<std::string> not_loaded;
+  std::string summary() const;  // "loaded N, skipped M (not backbone a, not in model b, ...)"
+};
+
+// Non-strict: copies the tensors that rename into an existing model key of the same shape;
+// never throws for mismatches (they are reported), only for an unreadable file.
+BackboneLoadReport load_backbone_weights(DetectionModel& model, const std::string& path, const PrefixMap& prefix_map);
+
+}  // namespace models

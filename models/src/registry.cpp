@@ -1,0 +1,51 @@
+// create_model / model_names: the architecture names and their default input sizes.
+#include <sstream>
+
+#include "engine/error.h"
+#include "models/detection_model.h"
+#include "models/factories.h"
+
+namespace models {
+
+namespace {
+
+struct Entry {
+  const char* name;
+  int64_t default_input_size;
+  std::shared_ptr<DetectionModel> (*make)(const ModelConfig&);
+};
+
+const Entry kEntries[] = {
+    {"tiny_ssd", 256, &make_tiny_ssd},
+    {"ssd300_vgg16", 300, &make_ssd_vgg16},
+    {"ssd512_vgg16", 512, &make_ssd_vgg16},
+    {"retinanet_resnet50_fpn", 512, &make_retinanet},
+};
+
+}  // namespace
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> out;
+  for (const auto& e : kEntries) out.emplace_back(e.name);
+  return out;
+}
+
+std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
+  for (const auto& e : kEntries) {
+    if (config.arch != e.name) continue;
+    ModelConfig c = config;
+    if (c.input_size == 0) c.input_size = e.default_input_size;
+    return e.make(c);
+  }
+  std::ostringstream os;
+  os << "unknown model architecture '" << config.arch << "' (known: ";
+  bool first = true;
+  for (const auto& e : kEntries) {
+    os << (first ? "" : ", ") << e.name;
+    first = false;
+  }
+  os << ")";
+  throw eng::Error(os.str());
+}
+
+}  // namespace models

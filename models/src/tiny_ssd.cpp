@@ -1,0 +1,217 @@
+#include "models/tiny_ssd.h"
+
+#include <algorithm>
+
+#include "engine/autograd.h"
+#include "engine/detection.h"
+#include "engine/error.h"
+#include "engine/ops.h"
+#include "models/factories.h"
+
+namespace models {
+using namespace eng;
+
+namespace {
+
+class GlobalMaxPool : public nn::Module {
+ public:
+  GlobalMaxPool() : Module("GlobalMaxPool") {}
+  Tensor forward(const Tensor& x) override { return global_max_pool2d(x); }
+};
+
+// d2l down_sample_blk: 2 x (conv3x3 p1, BN, ReLU), maxpool 2.
+std::shared_ptr<nn::Sequential> down_sample_block(int64_t in, int64_t out) {
+  auto s = std::make_shared<nn::Sequential>();
+  s->push_back(std::make_shared<nn::Conv2d>(in, out, 3, 1, 1));
+  s->push_back(std::make_shared<nn::BatchNorm2d>(out));
+  s->push_back(std::make_shared<nn::ReLU>());
+  s->push_back(std::make_shared<nn::Conv2d>(out, out, 3, 1, 1));
+  s->push_back(std::make_shared<nn::BatchNorm2d>(out));
+  s->push_back(std::make_shared<nn::ReLU>());
+  s->push_back(std::make_shared<nn::MaxPool2d>(2));
+  return s;
+}
+
+ModelConfig resolve(ModelConfig c) {
+  if (c.input_size == 0) c.input_size = 256;
+  if (c.arch.empty()) c.arch = "tiny_ssd";
+  ENGINE_CHECK(c.input_size >= 64, "tiny_ssd: input_size must be at least 64, got ", c.input_size);
+  ENGINE_CHECK(c.num_classes >= 2, "tiny_ssd: num_classes (background included) must be >= 2, got ",
+               c.num_classes);
+  return c;
+}
+
+const double kSizes[5][2] = {{0.2, 0.272}, {0.37, 0.447}, {0.54, 0.619}, {0.71, 0.79}, {0.88, 0.961}};
+
+// [B, K*D, H, W] -> [B, H*W*K, D] (location-major, then anchor: the prior order).
+Tensor flatten_head(const Tensor& y, int64_t d) {
+  const int64_t b = y.size(0);
+  return y.permute({0, 2, 3, 1}).reshape({b, -1, d});
+}
+
+}  // namespace
+
+std::vector<int64_t> TinySSD::feature_sizes(int64_t s) {
+  std::vector<int64_t> out;
+  for (int i = 0; i < 3; ++i) s /= 2;  // base net
+  out.push_back(s);
+  for (int i = 0; i < 3; ++i) {
+    s /= 2;
+    out.push_back(s);
+  }
+  out.push_back(1);
+  return out;
+}
+
+TinySSD::TinySSD(const ModelConfig& config) : DetectionModel("TinySSD", resolve(config)) {
+  input_size_ = this->config().input_size;
+  const int64_t c = this->config().num_classes;
+  auto backbone = register_module("backbone", std::make_shared<nn::Module>("TinySSDBackbone"));
+  auto blocks = std::make_shared<nn::ModuleList>();
+  backbone->register_module("blocks", blocks);
+  auto base = std::make_shared<nn::Sequential>();
+  base->push_back(down_sample_block(3, 16));
+  base->push_back(down_sample_block(16, 32));
+  base->push_back(down_sample_block(32, 64));
+  blocks_.push_back(blocks->push_back(base));
+  blocks_.push_back(blocks->push_back(down_sample_block(64, 128)));
+  blocks_.push_back(blocks->push_back(down_sample_block(128, 128)));
+  blocks_.push_back(blocks->push_back(down_sample_block(128, 128)));
+  blocks_.push_back(blocks->push_back(std::make_shared<GlobalMaxPool>()));
+
+  auto head = register_module("head", std::make_shared<nn::Module>("TinySSDHead"));
+  auto cls_head = head->register_module("classification_head", std::make_shared<nn::Module>("SSDClassificationHead"));
+  auto box_head = head->register_module("regression_head", std::make_shared<nn::Module>("SSDRegressionHead"));
+  auto cls_list = cls_head->register_module("module_list", std::make_shared<nn::ModuleList>());
+  auto box_list = box_head->register_module("module_list", std::make_shared<nn::ModuleList>());
+  const int64_t in_ch[5] = {64, 128, 128, 128, 128};
+  for (int i = 0; i < kNumScales; ++i) {
+    cls_.push_back(cls_list->push_back(std::make_shared<nn::Conv2d>(in_ch[i], kAnchorsPerLocation * c, 3, 1, 1)));
+    box_.push_back(box_list->push_back(std::make_shared<nn::Conv2d>(in_ch[i], kAnchorsPerLocation * 4, 3, 1, 1)));
+  }
+}
+
+HeadOutputs TinySSD::forward_heads(const Tensor& images) {
+  ENGINE_CHECK(images.dim() == 4 && images.size(1) == 3, "tiny_ssd: expected images [B, 3, S, S], got ",
+               shape_str(images.sizes()));
+  const int64_t c = config().num_classes;
+  std::vector<Tensor> cls, box;
+  Tensor x = images;
+  for (int i = 0; i < kNumScales; ++i) {
+    x = blocks_[i]->forward(x);
+    cls.push_back(flatten_head(cls_[i]->forward(x), c));
+    box.push_back(flatten_head(box_[i]->forward(x), 4));
+  }
+  return {concat(box, 1), concat(cls, 1)};
+}
+
+Tensor TinySSD::anchors(Device device) const {
+  std::vector<det::PriorLevel> levels;
+  const auto fs = feature_sizes(input_size_);
+  for (int i = 0; i < kNumScales; ++i) {
+    det::PriorLevel l;
+    l.fmap_h = l.fmap_w = fs[i];
+    l.sizes = {kSizes[i][0], kSizes[i][1]};
+    l.ratios = {1.0, 2.0, 0.5};
+    levels.push_back(l);
+  }
+  det::PriorOptions o;
+  o.order = det::PriorOrder::MultiBox;
+  o.sizes_normalized = true;
+  return det::multibox_prior(levels, input_size_, input_size_, o, device);
+}
+
+LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
+  const Tensor& logits = heads.class_logits;
+  const Tensor& deltas = heads.box_regression;
+  const Device dev = logits.device();
+  const int64_t b = logits.size(0), a = logits.size(1), c = logits.size(2);
+  const int64_t g = targets.boxes.size(1);
+  Tensor anc = anchors(dev);
+  ENGINE_CHECK(anc.size(0) == a, "tiny_ssd loss: heads have ", a, " anchors, the model ", anc.size(0));
+
+  // Matching and targets (no grad): labels [B, A] and encoded boxes [B, A, 4].
+  Tensor labels, box_targets, pos_mask, cls_mask;
+  double num_pos = 0;
+  {
+    NoGradGuard ng;
+    Tensor gt = targets.boxes.to(dev).to(DType::f32);
+    Tensor counts = targets.counts.to(dev);
+    Tensor matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5).cpu();
+    const auto m = matched.to_vector<int64_t>();
+    const auto gtb = gt.cpu().to_vector<float>();
+    const auto gtl = targets.labels.cpu().to_vector<int64_t>();
+    const auto av = anc.cpu().to_vector<float>();
+    std::vector<int64_t> lab(static_cast<size_t>(b * a), 0);
+    std::vector<float> mb(static_cast<size_t>(b * a * 4));
+    std::vector<float> pm(static_cast<size_t>(b * a), 0.f);
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t j = 0; j < a; ++j) {
+        const int64_t k = m[i * a + j], o = i * a + j;
+        if (k >= 0) {
+          lab[o] = gtl[i * g + k];
+          pm[o] = 1.f;
+          num_pos += 1;
+          for (int q = 0; q < 4; ++q) mb[o * 4 + q] = gtb[(i * g + k) * 4 + q];
+        } else {
+          lab[o] = k == det::kIgnore ? -1 : 0;
+          for (int q = 0; q < 4; ++q) mb[o * 4 + q] = av[j * 4 + q];
+        }
+      }
+    labels = from_vector(lab, {b, a}).to(dev);
+    box_targets = det::box_encode(from_vector(mb, {b, a, 4}).to(dev), anc);
+    pos_mask = from_vector(pm, {b, a}).to(dev).to(logits.dtype());
+  }
+  const double denom = std::max(1.0, num_pos);
+
+  Tensor ce = cross_entropy(logits.reshape({b * a, c}), labels.reshape({b * a}), Reduction::None, -1)
+                  .reshape({b, a});
+  {
+    NoGradGuard ng;
+    Tensor neg = det::hard_negative_mining(ce.detach(), labels, 3.0);
+    cls_mask = add(pos_mask, neg.to(logits.dtype()));
+  }
+  LossParts out;
+  out.classification = div_scalar(sum(mul(ce, cls_mask)), denom);
+  Tensor sl1 = smooth_l1_loss(deltas, box_targets.to(deltas.dtype()), Reduction::None, 1.0);
+  out.box_regression = div_scalar(sum(mul(sl1, pos_mask.unsqueeze(2))), denom);
+  out.total = add(out.classification, out.box_regression);
+  return out;
+}
+
+det::Detections TinySSD::postprocess(const HeadOutputs& heads) {
+  NoGradGuard ng;
+  return det::detect_postprocess(heads.class_logits.detach(), heads.box_regression.detach(),
+                                 anchors(heads.class_logits.device()), det::PostprocessOptions::ssd());
+}
+
+std::vector<std::pair<std::string, Shape>> TinySSD::block_shapes() {
+  NoGradGuard ng;
+  const bool was_training = is_training();
+  eval();
+  Device dev = Device::cpu();
+  auto params = parameters();
+  if (!params.empty()) dev = params.front().device();
+  std::vector<std::pair<std::string, Shape>> out;
+  Tensor x = zeros({1, 3, input_size_, input_size_}, TensorOptions(DType::f32).device(dev));
+  for (int i = 0; i < kNumScales; ++i) {
+    x = blocks_[i]->forward(x);
+    out.emplace_back("backbone.blocks." + std::to_string(i), x.sizes());
+  }
+  train(was_training);
+  HeadOutputs h;
+  {
+    eval();
+    h = forward_heads(zeros({1, 3, input_size_, input_size_}, TensorOptions(DType::f32).device(dev)));
+    train(was_training);
+  }
+  out.emplace_back("head.classification_head", h.class_logits.sizes());
+  out.emplace_back("head.regression_head", h.box_regression.sizes());
+  return out;
+}
+
+std::shared_ptr<DetectionModel> make_tiny_ssd(const ModelConfig& config) {
+  return std::make_shared<TinySSD>(config);
+}
+
+}  // namespace models

@@ -1,0 +1,142 @@
+#include "models/weights.h"
+
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/io/safetensors.h"
+
+namespace models {
+using namespace eng;
+
+namespace {
+
+int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& path, const char* key) {
+  auto it = meta.find(key);
+  ENGINE_CHECK(it != meta.end(), path, ": weights metadata has no '", key,
+               "' (not written by save_model_weights?)");
+  const std::string& s = it->second;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  ENGINE_CHECK(!s.empty() && end && *end == '\0', path, ": weights metadata '", key, "' is not an integer: '", s,
+               "'");
+  return static_cast<int64_t>(v);
+}
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+}  // namespace
+
+void save_model_weights(const DetectionModel& model, const std::string& path,
+                        const std::map<std::string, std::string>& extra) {
+  const ModelConfig& c = model.config();
+  std::map<std::string, std::string> meta = extra;
+  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat})
+    ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
+  meta[kMetaArch] = c.arch;
+  meta[kMetaNumClasses] = std::to_string(c.num_classes);
+  meta[kMetaAnchorPreset] = c.anchor_preset;
+  meta[kMetaInputSize] = std::to_string(c.input_size);
+  meta[kMetaFormat] = "ssd_engine.detection_model";
+  io::save_safetensors(path, model.state_dict(), meta);
+}
+
+ModelConfig read_model_config(const std::string& path) {
+  io::SafetensorsFile f = io::load_safetensors(path);
+  auto it = f.metadata.find(kMetaArch);
+  ENGINE_CHECK(it != f.metadata.end() && !it->second.empty(), path,
+               ": weights metadata has no 'arch' (not written by save_model_weights?)");
+  ModelConfig c;
+  c.arch = it->second;
+  c.num_classes = parse_int(f.metadata, path, kMetaNumClasses);
+  c.input_size = parse_int(f.metadata, path, kMetaInputSize);
+  auto ap = f.metadata.find(kMetaAnchorPreset);
+  ENGINE_CHECK(ap != f.metadata.end(), path, ": weights metadata has no '", kMetaAnchorPreset, "'");
+  c.anchor_preset = ap->second;
+  return c;
+}
+
+void load_model_weights(DetectionModel& model, const std::string& path) {
+  io::SafetensorsFile f = io::load_safetensors(path);
+  try {
+    model.load_state_dict(f.tensors, /*strict=*/true);
+  } catch (const Error& e) {
+    ENGINE_FAIL(path, ": does not fit model '", model.config().arch, "': ", e.what());
+  }
+}
+
+PrefixMap vgg16_prefix_map() { return {{"features.", "backbone.features."}}; }
+
+PrefixMap resnet50_prefix_map() {
+  PrefixMap m;
+  for (const char* p : {"conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."})
+    m.emplace_back(p, std::string("backbone.body.") + p);
+  return m;
+}
+
+std::string BackboneLoadReport::summary() const {
+  std::map<std::string, int> by;
+  for (const auto& s : skipped) by[s.reason.substr(0, s.reason.find(" ("))]++;
+  std::ostringstream os;
+  os << "loaded " << loaded.size() << ", skipped " << skipped.size();
+  if (!by.empty()) {
+    os << " (";
+    bool first = true;
+    for (const auto& [r, n] : by) {
+      os << (first ? "" : ", ") << r << " " << n;
+      first = false;
+    }
+    os << ")";
+  }
+  os << ", model keys not loaded " << not_loaded.size();
+  return os.str();
+}
+
+BackboneLoadReport load_backbone_weights(DetectionModel& model, const std::string& path,
+                                         const PrefixMap& prefix_map) {
+  io::SafetensorsFile f = io::load_safetensors(path);
+  std::map<std::string, Tensor> own;
+  for (auto& [k, t] : model.state_dict()) own.emplace(k, t);
+  BackboneLoadReport report;
+  std::vector<std::pair<std::string, Tensor>> to_load;
+  std::map<std::string, bool> got;
+  for (const auto& [key, t] : f.tensors) {
+    const std::pair<std::string, std::string>* hit = nullptr;
+    for (const auto& pm : prefix_map)
+      if (starts_with(key, pm.first)) {
+        hit = &pm;
+        break;
+      }
+    if (!hit) {
+      report.skipped.push_back({key, "not backbone"});
+      continue;
+    }
+    const std::string name = hit->second + key.substr(hit->first.size());
+    auto it = own.find(name);
+    if (it == own.end()) {
+      report.skipped.push_back({key, "not in model (as " + name + ")"});
+      continue;
+    }
+    if (it->second.sizes() != t.sizes()) {
+      report.skipped.push_back({key, "shape mismatch (model " + shape_str(it->second.sizes()) + ", file " +
+                                         shape_str(t.sizes()) + ")"});
+      continue;
+    }
+    to_load.emplace_back(name, t);
+    report.loaded.emplace_back(key, name);
+    got[name] = true;
+  }
+  model.load_state_dict(to_load, /*strict=*/false);
+  for (const auto& [name, t] : own) {
+    if (got.count(name)) continue;
+    for (const auto& pm : prefix_map)
+      if (starts_with(name, pm.second)) {
+        report.not_loaded.push_back(name);
+        break;
+      }
+  }
+  return report;
+}
+
+}  // namespace models
