@@ -44,6 +44,7 @@ void candidates_one_image(const PostprocessDims& d, const PostprocessLayout& L, 
     cand_scores[slot] = score;
     cand_labels[slot] = label;
     box::decode(deltas + 4 * anchor, anchors + 4 * anchor, wx, wy, ww, wh, clamp, cand_boxes + 4 * slot);
+    if (d.clip_w > 0) box::clip(cand_boxes + 4 * slot, T(d.clip_w), T(d.clip_h));
   };
 
   if (d.mode == ScoreMode::Softmax) {

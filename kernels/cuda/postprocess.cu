@@ -47,6 +47,7 @@ struct Geometry {
   int off2[kMaxLevels + 1] = {};  // Sigmoid: first stage-2 key of each level within an image
   int fbits = 1;   // Sigmoid: bits of a flat (local anchor, class) index (stage-2 keys)
   float threshold = 0, wx = 1, wy = 1, ww = 1, wh = 1, clamp = 0;
+  float clip_w = 0, clip_h = 0;  // > 0: clamp decoded boxes into the image
 };
 
 struct Plan {
@@ -84,6 +85,7 @@ Plan make_plan(const PostprocessDims& d) {
   g.wx = static_cast<float>(d.wx), g.wy = static_cast<float>(d.wy);
   g.ww = static_cast<float>(d.ww), g.wh = static_cast<float>(d.wh);
   g.clamp = static_cast<float>(d.clamp);
+  g.clip_w = static_cast<float>(d.clip_w), g.clip_h = static_cast<float>(d.clip_h);
   p.n1 = g.B * g.A * g.Cs;
   p.segs1 = g.B * g.levels * g.Cs;
   p.n2 = g.softmax ? 0 : g.B * g.P;
@@ -223,6 +225,7 @@ __device__ __forceinline__ void write_candidate(const Geometry& g, int i, const 
                                                 float* cand_scores, int64_t* cand_labels) {
   box::decode(deltas + (static_cast<size_t>(b) * g.A + a) * 4, anchors + static_cast<size_t>(a) * 4, g.wx, g.wy,
               g.ww, g.wh, g.clamp, cand_boxes + static_cast<size_t>(i) * 4);
+  if (g.clip_w > 0.0f) box::clip(cand_boxes + static_cast<size_t>(i) * 4, g.clip_w, g.clip_h);
   cand_scores[i] = p;
   cand_labels[i] = label;
 }

@@ -39,7 +39,7 @@ enum class PriorOrder {
 enum class PriorClip {
   None,
   Corners,     // clamp x1, y1, x2, y2 into the image (GluonCV / MultiBoxPrior clip=True)
-  CenterSize,  // clamp (cx, cy, w, h) to [0, 1] in normalized units before converting
+  CenterSize,  // clamp w and h to [0, 1] in normalized units, keep the centre
                // (torchvision DefaultBoxGenerator clip=True)
 };
 
@@ -133,13 +133,15 @@ struct PostprocessOptions {
   int64_t max_per_image = 200;
   BoxCoderWeights weights{};       // SSD 10,10,5,5; RetinaNet 1,1,1,1
   std::vector<int64_t> level_sizes;  // Sigmoid: anchors per level (sum = A); empty = one level
+  double clip_width = 0, clip_height = 0;  // > 0: clamp decoded boxes into the image before NMS
+                                           // (torchvision clip_boxes_to_image); 0: no clip
   static PostprocessOptions ssd();        // 0.01, 400 per class, 0.45, 200, (10,10,5,5)
   static PostprocessOptions retinanet();  // 0.05, 1000 per level, 0.5, 300, (1,1,1,1)
 };
 
 // Raw head outputs -> detections: class_logits [B, A, C], box_deltas [B, A, 4], anchors
-// [A, 4] (pixels). Scores, threshold, top-k, decode of the survivors only (boxes are not
-// clipped to the image), class-wise NMS, final top-k. On CUDA every step stays on the device.
+// [A, 4] (pixels). Scores, threshold, top-k, decode of the survivors only (clipped to the
+// image when options.clip_width > 0), class-wise NMS, final top-k. On CUDA every step stays on the device.
 // Labels are class indices into C (for Softmax they are >= 1).
 Detections detect_postprocess(const Tensor& class_logits, const Tensor& box_deltas, const Tensor& anchors,
                               const PostprocessOptions& options);

@@ -76,6 +76,9 @@ kern::PostprocessDims make_dims(int64_t B, int64_t A, int64_t C, const Postproce
   d.score_threshold = o.score_threshold;
   d.nms_threshold = o.nms_threshold;
   d.wx = w.wx, d.wy = w.wy, d.ww = w.ww, d.wh = w.wh;
+  ENGINE_CHECK(o.clip_width >= 0 && o.clip_height >= 0 && (o.clip_width > 0) == (o.clip_height > 0), op,
+               ": clip size must be both positive or both 0, got ", o.clip_width, " x ", o.clip_height);
+  d.clip_w = o.clip_width, d.clip_h = o.clip_height;
   return d;
 }
 

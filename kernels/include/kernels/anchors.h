@@ -20,9 +20,10 @@
 // followed by the clip and the unit change:
 //   Clip::None
 //   Clip::Corners     x1, x2 clamped to [0, W], y1, y2 to [0, H] (GluonCV / MultiBoxPrior clip=True)
-//   Clip::CenterSize  (cx/W, cy/H, w/W, h/H) each clamped to [0, 1], then back to corners
-//                     (torchvision DefaultBoxGenerator(clip=True) clamps the (w, h) pairs; its
-//                     centres already lie in [0, 1])
+//   Clip::CenterSize  w/W and h/H clamped to [0, 1], centre kept, then back to corners
+//                     (torchvision DefaultBoxGenerator(clip=True): it clamps only the (w, h)
+//                     pairs; a centre outside the image, e.g. cx = 304 on SSD300's 10x10
+//                     map, stays where it is)
 //   normalized        divide x by W and y by H (W, H = image width, height in pixels)
 // All the arithmetic is in double; the result is rounded to T once at the end, so the CPU
 // and the CUDA kernel agree to float rounding.
@@ -58,14 +59,13 @@ KERN_BOX_HD void place(const PriorDims& d, double cx, double cy, const double* r
     y1 = fmin(fmax(y1, 0.0), H);
     y2 = fmin(fmax(y2, 0.0), H);
   } else if (d.clip == PriorClip::CenterSize) {
-    const double ncx = fmin(fmax(0.5 * (x1 + x2) / W, 0.0), 1.0);
-    const double ncy = fmin(fmax(0.5 * (y1 + y2) / H, 0.0), 1.0);
+    const double bcx = 0.5 * (x1 + x2), bcy = 0.5 * (y1 + y2);
     const double nw = fmin(fmax((x2 - x1) / W, 0.0), 1.0);
     const double nh = fmin(fmax((y2 - y1) / H, 0.0), 1.0);
-    x1 = (ncx - 0.5 * nw) * W;
-    x2 = (ncx + 0.5 * nw) * W;
-    y1 = (ncy - 0.5 * nh) * H;
-    y2 = (ncy + 0.5 * nh) * H;
+    x1 = bcx - 0.5 * nw * W;
+    x2 = bcx + 0.5 * nw * W;
+    y1 = bcy - 0.5 * nh * H;
+    y2 = bcy + 0.5 * nh * H;
   }
   if (d.normalized) {
     x1 /= W;

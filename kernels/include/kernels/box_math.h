@@ -66,4 +66,13 @@ KERN_BOX_HD void decode(const T* t, const T* a, T wx, T wy, T ww, T wh, T clamp,
   b[3] = cy + T(0.5) * h;
 }
 
+// Clamps x into [0, w] and y into [0, h] (torchvision clip_boxes_to_image).
+template <typename T>
+KERN_BOX_HD void clip(T* b, T w, T h) {
+  b[0] = fmin(fmax(b[0], T(0)), w);
+  b[1] = fmin(fmax(b[1], T(0)), h);
+  b[2] = fmin(fmax(b[2], T(0)), w);
+  b[3] = fmin(fmax(b[3], T(0)), h);
+}
+
 }  // namespace kern::box

@@ -17,7 +17,8 @@
 //   f = (a - level_start[l]) * C + c, ordered by (p desc, f asc); the first
 //   level_topk[l] = min(topk, n_l * C) are candidates with label c.
 // Both: each candidate's box is decoded from deltas[b, a] and anchors[a] with
-// kern::box::decode (weights wx, wy, ww, wh, dw and dh clamped at `clamp`), boxes are not
+// kern::box::decode (weights wx, wy, ww, wh, dw and dh clamped at `clamp`), then, when
+// clip_w > 0, clamped into the image with kern::box::clip (torchvision clips before NMS); boxes are not
 // clipped. The candidates of an image are laid out in a fixed slot order (PostprocessLayout
 // below: Softmax class-major, Sigmoid level-major, each by rank; unused slots are padding)
 // and passed to class-wise NMS (kernels/nms.h) with nms_threshold and max_out. The slot order
@@ -50,6 +51,7 @@ struct PostprocessDims {
   double nms_threshold = 0.45;           // suppressed when IoU > nms_threshold (strictly)
   double wx = 10, wy = 10, ww = 5, wh = 5;  // box coder weights
   double clamp = 4.135166556742356;         // ln(1000 / 16): the cap on dw, dh
+  double clip_w = 0, clip_h = 0;            // > 0: decoded boxes clamped to [0, clip_w] x [0, clip_h]
 };
 
 // Where candidates go. Softmax: one level of A anchors, slot of (class c, rank r) =
