@@ -131,10 +131,12 @@ TEST_CASE("ssd_vgg16: anchors and head shapes") {
   REQUIRE(h512.class_logits.sizes() == Shape{1, 24564, 21});
 }
 
-TEST_CASE("ssd300_vgg16: forward, backward and an SGD step", "[slow]") {
+namespace {
+// Batch 1 on the CPU: forward, loss, backward reaching every part, an SGD step, postprocess.
+void check_train_step(const std::string& arch, int64_t size) {
   manual_seed(3);
-  auto m = make("ssd300_vgg16", 21);
-  Tensor x = mul_scalar(randn({1, 3, 300, 300}), 50.0);
+  auto m = make(arch, 21);
+  Tensor x = mul_scalar(randn({1, 3, size, size}), 50.0);
   models::Targets t;
   t.boxes = from_vector(std::vector<float>{30, 40, 150, 200, 160, 20, 280, 120}, {1, 2, 4});
   t.labels = from_vector(std::vector<int64_t>{3, 7}, {1, 2});
@@ -161,6 +163,11 @@ TEST_CASE("ssd300_vgg16: forward, backward and an SGD step", "[slow]") {
   auto d = m->postprocess(h);
   REQUIRE(d.boxes.sizes() == Shape{1, 200, 4});
 }
+}  // namespace
+
+TEST_CASE("ssd300_vgg16: forward, backward and an SGD step", "[slow]") { check_train_step("ssd300_vgg16", 300); }
+
+TEST_CASE("ssd512_vgg16: forward, backward and an SGD step", "[slow]") { check_train_step("ssd512_vgg16", 512); }
 
 TEST_CASE("ssd300_vgg16: parity with torchvision") {
   const std::string path = std::string(ENGINE_TEST_DATA_DIR) + "/fixtures/ssd300_vgg16_parity.safetensors";
