@@ -171,71 +171,14 @@ LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
 det::Detections RetinaNet::postprocess(const HeadOutputs& heads) {
   // torchvision RetinaNet.postprocess_detections: per level, sigmoid scores > 0.05, top 1000
   // over (anchor, class), decode (weights 1, clamp ln(1000/16)), clip to the image; then
-  // class-wise NMS 0.5 over all levels and keep 300. (det::detect_postprocess does not clip
-  // before NMS, so this runs the same steps here, on the host, in torchvision's order.)
+  // class-wise NMS 0.5 over all levels and keep 300 -- all inside det::detect_postprocess
+  // (on the device the heads are on).
   NoGradGuard ng;
-  const det::PostprocessOptions opt = det::PostprocessOptions::retinanet();
-  const Device dev = heads.class_logits.device();
-  const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1), C = heads.class_logits.size(2);
-  std::vector<float> logits = heads.class_logits.to(Device::cpu()).to(DType::f32).contiguous().to_vector<float>();
-  Tensor deltas_all = heads.box_regression.to(Device::cpu()).to(DType::f32).contiguous();
-  Tensor anc = anchors(Device::cpu());
-  const std::vector<int64_t> lv = level_sizes();
-  const double S = static_cast<double>(input_size_);
-
-  std::vector<std::vector<float>> cb(B), cs(B);
-  std::vector<std::vector<int64_t>> cl(B);
-  int64_t kmax = 1;
-  for (int64_t b = 0; b < B; ++b) {
-    std::vector<int64_t> sel_anchor;
-    int64_t start = 0;
-    for (int64_t n : lv) {
-      std::vector<std::pair<float, int64_t>> cand;  // (score, flat index within level)
-      for (int64_t i = 0; i < n * C; ++i) {
-        const float x = logits[(b * A + start) * C + i];
-        const float s = 1.0f / (1.0f + std::exp(-x));
-        if (s > opt.score_threshold) cand.emplace_back(s, i);
-      }
-      const int64_t k = std::min<int64_t>(opt.topk_candidates, static_cast<int64_t>(cand.size()));
-      std::stable_sort(cand.begin(), cand.end(), [](const auto& p, const auto& q) { return p.first > q.first; });
-      for (int64_t j = 0; j < k; ++j) {
-        sel_anchor.push_back(start + cand[j].second / C);
-        cs[b].push_back(cand[j].first);
-        cl[b].push_back(cand[j].second % C);
-      }
-      start += n;
-    }
-    const int64_t K = static_cast<int64_t>(sel_anchor.size());
-    kmax = std::max(kmax, K);
-    if (K == 0) continue;
-    std::vector<float> d(K * 4), a(K * 4);
-    std::vector<float> dv = deltas_all.select(0, b).contiguous().to_vector<float>();
-    std::vector<float> av = anc.to_vector<float>();
-    for (int64_t j = 0; j < K; ++j)
-      for (int c = 0; c < 4; ++c) {
-        d[j * 4 + c] = dv[sel_anchor[j] * 4 + c];
-        a[j * 4 + c] = av[sel_anchor[j] * 4 + c];
-      }
-    Tensor boxes = det::box_decode(from_vector(d, {K, 4}), from_vector(a, {K, 4}), opt.weights);
-    cb[b] = boxes.to_vector<float>();
-    for (float& v : cb[b]) v = std::min(std::max(v, 0.0f), static_cast<float>(S));
-  }
-  std::vector<float> pb(B * kmax * 4, 0.0f), ps(B * kmax, 0.0f);
-  std::vector<int64_t> pl(B * kmax, -1);
-  for (int64_t b = 0; b < B; ++b) {
-    std::copy(cb[b].begin(), cb[b].end(), pb.begin() + b * kmax * 4);
-    std::copy(cs[b].begin(), cs[b].end(), ps.begin() + b * kmax);
-    std::copy(cl[b].begin(), cl[b].end(), pl.begin() + b * kmax);
-  }
-  det::Detections d = det::batched_nms(from_vector(pb, {B, kmax, 4}), from_vector(ps, {B, kmax}),
-                                       from_vector(pl, {B, kmax}), opt.nms_threshold, opt.max_per_image);
-  if (dev != Device::cpu()) {
-    d.boxes = d.boxes.to(dev);
-    d.scores = d.scores.to(dev);
-    d.labels = d.labels.to(dev);
-    d.counts = d.counts.to(dev);
-  }
-  return d;
+  det::PostprocessOptions opt = det::PostprocessOptions::retinanet();
+  opt.level_sizes = level_sizes();
+  opt.clip_width = opt.clip_height = static_cast<double>(input_size_);
+  return det::detect_postprocess(heads.class_logits.detach(), heads.box_regression.detach(),
+                                 anchors(heads.class_logits.device()), opt);
 }
 
 std::vector<std::pair<std::string, Shape>> RetinaNet::block_shapes() {
