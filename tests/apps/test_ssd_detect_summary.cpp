@@ -11,50 +11,25 @@
 #include <vector>
 
 #include "models/detection_model.h"
+#include "app_runner.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string ssd_detect_path() {
-  const fs::path exe = fs::read_symlink("/proc/self/exe");
-  const fs::path p = exe.parent_path().parent_path() / "apps" / "ssd_detect";
-  if (!fs::exists(p)) FAIL("ssd_detect not found at " << p.string() << " (build the ssd_detect target first)");
-  return p.string();
-}
-
 struct Run {
   int status = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
+  std::string out;
+  std::string err;
 };
 
 Run run(const std::string& args) {
-  const std::string err_file = (fs::temp_directory_path() / ("ssd_detect_err_" + std::to_string(::getpid()))).string();
-  const std::string cmd = "'" + ssd_detect_path() + "' " + args + " 2>'" + err_file + "'";
-  Run r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (FILE* e = std::fopen(err_file.c_str(), "r")) {
-    while ((n = std::fread(buf.data(), 1, buf.size(), e)) > 0) r.err.append(buf.data(), n);
-    std::fclose(e);
-  }
-  std::remove(err_file.c_str());
-  return r;
+  auto r = test::run_app("ssd_detect", args);
+  return {r.status, r.out, r.err};
 }
 
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream is(s);
-  for (std::string l; std::getline(is, l);) out.push_back(l);
-  return out;
-}
+std::vector<std::string> lines(const std::string& s) { return test::split_lines(s); }
 
 struct SummaryCase {
   const char* arch;
