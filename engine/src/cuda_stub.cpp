@@ -22,5 +22,10 @@ MemoryStats stats() { return {}; }
 void reset_peak() {}
 void empty_cache() {}
 }  // namespace alloc
+namespace pinned {
+void* allocate(size_t nbytes) { return cpu_alloc::allocate(nbytes); }
+void release(void* p, size_t nbytes) { cpu_alloc::release(p, nbytes); }
+MemoryStats stats() { return {}; }
+}  // namespace pinned
 }  // namespace eng::cuda
 #endif

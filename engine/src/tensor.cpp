@@ -120,6 +120,16 @@ void copy_strided(const Tensor& src, const Tensor& dst) {
     }
     return;
   }
+  // Pinned, contiguous host source of the same dtype into a contiguous device tensor: one
+  // asynchronous copy on the compute stream (the pinned allocator keeps the host block from
+  // being reused before the stream has passed it).
+  if (dst.is_cuda() && src.storage()->pinned() && src.is_contiguous() && dst.is_contiguous() &&
+      src.dtype() == dst.dtype()) {
+    const size_t n = static_cast<size_t>(src.numel()) * dtype_size(src.dtype());
+    (void)n;
+    ENGINE_IF_CUDA(kern::cuda::memcpy_h2d_async(dst.raw_data(), src.raw_data(), n, cuda::stream()));
+    return;
+  }
   // Cross-device: make the source contiguous in the destination dtype on its own device,
   // move the bytes, then scatter into dst's layout on dst's device.
   Tensor s = empty(src.sizes(), TensorOptions(dst.dtype()).device(src.device()));
@@ -526,6 +536,17 @@ Tensor full(const Shape& shape, double value, TensorOptions opts) {
   if (rg) t.set_requires_grad(true);
   return t;
 }
+Tensor empty_pinned(const Shape& shape, DType dtype) {
+  for (int64_t v : shape) ENGINE_CHECK(v >= 0, "empty_pinned: negative size in ", shape_str(shape));
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), Device::cpu(),
+                                            /*pinned=*/true);
+  impl->sizes = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  return Tensor(impl);
+}
+
 Tensor zeros(const Shape& shape, TensorOptions opts) { return full(shape, 0.0, opts); }
 Tensor ones(const Shape& shape, TensorOptions opts) { return full(shape, 1.0, opts); }
 Tensor empty_like(const Tensor& t) { return empty(t.sizes(), TensorOptions(t.dtype()).device(t.device())); }

@@ -7,6 +7,12 @@
 #include <string>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cstdlib>
+#include <mutex>
+
 #ifdef KERN_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
@@ -155,6 +161,42 @@ void blas_gemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, double alpha, 
   cblas_dgemm(CblasRowMajor, blas_trans(tA), blas_trans(tB), as_blas_int(M), as_blas_int(N), as_blas_int(K), alpha,
               A, as_blas_int(lda), B, as_blas_int(ldb), beta, C, as_blas_int(ldc));
 }
+// One thread pool, not two. OpenBLAS's own threads and the OpenMP threads of every other
+// kernel fight over the cores (each pool spins while the other runs: measured 3x slower
+// TinySSD training on 2 cores). So OpenBLAS runs single-threaded and large products are
+// split here over OpenMP threads, by column blocks of C (or row blocks when M > N). Setting
+// OPENBLAS_NUM_THREADS in the environment keeps OpenBLAS's own threading instead.
+bool use_openmp_split() {
+  static const bool split = [] {
+    if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return false;
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  return split;
+}
+
+template <typename T>
+void blas_gemm_split(bool tA, bool tB, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                     const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  int threads = 1;
+#ifdef _OPENMP
+  if (use_openmp_split() && !omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+  if (threads <= 1 || M * N * K < (int64_t(1) << 18)) return blas_gemm(tA, tB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const bool by_columns = N >= M;
+  const int64_t extent = by_columns ? N : M;
+  const int64_t chunk = std::max<int64_t>(16, (extent / threads + 15) / 16 * 16);
+  const int64_t pieces = (extent + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < pieces; ++p) {
+    const int64_t lo = p * chunk, n = std::min(chunk, extent - lo);
+    if (by_columns) {  // C[:, lo:lo+n] = A * B[:, lo:lo+n]; B is [K, N] (or [N, K] transposed)
+      blas_gemm(tA, tB, M, n, K, alpha, A, lda, tB ? B + lo * ldb : B + lo, ldb, beta, C + lo, ldc);
+    } else {           // C[lo:lo+n, :] = A[lo:lo+n, :] * B; A is [M, K] (or [K, M] transposed)
+      blas_gemm(tA, tB, n, N, K, alpha, tA ? A + lo : A + lo * lda, lda, B, ldb, beta, C + lo * ldc, ldc);
+    }
+  }
+}
 }  // namespace
 #endif
 
@@ -166,7 +208,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, co
   if (M == 0 || N == 0) return;
   // BLAS may skip C when K == 0; make the beta semantics explicit (zeros when beta == 0).
   if (K == 0) return scale_c(M, N, beta, C, ldc);
-  blas_gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  blas_gemm_split(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #else
   gemm_builtin(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif

@@ -96,6 +96,9 @@ void memcpy_d2h(void* dst, const void* src, size_t nbytes, Stream s) {
   KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
   KERN_CUDA_CHECK(cudaStreamSynchronize(s));
 }
+void memcpy_h2d_async(void* dst, const void* src, size_t nbytes, Stream s) {
+  KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
+}
 void memcpy_d2d(void* dst, const void* src, size_t nbytes, Stream s) {
   KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, s));
 }

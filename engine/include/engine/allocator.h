@@ -39,6 +39,18 @@ MemoryStats stats();
 void reset_peak();
 void empty_cache();  // gives every cached (free) block back to the driver
 }  // namespace alloc
+
+// Page-locked (pinned) host memory for batches that are copied to the device
+// asynchronously (engine/src/cuda/pinned_allocator.cpp). A released block is cached; before
+// it is handed out again, an event recorded on the compute stream at release time must
+// have completed, so a copy that was still reading it cannot see it overwritten. Safe to
+// call from several threads. Without a CUDA device (or in a CPU-only build) these are the
+// plain CPU allocator.
+namespace pinned {
+void* allocate(size_t nbytes);
+void release(void* p, size_t nbytes);
+MemoryStats stats();
+}  // namespace pinned
 }  // namespace cuda
 
 }  // namespace eng

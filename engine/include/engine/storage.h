@@ -10,6 +10,8 @@ namespace eng {
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
+  // pinned = true: CPU memory from cuda::pinned (page-locked when a CUDA device exists).
+  Storage(size_t nbytes, Device device, bool pinned);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -17,11 +19,13 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
 
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
 }  // namespace eng

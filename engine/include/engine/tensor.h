@@ -131,6 +131,9 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- factories ----
 Tensor empty(const Shape& shape, TensorOptions opts = {});
+// A CPU tensor in pinned host memory (engine/allocator.h): its copy to a CUDA device with
+// to(Device::cuda()) is asynchronous on the compute stream. Plain CPU memory without CUDA.
+Tensor empty_pinned(const Shape& shape, DType dtype);
 Tensor zeros(const Shape& shape, TensorOptions opts = {});
 Tensor ones(const Shape& shape, TensorOptions opts = {});
 Tensor full(const Shape& shape, double value, TensorOptions opts = {});

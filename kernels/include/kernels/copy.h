@@ -29,6 +29,9 @@ void fill(void* dst, ElemType type, int64_t n, double value, Stream stream);
 // Host <-> device and device <-> device byte copies on `stream` (synchronous for host ends).
 void memcpy_h2d(void* dst, const void* src, size_t nbytes, Stream stream);
 void memcpy_d2h(void* dst, const void* src, size_t nbytes, Stream stream);
+// Host -> device without waiting: `src` must be page-locked (pinned) memory that stays
+// untouched until the stream has passed this copy (engine's pinned allocator ensures it).
+void memcpy_h2d_async(void* dst, const void* src, size_t nbytes, Stream stream);
 void memcpy_d2d(void* dst, const void* src, size_t nbytes, Stream stream);
 }  // namespace cuda
 
