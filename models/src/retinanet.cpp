@@ -63,7 +63,7 @@ RetinaNetHead::RetinaNetHead(int64_t in_channels, int64_t num_anchors, int64_t n
 
 // ------------------------------------------------------------------------------ model
 RetinaNet::RetinaNet(const ModelConfig& config) : DetectionModel("RetinaNet", config) {
-  input_size_ = config.input_size > 0 ? config.input_size : 512;
+  set_input_size(config.input_size > 0 ? config.input_size : 512);
   ENGINE_CHECK(config.num_classes >= 2, "retinanet: num_classes must be >= 2, got ", config.num_classes);
   backbone = register_module("backbone", std::make_shared<RetinaNetBackbone>());
   head = register_module("head", std::make_shared<RetinaNetHead>(256, kAnchorsPerLocation, config.num_classes));
@@ -168,17 +168,20 @@ LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
   return out;
 }
 
-det::Detections RetinaNet::postprocess(const HeadOutputs& heads) {
+void RetinaNet::set_input_size(int64_t size) {
+  ENGINE_CHECK(size >= 128, "retinanet: input_size must be at least 128, got ", size);
+  input_size_ = size;
+  record_input_size(size);
+}
+
+det::PostprocessOptions RetinaNet::postprocess_options() const {
   // torchvision RetinaNet.postprocess_detections: per level, sigmoid scores > 0.05, top 1000
   // over (anchor, class), decode (weights 1, clamp ln(1000/16)), clip to the image; then
-  // class-wise NMS 0.5 over all levels and keep 300 -- all inside det::detect_postprocess
-  // (on the device the heads are on).
-  NoGradGuard ng;
+  // class-wise NMS 0.5 over all levels and keep 300 -- all inside det::detect_postprocess.
   det::PostprocessOptions opt = det::PostprocessOptions::retinanet();
   opt.level_sizes = level_sizes();
   opt.clip_width = opt.clip_height = static_cast<double>(input_size_);
-  return det::detect_postprocess(heads.class_logits.detach(), heads.box_regression.detach(),
-                                 anchors(heads.class_logits.device()), opt);
+  return opt;
 }
 
 std::vector<std::pair<std::string, Shape>> RetinaNet::block_shapes() {

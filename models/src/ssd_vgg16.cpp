@@ -100,40 +100,39 @@ std::vector<Tensor> SSDVGGBackbone::forward_features(const Tensor& x) {
   return out;
 }
 
-SSDVGG16::SSDVGG16(const ModelConfig& config) : DetectionModel("SSD", config) {
-  const ModelConfig& c = this->config();
-  ENGINE_CHECK(c.arch == "ssd300_vgg16" || c.arch == "ssd512_vgg16",
-               "make_ssd_vgg16: unknown arch '", c.arch, "' (ssd300_vgg16 or ssd512_vgg16)");
-  ENGINE_CHECK(c.num_classes >= 2, "SSD: num_classes (background included) must be >= 2, got ", c.num_classes);
-  ENGINE_CHECK(c.anchor_preset == "coco" || c.anchor_preset == "voc", "SSD: anchor_preset must be coco or voc, got '",
-               c.anchor_preset, "'");
-  ssd512_ = c.arch == "ssd512_vgg16";
-  input_size_ = c.input_size > 0 ? c.input_size : (ssd512_ ? 512 : 300);
-  ENGINE_CHECK(input_size_ >= (ssd512_ ? 256 : 128), "SSD: input_size too small: ", input_size_);
+void SSDVGG16::set_input_size(int64_t size) {
+  const ModelConfig& c = config();
+  ENGINE_CHECK(size >= (ssd512_ ? 256 : 128), "SSD: input_size too small: ", size);
 
   // Feature-map sizes from the layer arithmetic.
-  int64_t s = input_size_;
+  // Computed into `fm` and validated before anything changes, so a bad size leaves the
+  // model as it was.
+  std::vector<int64_t> fm;
+  int64_t s = size;
   s = pool_output_size(s, 2, 2, 0, false);
   s = pool_output_size(s, 2, 2, 0, false);
   s = pool_output_size(s, 2, 2, 0, true);  // pool3 ceil mode: 75 -> 38
-  fmap_sizes_.push_back(s);                // conv4_3
+  fm.push_back(s);                // conv4_3
   s = pool_output_size(s, 2, 2, 0, false);
-  fmap_sizes_.push_back(s);  // fc7 (pool5 3x3 s1 p1 and the dilated fc6 keep the size)
+  fm.push_back(s);  // fc7 (pool5 3x3 s1 p1 and the dilated fc6 keep the size)
   auto conv_out = [](int64_t n, int64_t k, int64_t st, int64_t p) { return (n + 2 * p - k) / st + 1; };
   if (!ssd512_) {
     for (auto [k, st, p] : std::vector<std::array<int64_t, 3>>{{3, 2, 1}, {3, 2, 1}, {3, 1, 0}, {3, 1, 0}})
-      fmap_sizes_.push_back(s = conv_out(s, k, st, p));
+      fm.push_back(s = conv_out(s, k, st, p));
   } else {
     for (auto [k, st, p] :
          std::vector<std::array<int64_t, 3>>{{3, 2, 1}, {3, 2, 1}, {3, 2, 1}, {3, 2, 1}, {4, 1, 1}})
-      fmap_sizes_.push_back(s = conv_out(s, k, st, p));
+      fm.push_back(s = conv_out(s, k, st, p));
   }
-  for (int64_t f : fmap_sizes_) ENGINE_CHECK(f >= 1, "SSD: input_size ", input_size_, " leaves an empty feature map");
+  for (int64_t f : fm) ENGINE_CHECK(f >= 1, "SSD: input_size ", size, " leaves an empty feature map");
 
-  backbone_ = register_module("backbone", std::make_shared<SSDVGGBackbone>(ssd512_));
+  input_size_ = size;
+  fmap_sizes_ = fm;
 
   // Anchors (torchvision DefaultBoxGenerator semantics, clip = wh clamped to [0, 1]).
   const size_t L = fmap_sizes_.size();
+  levels_.clear();
+  boxes_per_loc_.clear();
   std::vector<std::vector<double>> ratios;
   std::vector<double> steps, min_sizes, max_sizes;  // pixels
   if (!ssd512_) {
@@ -183,9 +182,25 @@ SSDVGG16::SSDVGG16(const ModelConfig& config) : DetectionModel("SSD", config) {
     anchors_cpu_ = det::multibox_prior(levels_, input_size_, input_size_, prior_options_);
   }
 
+  record_input_size(size);
+}
+
+SSDVGG16::SSDVGG16(const ModelConfig& config) : DetectionModel("SSD", config) {
+  const ModelConfig& c = this->config();
+  ENGINE_CHECK(c.arch == "ssd300_vgg16" || c.arch == "ssd512_vgg16",
+               "make_ssd_vgg16: unknown arch '", c.arch, "' (ssd300_vgg16 or ssd512_vgg16)");
+  ENGINE_CHECK(c.num_classes >= 2, "SSD: num_classes (background included) must be >= 2, got ", c.num_classes);
+  ENGINE_CHECK(c.anchor_preset == "coco" || c.anchor_preset == "voc", "SSD: anchor_preset must be coco or voc, got '",
+               c.anchor_preset, "'");
+  ssd512_ = c.arch == "ssd512_vgg16";
+  set_input_size(c.input_size > 0 ? c.input_size : (ssd512_ ? 512 : 300));
+
+  backbone_ = register_module("backbone", std::make_shared<SSDVGGBackbone>(ssd512_));
+
   // Heads.
   std::vector<int64_t> in_ch = {512, 1024, 512, 256, 256, 256};
   if (ssd512_) in_ch.push_back(256);
+  const size_t L = fmap_sizes_.size();
   auto head = register_module("head", std::make_shared<nn::Module>("SSDHead"));
   auto ch = head->register_module("classification_head", std::make_shared<nn::Module>("SSDClassificationHead"));
   auto rh = head->register_module("regression_head", std::make_shared<nn::Module>("SSDRegressionHead"));
@@ -276,12 +291,10 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
   return {add(cls_loss, box_loss), cls_loss, box_loss};
 }
 
-det::Detections SSDVGG16::postprocess(const HeadOutputs& heads) {
-  NoGradGuard ng;
+det::PostprocessOptions SSDVGG16::postprocess_options() const {
   det::PostprocessOptions o = det::PostprocessOptions::ssd();
   o.clip_width = o.clip_height = static_cast<double>(input_size_);  // torchvision clips before NMS
-  return det::detect_postprocess(heads.class_logits.detach(), heads.box_regression.detach(),
-                                 anchors(heads.box_regression.device()), o);
+  return o;
 }
 
 std::vector<std::pair<std::string, Shape>> SSDVGG16::block_shapes() {

@@ -179,11 +179,13 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
   return out;
 }
 
-det::Detections TinySSD::postprocess(const HeadOutputs& heads) {
-  NoGradGuard ng;
-  return det::detect_postprocess(heads.class_logits.detach(), heads.box_regression.detach(),
-                                 anchors(heads.class_logits.device()), det::PostprocessOptions::ssd());
+void TinySSD::set_input_size(int64_t size) {
+  ENGINE_CHECK(size >= 64, "tiny_ssd: input_size must be at least 64, got ", size);
+  input_size_ = size;
+  record_input_size(size);
 }
+
+det::PostprocessOptions TinySSD::postprocess_options() const { return det::PostprocessOptions::ssd(); }
 
 std::vector<std::pair<std::string, Shape>> TinySSD::block_shapes() {
   NoGradGuard ng;

@@ -59,8 +59,11 @@ ModelConfig read_model_config(const std::string& path) {
 
 void load_model_weights(DetectionModel& model, const std::string& path) {
   io::SafetensorsFile f = io::load_safetensors(path);
+  std::vector<std::pair<std::string, Tensor>> model_tensors;
+  for (auto& kv : f.tensors)
+    if (!starts_with(kv.first, kOptimizerPrefix)) model_tensors.push_back(kv);
   try {
-    model.load_state_dict(f.tensors, /*strict=*/true);
+    model.load_state_dict(model_tensors, /*strict=*/true);
   } catch (const Error& e) {
     ENGINE_FAIL(path, ": does not fit model '", model.config().arch, "': ", e.what());
   }

@@ -53,12 +53,24 @@ class DetectionModel : public eng::nn::Module {
   // Anchors [A, 4] in input pixels (corners), f32, on `device`, for config().input_size.
   virtual eng::Tensor anchors(eng::Device device) const = 0;
   virtual LossParts loss(const HeadOutputs& heads, const Targets& targets) = 0;
-  virtual eng::det::Detections postprocess(const HeadOutputs& heads) = 0;
+  // The architecture's inference settings at the current input size (score threshold,
+  // top-k, NMS, clipping, levels); callers may change fields and pass them back below.
+  virtual eng::det::PostprocessOptions postprocess_options() const = 0;
+  // Head outputs -> detections (boxes in input pixels, labels = class indices into C).
+  eng::det::Detections postprocess(const HeadOutputs& heads) { return postprocess(heads, postprocess_options()); }
+  eng::det::Detections postprocess(const HeadOutputs& heads, const eng::det::PostprocessOptions& options);
   // Output shape of each top-level block for a [1, 3, S, S] input (for --summary).
   virtual std::vector<std::pair<std::string, eng::Shape>> block_shapes() = 0;
+  // Changes the input side S (multiscale training, multi-scale testing): anchors and the
+  // expected input follow; parameters are untouched. Throws when the architecture cannot
+  // run at that size. config().input_size reports the current size.
+  virtual void set_input_size(int64_t size) = 0;
   // Mean and std of the input normalisation, in 0..255 pixel units (per RGB channel).
   virtual std::vector<double> pixel_mean() const = 0;
   virtual std::vector<double> pixel_std() const = 0;
+
+ protected:
+  void record_input_size(int64_t size) { config_.input_size = size; }
 
  private:
   ModelConfig config_;

@@ -43,7 +43,8 @@ class TinySSD : public DetectionModel {
   HeadOutputs forward_heads(const eng::Tensor& images) override;
   eng::Tensor anchors(eng::Device device) const override;
   LossParts loss(const HeadOutputs& heads, const Targets& targets) override;
-  eng::det::Detections postprocess(const HeadOutputs& heads) override;
+  eng::det::PostprocessOptions postprocess_options() const override;
+  void set_input_size(int64_t size) override;
   std::vector<std::pair<std::string, eng::Shape>> block_shapes() override;
   std::vector<double> pixel_mean() const override { return {123.675, 116.28, 103.53}; }
   std::vector<double> pixel_std() const override { return {58.395, 57.12, 57.375}; }

@@ -34,7 +34,11 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
 // a key is absent or malformed.
 ModelConfig read_model_config(const std::string& path);
 
-// Strict whole-model load. The error message starts with the path and lists every
+// Tensors under this prefix in a file are a training checkpoint's optimizer state
+// (ssd_train's last.safetensors); load_model_weights leaves them out.
+constexpr const char* kOptimizerPrefix = "optimizer.";
+
+// Strict whole-model load (keys under kOptimizerPrefix are ignored). The error message starts with the path and lists every
 // missing key, unexpected key and shape mismatch ("name (module [..], given [..])").
 void load_model_weights(DetectionModel& model, const std::string& path);
 
