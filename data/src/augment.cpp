@@ -1,0 +1,407 @@
+// SSD training augmentation. See data/augment.h and docs/augmentation.md.
+#include "data/augment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "engine/error.h"
+
+namespace data {
+namespace {
+
+// ---- Random draws (all from the one Generator, in program order) ----
+
+bool coin(eng::Generator& gen, double p) { return gen.uniform() < p; }
+
+double uniform(eng::Generator& gen, double lo, double hi) { return lo + (hi - lo) * gen.uniform(); }
+
+// Uniform integer in [0, n] (n >= 0): floor(u * (n + 1)), u in [0, 1).
+int uniform_int(eng::Generator& gen, int n) {
+  const int v = static_cast<int>(std::floor(gen.uniform() * (static_cast<double>(n) + 1.0)));
+  return std::min(v, n);
+}
+
+// ---- Checks ----
+
+void check_sample(const AnnotatedImage& s, const char* what) {
+  const Image& im = s.image;
+  ENGINE_CHECK(!im.empty(), what, ": empty image (", im.width, "x", im.height, ")");
+  ENGINE_CHECK(im.rgb.size() == static_cast<size_t>(im.width) * im.height * 3, what,
+               ": image buffer holds ", im.rgb.size(), " bytes, expected ", im.width, "x", im.height, "x3");
+}
+
+void check_options(const AugmentOptions& o) {
+  ENGINE_CHECK(o.brightness_delta >= 0, "augment_ssd: brightness_delta must be >= 0");
+  ENGINE_CHECK(o.contrast_lower > 0 && o.contrast_lower <= o.contrast_upper,
+               "augment_ssd: need 0 < contrast_lower <= contrast_upper");
+  ENGINE_CHECK(o.saturation_lower >= 0 && o.saturation_lower <= o.saturation_upper,
+               "augment_ssd: need 0 <= saturation_lower <= saturation_upper");
+  ENGINE_CHECK(o.hue_delta >= 0, "augment_ssd: hue_delta must be >= 0");
+  ENGINE_CHECK(o.expand_prob >= 0 && o.expand_prob <= 1, "augment_ssd: expand_prob must lie in [0, 1]");
+  ENGINE_CHECK(o.expand_max_ratio >= 1, "augment_ssd: expand_max_ratio must be >= 1");
+  ENGINE_CHECK(o.fill.size() == 3, "augment_ssd: fill needs 3 values (got ", o.fill.size(), ")");
+  ENGINE_CHECK(o.crop_max_trials >= 0, "augment_ssd: crop_max_trials must be >= 0");
+  ENGINE_CHECK(o.crop_min_scale > 0 && o.crop_min_scale <= 1, "augment_ssd: crop_min_scale must lie in (0, 1]");
+  ENGINE_CHECK(o.crop_min_aspect > 0 && o.crop_min_aspect <= o.crop_max_aspect,
+               "augment_ssd: need 0 < crop_min_aspect <= crop_max_aspect");
+}
+
+uint8_t to_u8(double v) {
+  v = std::min(255.0, std::max(0.0, v));
+  return static_cast<uint8_t>(std::floor(v + 0.5));
+}
+
+// ---- The random steps ----
+
+// Zoom-out with probability expand_prob. Returns whether it happened.
+bool random_expand(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+  if (!coin(gen, o.expand_prob)) return false;
+  const double ratio = uniform(gen, 1.0, o.expand_max_ratio);
+  const int w = s.image.width, h = s.image.height;
+  // floor(ratio * side) >= side since ratio >= 1; max() guards against rounding.
+  const int cw = std::max(w, static_cast<int>(std::floor(ratio * w)));
+  const int ch = std::max(h, static_cast<int>(std::floor(ratio * h)));
+  const int left = uniform_int(gen, cw - w);
+  const int top = uniform_int(gen, ch - h);
+  s = detail::expand_canvas(s, cw, ch, left, top, o.fill);
+  return true;
+}
+
+// The crop must overlap every GT box with IoU >= min_iou.
+bool overlap_ok(const std::vector<Object>& objects, const Box& rect, double min_iou) {
+  for (const Object& ob : objects)
+    if (detail::box_iou(ob.box, rect) < min_iou) return false;
+  return true;
+}
+
+bool centre_inside(const Box& b, const Box& rect) {
+  const double cx = 0.5 * (b.x1 + b.x2), cy = 0.5 * (b.y1 + b.y2);
+  return rect.x1 < cx && cx < rect.x2 && rect.y1 < cy && cy < rect.y2;
+}
+
+// SSD's batch sampler: draw a mode from {none, 0.1, 0.3, 0.5, 0.7, 0.9, any}; a threshold
+// mode gets detail::min_iou_crop_trials. A mode whose trials all fail draws a new mode;
+// after kMaxModeDraws draws the sample is left unchanged (so this can never loop forever).
+bool random_min_iou_crop(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+  constexpr int kMaxModeDraws = 50;
+  const double kInf = std::numeric_limits<double>::infinity();
+  const double modes[] = {kInf /* none */, 0.1, 0.3, 0.5, 0.7, 0.9, -kInf /* any */};
+  constexpr int kModes = 7;
+  for (int draw = 0; draw < kMaxModeDraws; ++draw) {
+    const double min_iou = modes[uniform_int(gen, kModes - 1)];
+    if (min_iou == kInf) return false;  // "none": keep the whole image
+    if (detail::min_iou_crop_trials(s, gen, o, min_iou)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ============================== detail: photometric ==============================
+namespace detail {
+
+std::vector<float> to_float(const Image& image) {
+  return std::vector<float>(image.rgb.begin(), image.rgb.end());
+}
+
+Image from_float(const std::vector<float>& rgb, int width, int height) {
+  ENGINE_CHECK(rgb.size() == static_cast<size_t>(width) * height * 3, "from_float: buffer size mismatch");
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.rgb.resize(rgb.size());
+  for (size_t i = 0; i < rgb.size(); ++i) out.rgb[i] = to_u8(rgb[i]);
+  return out;
+}
+
+void add_brightness(std::vector<float>& rgb, double delta) {
+  const float d = static_cast<float>(delta);
+  for (float& v : rgb) v += d;
+}
+
+void scale_contrast(std::vector<float>& rgb, double factor) {
+  const float f = static_cast<float>(factor);
+  for (float& v : rgb) v *= f;
+}
+
+// V = max(R, G, B); S = (V - min) / V (0 when V = 0);
+// H = 60 * (G - B) / (V - min)        when V = R,
+//     120 + 60 * (B - R) / (V - min)  when V = G,
+//     240 + 60 * (R - G) / (V - min)  when V = B   (0 for greys), then wrapped into [0, 360).
+void rgb_to_hsv(std::vector<float>& px) {
+  for (size_t i = 0; i + 2 < px.size(); i += 3) {
+    const float r = std::min(255.f, std::max(0.f, px[i]));
+    const float g = std::min(255.f, std::max(0.f, px[i + 1]));
+    const float b = std::min(255.f, std::max(0.f, px[i + 2]));
+    const float v = std::max(r, std::max(g, b));
+    const float mn = std::min(r, std::min(g, b));
+    const float c = v - mn;  // chroma
+    float h = 0;
+    if (c > 0) {
+      if (v == r) h = 60.f * (g - b) / c;
+      else if (v == g) h = 120.f + 60.f * (b - r) / c;
+      else h = 240.f + 60.f * (r - g) / c;
+      if (h < 0) h += 360.f;
+    }
+    px[i] = h;
+    px[i + 1] = v > 0 ? c / v : 0.f;
+    px[i + 2] = v;
+  }
+}
+
+// Sector k = floor(H / 60) mod 6, f = H / 60 - floor(H / 60);
+// p = V (1 - S), q = V (1 - S f), t = V (1 - S (1 - f)); (R, G, B) per sector:
+// 0: (V, t, p)  1: (q, V, p)  2: (p, V, t)  3: (p, q, V)  4: (t, p, V)  5: (V, p, q).
+void hsv_to_rgb(std::vector<float>& px) {
+  for (size_t i = 0; i + 2 < px.size(); i += 3) {
+    float h = std::fmod(px[i], 360.f);
+    if (h < 0) h += 360.f;
+    const float s = px[i + 1], v = px[i + 2];
+    const float h6 = h / 60.f;
+    const float fl = std::floor(h6);
+    const int k = static_cast<int>(fl) % 6;
+    const float f = h6 - fl;
+    const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    float r, g, b;
+    switch (k) {
+      case 0: r = v; g = t; b = p; break;
+      case 1: r = q; g = v; b = p; break;
+      case 2: r = p; g = v; b = t; break;
+      case 3: r = p; g = q; b = v; break;
+      case 4: r = t; g = p; b = v; break;
+      default: r = v; g = p; b = q; break;
+    }
+    px[i] = r;
+    px[i + 1] = g;
+    px[i + 2] = b;
+  }
+}
+
+void scale_saturation(std::vector<float>& hsv, double factor) {
+  const float f = static_cast<float>(factor);
+  for (size_t i = 1; i < hsv.size(); i += 3) hsv[i] *= f;
+}
+
+void shift_hue(std::vector<float>& hsv, double degrees) {
+  for (size_t i = 0; i < hsv.size(); i += 3) {
+    double h = std::fmod(static_cast<double>(hsv[i]) + degrees, 360.0);
+    if (h < 0) h += 360.0;
+    float hf = static_cast<float>(h);
+    if (hf >= 360.f) hf = 0.f;  // h just below 360 can round up to 360 in float
+    hsv[i] = hf;
+  }
+}
+
+// Draw order: brightness gate (+ delta), order coin, contrast gate (+ factor),
+// saturation gate (+ factor), hue gate (+ delta). Values are drawn only when a gate opens.
+PhotometricParams draw_photometric(eng::Generator& gen, const AugmentOptions& o) {
+  PhotometricParams p;
+  if ((p.brightness = coin(gen, 0.5))) p.brightness_delta = uniform(gen, -o.brightness_delta, o.brightness_delta);
+  p.contrast_first = coin(gen, 0.5);
+  if ((p.contrast = coin(gen, 0.5))) p.contrast_factor = uniform(gen, o.contrast_lower, o.contrast_upper);
+  if ((p.saturation = coin(gen, 0.5))) p.saturation_factor = uniform(gen, o.saturation_lower, o.saturation_upper);
+  if ((p.hue = coin(gen, 0.5))) p.hue_delta = uniform(gen, -o.hue_delta, o.hue_delta);
+  return p;
+}
+
+// brightness, then [contrast, HSV part] or [HSV part, contrast]; the HSV part is
+// RGB -> HSV, saturation, hue, HSV -> RGB. Skipped entirely when neither applies.
+Image apply_photometric(const Image& image, const PhotometricParams& p) {
+  std::vector<float> px = to_float(image);
+  if (p.brightness) add_brightness(px, p.brightness_delta);
+  if (p.contrast && p.contrast_first) scale_contrast(px, p.contrast_factor);
+  if (p.saturation || p.hue) {
+    rgb_to_hsv(px);
+    if (p.saturation) scale_saturation(px, p.saturation_factor);
+    if (p.hue) shift_hue(px, p.hue_delta);
+    hsv_to_rgb(px);
+  }
+  if (p.contrast && !p.contrast_first) scale_contrast(px, p.contrast_factor);
+  return from_float(px, image.width, image.height);
+}
+
+// ============================== detail: geometry ==============================
+
+double box_iou(const Box& a, const Box& b) {
+  const double iw = std::min(a.x2, b.x2) - std::max(a.x1, b.x1);
+  const double ih = std::min(a.y2, b.y2) - std::max(a.y1, b.y1);
+  if (iw <= 0 || ih <= 0) return 0;
+  const double inter = iw * ih;
+  const double area_a = (a.x2 - a.x1) * (a.y2 - a.y1), area_b = (b.x2 - b.x1) * (b.y2 - b.y1);
+  const double uni = area_a + area_b - inter;
+  return uni > 0 ? inter / uni : 0;
+}
+
+AnnotatedImage expand_canvas(const AnnotatedImage& in, int canvas_w, int canvas_h, int left, int top,
+                             const std::vector<double>& fill) {
+  check_sample(in, "expand_canvas");
+  const int w = in.image.width, h = in.image.height;
+  ENGINE_CHECK(fill.size() == 3, "expand_canvas: fill needs 3 values");
+  ENGINE_CHECK(left >= 0 && top >= 0 && left + w <= canvas_w && top + h <= canvas_h,
+               "expand_canvas: image does not fit the canvas");
+  AnnotatedImage out;
+  out.image.width = canvas_w;
+  out.image.height = canvas_h;
+  out.image.rgb.resize(static_cast<size_t>(canvas_w) * canvas_h * 3);
+  const uint8_t f[3] = {to_u8(fill[0]), to_u8(fill[1]), to_u8(fill[2])};
+  for (size_t i = 0; i < out.image.rgb.size(); i += 3) std::copy(f, f + 3, out.image.rgb.begin() + i);
+  const size_t src_row = static_cast<size_t>(w) * 3;
+  for (int y = 0; y < h; ++y) {
+    const auto src = in.image.rgb.begin() + y * src_row;
+    const size_t dst = (static_cast<size_t>(top + y) * canvas_w + left) * 3;
+    std::copy(src, src + src_row, out.image.rgb.begin() + dst);
+  }
+  out.objects = in.objects;
+  for (Object& ob : out.objects) {
+    ob.box = Box{ob.box.x1 + left, ob.box.y1 + top, ob.box.x2 + left, ob.box.y2 + top};
+    ob.area = -1;
+  }
+  return out;
+}
+
+AnnotatedImage crop_annotated(const AnnotatedImage& in, int x0, int y0, int x1, int y1) {
+  check_sample(in, "crop_annotated");
+  ENGINE_CHECK(0 <= x0 && x0 < x1 && x1 <= in.image.width && 0 <= y0 && y0 < y1 && y1 <= in.image.height,
+               "crop_annotated: rectangle [", x0, ", ", x1, ") x [", y0, ", ", y1, ") outside the ",
+               in.image.width, "x", in.image.height, " image");
+  AnnotatedImage out;
+  out.image.width = x1 - x0;
+  out.image.height = y1 - y0;
+  out.image.rgb.resize(static_cast<size_t>(out.image.width) * out.image.height * 3);
+  const size_t row = static_cast<size_t>(out.image.width) * 3;
+  for (int y = y0; y < y1; ++y) {
+    const auto src = in.image.rgb.begin() + (static_cast<size_t>(y) * in.image.width + x0) * 3;
+    std::copy(src, src + row, out.image.rgb.begin() + (y - y0) * row);
+  }
+  const Box rect{double(x0), double(y0), double(x1), double(y1)};
+  for (const Object& ob : in.objects) {
+    if (!centre_inside(ob.box, rect)) continue;
+    Object o = ob;
+    o.box = Box{std::max(ob.box.x1, rect.x1) - x0, std::max(ob.box.y1, rect.y1) - y0,
+                std::min(ob.box.x2, rect.x2) - x0, std::min(ob.box.y2, rect.y2) - y0};
+    o.area = -1;
+    out.objects.push_back(o);
+  }
+  return out;
+}
+
+// Up to crop_max_trials trials: crop side w = uniform(min_scale W, W), h likewise, rejected
+// unless min_aspect <= w / h <= max_aspect; origin uniform over the positions that fit; the
+// rectangle is truncated to whole pixels. Accepted when min over GT boxes of IoU(box, crop)
+// >= min_iou and at least one box centre lies strictly inside. Without objects the first
+// crop of valid shape is accepted (the IoU and centre rules are vacuous).
+bool min_iou_crop_trials(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o, double min_iou) {
+  const int W = s.image.width, H = s.image.height;
+  for (int trial = 0; trial < o.crop_max_trials; ++trial) {
+    const double w = uniform(gen, o.crop_min_scale * W, W);
+    const double h = uniform(gen, o.crop_min_scale * H, H);
+    const double aspect = w / h;
+    if (aspect < o.crop_min_aspect || aspect > o.crop_max_aspect) continue;
+    const double left = uniform(gen, 0.0, W - w);
+    const double top = uniform(gen, 0.0, H - h);
+    // Integer pixel rectangle [x0, x1) x [y0, y1) inside the image, at least 1 px each way.
+    const int x0 = static_cast<int>(left), y0 = static_cast<int>(top);
+    const int x1 = std::min(W, static_cast<int>(left + w)), y1 = std::min(H, static_cast<int>(top + h));
+    if (x1 - x0 < 1 || y1 - y0 < 1) continue;
+    const Box rect{double(x0), double(y0), double(x1), double(y1)};
+
+    if (!s.objects.empty()) {
+      if (!overlap_ok(s.objects, rect, min_iou)) continue;
+      const bool any_kept = std::any_of(s.objects.begin(), s.objects.end(),
+                                        [&](const Object& ob) { return centre_inside(ob.box, rect); });
+      if (!any_kept) continue;
+    }
+    s = crop_annotated(s, x0, y0, x1, y1);
+    return true;
+  }
+  return false;
+}
+
+AnnotatedImage hflip(const AnnotatedImage& in) {
+  check_sample(in, "hflip");
+  AnnotatedImage out = in;
+  const int w = in.image.width;
+  for (int y = 0; y < in.image.height; ++y) {
+    const size_t row = static_cast<size_t>(y) * w * 3;
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < 3; ++c) out.image.rgb[row + x * 3 + c] = in.image.rgb[row + (w - 1 - x) * 3 + c];
+  }
+  for (Object& ob : out.objects) {
+    ob.box = Box{w - ob.box.x2, ob.box.y1, w - ob.box.x1, ob.box.y2};
+    ob.area = -1;
+  }
+  return out;
+}
+
+void clip_and_drop_degenerate(AnnotatedImage& s) {
+  const double W = s.image.width, H = s.image.height;
+  std::vector<Object> kept;
+  kept.reserve(s.objects.size());
+  for (Object ob : s.objects) {
+    const Box b = ob.box;
+    const Box c{std::max(0.0, b.x1), std::max(0.0, b.y1), std::min(W, b.x2), std::min(H, b.y2)};
+    if (!(c.x2 - c.x1 >= 1 && c.y2 - c.y1 >= 1)) continue;  // also drops NaN boxes
+    if (c.x1 != b.x1 || c.y1 != b.y1 || c.x2 != b.x2 || c.y2 != b.y2) ob.area = -1;
+    ob.box = c;
+    kept.push_back(ob);
+  }
+  s.objects = std::move(kept);
+}
+
+}  // namespace detail
+
+// ============================== public API ==============================
+
+AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const AugmentOptions& options) {
+  check_sample(in, "augment_ssd");
+  check_options(options);
+  eng::Generator gen(seed);
+  AnnotatedImage s = in;
+  detail::clip_and_drop_degenerate(s);
+
+  if (options.photometric) s.image = detail::apply_photometric(s.image, detail::draw_photometric(gen, options));
+  if (options.expand) random_expand(s, gen, options);
+  if (options.crop) random_min_iou_crop(s, gen, options);
+  if (options.flip && coin(gen, 0.5)) s = detail::hflip(s);
+
+  detail::clip_and_drop_degenerate(s);
+  return s;
+}
+
+AnnotatedImage resize_annotated(const AnnotatedImage& in, int out_w, int out_h) {
+  check_sample(in, "resize_annotated");
+  AnnotatedImage out;
+  out.image = resize_bilinear(in.image, out_w, out_h);
+  const double sx = static_cast<double>(out_w) / in.image.width;
+  const double sy = static_cast<double>(out_h) / in.image.height;
+  out.objects = in.objects;
+  if (out_w == in.image.width && out_h == in.image.height) return out;
+  for (Object& ob : out.objects) {
+    ob.box = Box{ob.box.x1 * sx, ob.box.y1 * sy, ob.box.x2 * sx, ob.box.y2 * sy};
+    ob.area = -1;
+  }
+  return out;
+}
+
+namespace {
+// One splitmix64 output step: add the golden-ratio increment, then the finaliser
+// (xor-shift / multiply rounds, a bijection on 64-bit words).
+uint64_t splitmix64(uint64_t x) {
+  uint64_t z = x + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+// h = mix(mix(mix(run_seed) ^ epoch) ^ index): each stage is a bijection of its input word,
+// so for a fixed prefix distinct last arguments never collide.
+uint64_t sample_seed(uint64_t run_seed, uint64_t epoch, uint64_t index) {
+  uint64_t h = splitmix64(run_seed);
+  h = splitmix64(h ^ epoch);
+  return splitmix64(h ^ index);
+}
+
+}  // namespace data
