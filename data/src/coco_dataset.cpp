@@ -1,0 +1,208 @@
+// COCO instances reader: {"images", "annotations", "categories"} into a data::Dataset.
+// See data/dataset.h and docs/datasets.md.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <nlohmann/json.hpp>
+
+#include "data/coco_json.h"
+#include "data/dataset.h"
+#include "engine/error.h"
+
+namespace data {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json load_json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  ENGINE_CHECK(f.good(), path, ": cannot open file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::exception& e) {
+    ENGINE_FAIL(path, ": malformed JSON: ", e.what());
+  }
+}
+
+const json& top_level_array(const std::string& path, const json& j, const char* key) {
+  ENGINE_CHECK(j.is_object(), path, ": the top level is not a JSON object");
+  const auto it = j.find(key);
+  ENGINE_CHECK(it != j.end() && it->is_array(), path, ": missing top-level array \"", key, "\"");
+  return *it;
+}
+
+// An integer member, or false when absent or not an integer.
+bool integer_member(const json& obj, const char* key, long long& value) {
+  const auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_integer()) return false;
+  value = it->get<long long>();
+  return true;
+}
+
+struct Category {
+  long long id = 0;
+  std::string name;
+};
+
+std::vector<Category> read_categories(const std::string& path, const json& cats) {
+  std::vector<Category> out;
+  for (size_t i = 0; i < cats.size(); ++i) {
+    const std::string where = "categories[" + std::to_string(i) + "]";
+    ENGINE_CHECK(cats[i].is_object(), path, ": ", where, " is not an object");
+    Category c;
+    ENGINE_CHECK(integer_member(cats[i], "id", c.id), path, ": ", where, " has no integer \"id\"");
+    const auto name = cats[i].find("name");
+    ENGINE_CHECK(name != cats[i].end() && name->is_string(), path, ": ", where, " has no string \"name\"");
+    c.name = name->get<std::string>();
+    out.push_back(c);
+  }
+  ENGINE_CHECK(!out.empty(), path, ": \"categories\" is empty");
+  std::sort(out.begin(), out.end(), [](const Category& a, const Category& b) { return a.id < b.id; });
+  for (size_t i = 1; i < out.size(); ++i)
+    ENGINE_CHECK(out[i].id != out[i - 1].id, path, ": duplicate category id ", out[i].id);
+  return out;
+}
+
+bool parse_bbox(const json& a, Box& box) {
+  const auto it = a.find("bbox");
+  if (it == a.end() || !it->is_array() || it->size() != 4) return false;
+  double v[4];
+  for (int k = 0; k < 4; ++k) {
+    if (!(*it)[k].is_number()) return false;
+    v[k] = (*it)[k].get<double>();
+    if (!std::isfinite(v[k])) return false;
+  }
+  box = Box{v[0], v[1], v[0] + v[2], v[1] + v[3]};
+  return true;
+}
+
+class CocoReader {
+ public:
+  CocoReader(const CocoOptions& options, const std::vector<Category>& categories, Dataset& out)
+      : path_(options.json), require_images_(options.require_images), out_(out) {
+    images_dir_ = options.images_dir.empty() ? fs::path(options.json).parent_path() : fs::path(options.images_dir);
+    for (size_t i = 0; i < categories.size(); ++i) label_of_[categories[i].id] = static_cast<int>(i);
+  }
+
+  void read_images(const json& images) {
+    for (size_t i = 0; i < images.size(); ++i) read_image(i, images[i]);
+  }
+
+  void read_annotations(const json& anns) {
+    for (size_t i = 0; i < anns.size(); ++i) read_annotation(i, anns[i]);
+  }
+
+ private:
+  void skip_image(size_t index, const std::string& problem) {
+    out_.warnings.push_back(path_ + ": images[" + std::to_string(index) + "]: " + problem + " (image skipped)");
+    ++out_.skipped_images;
+  }
+
+  void skip_object(size_t index, const json& a, const std::string& problem) {
+    std::string where = "annotations[" + std::to_string(index) + "]";
+    long long id = 0;
+    if (a.is_object() && integer_member(a, "id", id)) where += " (id " + std::to_string(id) + ")";
+    out_.warnings.push_back(path_ + ": " + where + ": " + problem + " (object skipped)");
+    ++out_.skipped_objects;
+  }
+
+  static int image_size(const json& img, const char* key) {
+    long long v = 0;
+    return integer_member(img, key, v) && v > 0 ? static_cast<int>(v) : 0;
+  }
+
+  void read_image(size_t index, const json& img) {
+    long long id = 0;
+    if (!img.is_object() || !integer_member(img, "id", id)) return skip_image(index, "no integer \"id\"");
+    const auto fn = img.find("file_name");
+    if (fn == img.end() || !fn->is_string() || fn->get<std::string>().empty())
+      return skip_image(index, "no \"file_name\"");
+    if (sample_of_.count(id) || skipped_ids_.count(id)) return skip_image(index, "duplicate id " + std::to_string(id));
+    Sample s;
+    s.image_path = (images_dir_ / fn->get<std::string>()).string();
+    if (require_images_ && !fs::exists(s.image_path)) {
+      skipped_ids_.insert(id);  // its annotations go with it, without further warnings
+      return skip_image(index, "image file " + s.image_path + " not found");
+    }
+    s.key = image_key(fn->get<std::string>());
+    s.width = image_size(img, "width");
+    s.height = image_size(img, "height");
+    sample_of_[id] = out_.samples.size();
+    out_.samples.push_back(std::move(s));
+  }
+
+  // "" and the object, or the problem.
+  std::string parse_object(const json& a, Object& o, size_t& sample) const {
+    long long image_id = 0, category_id = 0;
+    if (!integer_member(a, "image_id", image_id)) return "no integer \"image_id\"";
+    const auto s = sample_of_.find(image_id);
+    if (s == sample_of_.end()) return "unknown image_id " + std::to_string(image_id);
+    sample = s->second;
+    if (!integer_member(a, "category_id", category_id)) return "no integer \"category_id\"";
+    const auto label = label_of_.find(category_id);
+    if (label == label_of_.end()) return "unknown category_id " + std::to_string(category_id);
+    o.label = label->second;
+    if (!parse_bbox(a, o.box)) return "bad \"bbox\" (not 4 numbers [x, y, w, h])";
+    const auto area = a.find("area");
+    if (area != a.end()) {
+      if (!area->is_number()) return "\"area\" is not a number";
+      o.area = area->get<double>();
+    }
+    const auto crowd = a.find("iscrowd");
+    if (crowd != a.end()) {
+      if (!crowd->is_number_integer() && !crowd->is_boolean()) return "\"iscrowd\" is not 0/1";
+      o.iscrowd = crowd->is_boolean() ? crowd->get<bool>() : crowd->get<long long>() != 0;
+    }
+    const Sample& img = out_.samples[sample];
+    return detail::check_box(o.box, img.width, img.height);
+  }
+
+  void read_annotation(size_t index, const json& a) {
+    if (!a.is_object()) return skip_object(index, a, "not an object");
+    long long image_id = 0;
+    if (integer_member(a, "image_id", image_id) && skipped_ids_.count(image_id)) return;
+    Object o;
+    size_t sample = 0;
+    const std::string problem = parse_object(a, o, sample);
+    if (!problem.empty()) return skip_object(index, a, problem);
+    out_.samples[sample].objects.push_back(o);
+  }
+
+  std::string path_;
+  fs::path images_dir_;
+  bool require_images_;
+  Dataset& out_;
+  std::unordered_map<long long, int> label_of_;
+  std::unordered_map<long long, size_t> sample_of_;
+  std::unordered_set<long long> skipped_ids_;
+};
+
+}  // namespace
+
+Dataset load_coco(const CocoOptions& options) {
+  const json j = load_json(options.json);
+  const json& images = top_level_array(options.json, j, "images");
+  const json& anns = top_level_array(options.json, j, "annotations");
+  const std::vector<Category> categories =
+      read_categories(options.json, top_level_array(options.json, j, "categories"));
+  Dataset out;
+  for (const Category& c : categories) {
+    out.class_names.push_back(c.name);
+    out.category_ids.push_back(static_cast<int>(c.id));
+  }
+  CocoReader reader(options, categories, out);
+  reader.read_images(images);
+  reader.read_annotations(anns);
+  return out;
+}
+
+}  // namespace data
