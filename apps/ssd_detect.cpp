@@ -1,50 +1,94 @@
-// ssd_detect: run a detector on images. For now only --summary is implemented:
-//   ssd_detect --arch tiny_ssd --num-classes 21 [--input-size S] [--anchors voc|coco] --summary
-// prints each top-level block's output shape for a [1, 3, S, S] input, then
-//   parameters: <count>
-//   anchors: <count>
-// Exit codes: 0 ok, 1 bad arguments or model error, 2 not implemented.
+// ssd_detect: run a trained detector on image files, folders and lists.
+//   ssd_detect --weights FILE [--arch NAME] [--classes FILE] --input PATH... --out DIR
+//              [--device cpu|cuda] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
+//              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X]
+// writes DIR/detections.json and one annotated image per input (app::detect,
+// apps/common/detect_run.h). Also:
+//   ssd_detect --arch NAME --num-classes N [--input-size S] [--anchors voc|coco] --summary
+// prints each top-level block's output shape for a [1, 3, S, S] input, the parameter and
+// anchor counts.
+// Exit codes: 0 ok, 1 bad arguments, bad weights, or any input that failed.
 #include <cstdio>
 #include <iostream>
+#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "common/detect_run.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 #include "models/detection_model.h"
 
+namespace {
+
+int summary(const models::ModelConfig& config) {
+  auto model = models::create_model(config);
+  for (const auto& [name, shape] : model->block_shapes()) std::cout << name << ": " << eng::shape_str(shape) << "\n";
+  std::cout << "parameters: " << model->num_parameters() << "\n";
+  std::cout << "anchors: " << model->anchors(eng::Device::cpu()).size(0) << "\n";
+  return 0;
+}
+
+std::vector<int> parse_sizes(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::istringstream is(item);
+    int v = 0;
+    if (!(is >> v) || !is.eof() || v < 32 || v > 4096) ENGINE_FAIL("--scales: '", item, "' is not a size in 32..4096");
+    out.push_back(v);
+  }
+  ENGINE_CHECK(!out.empty(), "--scales: empty list");
+  return out;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app{"ssd_detect: object detection with a trained model"};
-  models::ModelConfig config;
-  bool summary = false;
-  app.add_option("--arch", config.arch, "architecture (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)")
-      ->required();
-  app.add_option("--num-classes", config.num_classes, "classes including background")->required();
-  app.add_option("--input-size", config.input_size, "input side in pixels (0: the architecture's default)");
-  app.add_option("--anchors", config.anchor_preset, "SSD anchor sizes preset")
+  CLI::App cli{"ssd_detect: object detection on images with a trained model"};
+  app::DetectConfig c;
+  models::ModelConfig summary_config;
+  bool want_summary = false;
+  std::string scales;
+  cli.add_option("--weights", c.weights, "weights or checkpoint (.safetensors)");
+  cli.add_option("--arch", c.arch, "architecture (needed when the weights have no metadata)");
+  cli.add_option("--classes", c.classes, "class names, one per line");
+  cli.add_option("--input", c.inputs, "image files, folders, @list.txt files");
+  cli.add_option("--out", c.out, "output folder: detections.json and annotated images");
+  cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
+  cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
+  cli.add_option("--workers", c.workers, "decoding threads (0: in the main thread)")->capture_default_str();
+  cli.add_option("--score-thresh", c.inference.score_thresh, "minimum score (default: the architecture's)");
+  cli.add_option("--nms-thresh", c.inference.nms_thresh, "NMS IoU threshold (default: the architecture's)");
+  cli.add_option("--topk", c.inference.topk, "detections kept per image (default: the architecture's)");
+  cli.add_option("--scales", scales, "test input sides, e.g. 256,320 (multi-scale testing)");
+  cli.add_flag("--flip", c.inference.flip, "add a mirrored pass per scale");
+  cli.add_option("--draw-thresh", c.draw_thresh, "minimum score of the drawn boxes")->capture_default_str();
+  cli.add_option("--num-classes", summary_config.num_classes, "--summary: classes including background");
+  cli.add_option("--input-size", summary_config.input_size, "--summary: input side (0: the architecture's)");
+  cli.add_option("--anchors", summary_config.anchor_preset, "--summary: SSD anchor sizes preset")
       ->check(CLI::IsMember({"voc", "coco"}));
-  app.add_flag("--summary", summary, "print block output shapes, parameter and anchor counts");
+  cli.add_flag("--summary", want_summary, "print block output shapes, parameter and anchor counts, and exit");
   try {
-    app.parse(argc, argv);
+    cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);
+    if (e.get_exit_code() == 0) return cli.exit(e);
     std::cerr << "ssd_detect: " << e.what() << "\n";
     return 1;
   }
-  if (!summary) {
-    std::cerr << "ssd_detect: detection on images is not implemented yet (use --summary)\n";
-    return 2;
-  }
   try {
-    auto model = models::create_model(config);
-    for (const auto& [name, shape] : model->block_shapes())
-      std::cout << name << ": " << eng::shape_str(shape) << "\n";
-    std::cout << "parameters: " << model->num_parameters() << "\n";
-    std::cout << "anchors: " << model->anchors(eng::Device::cpu()).size(0) << "\n";
+    if (want_summary) {
+      ENGINE_CHECK(!c.arch.empty(), "--summary needs --arch");
+      ENGINE_CHECK(cli.count("--num-classes") > 0, "--summary needs --num-classes");
+      summary_config.arch = c.arch;
+      return summary(summary_config);
+    }
+    ENGINE_CHECK(!c.inputs.empty(), "--input is required (image files, folders or @list.txt)");
+    if (!scales.empty()) c.inference.scales = parse_sizes(scales);
+    return app::detect(c);
   } catch (const std::exception& e) {
     std::cerr << "ssd_detect: " << e.what() << "\n";
     return 1;
   }
-  return 0;
 }

@@ -167,6 +167,27 @@ void check_norm(const std::vector<double>& mean, const std::vector<double>& std)
 }
 
 // Writes (pixel - mean) / std as CHW floats at out.
+// One output column (or row) of a bilinear resize: the two source indices and the weight
+// of the second. Half-pixel centres: s = (d + 0.5) * in / out - 0.5, clamped below at 0.
+struct Tap {
+  int i0, i1;
+  double t;
+};
+
+std::vector<Tap> bilinear_taps(int in, int out) {
+  std::vector<Tap> v(static_cast<size_t>(out));
+  const double scale = static_cast<double>(in) / out;
+  for (int d = 0; d < out; ++d) {
+    double s = (d + 0.5) * scale - 0.5;
+    if (s < 0) s = 0;
+    int i0 = static_cast<int>(s);  // s >= 0: truncation is floor
+    if (i0 > in - 1) i0 = in - 1;
+    const int i1 = std::min(i0 + 1, in - 1);
+    v[d] = {i0, i1, s - i0};
+  }
+  return v;
+}
+
 void fill_chw(const Image& image, const std::vector<double>& mean, const std::vector<double>& std, float* out) {
   const size_t hw = static_cast<size_t>(image.width) * image.height;
   for (int c = 0; c < 3; ++c) {
@@ -267,25 +288,7 @@ Image resize_bilinear(const Image& image, int out_w, int out_h) {
   ENGINE_CHECK(out_w > 0 && out_h > 0, "resize_bilinear: output size must be positive (got ", out_w, "x", out_h, ")");
   if (out_w == image.width && out_h == image.height) return image;
 
-  // Per output column/row: the two source indices and the weight of the second.
-  struct Tap {
-    int i0, i1;
-    double t;
-  };
-  auto taps = [](int in, int out) {
-    std::vector<Tap> v(static_cast<size_t>(out));
-    const double scale = static_cast<double>(in) / out;
-    for (int d = 0; d < out; ++d) {
-      double s = (d + 0.5) * scale - 0.5;
-      if (s < 0) s = 0;
-      int i0 = static_cast<int>(s);  // s >= 0: truncation is floor
-      if (i0 > in - 1) i0 = in - 1;
-      const int i1 = std::min(i0 + 1, in - 1);
-      v[d] = {i0, i1, s - i0};
-    }
-    return v;
-  };
-  const std::vector<Tap> tx = taps(image.width, out_w), ty = taps(image.height, out_h);
+  const std::vector<Tap> tx = bilinear_taps(image.width, out_w), ty = bilinear_taps(image.height, out_h);
 
   Image out;
   out.width = out_w;
@@ -337,6 +340,31 @@ eng::Tensor to_batch(const std::vector<Image>& images, const std::vector<double>
   const size_t per = static_cast<size_t>(3) * w * h;
   for (size_t i = 0; i < images.size(); ++i) fill_chw(images[i], mean, std, p + i * per);
   return t;
+}
+
+void resize_normalize_into(const Image& image, int out_w, int out_h, const std::vector<double>& mean,
+                           const std::vector<double>& std, float* out) {
+  check_image(image, "resize_normalize_into");
+  check_norm(mean, std);
+  ENGINE_CHECK(out_w > 0 && out_h > 0, "resize_normalize_into: output size must be positive (got ", out_w, "x", out_h,
+               ")");
+  const std::vector<Tap> tx = bilinear_taps(image.width, out_w), ty = bilinear_taps(image.height, out_h);
+  const size_t row = static_cast<size_t>(image.width) * 3, plane = static_cast<size_t>(out_w) * out_h;
+  const double inv[3] = {1.0 / std[0], 1.0 / std[1], 1.0 / std[2]};
+  for (int y = 0; y < out_h; ++y) {
+    const uint8_t* r0 = image.rgb.data() + ty[y].i0 * row;
+    const uint8_t* r1 = image.rgb.data() + ty[y].i1 * row;
+    const double wy = ty[y].t;
+    for (int x = 0; x < out_w; ++x) {
+      const size_t a = static_cast<size_t>(tx[x].i0) * 3, b = static_cast<size_t>(tx[x].i1) * 3;
+      const double wx = tx[x].t;
+      for (int c = 0; c < 3; ++c) {
+        const double top = r0[a + c] + wx * (r0[b + c] - r0[a + c]);
+        const double bot = r1[a + c] + wx * (r1[b + c] - r1[a + c]);
+        out[c * plane + static_cast<size_t>(y) * out_w + x] = static_cast<float>((top + wy * (bot - top) - mean[c]) * inv[c]);
+      }
+    }
+  }
 }
 
 }  // namespace data

@@ -64,4 +64,12 @@ eng::Tensor to_tensor(const Image& image, const std::vector<double>& mean, const
 eng::Tensor to_batch(const std::vector<Image>& images, const std::vector<double>& mean,
                      const std::vector<double>& std);
 
+// Bilinear resize (half-pixel centres) and normalisation in one pass, in floating point
+// with no rounding to 8 bits: out is f32 CHW [3, out_h, out_w], value
+// (interpolated pixel - mean[c]) / std[c]. Because normalisation is affine per channel,
+// this equals torchvision's normalise-then-F.interpolate(bilinear, align_corners=False)
+// up to float rounding. The inference and training paths use it.
+void resize_normalize_into(const Image& image, int out_w, int out_h, const std::vector<double>& mean,
+                           const std::vector<double>& std, float* out);
+
 }  // namespace data

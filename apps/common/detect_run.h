@@ -1,0 +1,29 @@
+// The work behind ssd_detect: inputs -> batched, threaded inference -> detections.json,
+// one annotated image per input, a summary line per image and throughput at the end.
+//
+// Model: the weights' metadata gives the architecture, class count, input size and class
+// names (checkpoints written by ssd_train). A file without that metadata (a converted
+// torchvision file) needs --arch; its classes come from --classes, else 90 unnamed COCO
+// classes ("class_<id>", category id = model class index, as torchvision's labels).
+// Inputs that cannot be read are reported on stderr, one line each, and skipped.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "common/inference.h"
+
+namespace app {
+
+struct DetectConfig {
+  std::string weights, arch, classes, out, device = "cpu";
+  std::vector<std::string> inputs;
+  int batch = 8, workers = 2;
+  InferenceOptions inference;
+  double draw_thresh = 0.3;  // drawn boxes only; detections.json keeps every detection
+};
+
+// Returns the exit status: 0 when every input was processed, 1 when any failed (or the
+// weights / arguments are bad: then eng::Error is thrown instead).
+int detect(const DetectConfig& config);
+
+}  // namespace app

@@ -1,0 +1,65 @@
+// Running a detector on loader batches: one or several passes (test scales, mirrored
+// input), boxes mapped back to the original images, passes merged. ssd_train's evaluation
+// and ssd_detect both use this, so their numbers agree.
+//
+// Per pass (input size s, mirrored or not): the model's own postprocessing (score
+// threshold, top-k, class-wise NMS; thresholds overridable), boxes from input pixels to the
+// original image (x * width / s, y * height / s; a mirrored pass first maps x -> s - x).
+// With more than one pass, each image's detections of all passes are pooled and put
+// through class-wise NMS again at the same threshold, keeping the top `topk`
+// (the one-stage multi-scale testing recipe).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/annotation.h"
+#include "data/detections_json.h"
+#include "data/loader.h"
+#include "data/metrics.h"
+#include "models/detection_model.h"
+
+namespace app {
+
+struct InferenceOptions {
+  double score_thresh = -1;  // < 0: the architecture's default
+  double nms_thresh = -1;
+  int64_t topk = -1;         // detections kept per image
+  std::vector<int> scales;   // input sides; empty: the model's current input size
+  bool flip = false;         // add a mirrored pass per scale
+};
+
+// One detection in original-image pixels; `label` is the 0-based dataset class
+// (model class index - 1).
+struct Found {
+  int label = 0;
+  double score = 0;
+  data::Box box;
+};
+
+// The input sides a run uses: options.scales, or the model's size.
+std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options);
+
+// Detections for every image of `batch` (built by a Loader in evaluation mode with
+// input_sizes = inference_sizes(...)). The model runs on `device` in its current mode; its
+// input size is restored afterwards.
+std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, const data::Batch& batch,
+                                             eng::Device device, const InferenceOptions& options);
+
+// Found -> detections.json records (category ids and names from the dataset's classes).
+data::ImageDetections to_record(const std::vector<Found>& found, const std::string& file, int width, int height,
+                                const std::vector<std::string>& class_names, const std::vector<int>& category_ids);
+
+struct EvalRun {
+  data::EvalResult result;
+  std::vector<data::ImageDetections> images;  // per evaluated image, dataset order
+  std::vector<std::string> warnings;          // images that could not be read
+  double seconds = 0;
+};
+
+// Runs the model (switched to eval mode, then back) over every image of `dataset` and
+// evaluates against its annotations (difficult and crowd handled by the metrics).
+EvalRun evaluate_model(models::DetectionModel& model, const data::Dataset& dataset, eng::Device device,
+                       const InferenceOptions& options, int batch_size, int workers);
+
+}  // namespace app

@@ -1,0 +1,43 @@
+#include "common/run_log.h"
+
+#include <cstdio>
+
+#include "engine/error.h"
+
+namespace app {
+
+RunLog::RunLog(const std::string& jsonl_path, bool interactive)
+    : out_(jsonl_path, std::ios::app), path_(jsonl_path), interactive_(interactive) {
+  ENGINE_CHECK(out_.good(), jsonl_path, ": cannot open for writing");
+}
+
+void RunLog::write(const nlohmann::json& line) {
+  out_ << line.dump() << '\n';
+  out_.flush();
+  ENGINE_CHECK(out_.good(), path_, ": write failed");
+}
+
+void RunLog::progress(int64_t iteration, int64_t total, const std::string& text) {
+  if (!interactive_) {
+    std::printf("%s\n", text.c_str());
+    std::fflush(stdout);
+    return;
+  }
+  constexpr int kWidth = 24;
+  const double frac = total > 0 ? std::min(1.0, static_cast<double>(iteration) / total) : 0.0;
+  const int filled = static_cast<int>(frac * kWidth);
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.append(static_cast<size_t>(kWidth - filled), '.');
+  std::printf("\r[%s] %s\033[K", bar.c_str(), text.c_str());
+  std::fflush(stdout);
+  bar_open_ = true;
+}
+
+void RunLog::say(const std::string& text) {
+  if (bar_open_) std::printf("\n");
+  bar_open_ = false;
+  std::printf("%s\n", text.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace app

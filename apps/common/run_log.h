@@ -1,0 +1,31 @@
+// What a training run reports while it runs: JSON lines appended to DIR/metrics.jsonl
+// (flushed line by line, so a killed run keeps every line it wrote) and a human view on
+// stdout: a progress bar redrawn in place on a terminal, plain lines otherwise.
+#pragma once
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace app {
+
+class RunLog {
+ public:
+  // Appends to `jsonl_path` (created if absent). `interactive`: stdout is a terminal.
+  RunLog(const std::string& jsonl_path, bool interactive);
+  void write(const nlohmann::json& line);  // one JSON object per line
+  // Progress: "[#####.....] it 120/2000  loss 3.21 ..." redrawn on a terminal; printed as a
+  // plain line otherwise.
+  void progress(int64_t iteration, int64_t total, const std::string& text);
+  // A line that must stay visible (ends any progress bar line first).
+  void say(const std::string& text);
+
+ private:
+  std::ofstream out_;
+  std::string path_;
+  bool interactive_;
+  bool bar_open_ = false;
+};
+
+}  // namespace app

@@ -1,0 +1,383 @@
+#include "common/trainer.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <limits>
+#include <memory>
+
+#include "common/checkpoint.h"
+#include "common/inference.h"
+#include "common/run_log.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "engine/allocator.h"
+#include "engine/error.h"
+#include "engine/optim.h"
+#include "models/weights.h"
+
+namespace app {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted = true; }
+
+// Installs the SIGINT handler for the lifetime of a run and restores the previous one.
+struct SigintScope {
+  using Handler = void (*)(int);
+  Handler previous;
+  SigintScope() : previous(std::signal(SIGINT, on_sigint)) { g_interrupted = false; }
+  ~SigintScope() { std::signal(SIGINT, previous); }
+};
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+bool is_coco(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+}
+
+data::Dataset load_and_report(RunLog& log, const char* what, const std::string& path, const std::string& split,
+                              const std::string& classes, const std::string& images) {
+  data::Dataset d = data::load_dataset(path, split, is_coco(path) ? "" : classes, images);
+  log.say(std::string(what) + ": " + data::dataset_source(path, split, is_coco(path) ? "" : classes, images));
+  constexpr size_t kShown = 20;
+  for (size_t i = 0; i < d.warnings.size() && i < kShown; ++i) log.say("warning: " + d.warnings[i]);
+  if (d.warnings.size() > kShown) log.say("warning: ... and " + std::to_string(d.warnings.size() - kShown) + " more");
+  log.say(data::dataset_summary(d));
+  return d;
+}
+
+// The samples that have at least one training target (not difficult, not crowd).
+data::Dataset trainable(const data::Dataset& d) {
+  data::Dataset out = d;
+  out.samples.clear();
+  for (const data::Sample& s : d.samples) {
+    for (const data::Object& o : s.objects) {
+      if (!o.difficult && !o.iscrowd) {
+        out.samples.push_back(s);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+// Padded targets of a batch (boxes in input pixels, labels = dataset label + 1).
+models::Targets make_targets(const data::Batch& b, eng::Device device) {
+  const int64_t n = b.size();
+  int64_t g = 1;
+  for (const auto& objs : b.objects) g = std::max<int64_t>(g, static_cast<int64_t>(objs.size()));
+  eng::Tensor boxes = eng::zeros({n, g, 4}, eng::TensorOptions(eng::DType::f32));
+  eng::Tensor labels = eng::zeros({n, g}, eng::TensorOptions(eng::DType::i64));
+  eng::Tensor counts = eng::zeros({n}, eng::TensorOptions(eng::DType::i64));
+  float* pb = boxes.data<float>();
+  int64_t* pl = labels.data<int64_t>();
+  int64_t* pc = counts.data<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& objs = b.objects[static_cast<size_t>(i)];
+    pc[i] = static_cast<int64_t>(objs.size());
+    for (size_t j = 0; j < objs.size(); ++j) {
+      float* q = pb + (i * g + static_cast<int64_t>(j)) * 4;
+      q[0] = static_cast<float>(objs[j].box.x1);
+      q[1] = static_cast<float>(objs[j].box.y1);
+      q[2] = static_cast<float>(objs[j].box.x2);
+      q[3] = static_cast<float>(objs[j].box.y2);
+      pl[i * g + static_cast<int64_t>(j)] = objs[j].label + 1;
+    }
+  }
+  if (device.is_cpu()) return {boxes, labels, counts};
+  return {boxes.to(device), labels.to(device), counts.to(device)};
+}
+
+double memory_mb(eng::Device device) {
+  const eng::MemoryStats s = device.is_cuda() ? eng::cuda::alloc::stats() : eng::cpu_alloc::stats();
+  return static_cast<double>(s.peak_allocated) / (1 << 20);
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+eng::Device parse_device(const std::string& name) {
+  if (name == "cpu") return eng::Device::cpu();
+  ENGINE_CHECK(name == "cuda", "--device must be cpu or cuda, got '", name, "'");
+  ENGINE_CHECK(eng::cuda::available(), "--device cuda: no CUDA device is available");
+  return eng::Device::cuda();
+}
+
+// Everything one run holds; train() drives it.
+class Run {
+ public:
+  explicit Run(const TrainConfig& c);
+  int execute();
+
+ private:
+  void setup_data();
+  void setup_model();
+  void evaluate_now();
+  void save_last();
+  void restore_base_size() {
+    if (model_->config().input_size != base_size_) model_->set_input_size(base_size_);
+  }
+
+  const TrainConfig& c_;
+  eng::Device device_;
+  std::unique_ptr<RunLog> log_;
+  data::Dataset train_set_, val_set_;
+  bool have_val_ = false;
+  ClassList classes_;
+  std::shared_ptr<models::DetectionModel> model_;
+  std::unique_ptr<eng::optim::SGD> optimizer_;
+  std::unique_ptr<eng::optim::LinearWarmup> schedule_;
+  TrainState state_;
+  int64_t base_size_ = 0;
+  int64_t last_eval_iteration_ = -1;
+  std::filesystem::path out_;
+};
+
+Run::Run(const TrainConfig& c) : c_(c), device_(parse_device(c.device)), out_(c.out) {
+  ENGINE_CHECK(c.batch >= 1, "--batch must be at least 1");
+  ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
+  ENGINE_CHECK(!c.data.empty(), "--data is required");
+  std::error_code ec;
+  std::filesystem::create_directories(out_, ec);
+  ENGINE_CHECK(!ec && std::filesystem::is_directory(out_), c.out, ": cannot create the output folder");
+  log_ = std::make_unique<RunLog>((out_ / "metrics.jsonl").string(), ::isatty(1) != 0);
+}
+
+void Run::setup_data() {
+  data::Dataset all = load_and_report(*log_, "train", c_.data, c_.split, c_.classes, c_.images);
+  train_set_ = trainable(all);
+  if (train_set_.samples.size() < all.samples.size())
+    log_->say("train: " + std::to_string(all.samples.size() - train_set_.samples.size()) +
+              " images without a training object left out");
+  ENGINE_CHECK(!train_set_.samples.empty(), c_.data, ": no image with a training object");
+  classes_ = {train_set_.class_names, train_set_.category_ids};
+  if (!c_.val.empty()) {
+    val_set_ = load_and_report(*log_, "val", c_.val, c_.val_split, c_.classes, c_.val_images);
+    ENGINE_CHECK(val_set_.class_names == train_set_.class_names, c_.val,
+                 ": its classes differ from the training set's");
+    have_val_ = true;
+  }
+}
+
+void Run::setup_model() {
+  models::ModelConfig mc;
+  if (!c_.resume.empty()) {
+    mc = models::read_model_config(c_.resume);
+    ENGINE_CHECK(c_.arch.empty() || c_.arch == mc.arch, c_.resume, ": checkpoint of '", mc.arch, "', --arch says '",
+                 c_.arch, "'");
+    const ClassList saved = read_class_list(c_.resume);
+    ENGINE_CHECK(saved.names == classes_.names, c_.resume, ": checkpoint classes differ from the dataset's");
+  } else {
+    ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)");
+    mc.arch = c_.arch;
+    mc.num_classes = static_cast<int64_t>(classes_.names.size()) + 1;
+    mc.anchor_preset = is_coco(c_.data) ? "coco" : "voc";
+    mc.input_size = c_.input_size;
+  }
+  eng::manual_seed(c_.seed);
+  model_ = models::create_model(mc);
+  base_size_ = model_->config().input_size;
+  if (!c_.init.empty()) {
+    models::load_model_weights(*model_, c_.init);
+    log_->say("init: weights from " + c_.init);
+  }
+  if (!c_.backbone.empty()) {
+    models::PrefixMap map;
+    if (mc.arch == "ssd300_vgg16" || mc.arch == "ssd512_vgg16") {
+      map = models::vgg16_prefix_map();
+    } else if (mc.arch == "retinanet_resnet50_fpn") {
+      map = models::resnet50_prefix_map();
+    } else {
+      ENGINE_FAIL("--backbone: ", mc.arch, " has no ImageNet backbone to load");
+    }
+    log_->say("backbone: " + c_.backbone + ": " + models::load_backbone_weights(*model_, c_.backbone, map).summary());
+  }
+  model_->to(device_);
+  model_->train();
+
+  eng::optim::SGDOptions o;
+  o.lr = c_.lr > 0 ? c_.lr : default_lr(mc.arch);
+  o.momentum = c_.momentum;
+  o.weight_decay = c_.wd;
+  optimizer_ = std::make_unique<eng::optim::SGD>(model_->named_parameters(), o);
+  const int64_t warmup = c_.warmup >= 0 ? c_.warmup : default_warmup(mc.arch);
+  schedule_ = std::make_unique<eng::optim::LinearWarmup>(eng::optim::MultiStep(o.lr, c_.steps, 0.1), warmup, 0.001);
+
+  state_.seed = c_.seed;
+  if (!c_.resume.empty()) {
+    state_ = load_checkpoint(c_.resume, *model_, *optimizer_);
+    if (state_.seed != c_.seed)
+      log_->say("resume: using the checkpoint's seed " + std::to_string(state_.seed) + " (not --seed " +
+                std::to_string(c_.seed) + ")");
+    log_->say("resume: " + c_.resume + " at iteration " + std::to_string(state_.iteration));
+  }
+  log_->say("model: " + mc.arch + ", " + std::to_string(model_->num_parameters()) + " parameters, input " +
+            std::to_string(base_size_) + ", " + std::to_string(classes_.names.size()) + " classes, on " + c_.device);
+}
+
+void Run::save_last() {
+  restore_base_size();
+  save_checkpoint((out_ / "last.safetensors").string(), *model_, optimizer_.get(), state_, classes_);
+}
+
+void Run::evaluate_now() {
+  restore_base_size();
+  InferenceOptions io;
+  EvalRun r = evaluate_model(*model_, val_set_, device_, io, c_.eval_batch, c_.workers);
+  for (const auto& w : r.warnings) log_->say("warning: " + w);
+  const data::EvalResult& m = r.result;
+  nlohmann::json line = {{"iteration", state_.iteration}, {"map_voc07", m.map_voc07}, {"map_voc_area", m.map_voc_area},
+                         {"map_coco", m.map_coco},         {"ap50", m.ap50},           {"ap75", m.ap75},
+                         {"eval_images", r.images.size()}, {"eval_seconds", r.seconds}};
+  log_->write(line);
+  log_->say("eval at iteration " + std::to_string(state_.iteration) + ": mAP VOC07 " + fmt("%.4f", m.map_voc07) +
+            "  VOC area " + fmt("%.4f", m.map_voc_area) + "  COCO " + fmt("%.4f", m.map_coco) + "  AP50 " +
+            fmt("%.4f", m.ap50) + "  (" + fmt("%.1f", r.seconds) + " s)");
+  last_eval_iteration_ = state_.iteration;
+  const double metric = is_coco(c_.val) ? m.map_coco : m.map_voc07;
+  if (metric > state_.best_metric) {
+    state_.best_metric = metric;
+    state_.best_iteration = state_.iteration;
+    save_checkpoint((out_ / "best.safetensors").string(), *model_, nullptr, state_, classes_);
+  }
+}
+
+int Run::execute() {
+  const auto start = Clock::now();
+  setup_data();
+  setup_model();
+
+  data::LoaderOptions lo;
+  lo.batch_size = c_.batch;
+  lo.workers = c_.workers;
+  lo.seed = state_.seed;
+  lo.start_batch = state_.next_batch;
+  lo.input_sizes = c_.multiscale.empty() ? std::vector<int>{static_cast<int>(base_size_)} : c_.multiscale;
+  lo.mean = model_->pixel_mean();
+  lo.std = model_->pixel_std();
+  lo.augment.fill = model_->pixel_mean();
+  if (!c_.augment) lo.augment.photometric = lo.augment.expand = lo.augment.crop = lo.augment.flip = false;
+  lo.pinned = device_.is_cuda();
+  data::Loader loader(train_set_, lo);
+
+  const int64_t total = c_.iters > 0    ? c_.iters
+                        : c_.epochs > 0 ? c_.epochs * loader.batches_per_epoch()
+                                        : std::numeric_limits<int64_t>::max();
+  log_->say("training: " + (total == std::numeric_limits<int64_t>::max() ? std::string("until the time limit")
+                                                                           : std::to_string(total) + " iterations") +
+            ", batch " + std::to_string(c_.batch) + ", " + std::to_string(loader.batches_per_epoch()) +
+            " batches per epoch, lr " + fmt("%g", optimizer_->options().lr));
+
+  SigintScope sigint;
+  double sum_loss = 0, sum_cls = 0, sum_box = 0;
+  int64_t interval_iters = 0, interval_images = 0;
+  auto interval_start = Clock::now();
+  bool stopped_by_time = false;
+  while (state_.iteration < total) {
+    if (g_interrupted) {
+      save_last();
+      log_->say("interrupted at iteration " + std::to_string(state_.iteration) + ": saved " +
+                (out_ / "last.safetensors").string());
+      return 130;
+    }
+    if (c_.time_limit > 0 && seconds_since(start) >= c_.time_limit) {
+      log_->say("time limit of " + fmt("%g", c_.time_limit) + " s reached at iteration " +
+                std::to_string(state_.iteration));
+      stopped_by_time = true;
+      break;
+    }
+    data::Batch batch;
+    loader.next(batch);
+    for (const auto& w : loader.take_warnings()) log_->say("warning: " + w);
+    if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
+    const eng::Tensor x = device_.is_cpu() ? batch.images : batch.images.to(device_);
+    const models::Targets targets = make_targets(batch, device_);
+
+    optimizer_->set_lr(schedule_->lr_at(state_.iteration));
+    optimizer_->zero_grad();
+    models::LossParts parts = model_->loss(model_->forward_heads(x), targets);
+    const double loss = parts.total.item();
+    if (!std::isfinite(loss)) {
+      log_->write({{"iteration", state_.iteration + 1}, {"event", "non-finite loss"}, {"loss", std::to_string(loss)}});
+      log_->say("ssd_train: the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at iteration " +
+                std::to_string(state_.iteration + 1) + "; stopping (the last checkpoint, if any, is untouched)");
+      return 1;
+    }
+    parts.total.backward();
+    optimizer_->step();
+    ++state_.iteration;
+    state_.next_batch = batch.number + 1;
+
+    sum_loss += loss;
+    sum_cls += parts.classification.item();
+    sum_box += parts.box_regression.item();
+    ++interval_iters;
+    interval_images += batch.size();
+    if (state_.iteration % c_.log_every == 0 || state_.iteration == total) {
+      const double secs = seconds_since(interval_start);
+      const double ips = secs > 0 ? interval_images / secs : 0;
+      const double k = static_cast<double>(interval_iters);
+      log_->write({{"iteration", state_.iteration},
+                   {"epoch", batch.epoch},
+                   {"loss", sum_loss / k},
+                   {"loss_cls", sum_cls / k},
+                   {"loss_box", sum_box / k},
+                   {"lr", optimizer_->lr()},
+                   {"img_per_s", ips},
+                   {"memory_mb", memory_mb(device_)},
+                   {"input_size", batch.input_size},
+                   {"elapsed_s", seconds_since(start)}});
+      log_->progress(state_.iteration, total,
+                     "it " + std::to_string(state_.iteration) +
+                         (total == std::numeric_limits<int64_t>::max() ? "" : "/" + std::to_string(total)) +
+                         "  loss " + fmt("%.4f", sum_loss / k) + " (cls " + fmt("%.4f", sum_cls / k) + ", box " +
+                         fmt("%.4f", sum_box / k) + ")  lr " + fmt("%.3g", optimizer_->lr()) + "  " +
+                         fmt("%.1f", ips) + " img/s");
+      sum_loss = sum_cls = sum_box = 0;
+      interval_iters = interval_images = 0;
+      interval_start = Clock::now();
+    }
+    if (have_val_ && c_.eval_every > 0 && state_.iteration % c_.eval_every == 0 && state_.iteration < total) {
+      evaluate_now();
+      save_last();
+    } else if (c_.save_every > 0 && state_.iteration % c_.save_every == 0) {
+      save_last();
+    }
+  }
+  if (have_val_ && last_eval_iteration_ != state_.iteration) evaluate_now();
+  save_last();
+  log_->say(std::string(stopped_by_time ? "stopped by the time limit" : "done") + " after " +
+            std::to_string(state_.iteration) + " iterations (" + fmt("%.0f", seconds_since(start)) + " s); saved " +
+            (out_ / "last.safetensors").string() +
+            (state_.best_iteration >= 0 ? ", best (iteration " + std::to_string(state_.best_iteration) + ") in " +
+                                              (out_ / "best.safetensors").string()
+                                        : std::string()));
+  return 0;
+}
+
+}  // namespace
+
+double default_lr(const std::string& arch) {
+  if (arch == "tiny_ssd") return 0.05;
+  if (arch == "retinanet_resnet50_fpn") return 0.01;
+  return 0.002;  // SSD300 / SSD512 (torchvision's reference at batch 32)
+}
+
+int64_t default_warmup(const std::string& arch) { return arch == "tiny_ssd" ? 50 : 1000; }
+
+int train(const TrainConfig& config) {
+  Run run(config);
+  return run.execute();
+}
+
+}  // namespace app

@@ -1,0 +1,50 @@
+// The training loop behind ssd_train: datasets, model, optimizer and schedule, the loader,
+// logging, periodic evaluation, checkpoints, resume, time limit, NaN stop and SIGINT.
+//
+// Resume is exact: everything random in a run is a function of (seed, batch number)
+// (data/loader.h), and the checkpoint holds the parameters and buffers, the optimizer
+// state, the iteration and the next batch number. So k iterations straight and
+// k/2 + resume + k/2 give the same losses.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace app {
+
+struct TrainConfig {
+  std::string arch;
+  std::string data, split = "trainval", images;            // training set
+  std::string val, val_split = "test", val_images;         // validation set (optional)
+  std::string classes;                                     // class file (VOC layouts)
+  int input_size = 0;                                      // 0: the architecture's default
+  std::string device = "cpu";
+  int batch = 16;
+  int64_t iters = 0, epochs = 0;                           // one of them, or a time limit
+  double time_limit = 0;                                   // seconds; 0: none
+  double lr = -1;                                          // < 0: the architecture's default
+  double momentum = 0.9, wd = 5e-4;
+  int64_t warmup = -1;                                     // < 0: the architecture's default
+  std::vector<int64_t> steps;                              // LR x0.1 at these iterations
+  int workers = 2;
+  std::string out = "runs/train";
+  std::string resume, init, backbone;
+  int64_t eval_every = 0;                                  // 0: evaluate at the end only
+  int64_t save_every = 500;                                // last.safetensors every N iterations
+  int64_t log_every = 10;
+  std::vector<int> multiscale;                             // input sizes drawn per batch
+  uint64_t seed = 0;
+  bool augment = true;
+  int eval_batch = 8;
+};
+
+// Runs a whole training; returns the process exit status (0 done, 1 error or NaN stop,
+// 130 interrupted by SIGINT after saving). Errors in the configuration or the data are
+// thrown as eng::Error.
+int train(const TrainConfig& config);
+
+// The defaults a run uses for `arch` when --lr / --warmup are not given.
+double default_lr(const std::string& arch);
+int64_t default_warmup(const std::string& arch);
+
+}  // namespace app

@@ -1,0 +1,87 @@
+// ssd_train: trains a registered detector on a VOC or COCO dataset, on the CPU or a GPU.
+// The loop itself is app::train (apps/common/trainer.h); this file is the command line.
+// Exit codes: 0 done (or stopped by --time-limit), 1 bad arguments, bad data or a
+// non-finite loss, 130 interrupted by SIGINT (after saving DIR/last.safetensors).
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/trainer.h"
+#include "engine/error.h"
+
+namespace {
+
+template <typename T>
+std::vector<T> parse_list(const std::string& text, const char* flag) {
+  std::vector<T> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::istringstream is(item);
+    T v;
+    if (!(is >> v) || !is.eof()) ENGINE_FAIL(flag, ": '", item, "' is not a number (expected a comma-separated list)");
+    out.push_back(v);
+  }
+  ENGINE_CHECK(!out.empty(), flag, ": empty list");
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)"};
+  app::TrainConfig c;
+  std::string steps, multiscale;
+  bool no_augment = false;
+  cli.add_option("--arch", c.arch, "architecture (taken from the checkpoint with --resume)");
+  cli.add_option("--data", c.data, "training data: VOC root(s), comma-separated, or a COCO instances .json")->required();
+  cli.add_option("--split", c.split, "VOC split of --data (ImageSets/Main/<split>.txt)")->capture_default_str();
+  cli.add_option("--images", c.images, "COCO: image folder of --data (default: the JSON's folder)");
+  cli.add_option("--val", c.val, "validation data (VOC root(s) or COCO .json), evaluated with --eval-every and at the end");
+  cli.add_option("--val-split", c.val_split, "VOC split of --val")->capture_default_str();
+  cli.add_option("--val-images", c.val_images, "COCO: image folder of --val");
+  cli.add_option("--classes", c.classes, "class names, one per line (VOC layouts; default: <root>/classes.txt, else VOC's 20)");
+  cli.add_option("--input-size", c.input_size, "input side (default: the architecture's)");
+  cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
+  cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
+  cli.add_option("--iters", c.iters, "training iterations");
+  cli.add_option("--epochs", c.epochs, "training epochs (instead of --iters)");
+  cli.add_option("--time-limit", c.time_limit, "stop cleanly after this many seconds (final evaluation, checkpoint)");
+  cli.add_option("--lr", c.lr, "base learning rate (default: tiny_ssd 0.05, SSD 0.002, RetinaNet 0.01)");
+  cli.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
+  cli.add_option("--wd", c.wd, "weight decay")->capture_default_str();
+  cli.add_option("--warmup", c.warmup, "linear warmup iterations from lr/1000 (default: tiny_ssd 50, others 1000)");
+  cli.add_option("--steps", steps, "iterations at which the LR is multiplied by 0.1, e.g. 80000,100000");
+  cli.add_option("--workers", c.workers, "loader threads (0: load in the training thread)")->capture_default_str();
+  cli.add_option("--out", c.out, "output folder: metrics.jsonl, last.safetensors, best.safetensors")->capture_default_str();
+  cli.add_option("--resume", c.resume, "continue from a checkpoint (DIR/last.safetensors)");
+  cli.add_option("--init", c.init, "start from whole-model weights (strict)");
+  cli.add_option("--backbone", c.backbone, "ImageNet classifier weights for the backbone (torchvision vgg16 / resnet50)");
+  cli.add_option("--eval-every", c.eval_every, "evaluate --val every N iterations (0: at the end only)")->capture_default_str();
+  cli.add_option("--save-every", c.save_every, "write DIR/last.safetensors every N iterations")->capture_default_str();
+  cli.add_option("--log-every", c.log_every, "a metrics line every N iterations")->capture_default_str();
+  cli.add_option("--eval-batch", c.eval_batch, "images per evaluation batch")->capture_default_str();
+  cli.add_option("--multiscale", multiscale, "input sides drawn per batch, e.g. 224,256,288");
+  cli.add_option("--seed", c.seed, "seed of the initialisation, shuffling and augmentation")->capture_default_str();
+  cli.add_flag("--no-augment", no_augment, "train on resized images only");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return cli.exit(e);
+    std::cerr << "ssd_train: " << e.what() << " (see --help)\n";
+    return 1;
+  }
+  try {
+    if (!steps.empty()) c.steps = parse_list<int64_t>(steps, "--steps");
+    if (!multiscale.empty()) c.multiscale = parse_list<int>(multiscale, "--multiscale");
+    c.augment = !no_augment;
+    ENGINE_CHECK(c.log_every >= 1, "--log-every must be at least 1");
+    return app::train(c);
+  } catch (const std::exception& e) {
+    std::cerr << "\nssd_train: " << e.what() << "\n";
+    return 1;
+  }
+}

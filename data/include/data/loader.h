@@ -1,0 +1,121 @@
+// The batch loader: decodes, augments and normalises images on worker threads and hands out
+// ready batches in a fixed order.
+//
+// Two modes:
+//   * training (train = true): an endless stream of batches numbered 0, 1, 2, ...; batch
+//     number g belongs to epoch g / batches_per_epoch() and takes the next batch_size
+//     samples of that epoch's shuffled order (the shuffle is seeded by (seed, epoch); the
+//     last incomplete batch of an epoch is dropped). Every sample is augmented with
+//     augment_ssd under sample_seed(seed, epoch, sample index), then resized to the
+//     batch's input size (one of input_sizes, drawn per batch from (seed, g): multiscale
+//     training). `start_batch` starts the stream at any g, which is how a resumed run
+//     continues exactly. Difficult objects are left out unless keep_difficult; crowd
+//     objects always. Boxes in Batch::objects are in input pixels.
+//   * evaluation (train = false): one pass over the samples in dataset order, resize only;
+//     next() returns false at the end. Each image is resized to every one of input_sizes
+//     (multi-scale testing): Batch::images_at[i] holds the batch at input_sizes[i], and
+//     Batch::images is images_at[0]. Boxes are not given (the evaluator reads the dataset);
+//     Batch::widths/heights hold the original sizes.
+// A batch is a pure function of (dataset, options, number): the same with any number of
+// workers, on any run.
+//
+// Bad images (missing, corrupt, truncated, not an image, over the limits) are reported once
+// each through take_warnings() as "<path>: <problem> (image skipped)" and left out of their
+// batch (a batch can be smaller than batch_size); a training batch left empty is skipped.
+//
+// Threads: `workers` threads each build whole batches; at most `prefetch` finished batches
+// wait beyond the one being consumed. workers = 0 builds each batch in next() on the
+// calling thread. With pinned = true, batch images live in pinned host memory, so
+// images.to(Device::cuda()) is an asynchronous copy.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "data/annotation.h"
+#include "data/augment.h"
+#include "data/image.h"
+#include "engine/tensor.h"
+
+namespace data {
+
+struct LoaderOptions {
+  int batch_size = 8;
+  int workers = 2;
+  int prefetch = 2;
+  bool train = true;
+  uint64_t seed = 0;
+  int64_t start_batch = 0;                 // training: the first batch number
+  std::vector<int> input_sizes = {256};    // square input sides; several: multiscale
+  std::vector<double> mean = {0, 0, 0};    // normalisation, 0..255 units (model's pixel_mean)
+  std::vector<double> std = {1, 1, 1};
+  AugmentOptions augment;                  // training only
+  bool keep_difficult = false;             // training: keep difficult objects as targets
+  bool pinned = false;
+  bool keep_images = false;                // evaluation: also hand out the decoded originals
+  ImageLimits limits;
+};
+
+struct Batch {
+  int64_t number = 0;  // training: global batch number; evaluation: batch index
+  int64_t epoch = 0;
+  int input_size = 0;
+  eng::Tensor images;                        // f32 [n, 3, S, S]
+  std::vector<eng::Tensor> images_at;        // evaluation: one per input size (training: {images})
+  std::vector<int> samples;                  // dataset index of each item
+  std::vector<std::vector<Object>> objects;  // training: targets in input pixels
+  std::vector<int> widths, heights;          // original image sizes
+  std::vector<Image> originals;              // with keep_images: the decoded images
+  int64_t size() const { return static_cast<int64_t>(samples.size()); }
+};
+
+class Loader {
+ public:
+  // `dataset` must outlive the loader.
+  Loader(const Dataset& dataset, LoaderOptions options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // The next batch in order; false only at the end of an evaluation pass.
+  bool next(Batch& out);
+  int64_t batches_per_epoch() const { return batches_per_epoch_; }
+  // Bad-image messages reported since the last call.
+  std::vector<std::string> take_warnings();
+  int64_t bad_images() const;
+
+  // The input size of training batch `number` (multiscale draw); exposed for tests.
+  int input_size_of(int64_t number) const;
+
+ private:
+  struct Item;
+  Batch build(int64_t number);
+  std::vector<int> batch_samples(int64_t number, int64_t& epoch) const;
+  bool load_item(int index, int64_t epoch, Item& item);
+  void worker_loop();
+  void report_bad(int index, const std::string& message);
+
+  const Dataset& dataset_;
+  LoaderOptions options_;
+  int64_t batches_per_epoch_ = 0;
+  int64_t end_ = 0;  // evaluation: number of batches; training: no end
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<int64_t, Batch> ready_;
+  int64_t next_to_build_ = 0;
+  int64_t next_to_consume_ = 0;
+  bool stop_ = false;
+  std::exception_ptr failure_;
+  std::set<int> bad_;
+  std::vector<std::string> warnings_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace data

@@ -1,0 +1,235 @@
+#include "data/loader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "engine/error.h"
+
+namespace data {
+
+namespace {
+
+// Objects usable as training targets: clipped to the image, at least 1 px each way, no
+// crowd, difficult only when asked.
+std::vector<Object> training_objects(const std::vector<Object>& objects, int width, int height, bool keep_difficult) {
+  std::vector<Object> out;
+  for (const Object& o : objects) {
+    if (o.iscrowd || (o.difficult && !keep_difficult)) continue;
+    Object c = o;
+    c.box.x1 = std::clamp(c.box.x1, 0.0, static_cast<double>(width));
+    c.box.x2 = std::clamp(c.box.x2, 0.0, static_cast<double>(width));
+    c.box.y1 = std::clamp(c.box.y1, 0.0, static_cast<double>(height));
+    c.box.y2 = std::clamp(c.box.y2, 0.0, static_cast<double>(height));
+    if (c.box.x2 - c.box.x1 < 1 || c.box.y2 - c.box.y1 < 1) continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
+constexpr uint64_t kShuffleStream = 0x5348554646ull;  // "SHUFF": sample_seed's index slot for the shuffle
+constexpr uint64_t kScaleStream = 0x5343414c45ull;    // "SCALE": per-batch multiscale draw
+
+}  // namespace
+
+struct Loader::Item {
+  Image image;
+  std::vector<Object> objects;
+  int width = 0, height = 0;  // original size
+};
+
+Loader::Loader(const Dataset& dataset, LoaderOptions options) : dataset_(dataset), options_(std::move(options)) {
+  const int64_t n = static_cast<int64_t>(dataset_.samples.size());
+  ENGINE_CHECK(n > 0, "loader: the dataset has no images");
+  ENGINE_CHECK(options_.batch_size >= 1, "loader: batch size must be at least 1 (got ", options_.batch_size, ")");
+  ENGINE_CHECK(options_.workers >= 0, "loader: workers must be >= 0 (got ", options_.workers, ")");
+  ENGINE_CHECK(options_.prefetch >= 1, "loader: prefetch must be >= 1 (got ", options_.prefetch, ")");
+  ENGINE_CHECK(!options_.input_sizes.empty(), "loader: no input size");
+  for (int s : options_.input_sizes) ENGINE_CHECK(s >= 8 && s <= 4096, "loader: input size ", s, " out of range 8..4096");
+  ENGINE_CHECK(options_.mean.size() == 3 && options_.std.size() == 3, "loader: mean and std need 3 values");
+  ENGINE_CHECK(options_.start_batch >= 0, "loader: negative start batch");
+  if (options_.train) {
+    batches_per_epoch_ = std::max<int64_t>(1, n / options_.batch_size);
+    end_ = INT64_MAX;
+    next_to_build_ = next_to_consume_ = options_.start_batch;
+  } else {
+    batches_per_epoch_ = (n + options_.batch_size - 1) / options_.batch_size;
+    end_ = batches_per_epoch_;
+  }
+  for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
+}
+
+Loader::~Loader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+int Loader::input_size_of(int64_t number) const {
+  const auto& sizes = options_.input_sizes;
+  if (sizes.size() == 1 || !options_.train) return sizes[0];
+  const uint64_t h = sample_seed(options_.seed, static_cast<uint64_t>(number), kScaleStream);
+  return sizes[h % sizes.size()];
+}
+
+std::vector<int> Loader::batch_samples(int64_t number, int64_t& epoch) const {
+  const int64_t n = static_cast<int64_t>(dataset_.samples.size());
+  const int64_t b = options_.batch_size;
+  std::vector<int> out;
+  if (!options_.train) {
+    epoch = 0;
+    for (int64_t i = number * b; i < std::min(n, (number + 1) * b); ++i) out.push_back(static_cast<int>(i));
+    return out;
+  }
+  epoch = number / batches_per_epoch_;
+  const int64_t k = number % batches_per_epoch_;
+  std::vector<int> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(sample_seed(options_.seed, static_cast<uint64_t>(epoch), kShuffleStream));
+  // Fisher-Yates with our own index draw (std::shuffle's use of the engine is unspecified).
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
+  for (int64_t i = k * b; i < std::min(n, (k + 1) * b); ++i) out.push_back(order[static_cast<size_t>(i)]);
+  return out;
+}
+
+void Loader::report_bad(int index, const std::string& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (bad_.insert(index).second) warnings_.push_back(message + " (image skipped)");
+}
+
+bool Loader::load_item(int index, int64_t epoch, Item& item) {
+  const Sample& s = dataset_.samples[static_cast<size_t>(index)];
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (bad_.count(index)) return false;
+  }
+  try {
+    item.image = load_image(s.image_path, options_.limits);
+  } catch (const eng::Error& e) {
+    report_bad(index, e.what());
+    return false;
+  }
+  item.width = item.image.width;
+  item.height = item.image.height;
+  if (options_.train) {
+    AnnotatedImage a{std::move(item.image),
+                     training_objects(s.objects, item.width, item.height, options_.keep_difficult)};
+    AnnotatedImage aug = augment_ssd(a, sample_seed(options_.seed, static_cast<uint64_t>(epoch),
+                                                    static_cast<uint64_t>(index)),
+                                     options_.augment);
+    item.image = std::move(aug.image);
+    item.objects = std::move(aug.objects);
+  }
+  return true;
+}
+
+Batch Loader::build(int64_t number) {
+  Batch batch;
+  batch.number = number;
+  batch.input_size = input_size_of(number);
+  const int s = batch.input_size;
+  std::vector<int> indices = batch_samples(number, batch.epoch);
+  std::vector<Item> items(indices.size());
+  std::vector<int> good;
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (load_item(indices[i], batch.epoch, items[i])) good.push_back(static_cast<int>(i));
+  }
+  const int64_t n = static_cast<int64_t>(good.size());
+  // Training: one size per batch; evaluation: every test size.
+  const std::vector<int> sizes = options_.train ? std::vector<int>{s} : options_.input_sizes;
+  for (int size : sizes) {
+    eng::Tensor t = options_.pinned ? eng::empty_pinned({n, 3, size, size}, eng::DType::f32)
+                                    : eng::empty({n, 3, size, size}, eng::TensorOptions(eng::DType::f32));
+    float* dst = n > 0 ? t.data<float>() : nullptr;
+    const size_t per = static_cast<size_t>(3) * size * size;
+    for (int64_t k = 0; k < n; ++k) {
+      const Image& img = items[static_cast<size_t>(good[static_cast<size_t>(k)])].image;
+      resize_normalize_into(img, size, size, options_.mean, options_.std, dst + static_cast<size_t>(k) * per);
+    }
+    batch.images_at.push_back(t);
+  }
+  batch.images = batch.images_at[0];
+  for (int64_t k = 0; k < n; ++k) {
+    Item& it = items[static_cast<size_t>(good[static_cast<size_t>(k)])];
+    // Boxes into input pixels: x by S / width, y by S / height of the (augmented) image.
+    const double fx = static_cast<double>(s) / it.image.width, fy = static_cast<double>(s) / it.image.height;
+    for (Object& o : it.objects) {
+      o.box = {o.box.x1 * fx, o.box.y1 * fy, o.box.x2 * fx, o.box.y2 * fy};
+      o.area = -1;
+    }
+    batch.samples.push_back(indices[static_cast<size_t>(good[static_cast<size_t>(k)])]);
+    batch.objects.push_back(std::move(it.objects));
+    batch.widths.push_back(it.width);
+    batch.heights.push_back(it.height);
+    if (options_.keep_images && !options_.train) batch.originals.push_back(std::move(it.image));
+  }
+  return batch;
+}
+
+void Loader::worker_loop() {
+  // Batches being built or waiting: one per worker plus the prefetch allowance.
+  const int64_t capacity = options_.prefetch + options_.workers;
+  for (;;) {
+    int64_t number;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return stop_ || failure_ || (next_to_build_ < end_ && next_to_build_ - next_to_consume_ < capacity);
+      });
+      if (stop_ || failure_) return;
+      number = next_to_build_++;
+    }
+    try {
+      Batch b = build(number);
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_.emplace(number, std::move(b));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!failure_) failure_ = std::current_exception();
+    }
+    cv_.notify_all();
+  }
+}
+
+bool Loader::next(Batch& out) {
+  for (;;) {
+    int64_t number;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (next_to_consume_ >= end_) return false;
+      number = next_to_consume_;
+      if (!threads_.empty()) {
+        cv_.wait(lock, [&] { return failure_ || ready_.count(number) > 0; });
+        if (failure_) std::rethrow_exception(failure_);
+        out = std::move(ready_[number]);
+        ready_.erase(number);
+      }
+    }
+    if (threads_.empty()) out = build(number);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++next_to_consume_;
+    }
+    cv_.notify_all();
+    if (out.size() > 0 || !options_.train) return true;
+    // A training batch whose images all failed: go on to the next one.
+  }
+}
+
+std::vector<std::string> Loader::take_warnings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> w;
+  w.swap(warnings_);
+  return w;
+}
+
+int64_t Loader::bad_images() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(bad_.size());
+}
+
+}  // namespace data
