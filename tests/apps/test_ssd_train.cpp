@@ -1,0 +1,223 @@
+// The training loop (app::train, behind ssd_train) on a small generated VOC dataset:
+// exact resume, the non-finite-loss stop, the time limit, SIGINT, multiscale, and the
+// command line's errors.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "app_runner.h"
+#include "common/checkpoint.h"
+#include "common/trainer.h"
+#include "data/synth.h"
+#include "engine/io/safetensors.h"
+#include "engine/optim.h"
+#include "models/weights.h"
+#include "test_helpers.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh folder under the temp dir, removed with the object.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("ssd_train_" + tag + "_" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+// 24 + 8 small generated images, written once per test process.
+const std::string& dataset_root() {
+  static TempDir dir("data");
+  static const bool written = [] {
+    data::SynthOptions o;
+    o.width = 96;
+    o.height = 80;
+    o.num_classes = 3;
+    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 24, 8, 11, o);
+    return true;
+  }();
+  (void)written;
+  static const std::string root = dir.path.string();
+  return root;
+}
+
+app::TrainConfig small_config(const std::string& out) {
+  app::TrainConfig c;
+  c.arch = "tiny_ssd";
+  c.data = dataset_root();
+  c.input_size = 64;
+  c.batch = 4;
+  c.workers = 1;
+  c.log_every = 1;
+  c.out = out;
+  c.seed = 5;
+  c.lr = 0.02;
+  c.warmup = 2;
+  c.steps = {5};
+  return c;
+}
+
+std::vector<nlohmann::json> jsonl(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// iteration -> loss of the training lines.
+std::map<int64_t, double> losses(const std::string& path) {
+  std::map<int64_t, double> out;
+  for (const auto& j : jsonl(path))
+    if (j.contains("loss") && j.contains("lr")) out[j["iteration"].get<int64_t>()] = j["loss"].get<double>();
+  return out;
+}
+
+int64_t checkpoint_iteration(const std::string& path) {
+  return std::stoll(eng::io::load_safetensors(path).metadata.at("iteration"));
+}
+
+}  // namespace
+
+TEST_CASE("ssd_train: k iterations straight equal k/2 + resume + k/2", "[apps][ssd_train]") {
+  TempDir straight("straight"), halves("halves");
+  app::TrainConfig a = small_config(straight.path.string());
+  a.iters = 8;
+  a.multiscale = {64, 80};  // the per-batch size draw must resume too
+  REQUIRE(app::train(a) == 0);
+
+  app::TrainConfig b = a;
+  b.out = halves.path.string();
+  b.iters = 4;
+  REQUIRE(app::train(b) == 0);
+  CHECK(checkpoint_iteration(halves / "last.safetensors") == 4);
+  b.iters = 8;
+  b.resume = halves / "last.safetensors";
+  REQUIRE(app::train(b) == 0);
+
+  const auto la = losses(straight / "metrics.jsonl"), lb = losses(halves / "metrics.jsonl");
+  REQUIRE(la.size() == 8);
+  REQUIRE(lb.size() == 8);
+  for (const auto& [it, loss] : la) {
+    INFO("iteration " << it);
+    CHECK(lb.at(it) == loss);  // bit for bit: same batches, same augmentation, same optimizer state
+  }
+  // And the final weights agree exactly.
+  auto wa = eng::io::load_safetensors(straight / "last.safetensors");
+  auto wb = eng::io::load_safetensors(halves / "last.safetensors");
+  REQUIRE(wa.tensors.size() == wb.tensors.size());
+  for (size_t i = 0; i < wa.tensors.size(); ++i) {
+    INFO(wa.tensors[i].first);
+    CHECK(wa.tensors[i].first == wb.tensors[i].first);
+    CHECK(wa.tensors[i].second.to(eng::DType::f64).to_vector<double>() ==
+          wb.tensors[i].second.to(eng::DType::f64).to_vector<double>());
+  }
+  // The metrics show that training moved the loss (not a run that learned nothing).
+  CHECK(la.rbegin()->second < la.begin()->second);
+}
+
+TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no checkpoint", "[apps][ssd_train]") {
+  TempDir out("nan");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 50;
+  c.lr = 1e12;  // diverges within a few iterations
+  c.warmup = 0;
+  c.save_every = 0;
+  CHECK(app::train(c) == 1);
+  const auto lines = jsonl(out / "metrics.jsonl");
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back().value("event", "") == "non-finite loss");
+  CHECK_FALSE(fs::exists(out / "last.safetensors"));  // nothing written from a diverged model
+}
+
+TEST_CASE("ssd_train: --time-limit stops cleanly with a final evaluation and checkpoint", "[apps][ssd_train]") {
+  TempDir out("time");
+  app::TrainConfig c = small_config(out.path.string());
+  c.val = dataset_root();
+  c.time_limit = 2;
+  c.iters = 0;  // until the time limit
+  const auto t0 = std::chrono::steady_clock::now();
+  CHECK(app::train(c) == 0);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(secs < 30);
+  const int64_t it = checkpoint_iteration(out / "last.safetensors");
+  CHECK(it > 0);
+  const auto lines = jsonl(out / "metrics.jsonl");
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back().contains("map_voc07"));
+  CHECK(lines.back()["iteration"].get<int64_t>() == it);
+  CHECK(fs::exists(out / "best.safetensors"));
+  // The checkpoint is a complete model: it loads strictly as weights.
+  auto model = models::create_model(models::read_model_config(out / "last.safetensors"));
+  CHECK_NOTHROW(models::load_model_weights(*model, out / "last.safetensors"));
+  CHECK(app::read_class_list(out / "last.safetensors").names == std::vector<std::string>{"circle", "square", "triangle"});
+}
+
+TEST_CASE("ssd_train: SIGINT saves a checkpoint and returns 130", "[apps][ssd_train]") {
+  TempDir out("sigint");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 100000;
+  c.time_limit = 60;  // a safety net; the signal comes long before
+  auto run = std::async(std::launch::async, [&] { return app::train(c); });
+  // Wait for a few logged iterations (the handler is installed before the first one).
+  for (int i = 0; i < 600 && losses(out / "metrics.jsonl").size() < 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(losses(out / "metrics.jsonl").size() >= 3);
+  ::kill(::getpid(), SIGINT);
+  REQUIRE(run.wait_for(std::chrono::seconds(60)) == std::future_status::ready);
+  CHECK(run.get() == 130);
+  const int64_t it = checkpoint_iteration(out / "last.safetensors");
+  CHECK(it >= 3);
+  CHECK(losses(out / "metrics.jsonl").rbegin()->first == it);
+}
+
+TEST_CASE("ssd_train: multiscale batches change the input size", "[apps][ssd_train]") {
+  TempDir out("multiscale");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 10;
+  c.multiscale = {64, 96};
+  REQUIRE(app::train(c) == 0);
+  std::set<int> sizes;
+  for (const auto& j : jsonl(out / "metrics.jsonl"))
+    if (j.contains("input_size")) sizes.insert(j["input_size"].get<int>());
+  CHECK(sizes == std::set<int>{64, 96});
+  // The checkpoint records the base size, not the last batch's.
+  CHECK(models::read_model_config(out / "last.safetensors").input_size == 64);
+}
+
+TEST_CASE("ssd_train: bad command lines are one line and exit 1", "[apps][ssd_train]") {
+  auto no_data = test::run_app("ssd_train", "--arch tiny_ssd --iters 1");
+  CHECK(no_data.status == 1);
+  CHECK(test::split_lines(no_data.err).size() == 1);
+
+  auto bad_arch = test::run_app("ssd_train", "--arch yolo --data '" + dataset_root() + "' --iters 1 --out '" +
+                                                 (fs::temp_directory_path() / "ssd_train_badarch").string() + "'");
+  CHECK(bad_arch.status == 1);
+  CHECK(bad_arch.err.find("yolo") != std::string::npos);
+
+  auto no_root = test::run_app("ssd_train", "--arch tiny_ssd --data /nonexistent/voc --iters 1 --out '" +
+                                                (fs::temp_directory_path() / "ssd_train_noroot").string() + "'");
+  CHECK(no_root.status == 1);
+  CHECK(no_root.err.find("/nonexistent/voc") != std::string::npos);
+
+  auto no_length = test::run_app("ssd_train", "--arch tiny_ssd --data '" + dataset_root() + "'");
+  CHECK(no_length.status == 1);
+  CHECK(no_length.err.find("--iters") != std::string::npos);
+}
