@@ -185,7 +185,13 @@ void TinySSD::set_input_size(int64_t size) {
   record_input_size(size);
 }
 
-det::PostprocessOptions TinySSD::postprocess_options() const { return det::PostprocessOptions::ssd(); }
+det::PostprocessOptions TinySSD::postprocess_options() const {
+  // SSD's settings; boxes are clipped to the input before NMS as torchvision's SSD does
+  // (d2l's TinySSD does not clip; an output box outside the image helps nobody).
+  det::PostprocessOptions o = det::PostprocessOptions::ssd();
+  o.clip_width = o.clip_height = static_cast<double>(input_size_);
+  return o;
+}
 
 std::vector<std::pair<std::string, Shape>> TinySSD::block_shapes() {
   NoGradGuard ng;

@@ -23,7 +23,8 @@
 // smooth-L1 (beta 1) on positives, both divided by the batch's positives (at least 1).
 // d2l's offsets use the same (10,10,5,5) maths (plus an eps in the log), but its matching
 // is a greedy table assignment and its loss is CE over all anchors + L1 on positives,
-// averaged per image. Inference: det::detect_postprocess with PostprocessOptions::ssd().
+// averaged per image. Inference: det::detect_postprocess with PostprocessOptions::ssd(), boxes
+// clipped to the input (as torchvision SSD; d2l does not clip).
 // Input normalisation: ImageNet mean (123.675, 116.28, 103.53), std (58.395, 57.12, 57.375).
 #pragma once
 #include <memory>
