@@ -2,8 +2,6 @@
 // tests/fixtures/eval/, a hand-computed VOC case, the table output and the error exits.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -12,9 +10,12 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::TempDir;
+using test::write_file;
 
 namespace {
 
@@ -23,29 +24,6 @@ std::string fixture(const std::string& name) {
 }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("test_ssd_eval_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
-
-void write_file(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  REQUIRE(f.good());
-}
 
 json parse_stdout(const test::AppRun& r) {
   INFO("stdout: " << r.out << "\nstderr: " << r.err);
@@ -140,7 +118,7 @@ TEST_CASE("ssd_eval --json on the COCO fixture equals pycocotools", "[apps][ssd_
 }
 
 TEST_CASE("ssd_eval on a small VOC tree: hand-computed VOC07 and area AP", "[apps][ssd_eval]") {
-  TempDir t;
+  TempDir t("test_ssd_eval");
   write_voc_tree(t / "voc");
   write_file(t / "det.json", kVocDetections);
   const std::string args = "--gt " + quoted(t / "voc") + " --det " + quoted(t / "det.json");
@@ -185,7 +163,7 @@ TEST_CASE("ssd_eval on a small VOC tree: hand-computed VOC07 and area AP", "[app
 }
 
 TEST_CASE("ssd_eval reports reader warnings and unmatched detections on stderr", "[apps][ssd_eval]") {
-  TempDir t;
+  TempDir t("test_ssd_eval");
   write_voc_tree(t / "voc");
   write_file(t / "voc/ImageSets/Main/test.txt", "a\nb\nc\n");  // c.xml does not exist
   write_file(t / "det.json", R"({"images": [{"file": "zzz.jpg", "detections": [
@@ -202,7 +180,7 @@ TEST_CASE("ssd_eval reports reader warnings and unmatched detections on stderr",
 
 TEST_CASE("ssd_eval: missing files, malformed JSON and unknown categories exit 1 with one line",
           "[apps][ssd_eval]") {
-  TempDir t;
+  TempDir t("test_ssd_eval");
   const std::string gt = fixture("gt.json"), det = fixture("detections.json");
   SECTION("missing COCO GT") {
     check_error(test::run_app("ssd_eval", "--gt " + quoted(t / "none.json") + " --det " + quoted(det)), t / "none.json");

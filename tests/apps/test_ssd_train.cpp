@@ -21,30 +21,17 @@
 #include "engine/io/safetensors.h"
 #include "engine/optim.h"
 #include "models/weights.h"
+#include "temp_dir.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;
+using test::TempDir;
 
 namespace {
 
-// A fresh folder under the temp dir, removed with the object.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("ssd_train_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
 // 24 + 8 small generated images, written once per test process.
 const std::string& dataset_root() {
-  static TempDir dir("data");
+  static TempDir dir("ssd_train_data");
   static const bool written = [] {
     data::SynthOptions o;
     o.width = 96;
@@ -97,7 +84,7 @@ int64_t checkpoint_iteration(const std::string& path) {
 }  // namespace
 
 TEST_CASE("ssd_train: k iterations straight equal k/2 + resume + k/2", "[apps][ssd_train]") {
-  TempDir straight("straight"), halves("halves");
+  TempDir straight("ssd_train_straight"), halves("ssd_train_halves");
   app::TrainConfig a = small_config(straight.path.string());
   a.iters = 8;
   a.multiscale = {64, 80};  // the per-batch size draw must resume too
@@ -134,7 +121,7 @@ TEST_CASE("ssd_train: k iterations straight equal k/2 + resume + k/2", "[apps][s
 }
 
 TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no checkpoint", "[apps][ssd_train]") {
-  TempDir out("nan");
+  TempDir out("ssd_train_nan");
   app::TrainConfig c = small_config(out.path.string());
   c.iters = 50;
   c.lr = 1e12;  // diverges within a few iterations
@@ -148,7 +135,7 @@ TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no chec
 }
 
 TEST_CASE("ssd_train: --time-limit stops cleanly with a final evaluation and checkpoint", "[apps][ssd_train]") {
-  TempDir out("time");
+  TempDir out("ssd_train_time");
   app::TrainConfig c = small_config(out.path.string());
   c.val = dataset_root();
   c.time_limit = 2;
@@ -171,7 +158,7 @@ TEST_CASE("ssd_train: --time-limit stops cleanly with a final evaluation and che
 }
 
 TEST_CASE("ssd_train: SIGINT saves a checkpoint and returns 130", "[apps][ssd_train]") {
-  TempDir out("sigint");
+  TempDir out("ssd_train_sigint");
   app::TrainConfig c = small_config(out.path.string());
   c.iters = 100000;
   c.time_limit = 60;  // a safety net; the signal comes long before
@@ -189,7 +176,7 @@ TEST_CASE("ssd_train: SIGINT saves a checkpoint and returns 130", "[apps][ssd_tr
 }
 
 TEST_CASE("ssd_train: multiscale batches change the input size", "[apps][ssd_train]") {
-  TempDir out("multiscale");
+  TempDir out("ssd_train_multiscale");
   app::TrainConfig c = small_config(out.path.string());
   c.iters = 10;
   c.multiscale = {64, 96};

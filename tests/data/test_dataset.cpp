@@ -2,45 +2,21 @@
 // temporary folder by each test; the image files are a few bytes (only existence matters).
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "data/dataset.h"
 #include "engine/error.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace data;
+using test::TempDir;
+using test::write_file;
 
 namespace {
-
-// A fresh folder, removed with its contents at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("test_dataset_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
-
-void write_file(const std::string& path, const std::string& text) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  REQUIRE(f.good());
-}
 
 // A VOC <object>: class name, difficult flag and the XML's 1-based coordinates (as text, so
 // the tests can write bad ones).
@@ -105,7 +81,7 @@ TEST_CASE("voc_class_names: the 20 classes in the standard order", "[data][datas
 }
 
 TEST_CASE("read_class_names: trims, skips blank lines, rejects duplicates and empty files", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   write_file(t / "ok.txt", "  cat \n\n\tdog\r\n\n  \nbird");
   CHECK(read_class_names(t / "ok.txt") == std::vector<std::string>{"cat", "dog", "bird"});
 
@@ -120,7 +96,7 @@ TEST_CASE("read_class_names: trims, skips blank lines, rejects duplicates and em
 
 TEST_CASE("load_voc: boxes minus 1, labels, difficult, size, filename fallback, empty images kept",
           "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "VOC2007";
   add_voc_image(root, "000001",
                 voc_xml("000001.jpg", 353, 500,
@@ -168,7 +144,7 @@ TEST_CASE("load_voc: boxes minus 1, labels, difficult, size, filename fallback, 
 }
 
 TEST_CASE("load_voc: a box just past the border is clipped; 0-based XML coordinates too", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "voc";
   // 100x80 image: xmax 101 -> x2 100 (on the border); ymax 81.5 -> 80.5 (0.5 px past: clipped to 80);
   // xmin 0 -> x1 -1 (1 px past: clipped to 0).
@@ -181,7 +157,7 @@ TEST_CASE("load_voc: a box just past the border is clipped; 0-based XML coordina
 }
 
 TEST_CASE("load_voc: classes.txt in the root, or a --classes file, sets the classes", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "voc";
   add_voc_image(root, "a", voc_xml("a.jpg", 50, 50, voc_object("widget", "1", "1", "10", "10") +
                                                         voc_object("gadget", "11", "11", "20", "20")),
@@ -213,7 +189,7 @@ TEST_CASE("load_voc: classes.txt in the root, or a --classes file, sets the clas
 }
 
 TEST_CASE("load_voc: several roots are joined in order, duplicate ids allowed", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   for (const char* year : {"VOC2007", "VOC2012"}) {
     const std::string root = t / year;
     add_voc_image(root, "000005", voc_xml("000005.jpg", 50, 50, voc_object("cat", "1", "1", "10", "10")), "000005.jpg");
@@ -272,7 +248,7 @@ TEST_CASE("load_voc: each per-item problem gives one warning naming the file and
   };
   for (const VocBadCase& c : cases) {
     DYNAMIC_SECTION(c.what) {
-      TempDir t;
+      TempDir t("test_dataset");
       const std::string root = t / "voc";
       add_voc_image(root, "good", voc_xml("good.jpg", 50, 50, good_obj), "good.jpg");
       const std::string xml = root + "/Annotations/bad.xml";
@@ -304,7 +280,7 @@ TEST_CASE("load_voc: each per-item problem gives one warning naming the file and
 }
 
 TEST_CASE("load_voc: an existing <id>.jpg is used when <filename> names a missing file", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "voc";
   add_voc_image(root, "a", voc_xml("wrong_name.jpg", 50, 50, ""), "a.jpg");
   write_split(root, "trainval", {"a"});
@@ -314,7 +290,7 @@ TEST_CASE("load_voc: an existing <id>.jpg is used when <filename> names a missin
 }
 
 TEST_CASE("load_voc: require_images = false reads annotations without the image files", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "voc";
   add_voc_image(root, "a", voc_xml("a_file.jpg", 50, 50, voc_object("cat", "1", "1", "20", "20")), "");
   add_voc_image(root, "b", voc_xml("", 50, 50, ""), "");
@@ -331,7 +307,7 @@ TEST_CASE("load_voc: require_images = false reads annotations without the image 
 }
 
 TEST_CASE("load_voc: a missing root, split or class file throws naming the path", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string root = t / "voc";
   write_split(root, "trainval", {});
   CHECK_THAT(error_of([&] { load_voc(voc(t / "nowhere")); }), Catch::Contains(t / "nowhere"));
@@ -374,7 +350,7 @@ void write_coco_images(const TempDir& t, const std::string& dir) {
 
 TEST_CASE("load_coco: category-id order, corner boxes, crowd and area kept, empty images kept",
           "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   write_file(t / "ann/instances.json", kCocoGood);
   CocoOptions o;
   o.json = t / "ann/instances.json";
@@ -452,7 +428,7 @@ TEST_CASE("load_coco: each per-item problem gives one warning naming the file an
   };
   for (const CocoBadCase& c : cases) {
     DYNAMIC_SECTION(c.what) {
-      TempDir t;
+      TempDir t("test_dataset");
       std::string text = kCocoGood;
       if (!c.annotation.empty()) {
         const std::string anchor = R"("annotations": [)";
@@ -485,7 +461,7 @@ TEST_CASE("load_coco: each per-item problem gives one warning naming the file an
 }
 
 TEST_CASE("load_coco: a box less than 1 px past the border is clipped", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   write_file(t / "i.json", R"({"images": [{"id": 1, "file_name": "x.jpg", "width": 64, "height": 48}],
     "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [-0.5, 40, 64.8, 8.9]}],
     "categories": [{"id": 1, "name": "thing"}]})");
@@ -499,7 +475,7 @@ TEST_CASE("load_coco: a box less than 1 px past the border is clipped", "[data][
 
 TEST_CASE("load_coco: missing file, malformed JSON, missing arrays and bad categories throw naming the file",
           "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   CocoOptions o;
   o.json = t / "missing.json";
   CHECK_THAT(error_of([&] { load_coco(o); }), Catch::Contains(o.json));
@@ -523,7 +499,7 @@ TEST_CASE("load_coco: missing file, malformed JSON, missing arrays and bad categ
 }
 
 TEST_CASE("load_dataset dispatches on .json; dataset_source and dataset_summary describe it", "[data][dataset]") {
-  TempDir t;
+  TempDir t("test_dataset");
   const std::string r1 = t / "VOC2007", r2 = t / "VOC2012";
   add_voc_image(r1, "a",
                 voc_xml("a.jpg", 50, 50,

@@ -2,18 +2,14 @@
 // [x, y, w, h], atomic writing and its errors.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +17,7 @@
 #include "data/detections_json.h"
 #include "data/metrics.h"
 #include "engine/error.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
@@ -28,24 +25,9 @@ using data::Box;
 using data::DetectionRecord;
 using data::ImageDetections;
 using nlohmann::json;
+using test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("engine_test_detjson_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
-            std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string p(const std::string& rel) const { return (path / rel).string(); }
-};
 
 json parse_file(const std::string& path) {
   std::ifstream f(path);
@@ -88,9 +70,9 @@ std::vector<ImageDetections> sample(int num_images, unsigned seed) {
 }  // namespace
 
 TEST_CASE("write_detections_json round-trips through read_detections", "[data][detections_json]") {
-  TempDir t;
+  TempDir t("test_detections_json");
   const auto images = sample(5, 7);
-  const std::string path = t.p("detections.json");
+  const std::string path = t / "detections.json";
   data::write_detections_json(path, images);
   REQUIRE_FALSE(fs::exists(path + ".tmp"));
 
@@ -113,7 +95,7 @@ TEST_CASE("write_detections_json round-trips through read_detections", "[data][d
 }
 
 TEST_CASE("mAP from the file equals mAP from memory", "[data][detections_json]") {
-  TempDir t;
+  TempDir t("test_detections_json");
   const auto images = sample(6, 11);
   std::vector<data::GroundTruth> gt;
   std::vector<data::Detection> mem;
@@ -127,7 +109,7 @@ TEST_CASE("mAP from the file equals mAP from memory", "[data][detections_json]")
         gt.push_back(data::GroundTruth{data::image_key(im.file), g, r.category_id});
       }
     }
-  const std::string path = t.p("d.json");
+  const std::string path = t / "d.json";
   data::write_detections_json(path, images);
   const data::EvalResult a = data::evaluate(gt, mem, 21), b = data::evaluate(gt, data::read_detections(path), 21);
   CHECK(a.map_coco > 0);
@@ -137,7 +119,7 @@ TEST_CASE("mAP from the file equals mAP from memory", "[data][detections_json]")
 }
 
 TEST_CASE("detections.json holds exactly the documented keys", "[data][detections_json]") {
-  TempDir t;
+  TempDir t("test_detections_json");
   std::vector<ImageDetections> images(2);
   images[0].file = "in/cat.png";
   images[0].width = 320;
@@ -146,7 +128,7 @@ TEST_CASE("detections.json holds exactly the documented keys", "[data][detection
   images[1].file = "ünïcode dir/b.jpg";
   images[1].width = 1;
   images[1].height = 2;
-  const std::string path = t.p("out.json");
+  const std::string path = t / "out.json";
   data::write_detections_json(path, images);
 
   const json j = parse_file(path);
@@ -170,30 +152,30 @@ TEST_CASE("detections.json holds exactly the documented keys", "[data][detection
 }
 
 TEST_CASE("write_detections_json: no images gives an empty list", "[data][detections_json]") {
-  TempDir t;
-  data::write_detections_json(t.p("e.json"), {});
-  CHECK(parse_file(t.p("e.json")) == json::parse(R"({"images": []})"));
-  CHECK(data::read_detections(t.p("e.json")).empty());
+  TempDir t("test_detections_json");
+  data::write_detections_json(t / "e.json", {});
+  CHECK(parse_file(t / "e.json") == json::parse(R"({"images": []})"));
+  CHECK(data::read_detections(t / "e.json").empty());
 }
 
 TEST_CASE("write_detections_json: failures name the path and leave no .tmp", "[data][detections_json]") {
-  TempDir t;
+  TempDir t("test_detections_json");
   const auto images = sample(2, 3);
 
   SECTION("directory does not exist") {
-    const std::string path = t.p("no/such/dir/out.json");
+    const std::string path = t / "no/such/dir/out.json";
     REQUIRE_THROWS_WITH(data::write_detections_json(path, images), Contains(path));
     CHECK_FALSE(fs::exists(path + ".tmp"));
   }
   SECTION("the target is a directory: the .tmp is written, the rename fails, the .tmp goes") {
-    const std::string path = t.p("taken");
+    const std::string path = t / "taken";
     fs::create_directories(path + "/inside");
     REQUIRE_THROWS_WITH(data::write_detections_json(path, images), Contains(path));
     CHECK_FALSE(fs::exists(path + ".tmp"));
     CHECK(fs::is_directory(path));
   }
   SECTION("an existing file is replaced whole") {
-    const std::string path = t.p("old.json");
+    const std::string path = t / "old.json";
     std::ofstream(path) << "old contents that are longer than the new file would be, surely, yes";
     data::write_detections_json(path, {});
     CHECK(parse_file(path) == json::parse(R"({"images": []})"));
@@ -201,7 +183,7 @@ TEST_CASE("write_detections_json: failures name the path and leave no .tmp", "[d
 }
 
 TEST_CASE("write_detections_json refuses values the reader would refuse", "[data][detections_json]") {
-  TempDir t;
+  TempDir t("test_detections_json");
   const double nan = std::numeric_limits<double>::quiet_NaN();
   for (const DetectionRecord& bad : {DetectionRecord{1, "a", nan, Box{0, 0, 1, 1}},
                                      DetectionRecord{1, "a", 0.5, Box{0, 0, std::numeric_limits<double>::infinity(), 1}},
@@ -209,7 +191,7 @@ TEST_CASE("write_detections_json refuses values the reader would refuse", "[data
     std::vector<ImageDetections> images(1);
     images[0].file = "x.jpg";
     images[0].detections.push_back(bad);
-    const std::string path = t.p("bad.json");
+    const std::string path = t / "bad.json";
     REQUIRE_THROWS_AS(data::write_detections_json(path, images), eng::Error);
     REQUIRE_THROWS_WITH(data::write_detections_json(path, images), Contains(path) && Contains("detections[0]"));
     CHECK_FALSE(fs::exists(path));

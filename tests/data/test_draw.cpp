@@ -2,24 +2,22 @@
 // text bounds, and labelled detection boxes.
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <limits>
-#include <random>
 #include <set>
 #include <string>
 #include <tuple>
 
-#include <unistd.h>
-
 #include "data/draw.h"
 #include "data/image.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using data::Box;
 using data::Image;
 using data::Rgb;
+using test::TempDir;
 
 namespace {
 
@@ -68,21 +66,6 @@ void require_exact_outline(const Image& img, int x0, int y0, int x1, int y1, int
       REQUIRE(is(img, x, y, on_outline(x, y, x0, y0, x1, y1, t) ? c : kGrey));
     }
 }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("engine_test_draw_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
-            std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -141,7 +124,7 @@ TEST_CASE("draw_rect colours exactly the outline at the rounded box corners", "[
 }
 
 TEST_CASE("draw_rect pixels survive save_png and load_image", "[data][draw]") {
-  TempDir dir;
+  TempDir dir("test_draw");
   Image img = grey_image(64, 48);
   const Rgb c = data::class_colour(3);
   data::draw_rect(img, Box{10, 8, 50, 40}, c, 2);

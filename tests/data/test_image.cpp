@@ -2,18 +2,15 @@
 // the bilinear resize (half-pixel centres) and normalisation to tensors.
 #include "test_helpers.h"
 
-#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "data/image.h"
 #include "engine/error.h"
+#include "temp_dir.h"
 
 // The test writes its fixtures with stb_image_write (its own static copy).
 #define STB_IMAGE_WRITE_STATIC
@@ -31,33 +28,16 @@
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+using test::TempDir;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with its contents at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("engine_test_image_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> read_bytes(const std::string& p) {
   std::ifstream f(p, std::ios::binary);
   return std::vector<uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
 }
 void write_bytes(const std::string& p, const std::vector<uint8_t>& b) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+  test::write_file(p, std::string(b.begin(), b.end()));
 }
 
 // Known pixels: w x h x channels, a deterministic pattern.
@@ -153,12 +133,12 @@ std::vector<uint8_t> bmp_header_only(int32_t w, int32_t h) {
 }  // namespace
 
 TEST_CASE("PNG, BMP round-trip exactly; JPEG q95 within tolerance", "[data][image]") {
-  TempDir dir;
+  TempDir dir("test_image");
   const int w = 7, h = 5;
   const std::vector<uint8_t> px = pattern(w, h, 3);
 
   SECTION("PNG") {
-    const std::string p = dir.file("a.png");
+    const std::string p = dir / "a.png";
     REQUIRE(stbi_write_png(p.c_str(), w, h, 3, px.data(), w * 3));
     data::Image im = data::load_image(p);
     REQUIRE(im.width == w);
@@ -166,7 +146,7 @@ TEST_CASE("PNG, BMP round-trip exactly; JPEG q95 within tolerance", "[data][imag
     REQUIRE(im.rgb == px);
   }
   SECTION("BMP") {
-    const std::string p = dir.file("a.bmp");
+    const std::string p = dir / "a.bmp";
     REQUIRE(stbi_write_bmp(p.c_str(), w, h, 3, px.data()));
     data::Image im = data::load_image(p);
     REQUIRE(im.width == w);
@@ -176,7 +156,7 @@ TEST_CASE("PNG, BMP round-trip exactly; JPEG q95 within tolerance", "[data][imag
   SECTION("JPEG") {
     const int jw = 24, jh = 16;
     const std::vector<uint8_t> g = gradient(jw, jh);
-    const std::string p = dir.file("a.jpg");
+    const std::string p = dir / "a.jpg";
     REQUIRE(stbi_write_jpg(p.c_str(), jw, jh, 3, g.data(), 95));
     data::Image im = data::load_image(p);
     REQUIRE(im.width == jw);
@@ -196,11 +176,11 @@ TEST_CASE("PNG, BMP round-trip exactly; JPEG q95 within tolerance", "[data][imag
 }
 
 TEST_CASE("grayscale and alpha PNGs become RGB", "[data][image]") {
-  TempDir dir;
+  TempDir dir("test_image");
   const int w = 4, h = 3;
   SECTION("gray") {
     const std::vector<uint8_t> g = pattern(w, h, 1);
-    const std::string p = dir.file("gray.png");
+    const std::string p = dir / "gray.png";
     REQUIRE(stbi_write_png(p.c_str(), w, h, 1, g.data(), w));
     data::Image im = data::load_image(p);
     REQUIRE(im.width == w);
@@ -211,7 +191,7 @@ TEST_CASE("grayscale and alpha PNGs become RGB", "[data][image]") {
   }
   SECTION("gray + alpha") {
     const std::vector<uint8_t> ga = pattern(w, h, 2);
-    const std::string p = dir.file("gray_alpha.png");
+    const std::string p = dir / "gray_alpha.png";
     REQUIRE(stbi_write_png(p.c_str(), w, h, 2, ga.data(), w * 2));
     data::Image im = data::load_image(p);
     for (int i = 0; i < w * h; ++i)
@@ -219,7 +199,7 @@ TEST_CASE("grayscale and alpha PNGs become RGB", "[data][image]") {
   }
   SECTION("RGBA") {
     const std::vector<uint8_t> rgba = pattern(w, h, 4);
-    const std::string p = dir.file("rgba.png");
+    const std::string p = dir / "rgba.png";
     REQUIRE(stbi_write_png(p.c_str(), w, h, 4, rgba.data(), w * 4));
     data::Image im = data::load_image(p);
     REQUIRE(im.width == w);
@@ -230,10 +210,10 @@ TEST_CASE("grayscale and alpha PNGs become RGB", "[data][image]") {
 }
 
 TEST_CASE("save_png and save_jpg write atomically and read back", "[data][image]") {
-  TempDir dir;
+  TempDir dir("test_image");
   const int w = 6, h = 4;
   data::Image im = make_image(w, h, pattern(w, h, 3));
-  const std::string p = dir.file("out.png");
+  const std::string p = dir / "out.png";
   data::save_png(p, im);
   REQUIRE(fs::exists(p));
   REQUIRE_FALSE(fs::exists(p + ".tmp"));
@@ -242,7 +222,7 @@ TEST_CASE("save_png and save_jpg write atomically and read back", "[data][image]
   REQUIRE_FALSE(fs::exists(p + ".tmp"));
 
   data::Image g = make_image(24, 16, gradient(24, 16));
-  const std::string j = dir.file("out.jpg");
+  const std::string j = dir / "out.jpg";
   data::save_jpg(j, g, 95);
   REQUIRE_FALSE(fs::exists(j + ".tmp"));
   data::Image back = data::load_image(j);
@@ -250,7 +230,7 @@ TEST_CASE("save_png and save_jpg write atomically and read back", "[data][image]
   REQUIRE(back.height == 16);
 
   // Errors name the file; no .tmp is left.
-  const std::string bad = dir.file("no_such_dir/out.png");
+  const std::string bad = dir / "no_such_dir/out.png";
   REQUIRE_IMAGE_ERROR(data::save_png(bad, im), bad, "cannot create");
   REQUIRE_IMAGE_ERROR(data::save_png(p, data::Image{}), p, "empty image");
   REQUIRE_IMAGE_ERROR(data::save_jpg(j, g, 0), j, "quality");
@@ -347,23 +327,23 @@ TEST_CASE("to_tensor and to_batch normalise per channel in 0..255 units", "[data
 }
 
 TEST_CASE("bad image files are errors naming the file and the problem", "[data][image]") {
-  TempDir dir;
+  TempDir dir("test_image");
 
-  const std::string missing = dir.file("missing.png");
+  const std::string missing = dir / "missing.png";
   REQUIRE_IMAGE_ERROR(data::load_image(missing), missing, "cannot open");
 
   REQUIRE_IMAGE_ERROR(data::load_image(dir.path.string()), dir.path.string(), "is a directory");
 
-  const std::string empty = dir.file("empty.png");
+  const std::string empty = dir / "empty.png";
   write_bytes(empty, {});
   REQUIRE_IMAGE_ERROR(data::load_image(empty), empty, "empty file");
 
-  const std::string text = dir.file("text.png");
+  const std::string text = dir / "text.png";
   const std::string words = "this is not a picture, only some words\n";
   write_bytes(text, std::vector<uint8_t>(words.begin(), words.end()));
   REQUIRE_IMAGE_ERROR(data::load_image(text), text, "not a JPEG, PNG or BMP image");
 
-  const std::string noise = dir.file("noise.jpg");
+  const std::string noise = dir / "noise.jpg";
   {
     std::mt19937 rng(7);
     std::vector<uint8_t> b(1000);
@@ -379,22 +359,22 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
     std::mt19937 rng(11);
     for (auto& x : px) x = uint8_t(rng());
   }
-  const std::string good = dir.file("good.png");
+  const std::string good = dir / "good.png";
   REQUIRE(stbi_write_png(good.c_str(), w, h, 3, px.data(), w * 3));
   std::vector<uint8_t> bytes = read_bytes(good);
   REQUIRE(bytes.size() > 1000);
-  const std::string truncated = dir.file("truncated.png");
+  const std::string truncated = dir / "truncated.png";
   write_bytes(truncated, std::vector<uint8_t>(bytes.begin(), bytes.begin() + bytes.size() / 2));
   REQUIRE_IMAGE_ERROR(data::load_image(truncated), truncated, "corrupt or truncated");
 
   // Absurd dimensions fail on the limit, before anything is allocated for the pixels.
-  const std::string huge = dir.file("huge.png");
+  const std::string huge = dir / "huge.png";
   write_bytes(huge, png_header_only(100000, 100000));
   REQUIRE_IMAGE_ERROR(data::load_image(huge), huge, "dimensions 100000x100000 over the limit");
-  const std::string wide = dir.file("wide.png");
+  const std::string wide = dir / "wide.png";
   write_bytes(wide, png_header_only(20000, 1));  // within stb's own limits, over ours
   REQUIRE_IMAGE_ERROR(data::load_image(wide), wide, "dimensions 20000x1 over the limit");
-  const std::string huge_bmp = dir.file("huge.bmp");
+  const std::string huge_bmp = dir / "huge.bmp";
   write_bytes(huge_bmp, bmp_header_only(100000, 100000));
   REQUIRE_IMAGE_ERROR(data::load_image(huge_bmp), huge_bmp, "dimensions 100000x100000 over the limit");
   // The pixel limit too.
@@ -404,7 +384,7 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
 
   // A JPEG Huffman table claiming 16 x 255 symbols (stb_image 2.27 would overrun its
   // tables) is refused before stb parses it.
-  const std::string bad_dht = dir.file("bad_dht.jpg");
+  const std::string bad_dht = dir / "bad_dht.jpg";
   {
     std::vector<uint8_t> b = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 19, 0x00};
     b.insert(b.end(), 16, 0xFF);
@@ -427,9 +407,9 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
 }
 
 TEST_CASE("randomly corrupted PNG, JPEG and BMP files decode or throw eng::Error, never crash", "[data][image]") {
-  TempDir dir;
+  TempDir dir("test_image");
   const int w = 24, h = 16;
-  const std::string png = dir.file("src.png"), jpg = dir.file("src.jpg"), bmp = dir.file("src.bmp");
+  const std::string png = dir / "src.png", jpg = dir / "src.jpg", bmp = dir / "src.bmp";
   const std::vector<uint8_t> g = gradient(w, h);
   REQUIRE(stbi_write_png(png.c_str(), w, h, 3, g.data(), w * 3));
   REQUIRE(stbi_write_jpg(jpg.c_str(), w, h, 3, g.data(), 90));
@@ -454,7 +434,7 @@ TEST_CASE("randomly corrupted PNG, JPEG and BMP files decode or throw eng::Error
         }
       }
       if (mode != 0) b.resize(1 + rng() % (b.size() - 1));  // truncate
-      const std::string p = dir.file("c" + std::to_string(k) + fs::path(src).extension().string());
+      const std::string p = dir / ("c" + std::to_string(k) + fs::path(src).extension().string());
       write_bytes(p, b);
       INFO("copy " << k << " of " << src << " (mode " << mode << ", " << b.size() << " bytes)");
       try {

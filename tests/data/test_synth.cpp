@@ -2,8 +2,6 @@
 // COCO layouts on disk, and the ssd_data program.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -20,28 +18,13 @@
 #include "data/image.h"
 #include "data/synth.h"
 #include "engine/error.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
+using test::TempDir;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with its contents at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("test_synth_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str(const std::string& sub = "") const { return sub.empty() ? path.string() : (path / sub).string(); }
-};
 
 std::string read_file(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -196,12 +179,12 @@ TEST_CASE("synth objects hide at most 35% of an earlier box", "[data][synth]") {
 }
 
 TEST_CASE("synth VOC dataset: files, XML with 1-based coordinates, split lists", "[data][synth]") {
-  TempDir tmp;
+  TempDir tmp("test_synth");
   data::SynthOptions o;
   o.width = 128;
   o.height = 96;
   o.num_classes = 4;
-  const auto summary = data::write_synth_dataset(tmp.str("voc"), data::SynthFormat::Voc, 3, 2, 5, o);
+  const auto summary = data::write_synth_dataset(tmp / "voc", data::SynthFormat::Voc, 3, 2, 5, o);
   REQUIRE(summary.splits == std::vector<std::string>{"trainval", "test"});
   CHECK(summary.images_per_split == std::vector<int>{3, 2});
   const fs::path dir = tmp.path / "voc";
@@ -245,11 +228,11 @@ TEST_CASE("synth VOC dataset: files, XML with 1-based coordinates, split lists",
 }
 
 TEST_CASE("synth COCO dataset: instances JSON per split", "[data][synth]") {
-  TempDir tmp;
+  TempDir tmp("test_synth");
   data::SynthOptions o;
   o.width = 96;
   o.height = 64;
-  data::write_synth_dataset(tmp.str("coco"), data::SynthFormat::Coco, 4, 1, 9, o, "train");
+  data::write_synth_dataset(tmp / "coco", data::SynthFormat::Coco, 4, 1, 9, o, "train");
   const fs::path dir = tmp.path / "coco";
   const auto train = nlohmann::json::parse(read_file(dir / "instances_train.json"));
   const auto test = nlohmann::json::parse(read_file(dir / "instances_test.json"));
@@ -287,12 +270,12 @@ TEST_CASE("synth COCO dataset: instances JSON per split", "[data][synth]") {
 }
 
 TEST_CASE("synth image i does not depend on the number of images", "[data][synth]") {
-  TempDir tmp;
+  TempDir tmp("test_synth");
   data::SynthOptions o;
   o.width = 64;
   o.height = 64;
-  data::write_synth_dataset(tmp.str("a"), data::SynthFormat::Voc, 2, 1, 3, o);
-  data::write_synth_dataset(tmp.str("b"), data::SynthFormat::Voc, 4, 1, 3, o);
+  data::write_synth_dataset(tmp / "a", data::SynthFormat::Voc, 2, 1, 3, o);
+  data::write_synth_dataset(tmp / "b", data::SynthFormat::Voc, 4, 1, 3, o);
   for (const char* id : {"000001", "000002"}) {
     CHECK(read_file(tmp.path / "a/JPEGImages" / (std::string(id) + ".jpg")) ==
           read_file(tmp.path / "b/JPEGImages" / (std::string(id) + ".jpg")));
@@ -304,21 +287,21 @@ TEST_CASE("synth image i does not depend on the number of images", "[data][synth
 }
 
 TEST_CASE("synth dataset errors name the problem", "[data][synth]") {
-  TempDir tmp;
+  TempDir tmp("test_synth");
   const data::SynthOptions o;
-  CHECK_THROWS_WITH(data::write_synth_dataset(tmp.str("x"), data::SynthFormat::Voc, 0, 0, 0, o), Contains(">= 1"));
-  CHECK_THROWS_AS(data::write_synth_dataset(tmp.str("x"), data::SynthFormat::Voc, 1, -1, 0, o), eng::Error);
-  CHECK_THROWS_AS(data::write_synth_dataset(tmp.str("x"), data::SynthFormat::Voc, 1, 0, 0, o, "a/b"), eng::Error);
-  CHECK_THROWS_AS(data::write_synth_dataset(tmp.str("x"), data::SynthFormat::Voc, 1, 1, 0, o, "test"), eng::Error);
+  CHECK_THROWS_WITH(data::write_synth_dataset(tmp / "x", data::SynthFormat::Voc, 0, 0, 0, o), Contains(">= 1"));
+  CHECK_THROWS_AS(data::write_synth_dataset(tmp / "x", data::SynthFormat::Voc, 1, -1, 0, o), eng::Error);
+  CHECK_THROWS_AS(data::write_synth_dataset(tmp / "x", data::SynthFormat::Voc, 1, 0, 0, o, "a/b"), eng::Error);
+  CHECK_THROWS_AS(data::write_synth_dataset(tmp / "x", data::SynthFormat::Voc, 1, 1, 0, o, "test"), eng::Error);
   // A regular file where a directory should go: unwritable whoever runs the test.
   std::ofstream(tmp.path / "file") << "x";
-  const std::string blocked = tmp.str("file") + "/sub";
+  const std::string blocked = (tmp / "file") + "/sub";
   CHECK_THROWS_WITH(data::write_synth_dataset(blocked, data::SynthFormat::Coco, 1, 0, 0, o), Contains(blocked));
 }
 
 TEST_CASE("ssd_data synth writes a dataset and reports bad flags on one line", "[data][synth]") {
-  TempDir tmp;
-  const std::string out = tmp.str("d");
+  TempDir tmp("test_synth");
+  const std::string out = tmp / "d";
   const auto ok = test::run_app("ssd_data", "synth --out '" + out + "' --n 3 --val 1 --size 96x64 --classes 3 --seed 4");
   INFO(ok.err);
   REQUIRE(ok.status == 0);

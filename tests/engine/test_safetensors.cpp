@@ -1,11 +1,12 @@
 // safetensors: round trips, hand-built F16/BF16 files, and one test per kind of bad file.
 #include "test_helpers.h"
+#include "temp_dir.h"
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "engine/io/safetensors.h"
 #include "engine/nn/layers.h"
@@ -14,35 +15,21 @@ using namespace eng;
 using namespace eng::io;
 namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
+using test::write_file;
 
 namespace {
 
-// Removes every directory made by temp_dir() when the test program exits.
-struct TempDirs {
-  std::vector<fs::path> dirs;
-  ~TempDirs() {
-    std::error_code ec;
-    for (const auto& d : dirs) fs::remove_all(d, ec);
-  }
-} g_temp_dirs;
-
-// A fresh, empty directory per test case.
+// A fresh, empty directory per test case; kept (and removed) until the test program exits, since
+// bad_file() hands out paths inside it after returning.
 fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("eng_safetensors_" + std::to_string(::getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  g_temp_dirs.dirs.push_back(d);
-  return d;
+  static std::vector<std::unique_ptr<test::TempDir>> dirs;
+  dirs.push_back(std::make_unique<test::TempDir>("safetensors_" + name));
+  return dirs.back()->path;
 }
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string u64_le(uint64_t n) {
@@ -57,7 +44,7 @@ std::string st_file(const std::string& header, const std::string& data) { return
 // Writes a file with the given header and data into a fresh dir; returns its path.
 std::string bad_file(const std::string& test, const std::string& header, const std::string& data) {
   fs::path p = temp_dir(test) / "bad.safetensors";
-  write_bytes(p, st_file(header, data));
+  write_file(p, st_file(header, data));
   return p.string();
 }
 
@@ -157,7 +144,7 @@ TEST_CASE("safetensors: F16 values are widened to f32 exactly") {
   std::vector<uint16_t> h = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x03FF, 0x0400, 0x7C00, 0xFC00, 0x7E00, 0x8000};
   std::string header = R"({"h":{"dtype":"F16","shape":[2,5],"data_offsets":[0,20]}})";
   fs::path p = temp_dir("f16") / "h.safetensors";
-  write_bytes(p, st_file(header, u16_le(h)));
+  write_file(p, st_file(header, u16_le(h)));
   Tensor t = load_safetensors(p.string()).get("h");
   REQUIRE(t.dtype() == DType::f32);
   REQUIRE(t.sizes() == Shape{2, 5});
@@ -182,7 +169,7 @@ TEST_CASE("safetensors: BF16 values are the upper half of an f32") {
   std::vector<uint16_t> b = {0x3F80, 0xC020, 0x4049, 0x7F80, 0x7FC0, 0x0001, 0x7F7F};
   std::string header = R"({"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[7],"data_offsets":[0,14]}})";
   fs::path p = temp_dir("bf16") / "b.safetensors";
-  write_bytes(p, st_file(header, u16_le(b)));
+  write_file(p, st_file(header, u16_le(b)));
   SafetensorsFile f = load_safetensors(p.string());
   REQUIRE(f.metadata.at("format") == "pt");
   auto v = f.get("b").to_vector<float>();
@@ -205,19 +192,19 @@ TEST_CASE("safetensors: bad file: missing or not a regular file") {
 
 TEST_CASE("safetensors: bad file: shorter than 8 bytes") {
   fs::path p = temp_dir("short") / "s.safetensors";
-  write_bytes(p, "abc");
+  write_file(p, "abc");
   REQUIRE_THROWS_WITH(load_safetensors(p.string()),
                       Catch::StartsWith(p.string()) && Catch::Contains("3 bytes, shorter than the 8-byte header"));
-  write_bytes(p, "");
+  write_file(p, "");
   REQUIRE_THROWS_WITH(load_safetensors(p.string()), Catch::Contains("0 bytes, shorter"));
 }
 
 TEST_CASE("safetensors: bad file: header length past the end or absurdly large") {
   fs::path p = temp_dir("hlen") / "h.safetensors";
-  write_bytes(p, u64_le(100) + "{}");
+  write_file(p, u64_le(100) + "{}");
   REQUIRE_THROWS_WITH(load_safetensors(p.string()),
                       Catch::StartsWith(p.string()) && Catch::Contains("header length 100 runs past the end of the file"));
-  write_bytes(p, u64_le(~0ull) + "{}");
+  write_file(p, u64_le(~0ull) + "{}");
   REQUIRE_THROWS_WITH(load_safetensors(p.string()), Catch::StartsWith(p.string()) && Catch::Contains("absurdly large"));
 }
 

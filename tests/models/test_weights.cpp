@@ -3,16 +3,17 @@
 #include <filesystem>
 #include <functional>
 #include <string>
-#include <unistd.h>
 
 #include "engine/error.h"
 #include "engine/io/safetensors.h"
 #include "models/factories.h"
 #include "models/weights.h"
+#include "temp_dir.h"
 #include "test_helpers.h"
 
 using namespace eng;
 namespace fs = std::filesystem;
+using test::TempDir;
 
 namespace {
 
@@ -26,19 +27,6 @@ std::shared_ptr<models::DetectionModel> tiny(int64_t classes, int64_t size, uint
   return models::make_tiny_ssd(c);
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("test_weights_" + std::to_string(::getpid()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
-
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -51,15 +39,15 @@ std::string error_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST_CASE("weights: save then strict load round trip", "[models][weights]") {
-  TempDir dir;
+  TempDir dir("test_weights");
   auto a = tiny(5, 128, 1);
   // Make the buffers non-trivial too (running stats after a train-mode forward).
   a->forward_heads(randn({2, 3, 128, 128}));
-  models::save_model_weights(*a, dir.file("a.safetensors"), {{"epoch", "3"}});
+  models::save_model_weights(*a, dir / "a.safetensors", {{"epoch", "3"}});
   auto b = tiny(5, 128, 2);
   CHECK(a->find("backbone.blocks.0.0.0.weight").to_vector<float>() !=
         b->find("backbone.blocks.0.0.0.weight").to_vector<float>());
-  models::load_model_weights(*b, dir.file("a.safetensors"));
+  models::load_model_weights(*b, dir / "a.safetensors");
   auto sa = a->state_dict(), sb = b->state_dict();
   REQUIRE(sa.size() == sb.size());
   for (size_t i = 0; i < sa.size(); ++i) {
@@ -68,16 +56,16 @@ TEST_CASE("weights: save then strict load round trip", "[models][weights]") {
     CHECK(sa[i].second.dtype() == sb[i].second.dtype());
     CHECK(sa[i].second.to_vector<double>() == sb[i].second.to_vector<double>());
   }
-  auto file = io::load_safetensors(dir.file("a.safetensors"));
+  auto file = io::load_safetensors(dir / "a.safetensors");
   CHECK(file.metadata.at("epoch") == "3");
   CHECK(file.metadata.at("arch") == "tiny_ssd");
   CHECK(file.tensors.size() == sa.size());
   // Extra metadata may not override the config keys.
-  CHECK_THROWS_AS(models::save_model_weights(*a, dir.file("x.safetensors"), {{"arch", "other"}}), eng::Error);
+  CHECK_THROWS_AS(models::save_model_weights(*a, dir / "x.safetensors", {{"arch", "other"}}), eng::Error);
 }
 
 TEST_CASE("weights: strict load names every missing, extra and mis-shaped key", "[models][weights]") {
-  TempDir dir;
+  TempDir dir("test_weights");
   auto a = tiny(5, 128, 1);
   auto sd = a->state_dict();
   std::vector<std::pair<std::string, Tensor>> bad;
@@ -90,10 +78,10 @@ TEST_CASE("weights: strict load names every missing, extra and mis-shaped key", 
     bad.emplace_back(k, t);
   }
   bad.emplace_back("head.extra.weight", zeros({2}));  // unexpected
-  io::save_safetensors(dir.file("bad.safetensors"), bad);
+  io::save_safetensors(dir / "bad.safetensors", bad);
   auto b = tiny(5, 128, 2);
   const auto before = b->find("backbone.blocks.0.0.0.weight").to_vector<float>();
-  const std::string msg = error_of([&] { models::load_model_weights(*b, dir.file("bad.safetensors")); });
+  const std::string msg = error_of([&] { models::load_model_weights(*b, dir / "bad.safetensors"); });
   INFO(msg);
   REQUIRE(!msg.empty());
   CHECK(msg.find("bad.safetensors") != std::string::npos);
@@ -103,13 +91,13 @@ TEST_CASE("weights: strict load names every missing, extra and mis-shaped key", 
   // Nothing was copied.
   CHECK(b->find("backbone.blocks.0.0.0.weight").to_vector<float>() == before);
   // A model with other num_classes does not fit either (class head shapes).
-  models::save_model_weights(*a, dir.file("a.safetensors"));
+  models::save_model_weights(*a, dir / "a.safetensors");
   auto c = tiny(21, 128, 2);
-  CHECK_THROWS_AS(models::load_model_weights(*c, dir.file("a.safetensors")), eng::Error);
+  CHECK_THROWS_AS(models::load_model_weights(*c, dir / "a.safetensors"), eng::Error);
 }
 
 TEST_CASE("weights: backbone-only load report", "[models][weights]") {
-  TempDir dir;
+  TempDir dir("test_weights");
   auto m = tiny(5, 128, 1);
   // A stand-in for an ImageNet checkpoint: "features.1.*" renames onto TinySSD's block 1.
   std::vector<std::pair<std::string, Tensor>> ck;
@@ -117,9 +105,9 @@ TEST_CASE("weights: backbone-only load report", "[models][weights]") {
   ck.emplace_back("features.1.0.bias", zeros({7}));                     // shape mismatch
   ck.emplace_back("features.9.weight", zeros({4}));                     // not in model
   ck.emplace_back("classifier.0.weight", zeros({10, 4}));               // not backbone
-  io::save_safetensors(dir.file("imagenet.safetensors"), ck);
+  io::save_safetensors(dir / "imagenet.safetensors", ck);
   const auto bias_before = m->find("backbone.blocks.1.0.bias").to_vector<float>();
-  auto r = models::load_backbone_weights(*m, dir.file("imagenet.safetensors"), {{"features.", "backbone.blocks."}});
+  auto r = models::load_backbone_weights(*m, dir / "imagenet.safetensors", {{"features.", "backbone.blocks."}});
   INFO(r.summary());
   REQUIRE(r.loaded.size() == 1);
   CHECK(r.loaded[0].first == "features.1.0.weight");
@@ -147,20 +135,20 @@ TEST_CASE("weights: backbone-only load report", "[models][weights]") {
 }
 
 TEST_CASE("weights: read_model_config from the metadata", "[models][weights]") {
-  TempDir dir;
+  TempDir dir("test_weights");
   auto m = tiny(5, 128, 1);
-  models::save_model_weights(*m, dir.file("m.safetensors"));
-  models::ModelConfig c = models::read_model_config(dir.file("m.safetensors"));
+  models::save_model_weights(*m, dir / "m.safetensors");
+  models::ModelConfig c = models::read_model_config(dir / "m.safetensors");
   CHECK(c.arch == "tiny_ssd");
   CHECK(c.num_classes == 5);
   CHECK(c.anchor_preset == "voc");
   CHECK(c.input_size == 128);
   // The recovered config rebuilds a model the file loads into.
   auto again = models::create_model(c);
-  models::load_model_weights(*again, dir.file("m.safetensors"));
+  models::load_model_weights(*again, dir / "m.safetensors");
   // A file without metadata: a clear error.
-  io::save_safetensors(dir.file("plain.safetensors"), {{"x", zeros({1})}});
-  const std::string msg = error_of([&] { models::read_model_config(dir.file("plain.safetensors")); });
+  io::save_safetensors(dir / "plain.safetensors", {{"x", zeros({1})}});
+  const std::string msg = error_of([&] { models::read_model_config(dir / "plain.safetensors"); });
   CHECK(msg.find("arch") != std::string::npos);
   CHECK(msg.find("plain.safetensors") != std::string::npos);
 }
