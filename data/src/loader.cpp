@@ -216,7 +216,13 @@ bool Loader::next(Batch& out) {
     }
     cv_.notify_all();
     if (out.size() > 0 || !options_.train) return true;
-    // A training batch whose images all failed: go on to the next one.
+    // A training batch whose images all failed: go on to the next one, unless every image of
+    // the dataset has failed (no batch can ever be non-empty: the stream would spin forever).
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ENGINE_CHECK(bad_.size() < dataset_.samples.size(), "loader: every image of the dataset failed to load (",
+                   bad_.size(), " images; see the warnings)");
+    }
   }
 }
 

@@ -21,10 +21,11 @@
 //
 // Bad images (missing, corrupt, truncated, not an image, over the limits) are reported once
 // each through take_warnings() as "<path>: <problem> (image skipped)" and left out of their
-// batch (a batch can be smaller than batch_size); a training batch left empty is skipped.
+// batch (a batch can be smaller than batch_size); a training batch left empty is skipped, and
+// once every image of the dataset has failed, training next() throws eng::Error.
 //
-// Threads: `workers` threads each build whole batches; at most `prefetch` finished batches
-// wait beyond the one being consumed. workers = 0 builds each batch in next() on the
+// Threads: `workers` threads each build whole batches; at most `prefetch + workers` batches
+// are being built or waiting, ahead of the one being consumed. workers = 0 builds each batch in next() on the
 // calling thread. With pinned = true, batch images live in pinned host memory, so
 // images.to(Device::cuda()) is an asynchronous copy.
 #pragma once
