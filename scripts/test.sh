@@ -9,4 +9,8 @@ fast=OFF
 [ "${1:-}" = "--fast" ] && fast=ON
 bash scripts/configure.sh build -DENGINE_TESTS_FAST=$fast
 cmake --build build -j"$(nproc)"
+# Tests run side by side (-j), so OpenMP threads must not busy-wait for cores that another
+# test holds: passive waiting made the app tests several times faster on 2 busy cores. (A
+# training run alone is ~17% faster with the default active waiting, which the apps keep.)
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build --output-on-failure -j"$(nproc)"
