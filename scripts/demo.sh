@@ -18,6 +18,7 @@ fi
 ./build/apps/ssd_train --arch tiny_ssd --data "$data" --val "$data" --input-size 128 --batch 16 \
   --iters 1000 --steps 700,900 --eval-every 250 --out "$run" "$@"
 
-sed "s|^|$data/JPEGImages/|; s|\$|.jpg|" "$data/ImageSets/Main/test.txt" > out/test_images.txt
+# A list file's relative entries are read relative to the list's folder: write absolute paths.
+sed "s|^|$PWD/$data/JPEGImages/|; s|\$|.jpg|" "$data/ImageSets/Main/test.txt" > out/test_images.txt
 ./build/apps/ssd_detect --weights "$run/last.safetensors" --input @out/test_images.txt --out out/detect | tail -n 2
 ./build/apps/ssd_eval --gt "$data" --det out/detect/detections.json
