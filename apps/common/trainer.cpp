@@ -38,14 +38,10 @@ struct SigintScope {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-bool is_coco(const std::string& path) {
-  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-}
-
 data::Dataset load_and_report(RunLog& log, const char* what, const std::string& path, const std::string& split,
                               const std::string& classes, const std::string& images) {
-  data::Dataset d = data::load_dataset(path, split, is_coco(path) ? "" : classes, images);
-  log.say(std::string(what) + ": " + data::dataset_source(path, split, is_coco(path) ? "" : classes, images));
+  data::Dataset d = data::load_dataset(path, split, data::is_coco_path(path) ? "" : classes, images);
+  log.say(std::string(what) + ": " + data::dataset_source(path, split, data::is_coco_path(path) ? "" : classes, images));
   constexpr size_t kShown = 20;
   for (size_t i = 0; i < d.warnings.size() && i < kShown; ++i) log.say("warning: " + d.warnings[i]);
   if (d.warnings.size() > kShown) log.say("warning: ... and " + std::to_string(d.warnings.size() - kShown) + " more");
@@ -181,7 +177,7 @@ void Run::setup_model() {
     ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)");
     mc.arch = c_.arch;
     mc.num_classes = static_cast<int64_t>(classes_.names.size()) + 1;
-    mc.anchor_preset = is_coco(c_.data) ? "coco" : "voc";
+    mc.anchor_preset = data::is_coco_path(c_.data) ? "coco" : "voc";
     mc.input_size = c_.input_size;
   }
   eng::manual_seed(c_.seed);
@@ -244,7 +240,7 @@ void Run::evaluate_now() {
             "  VOC area " + fmt("%.4f", m.map_voc_area) + "  COCO " + fmt("%.4f", m.map_coco) + "  AP50 " +
             fmt("%.4f", m.ap50) + "  (" + fmt("%.1f", r.seconds) + " s)");
   last_eval_iteration_ = state_.iteration;
-  const double metric = is_coco(c_.val) ? m.map_coco : m.map_voc07;
+  const double metric = data::is_coco_path(c_.val) ? m.map_coco : m.map_voc07;
   if (metric > state_.best_metric) {
     state_.best_metric = metric;
     state_.best_iteration = state_.iteration;

@@ -85,15 +85,15 @@ std::vector<std::string> read_class_names(const std::string& path) {
   return names;
 }
 
-namespace {
-
-bool is_json_path(const std::string& path) {
+bool is_coco_path(const std::string& path) {
   const std::string ext = ".json";
   if (path.size() < ext.size()) return false;
   std::string tail = path.substr(path.size() - ext.size());
   std::transform(tail.begin(), tail.end(), tail.begin(), [](unsigned char c) { return std::tolower(c); });
   return tail == ext;
 }
+
+namespace {
 
 std::vector<std::string> split_roots(const std::string& path) {
   std::vector<std::string> roots;
@@ -136,7 +136,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 
 Dataset load_dataset(const std::string& path, const std::string& split, const std::string& classes_file,
                      const std::string& images_dir, bool require_images) {
-  if (is_json_path(path)) {
+  if (is_coco_path(path)) {
     CocoOptions o = coco_options(path, classes_file, images_dir);
     o.require_images = require_images;
     return load_coco(o);
@@ -148,7 +148,7 @@ Dataset load_dataset(const std::string& path, const std::string& split, const st
 
 std::string dataset_source(const std::string& path, const std::string& split, const std::string& classes_file,
                            const std::string& images_dir) {
-  if (is_json_path(path)) {
+  if (is_coco_path(path)) {
     const CocoOptions o = coco_options(path, classes_file, images_dir);
     const std::string dir = o.images_dir.empty() ? fs::path(o.json).parent_path().string() : o.images_dir;
     return "COCO " + o.json + ", images in " + (dir.empty() ? "." : dir);

@@ -55,6 +55,9 @@ struct CocoOptions {
 // Categories sorted by id become labels 0..K-1 (category_ids = the JSON's ids).
 Dataset load_coco(const CocoOptions& options);
 
+// True when `path` names a COCO instances file (ends in ".json", any case); else VOC roots.
+bool is_coco_path(const std::string& path);
+
 // `path` ending in ".json": COCO (images in `images_dir`; `split` is not used and a
 // `classes_file` is an error). Otherwise comma-separated VOC roots (`images_dir` must be empty).
 Dataset load_dataset(const std::string& path, const std::string& split, const std::string& classes_file,
