@@ -6,8 +6,8 @@
 
 namespace app {
 
-RunLog::RunLog(const std::string& jsonl_path, bool interactive)
-    : out_(jsonl_path, std::ios::app), path_(jsonl_path), interactive_(interactive) {
+RunLog::RunLog(const std::string& jsonl_path, bool interactive, bool append)
+    : out_(jsonl_path, append ? std::ios::app : std::ios::trunc), path_(jsonl_path), interactive_(interactive) {
   ENGINE_CHECK(out_.good(), jsonl_path, ": cannot open for writing");
 }
 

@@ -12,8 +12,9 @@ namespace app {
 
 class RunLog {
  public:
-  // Appends to `jsonl_path` (created if absent). `interactive`: stdout is a terminal.
-  RunLog(const std::string& jsonl_path, bool interactive);
+  // Writes `jsonl_path`: appends to it when `append` (a resumed run), else starts it afresh.
+  // `interactive`: stdout is a terminal.
+  RunLog(const std::string& jsonl_path, bool interactive, bool append);
   void write(const nlohmann::json& line);  // one JSON object per line
   // Progress: "[#####.....] it 120/2000  loss 3.21 ..." redrawn on a terminal; printed as a
   // plain line otherwise.

@@ -146,7 +146,8 @@ Run::Run(const TrainConfig& c) : c_(c), device_(parse_device(c.device)), out_(c.
   std::error_code ec;
   std::filesystem::create_directories(out_, ec);
   ENGINE_CHECK(!ec && std::filesystem::is_directory(out_), c.out, ": cannot create the output folder");
-  log_ = std::make_unique<RunLog>((out_ / "metrics.jsonl").string(), ::isatty(1) != 0);
+  // A resumed run continues the metrics file; a fresh run starts it anew.
+  log_ = std::make_unique<RunLog>((out_ / "metrics.jsonl").string(), ::isatty(1) != 0, !c.resume.empty());
 }
 
 void Run::setup_data() {
