@@ -209,6 +209,28 @@ TEST_CASE("ssd_train: bad command lines are one line and exit 1", "[apps][ssd_tr
   CHECK(no_length.err.find("--iters") != std::string::npos);
 }
 
+TEST_CASE("ssd_train: a COCO-format dataset trains and evaluates", "[apps][ssd_train]") {
+  TempDir data_dir("ssd_train_coco_data"), out("ssd_train_coco");
+  data::SynthOptions o;
+  o.width = 96;
+  o.height = 80;
+  o.num_classes = 3;
+  data::write_synth_dataset(data_dir.path.string(), data::SynthFormat::Coco, 16, 8, 4, o);
+  app::TrainConfig c = small_config(out.path.string());
+  c.data = data_dir / "instances_trainval.json";
+  c.val = data_dir / "instances_test.json";
+  c.iters = 4;
+  REQUIRE(app::train(c) == 0);
+  const auto lines = jsonl(out / "metrics.jsonl");
+  REQUIRE(lines.back().contains("map_coco"));
+  CHECK(lines.back()["eval_images"].get<int>() == 8);
+  // COCO category ids and names travel with the checkpoint (for ssd_detect's output).
+  const app::ClassList classes = app::read_class_list(out / "last.safetensors");
+  CHECK(classes.names == std::vector<std::string>{"circle", "square", "triangle"});
+  CHECK(classes.category_ids == std::vector<int>{1, 2, 3});
+  CHECK(models::read_model_config(out / "last.safetensors").anchor_preset == "coco");
+}
+
 TEST_CASE("ssd_train: tiny_ssd learns to detect generated shapes", "[apps][ssd_train][slow]") {
   // A short version of the documented CPU run (docs/training.md: 400 images, 1000
   // iterations, VOC07 mAP 0.845): 200 images, 300 iterations. Measured: VOC07 mAP 0.461 in 110 s on 2 cores.
