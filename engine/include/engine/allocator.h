@@ -1,6 +1,7 @@
 // Memory allocators.
 //
-// CPU: 64-byte aligned blocks with live / peak byte counters.
+// CPU: 64-byte aligned blocks with live / peak byte counters; released blocks of 1 MiB or
+// more are cached by exact size (up to 1 GiB) so steady-state steps do not page-fault.
 // CUDA: a caching allocator (see engine/src/cuda/caching_allocator.cpp): blocks are rounded
 // to size buckets and kept on free lists after release, so a steady-state training step
 // does no cudaMalloc. All work runs on the one compute stream, so a freed block can be
@@ -24,6 +25,7 @@ void* allocate(size_t nbytes);
 void release(void* p, size_t nbytes);
 MemoryStats stats();
 void reset_peak();
+void empty_cache();  // frees every cached block
 }  // namespace cpu_alloc
 
 namespace cuda {
