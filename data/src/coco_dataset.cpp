@@ -21,18 +21,6 @@ using nlohmann::json;
 
 namespace {
 
-json load_json(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  ENGINE_CHECK(f.good(), path, ": cannot open file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    ENGINE_FAIL(path, ": malformed JSON: ", e.what());
-  }
-}
-
 const json& top_level_array(const std::string& path, const json& j, const char* key) {
   ENGINE_CHECK(j.is_object(), path, ": the top level is not a JSON object");
   const auto it = j.find(key);
@@ -189,7 +177,7 @@ class CocoReader {
 }  // namespace
 
 Dataset load_coco(const CocoOptions& options) {
-  const json j = load_json(options.json);
+  const json j = read_json_file(options.json);
   const json& images = top_level_array(options.json, j, "images");
   const json& anns = top_level_array(options.json, j, "annotations");
   const std::vector<Category> categories =

@@ -14,6 +14,18 @@ namespace data {
 
 using nlohmann::json;
 
+json read_json_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  ENGINE_CHECK(f.good(), path, ": cannot open file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  try {
+    return json::parse(ss.str());
+  } catch (const json::exception& e) {
+    ENGINE_FAIL(path, ": malformed JSON: ", e.what());
+  }
+}
+
 std::string image_key(const std::string& file_name) {
   const size_t slash = file_name.find_last_of("/\\");
   return slash == std::string::npos ? file_name : file_name.substr(slash + 1);
@@ -27,18 +39,6 @@ std::vector<int> CocoGroundTruth::category_ids() const {
 }
 
 namespace {
-
-json load(const std::string& path) {
-  std::ifstream f(path);
-  ENGINE_CHECK(f.good(), path, ": cannot open file");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    ENGINE_FAIL(path, ": malformed JSON: ", e.what());
-  }
-}
 
 const json& field(const std::string& path, const json& obj, const char* key, const std::string& where) {
   ENGINE_CHECK(obj.is_object(), path, ": ", where, " is not an object");
@@ -73,7 +73,7 @@ Box xywh(const std::string& path, const json& v, const std::string& what) {
 }  // namespace
 
 CocoGroundTruth read_coco_gt(const std::string& path) {
-  const json j = load(path);
+  const json j = read_json_file(path);
   CocoGroundTruth out;
   std::map<long long, std::string> key_of_id;
   const json& images = array(path, field(path, j, "images", "the top level"), "\"images\"");
@@ -119,7 +119,7 @@ CocoGroundTruth read_coco_gt(const std::string& path) {
 }
 
 std::vector<Detection> read_detections(const std::string& path) {
-  const json j = load(path);
+  const json j = read_json_file(path);
   std::vector<Detection> out;
   const json& images = array(path, field(path, j, "images", "the top level"), "\"images\"");
   for (size_t i = 0; i < images.size(); ++i) {

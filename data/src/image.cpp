@@ -188,6 +188,28 @@ std::vector<Tap> bilinear_taps(int in, int out) {
   return v;
 }
 
+// Calls store(x, y, c, value) for every output pixel and channel of a bilinear resize of
+// `image` to out_w x out_h, value in 0..255 units, unrounded.
+template <typename Store>
+void for_each_bilinear(const Image& image, int out_w, int out_h, Store store) {
+  const std::vector<Tap> tx = bilinear_taps(image.width, out_w), ty = bilinear_taps(image.height, out_h);
+  const size_t row = static_cast<size_t>(image.width) * 3;
+  for (int y = 0; y < out_h; ++y) {
+    const uint8_t* r0 = image.rgb.data() + ty[y].i0 * row;
+    const uint8_t* r1 = image.rgb.data() + ty[y].i1 * row;
+    const double wy = ty[y].t;
+    for (int x = 0; x < out_w; ++x) {
+      const size_t a = static_cast<size_t>(tx[x].i0) * 3, b = static_cast<size_t>(tx[x].i1) * 3;
+      const double wx = tx[x].t;
+      for (int c = 0; c < 3; ++c) {
+        const double top = r0[a + c] + wx * (r0[b + c] - r0[a + c]);
+        const double bot = r1[a + c] + wx * (r1[b + c] - r1[a + c]);
+        store(x, y, c, top + wy * (bot - top));
+      }
+    }
+  }
+}
+
 void fill_chw(const Image& image, const std::vector<double>& mean, const std::vector<double>& std, float* out) {
   const size_t hw = static_cast<size_t>(image.width) * image.height;
   for (int c = 0; c < 3; ++c) {
@@ -287,32 +309,16 @@ Image resize_bilinear(const Image& image, int out_w, int out_h) {
   check_image(image, "resize_bilinear");
   ENGINE_CHECK(out_w > 0 && out_h > 0, "resize_bilinear: output size must be positive (got ", out_w, "x", out_h, ")");
   if (out_w == image.width && out_h == image.height) return image;
-
-  const std::vector<Tap> tx = bilinear_taps(image.width, out_w), ty = bilinear_taps(image.height, out_h);
-
   Image out;
   out.width = out_w;
   out.height = out_h;
   out.rgb.resize(static_cast<size_t>(out_w) * out_h * 3);
-  const size_t row = static_cast<size_t>(image.width) * 3;
-  for (int y = 0; y < out_h; ++y) {
-    const uint8_t* r0 = image.rgb.data() + ty[y].i0 * row;
-    const uint8_t* r1 = image.rgb.data() + ty[y].i1 * row;
-    const double wy = ty[y].t;
-    uint8_t* dst = out.rgb.data() + static_cast<size_t>(y) * out_w * 3;
-    for (int x = 0; x < out_w; ++x) {
-      const size_t a = static_cast<size_t>(tx[x].i0) * 3, b = static_cast<size_t>(tx[x].i1) * 3;
-      const double wx = tx[x].t;
-      for (int c = 0; c < 3; ++c) {
-        const double top = r0[a + c] + wx * (r0[b + c] - r0[a + c]);
-        const double bot = r1[a + c] + wx * (r1[b + c] - r1[a + c]);
-        const double v = top + wy * (bot - top);
-        // Round half up; tiny epsilon so that exact halves computed with rounding error
-        // (e.g. 12.4999999) still go up.
-        dst[x * 3 + c] = static_cast<uint8_t>(std::clamp(std::floor(v + 0.5 + 1e-9), 0.0, 255.0));
-      }
-    }
-  }
+  for_each_bilinear(image, out_w, out_h, [&](int x, int y, int c, double v) {
+    // Round half up; tiny epsilon so that exact halves computed with rounding error
+    // (e.g. 12.4999999) still go up.
+    out.rgb[(static_cast<size_t>(y) * out_w + x) * 3 + c] =
+        static_cast<uint8_t>(std::clamp(std::floor(v + 0.5 + 1e-9), 0.0, 255.0));
+  });
   return out;
 }
 
@@ -348,23 +354,11 @@ void resize_normalize_into(const Image& image, int out_w, int out_h, const std::
   check_norm(mean, std);
   ENGINE_CHECK(out_w > 0 && out_h > 0, "resize_normalize_into: output size must be positive (got ", out_w, "x", out_h,
                ")");
-  const std::vector<Tap> tx = bilinear_taps(image.width, out_w), ty = bilinear_taps(image.height, out_h);
-  const size_t row = static_cast<size_t>(image.width) * 3, plane = static_cast<size_t>(out_w) * out_h;
+  const size_t plane = static_cast<size_t>(out_w) * out_h;
   const double inv[3] = {1.0 / std[0], 1.0 / std[1], 1.0 / std[2]};
-  for (int y = 0; y < out_h; ++y) {
-    const uint8_t* r0 = image.rgb.data() + ty[y].i0 * row;
-    const uint8_t* r1 = image.rgb.data() + ty[y].i1 * row;
-    const double wy = ty[y].t;
-    for (int x = 0; x < out_w; ++x) {
-      const size_t a = static_cast<size_t>(tx[x].i0) * 3, b = static_cast<size_t>(tx[x].i1) * 3;
-      const double wx = tx[x].t;
-      for (int c = 0; c < 3; ++c) {
-        const double top = r0[a + c] + wx * (r0[b + c] - r0[a + c]);
-        const double bot = r1[a + c] + wx * (r1[b + c] - r1[a + c]);
-        out[c * plane + static_cast<size_t>(y) * out_w + x] = static_cast<float>((top + wy * (bot - top) - mean[c]) * inv[c]);
-      }
-    }
-  }
+  for_each_bilinear(image, out_w, out_h, [&](int x, int y, int c, double v) {
+    out[c * plane + static_cast<size_t>(y) * out_w + x] = static_cast<float>((v - mean[c]) * inv[c]);
+  });
 }
 
 }  // namespace data

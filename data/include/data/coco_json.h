@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "data/metrics.h"
 
 namespace data {
@@ -30,6 +32,10 @@ struct CocoGroundTruth {
 };
 
 std::string image_key(const std::string& file_name);  // base name of a path
+
+// The whole file parsed as JSON; eng::Error "<path>: cannot open file" or
+// "<path>: malformed JSON: ...".
+nlohmann::json read_json_file(const std::string& path);
 
 CocoGroundTruth read_coco_gt(const std::string& path);
 std::vector<Detection> read_detections(const std::string& path);
