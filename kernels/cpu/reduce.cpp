@@ -6,16 +6,22 @@ namespace kern::cpu {
 
 template <typename T>
 void sum_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, double scale) {
-  const T s = static_cast<T>(scale);
+  if (outer == 1 && inner == 1) {  // a whole-tensor sum: split R over the threads
+    double acc = 0;
+#pragma omp parallel for reduction(+ : acc) if (R > (1 << 16))
+    for (int64_t r = 0; r < R; ++r) acc += x[r];
+    y[0] = static_cast<T>(acc * scale);
+    return;
+  }
 #pragma omp parallel for if (outer * R * inner > (1 << 16))
   for (int64_t o = 0; o < outer; ++o) {
-    T* yo = y + o * inner;
-    for (int64_t i = 0; i < inner; ++i) yo[i] = T(0);
+    std::vector<double> acc(static_cast<size_t>(inner), 0.0);
     for (int64_t r = 0; r < R; ++r) {
       const T* xr = x + (o * R + r) * inner;
-      for (int64_t i = 0; i < inner; ++i) yo[i] += xr[i];
+      for (int64_t i = 0; i < inner; ++i) acc[i] += xr[i];
     }
-    for (int64_t i = 0; i < inner; ++i) yo[i] *= s;
+    T* yo = y + o * inner;
+    for (int64_t i = 0; i < inner; ++i) yo[i] = static_cast<T>(acc[i] * scale);
   }
 }
 

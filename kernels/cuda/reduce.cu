@@ -6,12 +6,13 @@ namespace {
 
 constexpr int kBlock = 256;
 
+// Sums accumulate in double (kernels/reduce.h).
 // inner == 1: one block per output row, a shared-memory tree over R.
 template <typename T>
-__global__ void sum_rows_kernel(int64_t R, const T* __restrict__ x, T* __restrict__ y, T scale) {
-  __shared__ T buf[kBlock];
+__global__ void sum_rows_kernel(int64_t R, const T* __restrict__ x, T* __restrict__ y, double scale) {
+  __shared__ double buf[kBlock];
   const T* row = x + blockIdx.x * R;
-  T acc = T(0);
+  double acc = 0;
   for (int64_t r = threadIdx.x; r < R; r += blockDim.x) acc += row[r];
   buf[threadIdx.x] = acc;
   __syncthreads();
@@ -19,20 +20,20 @@ __global__ void sum_rows_kernel(int64_t R, const T* __restrict__ x, T* __restric
     if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) y[blockIdx.x] = buf[0] * scale;
+  if (threadIdx.x == 0) y[blockIdx.x] = static_cast<T>(buf[0] * scale);
 }
 
 // inner > 1: one thread per (o, i), reads along r are coalesced across i.
 template <typename T>
 __global__ void sum_strided_kernel(int64_t outer, int64_t R, int64_t inner, const T* __restrict__ x,
-                                   T* __restrict__ y, T scale) {
+                                   T* __restrict__ y, double scale) {
   const int64_t n = outer * inner;
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = k / inner, i = k % inner;
     const T* p = x + o * R * inner + i;
-    T acc = T(0);
+    double acc = 0;
     for (int64_t r = 0; r < R; ++r) acc += p[r * inner];
-    y[k] = acc * scale;
+    y[k] = static_cast<T>(acc * scale);
   }
 }
 
@@ -73,10 +74,9 @@ template <typename T>
 void sum_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, double scale, Stream stream) {
   if (outer * inner == 0) return;
   if (inner == 1 && outer <= 2147483647LL) {
-    sum_rows_kernel<T><<<static_cast<unsigned>(outer), kBlock, 0, stream>>>(R, x, y, static_cast<T>(scale));
+    sum_rows_kernel<T><<<static_cast<unsigned>(outer), kBlock, 0, stream>>>(R, x, y, scale);
   } else {
-    sum_strided_kernel<T><<<kern_grid_1d(outer * inner), kBlock, 0, stream>>>(outer, R, inner, x, y,
-                                                                             static_cast<T>(scale));
+    sum_strided_kernel<T><<<kern_grid_1d(outer * inner), kBlock, 0, stream>>>(outer, R, inner, x, y, scale);
   }
   KERN_LAUNCH_CHECK();
 }

@@ -23,6 +23,42 @@ TEST_CASE("sum and mean: hand values") {
   REQUIRE_THROWS_WITH(sum(x, {1, 1}), Catch::Contains("repeated dim"));
 }
 
+namespace {
+// 1 followed by n copies of float(1e-4): the exact sum of these floats, in double.
+std::vector<float> one_and_many_small(int64_t n, double* exact) {
+  std::vector<float> v(static_cast<size_t>(n + 1), 1e-4f);
+  v[0] = 1.0f;
+  *exact = 1.0 + static_cast<double>(n) * static_cast<double>(1e-4f);
+  return v;
+}
+}  // namespace
+
+// Float sums accumulate in double: adding 300000 terms of 1e-4 one by one to a float total
+// near 30 loses about 1e-3 of the answer; the double accumulator keeps it to float rounding.
+TEST_CASE("sum: float sums of many small terms stay accurate") {
+  const int64_t n = 300000;
+  double exact = 0;
+  Tensor x = from_vector(one_and_many_small(n, &exact), {n + 1});
+  CHECK(sum(x).item() == Approx(exact).epsilon(2e-7));
+  CHECK(mean(x).item() == Approx(exact / (n + 1)).epsilon(2e-7));
+  // The same along a middle axis ([1, n + 1, 2]) and with a leading axis ([2, n + 1]).
+  Tensor col = x.reshape({n + 1, 1}), row = x.reshape({1, n + 1});
+  Tensor pair = concat({col, col}, 1).reshape({1, n + 1, 2});
+  for (double v : sum(pair, {1}).to_vector<double>()) CHECK(v == Approx(exact).epsilon(2e-7));
+  for (double v : sum(concat({row, row}, 0), {1}).to_vector<double>()) CHECK(v == Approx(exact).epsilon(2e-7));
+}
+
+TEST_CASE("sum: cuda float sums of many small terms stay accurate", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  const int64_t n = 300000;
+  double exact = 0;
+  Tensor x = from_vector(one_and_many_small(n, &exact), {n + 1}).to(Device::cuda());
+  CHECK(sum(x).item() == Approx(exact).epsilon(2e-7));
+  Tensor col = x.reshape({n + 1, 1});
+  Tensor pair = concat({col, col}, 1).reshape({1, n + 1, 2});
+  for (double v : sum(pair, {1}).cpu().to_vector<double>()) CHECK(v == Approx(exact).epsilon(2e-7));
+}
+
 TEST_CASE("max and argmax: hand values") {
   Tensor x = from_vector<double>({1, 9, 3, 9, 2, 0, 5, 4}, {2, 4});
   auto [v, i] = max(x, 1);
