@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: install deps, configure (CUDA when nvcc
-# exists), build, run every test with CTest. [cuda] tests report "Skipped" without a GPU.
+# exists), build, run every test with CTest. [cuda] tests report "Skipped" without a GPU;
+# then, on such a machine, they run again on the CPU emulator of CUDA (scripts/test_cuda_emu.sh).
 # Pass --fast to leave out tests tagged [slow].
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +15,7 @@ cmake --build build -j"$(nproc)"
 # training run alone is ~17% faster with the default active waiting, which the apps keep.)
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build --output-on-failure -j"$(nproc)"
+# No GPU: the [cuda] tests skipped above; run them (the project's CUDA kernels) on the emulator.
+if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  bash scripts/test_cuda_emu.sh
+fi

@@ -1,0 +1,80 @@
+// cuda-emu cuBLAS: column-major C = alpha op(A) op(B) + beta C, as cuBLAS defines it (C is
+// not read when beta == 0). Plain loops: the emulator checks results, not speed.
+#include <cublas_v2.h>
+
+#include <vector>
+
+namespace {
+struct Handle {};
+
+template <typename T>
+cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha, const T* A, int lda,
+                    const T* B, int ldb, T beta, T* C, int ldc) {
+  if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
+      ldc < std::max(1, m))
+    return CUBLAS_STATUS_INVALID_VALUE;
+  auto a = [&](int i, int p) { return ta == CUBLAS_OP_N ? A[i + static_cast<long long>(p) * lda] : A[p + static_cast<long long>(i) * lda]; };
+  auto b = [&](int p, int j) { return tb == CUBLAS_OP_N ? B[p + static_cast<long long>(j) * ldb] : B[j + static_cast<long long>(p) * ldb]; };
+  std::vector<T> col(m);
+  for (int j = 0; j < n; ++j) {
+    std::fill(col.begin(), col.end(), T(0));
+    for (int p = 0; p < k; ++p) {
+      const T bp = b(p, j);
+      for (int i = 0; i < m; ++i) col[i] += a(i, p) * bp;
+    }
+    T* c = C + static_cast<long long>(j) * ldc;
+    for (int i = 0; i < m; ++i) c[i] = beta == T(0) ? alpha * col[i] : alpha * col[i] + beta * c[i];
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+template <typename T>
+cublasStatus_t batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha, const T* A, int lda,
+                       long long sA, const T* B, int ldb, long long sB, T beta, T* C, int ldc, long long sC,
+                       int count) {
+  for (int i = 0; i < count; ++i) {
+    cublasStatus_t st = gemm(ta, tb, m, n, k, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+}  // namespace
+
+cublasStatus_t cublasCreate(cublasHandle_t* handle) {
+  *handle = reinterpret_cast<cublasHandle_t>(new Handle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy(cublasHandle_t handle) {
+  delete reinterpret_cast<Handle*>(handle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) {
+  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
+  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
+                           float* C, int ldc) {
+  return gemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+cublasStatus_t cublasDgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                           const double* alpha, const double* A, int lda, const double* B, int ldb,
+                           const double* beta, double* C, int ldc) {
+  return gemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const float* alpha, const float* A, int lda, long long strideA,
+                                         const float* B, int ldb, long long strideB, const float* beta, float* C,
+                                         int ldc, long long strideC, int batch) {
+  return batched(ta, tb, m, n, k, *alpha, A, lda, strideA, B, ldb, strideB, *beta, C, ldc, strideC, batch);
+}
+cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                                         int k, const double* alpha, const double* A, int lda, long long strideA,
+                                         const double* B, int ldb, long long strideB, const double* beta,
+                                         double* C, int ldc, long long strideC, int batch) {
+  return batched(ta, tb, m, n, k, *alpha, A, lda, strideA, B, ldb, strideB, *beta, C, ldc, strideC, batch);
+}
