@@ -23,6 +23,7 @@
 #include "data/image.h"
 #include "engine/tensor.h"
 #include "models/detection_model.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -402,6 +403,42 @@ TEST_CASE("ssd_detect: bad weights are one error line naming the file, exit 1", 
   for (const json& d : dets["images"][0]["detections"]) {
     const int id = d.at("category_id");
     CHECK(d.at("label") == std::string(1, static_cast<char>('a' + id - 1)));
+  }
+}
+
+// The whole program on the device (pinned input batches, the model, the fused CUDA
+// post-processing, results copied back) gives the CPU's detections.
+TEST_CASE("ssd_detect: --device cuda gives the cpu's detections", "[apps][ssd_detect][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir tmp("cuda");
+  const std::string W = tmp / "w.safetensors";
+  write_untrained_weights(W, 9);
+  const std::string A = tmp / "a.png", B = tmp / "b.png";
+  data::save_png(A, pattern_image(128, 128, 21));
+  data::save_png(B, pattern_image(150, 110, 22));
+  for (const char* device : {"cpu", "cuda"}) {
+    auto r = detect("--weights " + q(W) + " --input " + q(A) + " " + q(B) + " --out " + q(tmp / device) +
+                    " --device " + device + " --batch 2");
+    INFO(device << " stdout:\n" << r.out << "stderr:\n" << r.err);
+    REQUIRE(r.status == 0);
+  }
+  const json on_cpu = read_json(tmp / "cpu/detections.json"), on_cuda = read_json(tmp / "cuda/detections.json");
+  REQUIRE(on_cpu["images"].size() == 2);
+  REQUIRE(on_cuda["images"].size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto c = detections_of(on_cpu["images"][i]), g = detections_of(on_cuda["images"][i]);
+    INFO("image " << i);
+    REQUIRE(!c.empty());
+    REQUIRE(g.size() == c.size());
+    for (size_t k = 0; k < c.size(); ++k) {
+      INFO("detection " << k);
+      CHECK(g[k].category_id == c[k].category_id);
+      CHECK(g[k].score == Approx(c[k].score).epsilon(1e-3).margin(1e-5));
+      CHECK(g[k].x1 == Approx(c[k].x1).margin(0.05));
+      CHECK(g[k].y1 == Approx(c[k].y1).margin(0.05));
+      CHECK(g[k].x2 == Approx(c[k].x2).margin(0.05));
+      CHECK(g[k].y2 == Approx(c[k].y2).margin(0.05));
+    }
   }
 }
 

@@ -120,6 +120,43 @@ TEST_CASE("ssd_train: k iterations straight equal k/2 + resume + k/2", "[apps][s
   CHECK(la.rbegin()->second < la.begin()->second);
 }
 
+// The same run on both devices: the same batches (the loader is device-independent), pinned
+// host batches and their asynchronous copy on CUDA, the training step, the evaluation and a
+// checkpoint written from device tensors. Float rounding differs (summation orders), so the
+// losses agree to a tolerance that grows with the iterations, not bit for bit.
+TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir on_cpu("ssd_train_on_cpu"), on_cuda("ssd_train_on_cuda");
+  app::TrainConfig c = small_config(on_cpu.path.string());
+  c.iters = 3;
+  REQUIRE(app::train(c) == 0);
+  c.out = on_cuda.path.string();
+  c.device = "cuda";
+  REQUIRE(app::train(c) == 0);
+
+  const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
+  REQUIRE(lc.size() == 3);
+  REQUIRE(lg.size() == 3);
+  for (const auto& [it, loss] : lc) {
+    INFO("iteration " << it);
+    CHECK(lg.at(it) == Approx(loss).epsilon(1e-4));
+  }
+  // The checkpoint saved from the device loads, and its weights are close to the CPU run's.
+  // (Not the optimizer's momentum: it holds raw gradients, and a first-layer gradient is
+  // ill-conditioned, one element moved 6% here; docs/testing.md, model-level tolerances.)
+  auto wc = eng::io::load_safetensors(on_cpu / "last.safetensors");
+  auto wg = eng::io::load_safetensors(on_cuda / "last.safetensors");
+  REQUIRE(wc.tensors.size() == wg.tensors.size());
+  CHECK(checkpoint_iteration(on_cuda / "last.safetensors") == 3);
+  for (size_t i = 0; i < wc.tensors.size(); ++i) {
+    if (wc.tensors[i].second.dtype() != eng::DType::f32 || wc.tensors[i].first.rfind("optimizer.", 0) == 0) continue;
+    INFO(wc.tensors[i].first);
+    const std::string msg = test::compare(wg.tensors[i].second, wc.tensors[i].second, 1e-3, 1e-2);
+    INFO(msg);
+    CHECK(msg.empty());
+  }
+}
+
 TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no checkpoint", "[apps][ssd_train]") {
   TempDir out("ssd_train_nan");
   app::TrainConfig c = small_config(out.path.string());
