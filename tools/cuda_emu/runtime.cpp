@@ -106,7 +106,6 @@ uint64_t progress = 0;  // changes whenever a thread arrives somewhere or return
 std::vector<unsigned char> dynamic_smem;
 void (*g_thread_body)(void*) = nullptr;
 void* g_thread_ctx = nullptr;
-const char* g_kernel_name = "kernel";
 
 [[noreturn]] void fatal(const std::string& what) {
   std::fprintf(stderr, "cuda-emu: %s (block %u,%u,%u)\n", what.c_str(), g_block_idx.x, g_block_idx.y,
@@ -226,7 +225,7 @@ void run_block() {
     }
     current = nullptr;
     if (remaining > 0 && progress == before) {
-      std::string msg = std::string("deadlock in ") + g_kernel_name + ": no thread can move;";
+      std::string msg = "deadlock: no thread of the block can move;";
       int shown = 0;
       for (const Fiber& f : fibers) {
         if (f.done || shown == 4) continue;
@@ -251,7 +250,7 @@ void syncthreads(const char* file, int line) {
     block_site_file = file;
     block_site_line = line;
   } else if (line != block_site_line || std::strcmp(file, block_site_file) != 0) {
-    fatal(std::string("divergent __syncthreads in ") + g_kernel_name + ": " + thread_name(*current) + " at " + file +
+    fatal(std::string("divergent __syncthreads: ") + thread_name(*current) + " at " + file +
           ":" + std::to_string(line) + " while others wait at " + block_site_file + ":" +
           std::to_string(block_site_line));
   }
@@ -277,7 +276,7 @@ void warp_barrier(unsigned mask, const char* what) {
   if (w.arrived == 0) {
     w.mask = mask;
   } else if (w.mask != mask) {
-    fatal(std::string(what) + ": lanes of one warp meet with different masks in " + g_kernel_name);
+    fatal(std::string(what) + ": lanes of one warp meet with different masks (" + thread_name(*current) + ")");
   }
   w.arrived |= me;
   ++progress;
