@@ -1,6 +1,6 @@
 // bench_kernels: times the compute kernels on the CPU and (when present) the GPU.
 //
-//   bench_kernels [--device cpu|cuda|all] [--reps N] [--json FILE] [--only NAME,...]
+//   bench_kernels [--device cpu|cuda|all] [--reps N] [--json FILE] [--only NAME,...] [--precision fp32,tf32,bf16]
 //
 // Every benchmark is one named function registered from apps/bench/rows_*.cpp. It builds its
 // inputs, times the CPU version, and, when CUDA rows are wanted and a device exists, checks
@@ -93,6 +93,9 @@ int main(int argc, char** argv) {
   app.add_option("--reps", o.reps, "timed repetitions per row")->check(CLI::PositiveNumber);
   app.add_option("--json", json, "also write the rows to this JSON file");
   app.add_option("--only", only, "comma-separated row names (default: all)")->delimiter(',');
+  app.add_option("--precision", o.precisions, "precisions of the multi-precision rows, e.g. fp32,tf32 (default: all)")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   std::string footer = "Rows:";
   for (const Bench& b : kBenches) footer += std::string("\n  ") + b.name + ": " + b.what;
   app.footer(footer);

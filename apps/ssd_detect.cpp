@@ -1,6 +1,6 @@
 // ssd_detect: run a trained detector on image files, folders and lists.
 //   ssd_detect --weights FILE [--arch NAME] [--classes FILE] --input PATH... --out DIR
-//              [--device cpu|cuda] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
+//              [--device cpu|cuda] [--precision fp32|tf32|bf16] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
 //              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X]
 // writes DIR/detections.json and one annotated image per input (app::detect,
 // apps/common/detect_run.h). Also:
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   cli.add_option("--input", c.inputs, "image files, folders, @list.txt files");
   cli.add_option("--out", c.out, "output folder: detections.json and annotated images");
   cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
+  cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: tf32 on cuda, fp32 on cpu)");
   cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
   cli.add_option("--workers", c.workers, "decoding threads (0: in the main thread)")->capture_default_str();
   cli.add_option("--score-thresh", c.inference.score_thresh, "minimum score (default: the architecture's)");

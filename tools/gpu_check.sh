@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: configure with CUDA, build, run the whole suite (the [cuda]
-# tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels and
-# tools/bench_torch.py (PyTorch on the same shapes), and write everything to a log folder
+# tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels (every
+# precision), short ssd_train runs in each --precision, and tools/bench_torch.py (PyTorch on
+# the same shapes), and write everything to a log folder
 # (default gpu-check-logs/, or $1): at most 8 files, so the device tool can bring them back.
 #
 # On the lent GPU machine (no package registry there), first pack the Debian headers here:
@@ -64,6 +65,30 @@ fi
 if [ -x build-gpu/apps/bench_kernels ]; then
   build-gpu/apps/bench_kernels --device all --json "$log/bench.json" >"$log/bench.txt" 2>&1 \
     && note "bench_kernels: ok (bench.txt, bench.json)" || note "bench_kernels: FAILED (see bench.txt)"
+fi
+# Short training runs on the device, one per precision (appended to bench.txt: the log folder
+# keeps to 8 files): tiny_ssd on generated shapes (losses must fall) and SSD300 at batch 32
+# (img/s, the figure torchvision is compared with).
+if [ -x build-gpu/apps/ssd_train ] && nvidia-smi >/dev/null 2>&1; then
+  data=$(mktemp -d)
+  build-gpu/apps/ssd_data synth --format voc --out "$data/train" --n 256 --seed 1 >/dev/null 2>&1
+  for prec in fp32 tf32 bf16; do
+    for run in "tiny_ssd 8 60" "ssd300_vgg16 32 30"; do
+      set -- $run
+      out="$data/run_${1}_$prec"
+      if build-gpu/apps/ssd_train --arch "$1" --data "$data/train" --device cuda --precision "$prec" --batch "$2" \
+          --iters "$3" --log-every 10 --save-every 100000 --workers 4 --out "$out" >"$out.log" 2>&1; then
+        ips=$(grep '"img_per_s"' "$out/metrics.jsonl" | tail -1 | sed 's/.*"img_per_s":\([0-9.e+-]*\).*/\1/')
+        first=$(grep '"loss"' "$out/metrics.jsonl" | head -1 | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+        last=$(grep '"loss"' "$out/metrics.jsonl" | tail -1 | sed 's/.*"loss":\([0-9.e+-]*\).*/\1/')
+        note "ssd_train $1 batch $2 $prec: ok, $ips img/s (last interval), loss $first -> $last"
+      else
+        note "ssd_train $1 batch $2 $prec: FAILED: $(tail -1 "$out.log")"
+      fi
+      { echo "== ssd_train $1 batch $2 --precision $prec"; cat "$out.log"; } >>"$log/bench.txt"
+    done
+  done
+  rm -rf "$data"
 fi
 # PyTorch / torchvision on the same shapes, for the ratio columns of docs/kernels.md.
 if ! nvidia-smi >/dev/null 2>&1; then

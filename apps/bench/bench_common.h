@@ -24,6 +24,8 @@ const DevicePeaks& device_peaks();  // queried once, on first use
 struct Options {
   bool cpu = true, cuda = true;
   int reps = 20, warmup = 3;
+  // --precision: the precisions of the rows that have several (conv2d_cudnn_*, conv2d_dilated_*).
+  std::vector<std::string> precisions = {"fp32", "tf32", "bf16"};
 };
 
 struct Row {

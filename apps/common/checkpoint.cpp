@@ -45,6 +45,7 @@ void save_checkpoint(const std::string& path, const models::DetectionModel& mode
   meta["seed"] = std::to_string(state.seed);
   meta["best_metric"] = nlohmann::json(state.best_metric).dump();
   meta["best_iteration"] = std::to_string(state.best_iteration);
+  meta["precision"] = state.precision;
   auto tensors = model.state_dict();
   if (optimizer != nullptr) {
     meta["optimizer_steps"] = std::to_string(optimizer->step_count());
@@ -62,6 +63,9 @@ TrainState load_checkpoint(const std::string& path, models::DetectionModel& mode
   s.next_batch = get_int(f.metadata, path, "next_batch");
   s.seed = static_cast<uint64_t>(std::stoull(get(f.metadata, path, "seed")));
   s.best_iteration = get_int(f.metadata, path, "best_iteration");
+  // Checkpoints from before --precision existed ran in fp32.
+  auto prec = f.metadata.find("precision");
+  s.precision = prec == f.metadata.end() ? "fp32" : prec->second;
   try {
     s.best_metric = nlohmann::json::parse(get(f.metadata, path, "best_metric")).get<double>();
   } catch (const nlohmann::json::exception&) {

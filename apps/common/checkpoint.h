@@ -10,6 +10,7 @@
 //   seed              the run seed (shuffle, augmentation, multiscale draws)
 //   optimizer_steps   the optimizer's step count
 //   best_metric       best validation metric so far (-1: none), best_iteration
+//   precision         fp32 | tf32 | bf16: what the run computed in (weights are always FP32)
 //
 // Files are written atomically (save_safetensors: temporary file, then rename), so a crash
 // or a signal never leaves a torn checkpoint. A file without optimizer tensors (best.safetensors,
@@ -30,6 +31,7 @@ struct TrainState {
   uint64_t seed = 0;
   double best_metric = -1;
   int64_t best_iteration = -1;
+  std::string precision = "fp32";
 };
 
 struct ClassList {

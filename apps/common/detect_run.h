@@ -16,6 +16,7 @@ namespace app {
 
 struct DetectConfig {
   std::string weights, arch, classes, out, device = "cpu";
+  std::string precision;  // fp32 | tf32 | bf16; "": the device's default (common/precision.h)
   std::vector<std::string> inputs;
   int batch = 8, workers = 2;
   InferenceOptions inference;

@@ -11,6 +11,8 @@
 #include <memory>
 
 #include "common/checkpoint.h"
+#include "common/precision.h"
+#include "engine/cuda_context.h"
 #include "common/inference.h"
 #include "common/run_log.h"
 #include "data/dataset.h"
@@ -126,6 +128,7 @@ class Run {
 
   const TrainConfig& c_;
   eng::Device device_;
+  Precision precision_;
   std::unique_ptr<RunLog> log_;
   data::Dataset train_set_, val_set_;
   bool have_val_ = false;
@@ -139,7 +142,8 @@ class Run {
   std::filesystem::path out_;
 };
 
-Run::Run(const TrainConfig& c) : c_(c), device_(parse_device(c.device)), out_(c.out) {
+Run::Run(const TrainConfig& c)
+    : c_(c), device_(parse_device(c.device)), precision_(resolve_precision(c.precision, device_)), out_(c.out) {
   ENGINE_CHECK(c.batch >= 1, "--batch must be at least 1");
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
@@ -201,6 +205,8 @@ void Run::setup_model() {
   }
   model_->to(device_);
   model_->train();
+  apply_precision(precision_, device_);
+  eng::cuda::set_deterministic(c_.deterministic);
 
   eng::optim::SGDOptions o;
   o.lr = c_.lr > 0 ? c_.lr : default_lr(mc.arch);
@@ -217,9 +223,14 @@ void Run::setup_model() {
       log_->say("resume: using the checkpoint's seed " + std::to_string(state_.seed) + " (not --seed " +
                 std::to_string(c_.seed) + ")");
     log_->say("resume: " + c_.resume + " at iteration " + std::to_string(state_.iteration));
+    if (state_.precision != precision_name(precision_))
+      log_->say("resume: the checkpoint ran in " + state_.precision + ", this run continues in " +
+                precision_name(precision_));
   }
+  state_.precision = precision_name(precision_);
   log_->say("model: " + mc.arch + ", " + std::to_string(model_->num_parameters()) + " parameters, input " +
-            std::to_string(base_size_) + ", " + std::to_string(classes_.names.size()) + " classes, on " + c_.device);
+            std::to_string(base_size_) + ", " + std::to_string(classes_.names.size()) + " classes, on " + c_.device + " in " +
+            precision_name(precision_) + (c_.deterministic ? " (deterministic)" : ""));
 }
 
 void Run::save_last() {
@@ -333,6 +344,7 @@ int Run::execute() {
                    {"img_per_s", ips},
                    {"memory_mb", memory_mb(device_)},
                    {"input_size", batch.input_size},
+                   {"precision", precision_name(precision_)},
                    {"elapsed_s", seconds_since(start)}});
       log_->progress(state_.iteration, total,
                      "it " + std::to_string(state_.iteration) +

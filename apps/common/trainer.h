@@ -19,6 +19,8 @@ struct TrainConfig {
   std::string classes;                                     // class file (VOC layouts)
   int input_size = 0;                                      // 0: the architecture's default
   std::string device = "cpu";
+  std::string precision;                                   // fp32 | tf32 | bf16; "": the device's default
+  bool deterministic = false;                              // cuDNN deterministic algorithms, fixed-order sums
   int batch = 16;
   int64_t iters = 0, epochs = 0;                           // one of them, or a time limit
   double time_limit = 0;                                   // seconds; 0: none

@@ -14,6 +14,10 @@ void* workspace(size_t) { fail_no_cuda(); }
 void synchronize() {}
 bool tf32_enabled() { return false; }
 void set_tf32(bool) {}
+// Kept so that programs can say --deterministic on any build (CPU kernels are deterministic).
+static bool g_deterministic = false;
+bool deterministic() { return g_deterministic; }
+void set_deterministic(bool on) { g_deterministic = on; }
 DeviceInfo device_info() { fail_no_cuda(); }
 namespace alloc {
 void* allocate(size_t) { fail_no_cuda(); }

@@ -211,6 +211,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Deterministic scale gradient, step 1: inv[n, p] = 1 / max(sqrt(sum_c x^2), eps), one thread
+// per column (neighbouring threads read neighbouring p: coalesced).
+template <typename T>
+__global__ void l2norm_column_inv_kernel(int64_t N, int64_t C, int64_t P, const T* __restrict__ x, T eps,
+                                         T* __restrict__ inv) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (col >= N * P) return;
+  const int64_t n = col / P, p = col % P;
+  const T* xb = x + n * C * P + p;
+  T ss = T(0);
+  for (int64_t c = 0; c < C; ++c) ss += xb[c * P] * xb[c * P];
+  inv[col] = T(1) / max(sqrt(ss), eps);
+}
+
+// Step 2: gscale[c] = sum_{n, p} gy[n, c, p] * x[n, c, p] * inv[n, p], one block per channel.
+// Thread t sums the columns t, t + kThreads, ... in that order; the block then halves the
+// partials in shared memory in a fixed pattern: the same additions in the same order every run.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    l2norm_scale_grad_kernel(int64_t N, int64_t C, int64_t P, const T* __restrict__ x, const T* __restrict__ gy,
+                             const T* __restrict__ inv, T* __restrict__ gscale) {
+  __shared__ T red[kThreads];
+  const int64_t c = blockIdx.x;
+  T acc = T(0);
+  for (int64_t col = threadIdx.x; col < N * P; col += kThreads) {
+    const int64_t n = col / P, p = col % P;
+    const int64_t i = (n * C + c) * P + p;
+    acc += gy[i] * x[i] * inv[col];
+  }
+  red[threadIdx.x] = acc;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half >>= 1) {
+    if (static_cast<int>(threadIdx.x) < half) red[threadIdx.x] += red[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) gscale[c] = red[0];
+}
+
 struct Plan {
   int tw = 32;
   bool cached = true;
@@ -280,9 +318,26 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
   KERN_LAUNCH_CHECK();
 }
 
+template <typename T>
+void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps, T* gscale,
+                                         T* inv_ws, Stream stream) {
+  if (d.C == 0) return;
+  if (d.N * d.P == 0) {
+    KERN_CUDA_CHECK(cudaMemsetAsync(gscale, 0, sizeof(T) * d.C, stream));
+    return;
+  }
+  const int64_t cols = d.N * d.P;
+  l2norm_column_inv_kernel<T><<<cap_grid((cols + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
+      d.N, d.C, d.P, x, static_cast<T>(eps), inv_ws);
+  KERN_LAUNCH_CHECK();
+  l2norm_scale_grad_kernel<T><<<cap_grid(d.C), kThreads, 0, stream>>>(d.N, d.C, d.P, x, gy, inv_ws, gscale);
+  KERN_LAUNCH_CHECK();
+}
+
 #define KERN_INSTANTIATE(T)                                                                              \
   template void l2norm_forward<T>(const L2NormDims&, const T*, const T*, double, T*, Stream);            \
-  template void l2norm_backward<T>(const L2NormDims&, const T*, const T*, const T*, double, T*, T*, Stream);
+  template void l2norm_backward<T>(const L2NormDims&, const T*, const T*, const T*, double, T*, T*, Stream); \
+  template void l2norm_backward_scale_deterministic<T>(const L2NormDims&, const T*, const T*, double, T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

@@ -418,7 +418,7 @@ TEST_CASE("ssd_detect: --device cuda gives the cpu's detections", "[apps][ssd_de
   data::save_png(B, pattern_image(150, 110, 22));
   for (const char* device : {"cpu", "cuda"}) {
     auto r = detect("--weights " + q(W) + " --input " + q(A) + " " + q(B) + " --out " + q(tmp / device) +
-                    " --device " + device + " --batch 2");
+                    " --device " + device + " --precision fp32 --batch 2");
     INFO(device << " stdout:\n" << r.out << "stderr:\n" << r.err);
     REQUIRE(r.status == 0);
   }

@@ -18,6 +18,7 @@
 #include "common/checkpoint.h"
 #include "common/trainer.h"
 #include "data/synth.h"
+#include "engine/cuda_context.h"
 #include "engine/io/safetensors.h"
 #include "engine/optim.h"
 #include "models/weights.h"
@@ -132,6 +133,7 @@ TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_tra
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
   c.device = "cuda";
+  c.precision = "fp32";  // the default on cuda is tf32; this compares FP32 with FP32
   REQUIRE(app::train(c) == 0);
 
   const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
@@ -155,6 +157,53 @@ TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_tra
     INFO(msg);
     CHECK(msg.empty());
   }
+}
+
+// --precision: the default on CUDA is tf32 (recorded in metrics.jsonl and the checkpoint);
+// TF32 rounds operands to 10 mantissa bits, so the losses follow the CPU's to about 1e-2.
+TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir on_cpu("ssd_train_tf32_cpu"), on_cuda("ssd_train_tf32_cuda");
+  app::TrainConfig c = small_config(on_cpu.path.string());
+  c.iters = 2;
+  REQUIRE(app::train(c) == 0);
+  c.out = on_cuda.path.string();
+  c.device = "cuda";
+  c.deterministic = true;
+  REQUIRE(app::train(c) == 0);
+  eng::cuda::set_deterministic(false);
+  eng::cuda::set_tf32(false);
+  const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
+  REQUIRE(lg.size() == 2);
+  for (const auto& [it, loss] : lc) {
+    INFO("iteration " << it);
+    CHECK(lg.at(it) == Approx(loss).epsilon(1e-2));
+  }
+  std::ifstream in(on_cuda / "metrics.jsonl");
+  std::string line;
+  int lines_with_precision = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("loss")) {
+      CHECK(j.at("precision") == "tf32");
+      ++lines_with_precision;
+    }
+  }
+  CHECK(lines_with_precision == 2);
+  CHECK(eng::io::load_safetensors(on_cuda / "last.safetensors").metadata.at("precision") == "tf32");
+  CHECK(eng::io::load_safetensors(on_cpu / "last.safetensors").metadata.at("precision") == "fp32");
+}
+
+TEST_CASE("ssd_train: --precision values the device cannot run are one-line errors", "[apps][ssd_train]") {
+  TempDir out("ssd_train_precision");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 1;
+  c.precision = "tf32";
+  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision tf32 needs --device cuda"));
+  c.precision = "bf16";
+  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision bf16"));
+  c.precision = "fp16";
+  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision must be fp32, tf32 or bf16, got 'fp16'"));
 }
 
 TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no checkpoint", "[apps][ssd_train]") {

@@ -17,7 +17,13 @@ void* workspace(size_t nbytes);   // grows on demand; valid until the next call
 void synchronize();               // waits for the compute stream, throws on a sticky error
 [[noreturn]] void fail_no_cuda();
 bool tf32_enabled();
-void set_tf32(bool on);           // cuBLAS math mode for float GEMMs
+void set_tf32(bool on);           // TF32 tensor cores for float GEMMs (cuBLAS) and convs (cuDNN)
+// Deterministic mode (like torch.use_deterministic_algorithms for what we run): cuDNN picks
+// only deterministic algorithms, and kernels that would add floats with atomics in a
+// run-dependent order (the L2Norm scale gradient) use their fixed-order variant. Off by
+// default. A flag only: it needs no device and can be set before the first CUDA call.
+bool deterministic();
+void set_deterministic(bool on);
 
 // What the device says of itself (for benchmarks' fraction-of-peak columns and logs).
 struct DeviceInfo {

@@ -85,6 +85,10 @@ struct Conv2dParams {
 // x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined -> [N, O, Ho, Wo] with
 // Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+// relu(conv2d(x, weight, bias, p)) as one op: on CUDA, cuDNN computes conv + bias + ReLU in
+// one call (cudnnConvolutionBiasActivationForward) when there is a bias; the backward masks
+// the gradient with the output's sign. nn::Sequential uses it for a Conv2d followed by ReLU.
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
 
 // ---- pooling and resampling (ops/pool.cpp, ops/upsample.cpp) ----
 struct Pool2dParams {

@@ -4,6 +4,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "engine/allocator.h"
@@ -67,6 +68,12 @@ void synchronize() {
 void fail_no_cuda() { ENGINE_FAIL("no CUDA device is available"); }
 
 bool tf32_enabled() { return ctx().tf32; }
+
+namespace {
+std::atomic<bool> g_deterministic{false};
+}
+bool deterministic() { return g_deterministic.load(); }
+void set_deterministic(bool on) { g_deterministic.store(on); }
 
 void set_tf32(bool on) {
   Context& c = ctx();

@@ -140,9 +140,19 @@ const std::shared_ptr<Module>& Sequential::operator[](size_t i) const {
   return layers_[i];
 }
 
+// A Conv2d followed by a ReLU runs as one conv2d_relu (cuDNN fuses conv + bias + ReLU); the
+// result and its gradients are those of the two layers in turn.
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (auto& m : layers_) y = m->forward(y);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto* conv = dynamic_cast<Conv2d*>(layers_[i].get());
+    if (conv && i + 1 < layers_.size() && dynamic_cast<ReLU*>(layers_[i + 1].get())) {
+      y = conv2d_relu(y, conv->weight, conv->bias, conv->params);
+      ++i;
+      continue;
+    }
+    y = layers_[i]->forward(y);
+  }
   return y;
 }
 

@@ -38,7 +38,16 @@ struct L2NormBackward : Node {
       using T = decltype(tag);
       T* pgx = need_x ? gx.data<T>() : nullptr;
       T* pgs = need_scale ? gscale.data<T>() : nullptr;
-      if (x.is_cuda()) {
+      if (x.is_cuda() && pgs && cuda::deterministic()) {
+        // Fixed-order scale gradient (the fused kernel adds it with float atomics).
+        ENGINE_IF_CUDA({
+          if (pgx) kern::cuda::l2norm_backward<T>(d, x.data<T>(), scale.data<T>(), g.data<T>(), eps, pgx, nullptr,
+                                                   cuda::stream());
+          Tensor inv = new_empty({d.N * d.P}, x);
+          kern::cuda::l2norm_backward_scale_deterministic<T>(d, x.data<T>(), g.data<T>(), eps, pgs, inv.data<T>(),
+                                                             cuda::stream());
+        });
+      } else if (x.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::l2norm_backward<T>(d, x.data<T>(), scale.data<T>(), g.data<T>(), eps, pgx, pgs,
                                                       cuda::stream()));
       } else {

@@ -66,6 +66,16 @@ void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps,
 template <typename T>
 void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* gy, double eps, T* gx, T* gscale,
                      Stream stream);
+
+// The scale gradient alone, in a fixed order (eng::cuda::set_deterministic): bit-identical
+// from run to run. Two kernels: one thread per column writes inv[n, p] = 1 / max(||x[n, :, p]||,
+// eps) to `inv_ws` (N * P elements); then one block per channel sums g * x * inv over (n, p),
+// each thread over a fixed stride of columns, then a fixed-shape tree in shared memory. It
+// reads x and gy once more than the fused kernel: call l2norm_backward with gscale = null
+// for gx, then this.
+template <typename T>
+void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps, T* gscale,
+                                         T* inv_ws, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

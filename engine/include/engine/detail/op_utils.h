@@ -1,5 +1,6 @@
 // Helpers for op front-ends (engine/src/ops/*.cpp). Not part of the user-facing API.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -7,6 +8,7 @@
 #include "engine/cuda_context.h"
 #include "engine/tensor.h"
 #include "kernels/common.h"
+#include "kernels/conv2d.h"
 
 namespace eng::detail {
 
@@ -25,5 +27,11 @@ void check_floating(const char* op, const Tensor& t);
 inline Tensor new_empty(const Shape& shape, const Tensor& ref) {
   return empty(shape, TensorOptions(ref.dtype()).device(ref.device()));
 }
+
+// Test hook: when set, conv2d and conv2d_relu call it with each convolution's dims and dtype
+// before running it (the cuDNN tests collect every conv shape of a model this way). Not
+// thread-safe; an empty function removes it.
+using Conv2dObserver = std::function<void(const kern::Conv2dDims&, DType)>;
+void set_conv2d_observer(Conv2dObserver f);
 
 }  // namespace eng::detail

@@ -1,0 +1,36 @@
+#include "common/precision.h"
+
+#include "engine/cuda_context.h"
+#include "engine/error.h"
+
+namespace app {
+
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::tf32: return "tf32";
+    case Precision::bf16: return "bf16";
+  }
+  return "?";
+}
+
+Precision resolve_precision(const std::string& flag, eng::Device device) {
+  if (flag.empty()) return device.is_cuda() ? Precision::tf32 : Precision::fp32;
+  Precision p;
+  if (flag == "fp32") p = Precision::fp32;
+  else if (flag == "tf32") p = Precision::tf32;
+  else if (flag == "bf16") p = Precision::bf16;
+  else ENGINE_FAIL("--precision must be fp32, tf32 or bf16, got '", flag, "'");
+  ENGINE_CHECK(device.is_cuda() || p == Precision::fp32, "--precision ", flag,
+               " needs --device cuda (the CPU computes in fp32 only)");
+  ENGINE_CHECK(p != Precision::bf16, "--precision bf16: mixed-precision training and inference are not built yet "
+                                     "(the bf16 tensor type and kernels are landing piece by piece); use fp32 or tf32");
+  return p;
+}
+
+void apply_precision(Precision p, eng::Device device) {
+  if (!device.is_cuda()) return;
+  eng::cuda::set_tf32(p == Precision::tf32);
+}
+
+}  // namespace app

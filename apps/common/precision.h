@@ -1,0 +1,33 @@
+// --precision fp32|tf32|bf16 for ssd_train, ssd_detect and bench_kernels.
+//
+//   fp32  FP32 everywhere: cuBLAS and cuDNN with TF32 off (FMA maths). The CPU's only choice.
+//   tf32  FP32 tensors, convolutions and GEMMs on TF32 tensor cores (operands rounded to 10
+//         mantissa bits, FP32 accumulation), as PyTorch does for cuDNN convolutions by default.
+//         The default on CUDA.
+//   bf16  mixed precision (see models/autocast in docs/training.md): FP32 master weights and
+//         optimizer state; the forward's convolutions and activations in BF16 on tensor cores;
+//         loss, reductions, statistics, box coding, NMS and the optimizer in FP32.
+//
+// The choice is process-wide (eng::cuda::set_tf32 and the autocast dtype); the programs set it
+// once at start.
+#pragma once
+#include <string>
+
+#include "engine/dtype.h"
+
+namespace app {
+
+enum class Precision { fp32, tf32, bf16 };
+
+const char* precision_name(Precision p);
+
+// Parses a --precision value for `device`; "" gives the device's default (CUDA: tf32, CPU:
+// fp32). A name that is not one of the three, or tf32 / bf16 on the CPU, is an eng::Error
+// naming the flag and the value.
+Precision resolve_precision(const std::string& flag, eng::Device device);
+
+// Sets the process-wide switches for p: TF32 math in cuBLAS/cuDNN (tf32), the autocast dtype
+// (bf16). Nothing to set on the CPU.
+void apply_precision(Precision p, eng::Device device);
+
+}  // namespace app
