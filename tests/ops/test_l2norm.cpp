@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "engine/cuda_context.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -181,4 +182,28 @@ TEST_CASE("l2norm: cuda matches cpu", "[cuda]") {
     REQUIRE_CLOSE(gpu[1], cpu[1], test::kReductionAtol, test::kReductionRtol);
     REQUIRE_CLOSE(gpu[2], cpu[2], test::kReductionAtol, test::kReductionRtol);
   }
+}
+
+// Under eng::cuda::set_deterministic(true) the scale gradient comes from the fixed-order
+// kernels (column norms, then one block per channel) instead of float atomics: it still
+// matches the CPU, gx is unchanged, and two runs agree bit for bit.
+TEST_CASE("l2norm: deterministic scale gradient matches cpu and repeats bit for bit", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  cuda::set_deterministic(true);
+  uint64_t seed = 700;
+  for (const Shape& shape : {Shape{2, 64, 38, 38}, Shape{3, 512, 5, 7}, Shape{1, 8192, 2, 3}}) {
+    INFO("shape " << shape_str(shape));
+    const int64_t C = shape[1];
+    Tensor x = test::leaf(shape, seed++, -2.0, 2.0).detach().to(DType::f32);
+    Tensor s = test::leaf({C}, seed++, 0.5, 20.0).detach().to(DType::f32);
+    Tensor r = test::leaf(shape, seed++).detach().to(DType::f32);
+    std::vector<Tensor> cpu = run_with_grad(x, s, r, false);
+    std::vector<Tensor> gpu = run_with_grad(x, s, r, true);
+    std::vector<Tensor> again = run_with_grad(x, s, r, true);
+    REQUIRE_CLOSE(gpu[1], cpu[1], test::kReductionAtol, test::kReductionRtol);
+    REQUIRE_CLOSE(gpu[2], cpu[2], test::kReductionAtol, test::kReductionRtol);
+    CHECK(gpu[2].to_vector<float>() == again[2].to_vector<float>());
+    CHECK(gpu[1].to_vector<float>() == again[1].to_vector<float>());
+  }
+  cuda::set_deterministic(false);
 }
