@@ -1,21 +1,33 @@
 // cuda-emu cuBLAS: column-major C = alpha op(A) op(B) + beta C, as cuBLAS defines it (C is
 // not read when beta == 0). Plain loops: the emulator checks results, not speed.
+// The math mode is kept per handle: with CUBLAS_TF32_TENSOR_OP_MATH the single-precision
+// GEMMs read A and B rounded to TF32 (as tensor cores do), accumulating in float.
 #include <cublas_v2.h>
+#include <emu_tf32.h>
 
+#include <type_traits>
 #include <vector>
 
 namespace {
-struct Handle {};
+struct Handle {
+  cublasMath_t math = CUBLAS_DEFAULT_MATH;
+};
+Handle* handle_of(cublasHandle_t h) { return reinterpret_cast<Handle*>(h); }
+bool tf32(cublasHandle_t h) { return h && handle_of(h)->math == CUBLAS_TF32_TENSOR_OP_MATH; }
 
 template <typename T>
 cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha, const T* A, int lda,
-                    const T* B, int ldb, T beta, T* C, int ldc) {
+                    const T* B, int ldb, T beta, T* C, int ldc, bool round_tf32 = false) {
   if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
   if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
       ldc < std::max(1, m))
     return CUBLAS_STATUS_INVALID_VALUE;
-  auto a = [&](int i, int p) { return ta == CUBLAS_OP_N ? A[i + static_cast<long long>(p) * lda] : A[p + static_cast<long long>(i) * lda]; };
-  auto b = [&](int p, int j) { return tb == CUBLAS_OP_N ? B[p + static_cast<long long>(j) * ldb] : B[j + static_cast<long long>(p) * ldb]; };
+  auto operand = [round_tf32](T v) {
+    if constexpr (std::is_same_v<T, float>) return round_tf32 ? emu::round_tf32(v) : v;
+    return v;
+  };
+  auto a = [&](int i, int p) { return operand(ta == CUBLAS_OP_N ? A[i + static_cast<long long>(p) * lda] : A[p + static_cast<long long>(i) * lda]); };
+  auto b = [&](int p, int j) { return operand(tb == CUBLAS_OP_N ? B[p + static_cast<long long>(j) * ldb] : B[j + static_cast<long long>(p) * ldb]); };
   std::vector<T> col(m);
   for (int j = 0; j < n; ++j) {
     std::fill(col.begin(), col.end(), T(0));
@@ -32,9 +44,10 @@ cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
 template <typename T>
 cublasStatus_t batched(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha, const T* A, int lda,
                        long long sA, const T* B, int ldb, long long sB, T beta, T* C, int ldc, long long sC,
-                       int count) {
+                       int count, bool round_tf32 = false) {
   for (int i = 0; i < count; ++i) {
-    cublasStatus_t st = gemm(ta, tb, m, n, k, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc);
+    cublasStatus_t st =
+        gemm(ta, tb, m, n, k, alpha, A + i * sA, lda, B + i * sB, ldb, beta, C + i * sC, ldc, round_tf32);
     if (st != CUBLAS_STATUS_SUCCESS) return st;
   }
   return CUBLAS_STATUS_SUCCESS;
@@ -46,31 +59,35 @@ cublasStatus_t cublasCreate(cublasHandle_t* handle) {
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy(cublasHandle_t handle) {
-  delete reinterpret_cast<Handle*>(handle);
+  delete handle_of(handle);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) {
   return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
 }
-cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t) {
-  return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
+  if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+  if (mode < CUBLAS_DEFAULT_MATH || mode > CUBLAS_TF32_TENSOR_OP_MATH) return CUBLAS_STATUS_INVALID_VALUE;
+  handle_of(handle)->math = mode;
+  return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasSgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
                            float* C, int ldc) {
-  return gemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  return gemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc, tf32(handle));
 }
 cublasStatus_t cublasDgemm(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                            const double* alpha, const double* A, int lda, const double* B, int ldb,
                            const double* beta, double* C, int ldc) {
   return gemm(ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
-cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const float* alpha, const float* A, int lda, long long strideA,
                                          const float* B, int ldb, long long strideB, const float* beta, float* C,
                                          int ldc, long long strideC, int batch) {
-  return batched(ta, tb, m, n, k, *alpha, A, lda, strideA, B, ldb, strideB, *beta, C, ldc, strideC, batch);
+  return batched(ta, tb, m, n, k, *alpha, A, lda, strideA, B, ldb, strideB, *beta, C, ldc, strideC, batch,
+                 tf32(handle));
 }
 cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
                                          int k, const double* alpha, const double* A, int lda, long long strideA,
