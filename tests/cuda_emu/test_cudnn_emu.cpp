@@ -396,6 +396,12 @@ TEST_CASE("cudnn_emu: the emulated cuBLAS rounds float GEMM operands to TF32 in 
   REQUIRE(cublasDgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &oned, Ad, 1, Bd, 1, &zerod, Cd, 1) ==
           CUBLAS_STATUS_SUCCESS);
   CHECK(Cd[0] == static_cast<double>(a) * static_cast<double>(b));
+  // A flag OR-ed on top keeps the mode.
+  const auto tf32_flag =
+      static_cast<cublasMath_t>(CUBLAS_TF32_TENSOR_OP_MATH | CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION);
+  REQUIRE(cublasSetMathMode(h, tf32_flag) == CUBLAS_STATUS_SUCCESS);
+  REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 1, 2, &one, A, 2, B, 2, &zero, C, 2) == CUBLAS_STATUS_SUCCESS);
+  CHECK(C[0] == t * t);
   REQUIRE(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH) == CUBLAS_STATUS_SUCCESS);
   REQUIRE(cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 1, 2, &one, A, 2, B, 2, &zero, C, 2) == CUBLAS_STATUS_SUCCESS);
   CHECK(C[0] == a * b);

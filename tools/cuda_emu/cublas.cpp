@@ -13,7 +13,9 @@ struct Handle {
   cublasMath_t math = CUBLAS_DEFAULT_MATH;
 };
 Handle* handle_of(cublasHandle_t h) { return reinterpret_cast<Handle*>(h); }
-bool tf32(cublasHandle_t h) { return h && handle_of(h)->math == CUBLAS_TF32_TENSOR_OP_MATH; }
+// The low bits hold the mode; flags such as CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION
+// (16) may be OR-ed on top, as cuBLAS allows.
+bool tf32(cublasHandle_t h) { return h && (handle_of(h)->math & 0xF) == CUBLAS_TF32_TENSOR_OP_MATH; }
 
 template <typename T>
 cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, T alpha, const T* A, int lda,
@@ -67,7 +69,7 @@ cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t) {
 }
 cublasStatus_t cublasSetMathMode(cublasHandle_t handle, cublasMath_t mode) {
   if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-  if (mode < CUBLAS_DEFAULT_MATH || mode > CUBLAS_TF32_TENSOR_OP_MATH) return CUBLAS_STATUS_INVALID_VALUE;
+  if ((mode & 0xF) > CUBLAS_TF32_TENSOR_OP_MATH) return CUBLAS_STATUS_INVALID_VALUE;
   handle_of(handle)->math = mode;
   return CUBLAS_STATUS_SUCCESS;
 }
