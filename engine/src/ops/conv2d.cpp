@@ -51,7 +51,7 @@ struct Conv2dBackward : Node {
     if (need_w) gw = new_empty({d.O, d.C, d.kh, d.kw}, g);
     if (need_b) gb = new_empty({d.O}, g);
     if (need_x || need_w) col = col_workspace(d, g);
-    dispatch_float(g.dtype(), "conv2d", [&](auto tag) {
+    dispatch_float(g, "conv2d", [&](auto tag) {
       using T = decltype(tag);
       const T* px = ptr_or_null<T>(x);
       const T* pw = ptr_or_null<T>(w);
@@ -126,7 +126,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     ENGINE_IF_CUDA(kern::cuda::conv2d_implicit_gemm_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B),
                                                             y.data<float>(), cuda::stream()));
   } else {
-    dispatch_float(X.dtype(), "conv2d", [&](auto tag) {
+    dispatch_float(X, "conv2d", [&](auto tag) {
       using T = decltype(tag);
       if (X.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
