@@ -12,6 +12,7 @@ size_t dtype_size(DType dt) {
     case DType::i64: return 8;
     case DType::u8: return 1;
     case DType::b8: return 1;
+    case DType::bf16: return 2;
   }
   return 0;
 }
@@ -24,11 +25,12 @@ const char* dtype_name(DType dt) {
     case DType::i64: return "i64";
     case DType::u8: return "u8";
     case DType::b8: return "bool";
+    case DType::bf16: return "bf16";
   }
   return "?";
 }
 
-bool is_floating(DType dt) { return dt == DType::f32 || dt == DType::f64; }
+bool is_floating(DType dt) { return dt == DType::f32 || dt == DType::f64 || dt == DType::bf16; }
 
 std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 

@@ -70,7 +70,15 @@ void check_dim(const char* op, const Tensor& t, int64_t ndim, const char* what) 
 }
 
 void check_floating(const char* op, const Tensor& t) {
-  ENGINE_CHECK(is_floating(t.dtype()), op, ": expected a f32 or f64 tensor, got ", dtype_name(t.dtype()));
+  const DType dt = t.dtype();
+  ENGINE_CHECK(dt == DType::f32 || dt == DType::f64, op, ": expected a f32 or f64 tensor, got a ", dtype_name(dt),
+               " tensor of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
+}
+
+void check_floating_or_bf16(const char* op, const Tensor& t) {
+  const DType dt = t.dtype();
+  ENGINE_CHECK(is_floating(dt), op, ": expected a f32, f64 or bf16 tensor, got a ", dtype_name(dt),
+               " tensor of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
 }
 
 }  // namespace detail
@@ -266,6 +274,7 @@ template int32_t* Tensor::data<int32_t>() const;
 template int64_t* Tensor::data<int64_t>() const;
 template uint8_t* Tensor::data<uint8_t>() const;
 template bool* Tensor::data<bool>() const;
+template kern::bf16* Tensor::data<kern::bf16>() const;
 
 // ---- views ----
 Tensor Tensor::view(Shape shape) const {
@@ -449,6 +458,7 @@ template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int32_t> Tensor::to_vector<int32_t>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
+template std::vector<kern::bf16> Tensor::to_vector<kern::bf16>() const;  // the bits
 
 double Tensor::item() const {
   ENGINE_CHECK(numel() == 1, "item(): tensor has ", numel(), " elements (shape ", shape_str(sizes()), ")");
@@ -585,5 +595,6 @@ template Tensor from_vector(const std::vector<double>&, const Shape&, TensorOpti
 template Tensor from_vector(const std::vector<int32_t>&, const Shape&, TensorOptions);
 template Tensor from_vector(const std::vector<int64_t>&, const Shape&, TensorOptions);
 template Tensor from_vector(const std::vector<uint8_t>&, const Shape&, TensorOptions);
+template Tensor from_vector(const std::vector<kern::bf16>&, const Shape&, TensorOptions);
 
 }  // namespace eng

@@ -3,12 +3,23 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/bf16.h"
+
 namespace kern::cpu {
 namespace {
 
+// C++ conversions, except: to bool is v != 0; bf16 is read exactly as float and written
+// with one round-to-nearest-even from the source value (ints and doubles included).
 template <typename D, typename S>
 inline D cast_value(S v) {
-  if constexpr (std::is_same_v<D, bool>) return v != S(0);
+  if constexpr (std::is_same_v<S, bf16> && std::is_same_v<D, bf16>) return v;
+  else if constexpr (std::is_same_v<S, bf16>) return cast_value<D>(bf16_to_float(v));
+  else if constexpr (std::is_same_v<D, bf16>) {
+    if constexpr (std::is_same_v<S, float>) return float_to_bf16_rne(v);
+    else if constexpr (std::is_same_v<S, double>) return double_to_bf16_rne(v);
+    else if constexpr (std::is_same_v<S, bool>) return bf16{static_cast<uint16_t>(v ? 0x3F80u : 0u)};
+    else return int64_to_bf16_rne(static_cast<int64_t>(v));
+  } else if constexpr (std::is_same_v<D, bool>) return v != S(0);
   else return static_cast<D>(v);
 }
 
@@ -45,14 +56,13 @@ void copy_from(const CopyDims& d, const S* src, void* dst, ElemType dt) {
     case ElemType::i64: return copy_typed(d, src, static_cast<int64_t*>(dst));
     case ElemType::u8: return copy_typed(d, src, static_cast<uint8_t*>(dst));
     case ElemType::b8: return copy_typed(d, src, static_cast<bool*>(dst));
+    case ElemType::bf16: return copy_typed(d, src, static_cast<bf16*>(dst));
   }
 }
 
 template <typename T>
 void fill_typed(T* dst, int64_t n, double value) {
-  T v;
-  if constexpr (std::is_same_v<T, bool>) v = value != 0.0;
-  else v = static_cast<T>(value);
+  const T v = cast_value<T>(value);
   for (int64_t i = 0; i < n; ++i) dst[i] = v;
 }
 
@@ -66,6 +76,7 @@ void strided_copy(const CopyDims& d, const void* src, ElemType st, void* dst, El
     case ElemType::i64: return copy_from(d, static_cast<const int64_t*>(src), dst, dt);
     case ElemType::u8: return copy_from(d, static_cast<const uint8_t*>(src), dst, dt);
     case ElemType::b8: return copy_from(d, static_cast<const bool*>(src), dst, dt);
+    case ElemType::bf16: return copy_from(d, static_cast<const bf16*>(src), dst, dt);
   }
 }
 
@@ -77,6 +88,7 @@ void fill(void* dst, ElemType type, int64_t n, double value) {
     case ElemType::i64: return fill_typed(static_cast<int64_t*>(dst), n, value);
     case ElemType::u8: return fill_typed(static_cast<uint8_t*>(dst), n, value);
     case ElemType::b8: return fill_typed(static_cast<bool*>(dst), n, value);
+    case ElemType::bf16: return fill_typed(static_cast<bf16*>(dst), n, value);
   }
 }
 

@@ -1,3 +1,5 @@
+#include <cuda_bf16.h>
+
 #include <type_traits>
 
 #include "kernels/copy.h"
@@ -6,9 +8,24 @@
 namespace kern::cuda {
 namespace {
 
+using bf16_t = __nv_bfloat16;  // kern::bf16's bits (ElemType::bf16)
+
+// C++ conversions, except: to bool is v != 0; bf16 is read exactly as float and written with
+// CUDA's round-to-nearest-even conversion from the source type (one rounding, also from
+// double and 64-bit ints). kernels/cpu/copy.cpp does the same with kern::bf16 helpers and
+// the [cuda] test compares the two bit for bit.
 template <typename D, typename S>
-__device__ inline D cast_value(S v) {
-  if constexpr (std::is_same_v<D, bool>) return v != S(0);
+__host__ __device__ inline D cast_value(S v) {
+  if constexpr (std::is_same_v<S, bf16_t> && std::is_same_v<D, bf16_t>) return v;
+  else if constexpr (std::is_same_v<S, bf16_t>) return cast_value<D>(__bfloat162float(v));
+  else if constexpr (std::is_same_v<D, bf16_t>) {
+    if constexpr (std::is_same_v<S, float>) return __float2bfloat16_rn(v);
+    else if constexpr (std::is_same_v<S, double>) return __double2bfloat16(v);
+    else if constexpr (std::is_same_v<S, bool>) return __ushort_as_bfloat16(v ? 0x3F80u : 0u);
+    else if constexpr (std::is_same_v<S, uint8_t>) return __uint2bfloat16_rn(v);
+    else if constexpr (std::is_same_v<S, int32_t>) return __int2bfloat16_rn(v);
+    else return __ll2bfloat16_rn(static_cast<long long>(v));
+  } else if constexpr (std::is_same_v<D, bool>) return v != S(0);
   else return static_cast<D>(v);
 }
 
@@ -51,15 +68,14 @@ void copy_from(const CopyDims& d, const S* src, void* dst, ElemType dt, Stream s
     case ElemType::i64: return launch_copy(d, src, static_cast<int64_t*>(dst), s);
     case ElemType::u8: return launch_copy(d, src, static_cast<uint8_t*>(dst), s);
     case ElemType::b8: return launch_copy(d, src, static_cast<bool*>(dst), s);
+    case ElemType::bf16: return launch_copy(d, src, static_cast<bf16_t*>(dst), s);
   }
 }
 
 template <typename T>
 void launch_fill(T* dst, int64_t n, double value, Stream stream) {
   if (n == 0) return;
-  T v;
-  if constexpr (std::is_same_v<T, bool>) v = value != 0.0;
-  else v = static_cast<T>(value);
+  const T v = cast_value<T>(value);
   fill_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(dst, n, v);
   KERN_LAUNCH_CHECK();
 }
@@ -74,6 +90,7 @@ void strided_copy(const CopyDims& d, const void* src, ElemType st, void* dst, El
     case ElemType::i64: return copy_from(d, static_cast<const int64_t*>(src), dst, dt, s);
     case ElemType::u8: return copy_from(d, static_cast<const uint8_t*>(src), dst, dt, s);
     case ElemType::b8: return copy_from(d, static_cast<const bool*>(src), dst, dt, s);
+    case ElemType::bf16: return copy_from(d, static_cast<const bf16_t*>(src), dst, dt, s);
   }
 }
 
@@ -85,6 +102,7 @@ void fill(void* dst, ElemType type, int64_t n, double value, Stream s) {
     case ElemType::i64: return launch_fill(static_cast<int64_t*>(dst), n, value, s);
     case ElemType::u8: return launch_fill(static_cast<uint8_t*>(dst), n, value, s);
     case ElemType::b8: return launch_fill(static_cast<bool*>(dst), n, value, s);
+    case ElemType::bf16: return launch_fill(static_cast<bf16_t*>(dst), n, value, s);
   }
 }
 

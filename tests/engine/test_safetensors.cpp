@@ -172,6 +172,11 @@ TEST_CASE("safetensors: BF16 values are the upper half of an f32") {
   write_file(p, st_file(header, u16_le(b)));
   SafetensorsFile f = load_safetensors(p.string());
   REQUIRE(f.metadata.at("format") == "pt");
+  // Loaded as bf16, bits untouched (the NaN keeps its payload 0x7FC0).
+  REQUIRE(f.get("b").dtype() == DType::bf16);
+  std::vector<uint16_t> loaded;
+  for (kern::bf16 x : f.get("b").to_vector<kern::bf16>()) loaded.push_back(x.bits);
+  REQUIRE(loaded == b);
   auto v = f.get("b").to_vector<float>();
   REQUIRE(v[0] == 1.0f);
   REQUIRE(v[1] == -2.5f);
@@ -181,6 +186,46 @@ TEST_CASE("safetensors: BF16 values are the upper half of an f32") {
   REQUIRE(v[5] == std::ldexp(1.0f, -133));
   REQUIRE(bits_of(v[6]) == 0x7F7F0000u);
   REQUIRE(v[6] == float_from_bits(0x7F7F0000u));
+}
+
+TEST_CASE("safetensors: a bf16 tensor is written as BF16 in torch's layout and read back bit for bit") {
+  const std::vector<uint16_t> bits = {0x3F80, 0xC020, 0x7FFF, 0x0001, 0xFF80, 0x8000};
+  std::vector<kern::bf16> v;
+  for (uint16_t b : bits) v.push_back(kern::bf16{b});
+  Tensor t = from_vector(v, {2, 3});
+  fs::path p = temp_dir("bf16_round_trip") / "w.safetensors";
+  save_safetensors(p.string(), {{"w", t}, {"wt", t.transpose(0, 1)}});
+  // The file: header entry dtype "BF16", and the data section holds little-endian uint16s.
+  const std::string bytes = read_bytes(p);
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  Json header = Json::parse(bytes.substr(8, n));
+  REQUIRE(header["w"]["dtype"] == "BF16");
+  REQUIRE(header["w"]["shape"] == Json::array({2, 3}));
+  REQUIRE(header["w"]["data_offsets"] == Json::array({0, 12}));
+  REQUIRE(bytes.substr(8 + n, 12) == u16_le(bits));
+  REQUIRE(bytes.substr(8 + n + 12, 12) == u16_le({0x3F80, 0x0001, 0xC020, 0xFF80, 0x7FFF, 0x8000}));
+  SafetensorsFile f = load_safetensors(p.string());
+  REQUIRE(f.get("w").dtype() == DType::bf16);
+  REQUIRE(f.get("w").sizes() == Shape{2, 3});
+  std::vector<uint16_t> back;
+  for (kern::bf16 x : f.get("w").to_vector<kern::bf16>()) back.push_back(x.bits);
+  REQUIRE(back == bits);
+}
+
+TEST_CASE("safetensors: BF16 weights load into f32 parameters exactly") {
+  // A torch-style BF16 file for a Linear(3, 2): weight and bias.
+  const std::vector<uint16_t> w = {0x3F80, 0xC020, 0x4049, 0x3EAB, 0x0001, 0xBF81}, b = {0x3F00, 0xC2C8};
+  std::string header = R"({"weight":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},)"
+                       R"("bias":{"dtype":"BF16","shape":[2],"data_offsets":[12,16]}})";
+  fs::path p = temp_dir("bf16_weights") / "linear.safetensors";
+  write_file(p, st_file(header, u16_le(w) + u16_le(b)));
+  nn::Linear lin(3, 2);
+  lin.load_state_dict(load_safetensors(p.string()).tensors);
+  REQUIRE(lin.weight.dtype() == DType::f32);
+  const std::vector<float> got = lin.weight.to_vector<float>();
+  for (size_t i = 0; i < w.size(); ++i) REQUIRE(bits_of(got[i]) == static_cast<uint32_t>(w[i]) << 16);
+  REQUIRE(lin.bias.to_vector<float>() == std::vector<float>{0.5f, -100.0f});
 }
 
 TEST_CASE("safetensors: bad file: missing or not a regular file") {

@@ -40,7 +40,7 @@ Tensor box_encode(const Tensor& boxes_in, const Tensor& anchors_in, const BoxCod
   const kern::BoxCoderDims d = coder_dims(op, boxes_in, "boxes", anchors_in, w);
   Tensor boxes = boxes_in.detach().contiguous(), anchors = anchors_in.detach().contiguous();
   Tensor out = new_empty(boxes.sizes(), boxes);
-  dispatch_float(boxes.dtype(), op, [&](auto tag) {
+  dispatch_float(boxes, op, [&](auto tag) {
     using T = decltype(tag);
     if (boxes.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::box_encode<T>(d, boxes.data<T>(), anchors.data<T>(), out.data<T>(), cuda::stream()));
@@ -57,7 +57,7 @@ Tensor box_decode(const Tensor& deltas_in, const Tensor& anchors_in, const BoxCo
   d.clamp = clamp;
   Tensor deltas = deltas_in.detach().contiguous(), anchors = anchors_in.detach().contiguous();
   Tensor out = new_empty(deltas.sizes(), deltas);
-  dispatch_float(deltas.dtype(), op, [&](auto tag) {
+  dispatch_float(deltas, op, [&](auto tag) {
     using T = decltype(tag);
     if (deltas.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::box_decode<T>(d, deltas.data<T>(), anchors.data<T>(), out.data<T>(), cuda::stream()));

@@ -26,7 +26,7 @@ Tensor box_iou(const Tensor& a_in, const Tensor& b_in) {
   Tensor a = a_in.detach().contiguous(), b = b_in.detach().contiguous();
   const int64_t N = a.size(0), M = b.size(0);
   Tensor out = new_empty({N, M}, a);
-  dispatch_float(a.dtype(), op, [&](auto tag) {
+  dispatch_float(a, op, [&](auto tag) {
     using T = decltype(tag);
     if (a.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::box_iou<T>(N, M, a.data<T>(), b.data<T>(), out.data<T>(), cuda::stream()));
@@ -60,7 +60,7 @@ Tensor box_iou_batched(const Tensor& gt_in, const Tensor& counts_in, const Tenso
       ENGINE_CHECK(c[b] >= 0 && c[b] <= d.G, op, ": gt_counts[", b, "] = ", c[b], " is outside [0, ", d.G, "]");
   }
   Tensor out = new_empty({d.B, d.G, d.A}, gt);
-  dispatch_float(gt.dtype(), op, [&](auto tag) {
+  dispatch_float(gt, op, [&](auto tag) {
     using T = decltype(tag);
     if (gt.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::box_iou_batched<T>(d, gt.data<T>(), counts.data<int64_t>(), anchors.data<T>(),

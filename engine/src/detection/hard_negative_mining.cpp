@@ -28,7 +28,7 @@ Tensor hard_negative_mining(const Tensor& loss_in, const Tensor& labels_in, doub
   const kern::MiningDims d{loss.size(0), loss.size(1)};
   ENGINE_CHECK(d.A < (int64_t(1) << 31), op, ": ", d.A, " anchors per image is too many (at most 2^31 - 1)");
   Tensor mask = empty({d.B, d.A}, TensorOptions(DType::u8).device(loss.device()));
-  dispatch_float(loss.dtype(), op, [&](auto tag) {
+  dispatch_float(loss, op, [&](auto tag) {
     using T = decltype(tag);
     if (loss.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::hard_negative_mining<T>(d, loss.data<T>(), labels.data<int64_t>(), ratio,

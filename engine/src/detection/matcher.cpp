@@ -48,7 +48,7 @@ Tensor match_ssd(const Tensor& iou_in, const Tensor& gt_counts, double threshold
   Tensor iou = iou_in.detach().contiguous();
   const kern::MatchDims d = match_dims(iou);
   Tensor matches = empty({d.B, d.A}, TensorOptions(DType::i64).device(iou.device()));
-  dispatch_float(iou.dtype(), op, [&](auto tag) {
+  dispatch_float(iou, op, [&](auto tag) {
     using T = decltype(tag);
     if (iou.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::match_ssd<T>(d, iou.data<T>(), counts.data<int64_t>(), threshold,
@@ -70,7 +70,7 @@ Tensor match_retinanet(const Tensor& iou_in, const Tensor& gt_counts, double fg_
   Tensor iou = iou_in.detach().contiguous();
   const kern::MatchDims d = match_dims(iou);
   Tensor matches = empty({d.B, d.A}, TensorOptions(DType::i64).device(iou.device()));
-  dispatch_float(iou.dtype(), op, [&](auto tag) {
+  dispatch_float(iou, op, [&](auto tag) {
     using T = decltype(tag);
     if (iou.is_cuda()) {
       Tensor gt_max = empty({d.B * d.G}, TensorOptions(iou.dtype()).device(iou.device()));  // kernel scratch

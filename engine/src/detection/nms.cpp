@@ -48,7 +48,7 @@ Detections batched_nms(const Tensor& boxes_in, const Tensor& scores_in, const Te
   Tensor labels = labels_in.detach().contiguous();
   kern::NmsDims d;
   d.B = B, d.K = K, d.max_out = max_per_image, d.max_run = K;
-  dispatch_float(boxes.dtype(), op, [&](auto tag) {
+  dispatch_float(boxes, op, [&](auto tag) {
     using T = decltype(tag);
     if (dev.is_cuda()) {
       ENGINE_IF_CUDA({

@@ -117,7 +117,7 @@ Detections detect_postprocess(const Tensor& logits_in, const Tensor& deltas_in, 
 
   Tensor logits = logits_in.detach().contiguous(), deltas = deltas_in.detach().contiguous();
   Tensor anchors = anchors_in.detach().contiguous();
-  dispatch_float(logits.dtype(), op, [&](auto tag) {
+  dispatch_float(logits, op, [&](auto tag) {
     using T = decltype(tag);
     if (dev.is_cuda()) {
       ENGINE_IF_CUDA({

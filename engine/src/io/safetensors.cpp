@@ -42,7 +42,7 @@ struct FileDType {
 
 const FileDType kFileDTypes[] = {
     {"F32", 4, DType::f32}, {"F64", 8, DType::f64}, {"I32", 4, DType::i32}, {"I64", 8, DType::i64},
-    {"U8", 1, DType::u8},   {"BOOL", 1, DType::b8}, {"F16", 2, DType::f32}, {"BF16", 2, DType::f32},
+    {"U8", 1, DType::u8},   {"BOOL", 1, DType::b8}, {"F16", 2, DType::f32}, {"BF16", 2, DType::bf16},
 };
 
 const FileDType* find_file_dtype(const std::string& name) {
@@ -59,6 +59,7 @@ const char* file_dtype_name(DType dt) {
     case DType::i64: return "I64";
     case DType::u8: return "U8";
     case DType::b8: return "BOOL";
+    case DType::bf16: return "BF16";
   }
   return "?";
 }
@@ -82,9 +83,6 @@ float half_to_float(uint16_t h) {
                                          : std::ldexp(static_cast<double>(mantissa + 1024), static_cast<int>(exponent) - 25);
   return static_cast<float>(sign ? -magnitude : magnitude);
 }
-
-// bfloat16 is the upper half of an f32.
-float bf16_to_float(uint16_t b) { return bits_to_float(static_cast<uint32_t>(b) << 16); }
 
 // ---- helpers ----
 [[noreturn]] void fail(const std::string& path, const std::string& problem) { ENGINE_FAIL(path, ": ", problem); }
@@ -176,15 +174,15 @@ Tensor read_tensor(std::ifstream& in, const std::string& path, const Entry& e, u
   const uint64_t bytes = e.end - e.begin;
   const uint64_t pos = data_start + e.begin;
   const std::string name = e.dtype->name;
-  if (name == "F16" || name == "BF16") {
+  if (name == "F16") {
     std::vector<unsigned char> raw(bytes);
     read_at(in, path, pos, raw.data(), bytes);
     float* out = t.data<float>();
     for (uint64_t i = 0; i < bytes / 2; ++i) {
       const uint16_t v = static_cast<uint16_t>(raw[2 * i] | (raw[2 * i + 1] << 8));  // little-endian
-      out[i] = name == "F16" ? half_to_float(v) : bf16_to_float(v);
+      out[i] = half_to_float(v);
     }
-  } else {
+  } else {  // BF16 included: little-endian uint16 bits, kern::bf16's layout on this host
     read_at(in, path, pos, t.raw_data(), bytes);
     if (name == "BOOL") {  // any non-zero byte is true; store canonical 0/1
       auto* p = static_cast<unsigned char*>(t.raw_data());

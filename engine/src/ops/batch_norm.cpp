@@ -63,7 +63,7 @@ struct BatchNormBackward : Node {
       sum_dy_xhat = new_empty({d.C}, x);
     }
     if (need_x) gx = new_empty(x.sizes(), x);
-    dispatch_float(x.dtype(), "batch_norm2d", [&](auto tag) {
+    dispatch_float(x, "batch_norm2d", [&](auto tag) {
       using T = decltype(tag);
       const T *px = x.data<T>(), *pm = mean.data<T>(), *pv = var.data<T>(), *pg = g.data<T>();
       if (x.is_cuda()) {
@@ -104,7 +104,7 @@ struct FrozenBatchNormBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
     const kern::BatchNormDims d = bn_dims(g);
-    dispatch_float(g.dtype(), "frozen_batch_norm2d", [&](auto tag) {
+    dispatch_float(g, "frozen_batch_norm2d", [&](auto tag) {
       using T = decltype(tag);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>(),
@@ -144,7 +144,7 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   if (training) {
     mean = new_empty({C}, x);
     var = new_empty({C}, x);  // biased
-    dispatch_float(x.dtype(), op, [&](auto tag) {
+    dispatch_float(x, op, [&](auto tag) {
       using T = decltype(tag);
       if (x.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::batch_norm_stats<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(), cuda::stream()));
@@ -167,7 +167,7 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   }
 
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::batch_norm_forward<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(),
@@ -205,7 +205,7 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
   Tensor x = x_in.detach().contiguous();
   Tensor y = new_empty(x.sizes(), x);
   const kern::BatchNormDims d = bn_dims(x);
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>(),

@@ -116,7 +116,7 @@ struct Conv2dBackward : Node {
       return {gx, gw, gb};
     }
     if (need_x || need_w) col = col_workspace(d, g);
-    dispatch_float(g.dtype(), "conv2d", [&](auto tag) {
+    dispatch_float(g, "conv2d", [&](auto tag) {
       using T = decltype(tag);
       const T* px = ptr_or_null<T>(x);
       const T* pw = ptr_or_null<T>(w);
@@ -209,7 +209,7 @@ Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& weight, const 
                                              y.raw_data(), relu_done));
   } else {
     Tensor col = col_workspace(d, X);
-    dispatch_float(X.dtype(), op, [&](auto tag) {
+    dispatch_float(X, op, [&](auto tag) {
       using T = decltype(tag);
       if (X.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),

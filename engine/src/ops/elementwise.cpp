@@ -75,7 +75,7 @@ Tensor binary_raw(kern::BinaryOp op, const Tensor& a, const Tensor& b) {
   Shape out_shape = broadcast_shapes(a.sizes(), b.sizes());
   Tensor out = new_empty(out_shape, a);
   kern::BroadcastDims d = broadcast_dims(a, b, out_shape);
-  dispatch_float(a.dtype(), name, [&](auto tag) {
+  dispatch_float(a, name, [&](auto tag) {
     using T = decltype(tag);
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
@@ -175,7 +175,7 @@ struct UnaryBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
-    dispatch_float(g.dtype(), unary_name(op), [&](auto tag) {
+    dispatch_float(g, unary_name(op), [&](auto tag) {
       using T = decltype(tag);
       const T* px = x.defined() ? x.data<T>() : nullptr;
       const T* py = y.defined() ? y.data<T>() : nullptr;
@@ -200,7 +200,7 @@ Tensor unary(kern::UnaryOp op, const Tensor& x_in, double p0 = 0.0, double p1 = 
   check_floating(name, x_in);
   Tensor x = x_in.contiguous();
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x.dtype(), name, [&](auto tag) {
+  dispatch_float(x, name, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::unary_forward<T>(op, x.numel(), x.data<T>(), y.data<T>(), p0, p1, cuda::stream()));

@@ -35,7 +35,7 @@ struct SigmoidFocalLossBackward : Node {
       if (reduction == Reduction::Mean && n > 0) g = mul_scalar(g, 1.0 / static_cast<double>(n)).contiguous();
     }
     Tensor gx = new_empty(dloss.sizes(), dloss);
-    dispatch_float(dloss.dtype(), "sigmoid_focal_loss", [&](auto tag) {
+    dispatch_float(dloss, "sigmoid_focal_loss", [&](auto tag) {
       using T = decltype(tag);
       if (dloss.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::sigmoid_focal_loss_backward<T>(n, dloss.data<T>(), g.data<T>(), g_stride,
@@ -95,7 +95,7 @@ Tensor sigmoid_focal_loss(const Tensor& logits_in, const Tensor& labels_in, doub
   Tensor loss_sum = reduction != Reduction::None ? new_empty({}, x) : Tensor();
   Tensor partials = reduction != Reduction::None ? new_empty({kern::kFocalLossPartials}, x) : Tensor();
   Tensor dloss = need_grad ? new_empty(x.sizes(), x) : Tensor();
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
     if (x.is_cuda()) {

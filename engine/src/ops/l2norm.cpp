@@ -34,7 +34,7 @@ struct L2NormBackward : Node {
     Tensor gx = need_x ? new_empty(x.sizes(), x) : Tensor();
     Tensor gscale = need_scale ? new_empty(scale.sizes(), scale) : Tensor();
     const kern::L2NormDims d = l2norm_dims(x);
-    dispatch_float(x.dtype(), "l2norm", [&](auto tag) {
+    dispatch_float(x, "l2norm", [&](auto tag) {
       using T = decltype(tag);
       T* pgx = need_x ? gx.data<T>() : nullptr;
       T* pgs = need_scale ? gscale.data<T>() : nullptr;
@@ -80,7 +80,7 @@ Tensor l2norm(const Tensor& x_in, const Tensor& scale_in, double eps) {
   Tensor scale = scale_in.detach().contiguous();
   const kern::L2NormDims d = l2norm_dims(x);
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::l2norm_forward<T>(d, x.data<T>(), scale.data<T>(), eps, y.data<T>(), cuda::stream()));

@@ -43,7 +43,7 @@ struct CrossEntropyBackward : Node {
       if (reduction == Reduction::Mean) g = div(g, count).contiguous();
     }
     Tensor gx = new_empty(x.sizes(), x);
-    dispatch_float(x.dtype(), "cross_entropy", [&](auto tag) {
+    dispatch_float(x, "cross_entropy", [&](auto tag) {
       using T = decltype(tag);
       if (x.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<T>(),
@@ -92,7 +92,7 @@ struct SmoothL1Backward : Node {
       if (reduction == Reduction::Mean && n > 0) g = mul_scalar(g, 1.0 / static_cast<double>(n)).contiguous();
     }
     Tensor gx = new_empty(input.sizes(), input);
-    dispatch_float(input.dtype(), name().c_str(), [&](auto tag) {
+    dispatch_float(input, name().c_str(), [&](auto tag) {
       using T = decltype(tag);
       if (input.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::smooth_l1_backward<T>(n, input.data<T>(), target.data<T>(), beta, g.data<T>(),
@@ -124,7 +124,7 @@ Tensor smooth_l1_impl(const char* op, const char* node_name, const Tensor& input
   Tensor target = target_in.detach().contiguous();
   const int64_t n = input.numel();
   Tensor loss = new_empty(input.sizes(), input);
-  dispatch_float(input.dtype(), op, [&](auto tag) {
+  dispatch_float(input, op, [&](auto tag) {
     using T = decltype(tag);
     if (input.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::smooth_l1_forward<T>(n, input.data<T>(), target.data<T>(), beta, loss.data<T>(),
@@ -183,7 +183,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, Reduction
   Tensor loss = new_empty(target.sizes(), x);  // per element, shape of target
   Tensor lse = new_empty(target.sizes(), x);
   Tensor valid = reduction == Reduction::Mean ? new_empty(target.sizes(), x) : Tensor();
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     T* pv = valid.defined() ? valid.data<T>() : nullptr;
     if (x.is_cuda()) {

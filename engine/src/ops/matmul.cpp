@@ -22,7 +22,7 @@ void gemm_tensors(const char* op, bool tA, bool tB, int64_t batch, int64_t M, in
                   const Tensor& B, const Tensor& C, double beta) {
   if (batch == 0 || M == 0 || N == 0) return;
   const int64_t lda = std::max<int64_t>(1, tA ? M : K), ldb = std::max<int64_t>(1, tB ? K : N), ldc = N;
-  dispatch_float(C.dtype(), op, [&](auto tag) {
+  dispatch_float(C, op, [&](auto tag) {
     using T = decltype(tag);
     const T* a = static_cast<const T*>(A.raw_data());
     const T* b = static_cast<const T*>(B.raw_data());

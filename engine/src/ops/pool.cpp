@@ -32,7 +32,7 @@ struct MaxPool2dBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(in_sizes, g);
-    dispatch_float(g.dtype(), "max_pool2d", [&](auto tag) {
+    dispatch_float(g, "max_pool2d", [&](auto tag) {
       using T = decltype(tag);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>(),
@@ -86,7 +86,7 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
   const Shape out_shape{x.size(0), x.size(1), d.out_h, d.out_w};
   Tensor y = new_empty(out_shape, x);
   Tensor idx = empty(out_shape, TensorOptions(DType::i64).device(x.device()));
-  dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
+  dispatch_float(x, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>(),

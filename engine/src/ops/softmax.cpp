@@ -33,7 +33,7 @@ struct SoftmaxBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(y.sizes(), y);
     const char* op = log_space ? "log_softmax" : "softmax";
-    dispatch_float(y.dtype(), op, [&](auto tag) {
+    dispatch_float(y, op, [&](auto tag) {
       using T = decltype(tag);
       if (y.is_cuda()) {
         if (log_space) {
@@ -59,7 +59,7 @@ Tensor softmax_impl(const Tensor& x_in, int64_t dim_in, bool log_space) {
   Tensor x = x_in.detach().contiguous();
   const kern::SoftmaxDims d = softmax_dims(x, dim);
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x.dtype(), op, [&](auto tag) {
+  dispatch_float(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       if (log_space) {

@@ -26,7 +26,9 @@ struct StridedDims {
   int64_t strides[kMaxDims] = {};
 };
 
-// Element types that kernels move around without arithmetic (copy / cast).
-enum class ElemType : uint8_t { f32, f64, i32, i64, u8, b8 };
+// Element types that kernels move around without arithmetic (copy / cast). bf16 is
+// kern::bf16 (kernels/bf16.h) on the CPU and __nv_bfloat16 in CUDA code (same bits).
+// The order matches eng::DType.
+enum class ElemType : uint8_t { f32, f64, i32, i64, u8, b8, bf16 };
 
 }  // namespace kern

@@ -10,9 +10,12 @@
 // where [begin, end) is relative to the start of the data section and
 // end - begin = numel * itemsize. A 0-dim tensor has shape [] and one element.
 //
-// dtypes: F32, F64, I32, I64, U8, BOOL are written and read as eng's f32, f64, i32, i64,
-// u8, b8. F16 and BF16 are read and widened to f32 (exactly: every half and bfloat16
-// value is representable in f32).
+// dtypes: F32, F64, I32, I64, U8, BOOL, BF16 are written and read as eng's f32, f64, i32,
+// i64, u8, b8, bf16 (BF16: the bfloat16 bits as little-endian uint16, torch's layout; read
+// as they are, so a bf16 tensor round-trips bit for bit). F16 is read and widened to f32
+// (exactly: every half value is representable in f32). Loading weights into a model
+// (Module::load_state_dict, Optimizer::load_state) casts each tensor to the parameter's
+// dtype, so BF16 weights load into f32 parameters exactly.
 //
 // Every problem with a file is an eng::Error whose message starts with the file path and
 // names the problem in one line; the loader checks every size and offset against the file
