@@ -54,6 +54,7 @@ cudnnDataType_t data_type(DType dt) {
   switch (dt) {
     case DType::f32: return CUDNN_DATA_FLOAT;
     case DType::f64: return CUDNN_DATA_DOUBLE;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
     default: ENGINE_FAIL("conv2d (cuDNN): no cuDNN convolution for dtype ", dtype_name(dt));
   }
 }

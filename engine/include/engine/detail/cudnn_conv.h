@@ -43,7 +43,7 @@ void conv_backward_bias(const kern::Conv2dDims& d, DType dt, const void* dy, voi
 // Whether cuDNN can run this convolution (conv2d's routing): a dtype cuDNN takes and every
 // tensor's element count within cuDNN's int range.
 inline bool supported(const kern::Conv2dDims& d, DType dt) {
-  if (dt != DType::f32 && dt != DType::f64) return false;
+  if (dt != DType::f32 && dt != DType::f64 && dt != DType::bf16) return false;
   const int64_t biggest = std::max({d.N * d.C * d.H * d.W, d.N * d.O * d.Ho * d.Wo, d.O * d.C * d.kh * d.kw});
   return biggest <= INT_MAX;
 }
