@@ -5,6 +5,7 @@
 // answer) and every warp-collective call must be reached by all 32 lanes.
 #include <catch2/catch.hpp>
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <mma.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -140,7 +141,6 @@ void stuck_lane_kernel(const float* a) {
   else wmma::load_matrix_sync(fa, a, 8);
 }
 
-#ifdef EMU_WMMA_HAVE_BF16
 void bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
   wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
@@ -151,7 +151,6 @@ void bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
   wmma::mma_sync(acc, fa, fb, acc);
   wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
 }
-#endif
 
 std::vector<float> random_floats(size_t n, uint32_t seed) {
   std::mt19937 gen(seed);
@@ -322,7 +321,6 @@ TEST_CASE("cuda_emu: wmma load/store rules and all-lanes rule are reported", "[c
   CHECK(err.find("deadlock") != std::string::npos);
 }
 
-#ifdef EMU_WMMA_HAVE_BF16
 TEST_CASE("cuda_emu: wmma bf16 m16n16k16 product is exact products summed in float", "[cuda_emu]") {
   const std::vector<float> A = random_floats(256, 8), B = random_floats(256, 9);
   __nv_bfloat16* a = device_array<__nv_bfloat16>(256);
@@ -341,4 +339,3 @@ TEST_CASE("cuda_emu: wmma bf16 m16n16k16 product is exact products summed in flo
     }
   cudaFree(a), cudaFree(b), cudaFree(d);
 }
-#endif

@@ -37,8 +37,8 @@
 #include <type_traits>
 #include <typeinfo>
 
+#include "cuda_bf16.h"  // __nv_bfloat16 (the real <mma.h> includes it too)
 #include "cuda_runtime.h"
-// __nv_bfloat16 comes from the emulator's <cuda_bf16.h> (TODO: not merged yet; tf32 only).
 
 namespace nvcuda {
 namespace wmma {
@@ -84,7 +84,6 @@ struct traits<accumulator, 16, 16, 8, float> {
   using element_type = float;
   static constexpr int rows = 16, cols = 16;
 };
-#ifdef EMU_WMMA_HAVE_BF16
 template <>
 struct traits<matrix_a, 16, 16, 16, __nv_bfloat16> {
   using element_type = __nv_bfloat16;
@@ -95,7 +94,6 @@ struct traits<matrix_b, 16, 16, 16, __nv_bfloat16> {
   using element_type = __nv_bfloat16;
   static constexpr int rows = 16, cols = 16;
 };
-#endif
 template <>
 struct traits<accumulator, 16, 16, 16, float> {
   using element_type = float;
@@ -255,9 +253,7 @@ inline float operand(float v, precision::tf32*) {  // what the tensor core reads
   std::memcpy(&v, &u, 4);
   return v;
 }
-#ifdef EMU_WMMA_HAVE_BF16
 inline float operand(__nv_bfloat16 v, __nv_bfloat16*) { return __bfloat162float(v); }  // exact
-#endif
 }  // namespace detail
 
 // d = a b + c (d may be c). Every lane reads the whole of a, b and c from the others'
