@@ -412,6 +412,15 @@ void launch_simple(const Problem& p, Stream stream) {
   KERN_LAUNCH_CHECK();
 }
 
+// Kernel 2 on the forward problem, with the 3x3 kernel size fixed at compile time (as kernel 1).
+template <typename T>
+void launch_wmma_forward(const IgemmShape& s, const T* x, const T* w, const T* bias, bool relu, T* y, Stream stream) {
+  if (s.kh == 3 && s.kw == 3)
+    launch_wmma<T>(IgemmForward<T, 3, 3>{s, x, w, bias, relu, y}, stream);
+  else
+    launch_wmma<T>(IgemmForward<T>{s, x, w, bias, relu, y}, stream);
+}
+
 void check_forward(const Conv2dDims& d, const char* what) {
   if (!conv2d_implicit_gemm_supported(d))
     throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range");
@@ -443,13 +452,13 @@ void conv2d_igemm_forward(const Conv2dDims& d, ConvMath math, const float* x, co
       launch<Tile64>(s, x, w, bias, relu, y, stream);
     return;
   }
-  launch_wmma<float>(IgemmForward<float>{s, x, w, bias, relu, y}, stream);
+  launch_wmma_forward<float>(s, x, w, bias, relu, y, stream);
 }
 
 void conv2d_igemm_forward(const Conv2dDims& d, const __nv_bfloat16* x, const __nv_bfloat16* w,
                           const __nv_bfloat16* bias, bool relu, __nv_bfloat16* y, Stream stream) {
   check_forward(d, "conv2d_igemm_forward (bf16)");
-  launch_wmma<__nv_bfloat16>(IgemmForward<__nv_bfloat16>{igemm_shape(d), x, w, bias, relu, y}, stream);
+  launch_wmma_forward<__nv_bfloat16>(igemm_shape(d), x, w, bias, relu, y, stream);
 }
 
 void conv2d_igemm_backward_data(const Conv2dDims& d, ConvMath math, const float* dy, const float* w, float* dx,

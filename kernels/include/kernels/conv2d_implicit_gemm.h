@@ -29,7 +29,8 @@
 //   Y[m, q] is stored at y[((n*O + o)*Ho + oh)*Wo + ow] (NCHW, so a column of Y is not one
 //             contiguous run across images: the epilogue scatters per column).
 //
-// Tiling (CUDA; the CPU twin walks the same block tiles and K steps):
+// Tiling of kernel 1 (the CPU twin conv2d_implicit_gemm_forward walks the same block tiles
+// and K steps; kernels 2 and 3 are described in the .cu):
 //   The grid covers Y with BM x BN block tiles: blockIdx.y picks rows [m0, m0+BM),
 //   blockIdx.x picks columns [q0, q0+BN). A block walks K in steps of BK:
 //     - loads the A tile (BM x BK rows of w) and gathers the B tile (BK x BN from x, with
@@ -54,8 +55,15 @@
 //
 // Index ranges: the kernel uses 32-bit offsets inside one image (C*H*W), inside w (O*K) and
 // for K, and 64-bit image offsets and columns; conv2d_implicit_gemm_supported() checks that
-// the 32-bit parts fit. The front-end (engine/src/ops/conv2d.cpp) routes a CUDA float
-// forward here when conv2d_implicit_gemm_preferred() (dilation > 1 and supported).
+// the 32-bit parts fit (conv2d_implicit_gemm_backward_supported() adds the backward passes
+// ranges). The front-end (engine/src/ops/conv2d.cpp) routes a CUDA float forward here when
+// conv2d_implicit_gemm_preferred() (dilation > 1 and supported).
+//
+// Tensor cores (kernel 2, tile 64 x 64 x 16, 4 warps of 2 x 2 16x16 fragments): with tf32 the
+// operands are rounded once to tf32 (round to nearest) as they are stored to shared memory,
+// with bf16 they are bf16 in memory; products are summed in float. Error bound per output,
+// S = sum_k |a_k b_k|: (2u + u^2) S + K 2^-24 S, u = 2^-11 (tf32) or 2^-8 (bf16), plus 2^-8 |y|
+// for a bf16 output (derivation and tests: tests/ops/test_conv2d_tensor_core.cpp).
 #pragma once
 #include <cstdint>
 
@@ -183,7 +191,8 @@ KERN_IGEMM_HD int64_t igemm_y_index(const IgemmShape& s, const IgemmColumn& col,
 // decoded once per column (valid for q < cols()). bias / relu apply to the forward only.
 
 // Forward (GEMM view at the top of this file): rows o, columns (n, oh, ow), depth (c, i, j).
-template <typename T>
+// KH, KW > 0 fix the kernel size at compile time (igemm_b_element); s must then match.
+template <typename T, int KH = 0, int KW = 0>
 struct IgemmForward {
   IgemmShape s;
   const T* x;
@@ -205,7 +214,7 @@ struct IgemmForward {
     return r;
   }
   KERN_IGEMM_HD T a(int m, int k) const { return w[int64_t(m) * s.K + k]; }
-  KERN_IGEMM_HD T b(const Col& c, int k) const { return igemm_b_element<0, 0>(s, c.x_img, c.c.ih0, c.c.iw0, k); }
+  KERN_IGEMM_HD T b(const Col& c, int k) const { return igemm_b_element<KH, KW>(s, c.x_img, c.c.ih0, c.c.iw0, k); }
   KERN_IGEMM_HD T* out(const Col& c, int m) const { return y + igemm_y_index(s, c.c, m); }
 };
 
