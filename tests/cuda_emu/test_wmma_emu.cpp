@@ -141,6 +141,19 @@ void stuck_lane_kernel(const float* a) {
   else wmma::load_matrix_sync(fa, a, 8);
 }
 
+// Each lane passes its own row: the pointer must be the same for the whole warp.
+void lane_pointer_kernel(const float* a) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::load_matrix_sync(fa, a + 8 * (threadIdx.x % 2), 16);
+}
+
+// Lane 0 shuffles while the others load a fragment.
+void mixed_calls_kernel(const float* a, float* out) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  if (threadIdx.x == 0) out[0] = __shfl_sync(0xffffffffu, 1.0f, 0);
+  else wmma::load_matrix_sync(fa, a, 8);
+}
+
 void bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, float* d) {
   wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
   wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
@@ -309,6 +322,26 @@ TEST_CASE("cuda_emu: wmma load/store rules and all-lanes rule are reported", "[c
       &aborted);
   CHECK(aborted);
   CHECK(err.find("all 32 lanes of the warp; lane 16") != std::string::npos);
+
+  err = run_in_child(
+      [] {
+        float* a = nullptr;
+        cudaMalloc(reinterpret_cast<void**>(&a), 512 * sizeof(float));
+        emu::launch(lane_pointer_kernel, 1, 32)(a);
+      },
+      &aborted);
+  CHECK(aborted);
+  CHECK(err.find("different pointers") != std::string::npos);
+
+  err = run_in_child(
+      [] {
+        float* a = nullptr;
+        cudaMalloc(reinterpret_cast<void**>(&a), 512 * sizeof(float));
+        emu::launch(mixed_calls_kernel, 1, 32)(a, a + 256);
+      },
+      &aborted);
+  CHECK(aborted);
+  CHECK(err.find("meet in different calls") != std::string::npos);
 
   err = run_in_child(
       [] {
