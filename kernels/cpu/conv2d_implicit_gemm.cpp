@@ -116,24 +116,26 @@ void run_problem(const Problem& p, ConvMath math) {
     }
   }
 }
-void check(bool ok, const char* what) {
-  if (!ok) throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range");
+void check(bool ok, const char* what, const Conv2dDims& d) {
+  if (!ok)
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
 }
 }  // namespace
 
 template <typename T>
 void conv2d_igemm_forward(const Conv2dDims& d, ConvMath math, const T* x, const T* w, const T* bias, bool relu, T* y) {
-  check(conv2d_implicit_gemm_supported(d), "conv2d_igemm_forward");
+  check(conv2d_implicit_gemm_supported(d), "conv2d_igemm_forward", d);
   run_problem<T>(IgemmForward<T>{igemm_shape(d), x, w, bias, relu, y}, math);
 }
 template <typename T>
 void conv2d_igemm_backward_data(const Conv2dDims& d, ConvMath math, const T* dy, const T* w, T* dx) {
-  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_data");
+  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_data", d);
   run_problem<T>(IgemmBackwardData<T>{igemm_shape(d), dy, w, dx}, math);
 }
 template <typename T>
 void conv2d_igemm_backward_filter(const Conv2dDims& d, ConvMath math, const T* x, const T* dy, T* dw) {
-  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_filter");
+  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_filter", d);
   run_problem<T>(IgemmBackwardFilter<T>{igemm_shape(d), x, dy, dw}, math);
 }
 

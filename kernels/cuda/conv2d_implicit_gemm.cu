@@ -423,11 +423,13 @@ void launch_wmma_forward(const IgemmShape& s, const T* x, const T* w, const T* b
 
 void check_forward(const Conv2dDims& d, const char* what) {
   if (!conv2d_implicit_gemm_supported(d))
-    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range");
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
 }
 void check_backward(const Conv2dDims& d, const char* what) {
   if (!conv2d_implicit_gemm_backward_supported(d))
-    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range");
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
 }
 void check_float_math(ConvMath math, const char* what) {
   if (math != ConvMath::fp32 && math != ConvMath::tf32)

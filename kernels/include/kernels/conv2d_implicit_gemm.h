@@ -66,6 +66,7 @@
 // for a bf16 output (derivation and tests: tests/ops/test_conv2d_tensor_core.cpp).
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "kernels/common.h"
 #include "kernels/conv2d.h"
@@ -301,6 +302,14 @@ inline bool conv2d_implicit_gemm_backward_supported(const Conv2dDims& d) {
   if (d.N * d.Ho * d.Wo > lim || d.O * d.Ho * d.Wo > lim || d.O * d.kh * d.kw > lim) return false;
   if ((d.C + 63) / 64 > 65535 || (d.N * d.H * d.W + 63) / 64 > lim) return false;
   return true;
+}
+
+// "x [N,C,H,W] w [O,C,kh,kw] stride s pad p dilation d" for error messages.
+inline std::string igemm_dims_str(const Conv2dDims& d) {
+  auto t = [](int64_t a, int64_t b) { return std::to_string(a) + "x" + std::to_string(b); };
+  return "x [" + std::to_string(d.N) + "," + std::to_string(d.C) + "," + std::to_string(d.H) + "," +
+         std::to_string(d.W) + "] w [" + std::to_string(d.O) + "," + std::to_string(d.C) + "," + t(d.kh, d.kw) +
+         "] stride " + t(d.stride_h, d.stride_w) + " pad " + t(d.pad_h, d.pad_w) + " dilation " + t(d.dil_h, d.dil_w);
 }
 
 // Host-side operand rounding of a ConvMath (what the tensor-core kernels' operands are):
