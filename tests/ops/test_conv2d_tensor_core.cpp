@@ -9,7 +9,8 @@
 // relative error of at most 2u + u^2, so
 //   |y_kernel - y_exact| <= (2u + u^2) S + g_K S (+ |y| 2^-8 when the output is stored in bf16)
 // where S = sum_k |a_k b_k| (computed exactly: the same conv on |x|, |w|, |dy|) and
-// g_K = K 2^-24 bounds float accumulation of K terms in any order. For random data S is about
+// g_K = K 2^-23 bounds float accumulation of K terms in any order (each addition off by at
+// most 2^-23 of a partial sum <= S: rounding costs 2^-24, and tensor cores may truncate). For random data S is about
 // sqrt(K) |y| typical, i.e. the familiar "2u sqrt(K) times the scale of the products"; we use
 // the worst-case form so that the tests are never flaky. Two checks per case:
 //   strict:    against the CPU twin with the SAME operand rounding (conv_math_round) in double:
@@ -242,7 +243,7 @@ void check_pass(Pass pass, ConvMath m) {
     const std::vector<double> same = twin(pass, d, m, in0, in1, bias ? &b_m : nullptr, relu);
     const std::vector<double> S = twin(pass, d, ConvMath::fp32, abs_vec(in0), abs_vec(in1), nullptr, false);
     const std::vector<double> got = run_cuda(pass, d, m, in0, in1, bias, relu, exact.size());
-    const double gK = double(depth_of(pass, d)) * std::ldexp(1.0, -24);
+    const double gK = double(depth_of(pass, d)) * std::ldexp(1.0, -23);
     for (size_t i = 0; i < got.size(); ++i) {
       // The bias (|b| < 1) is one more term of the sum; ReLU only shrinks differences.
       const double s = S[i] + (bias ? 1.0 : 0.0);

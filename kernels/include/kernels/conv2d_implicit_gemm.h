@@ -62,7 +62,7 @@
 // Tensor cores (kernel 2, tile 64 x 64 x 16, 4 warps of 2 x 2 16x16 fragments): with tf32 the
 // operands are rounded once to tf32 (round to nearest) as they are stored to shared memory,
 // with bf16 they are bf16 in memory; products are summed in float. Error bound per output,
-// S = sum_k |a_k b_k|: (2u + u^2) S + K 2^-24 S, u = 2^-11 (tf32) or 2^-8 (bf16), plus 2^-8 |y|
+// S = sum_k |a_k b_k|: (2u + u^2) S + K 2^-23 S, u = 2^-11 (tf32) or 2^-8 (bf16), plus 2^-8 |y|
 // for a bf16 output (derivation and tests: tests/ops/test_conv2d_tensor_core.cpp).
 #pragma once
 #include <cstdint>
