@@ -16,6 +16,10 @@
 #ifdef BENCH_HAVE_CUDNN
 #include <cudnn.h>
 #endif
+#ifdef ENGINE_WITH_CUDA
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#endif
 
 namespace bench {
 using namespace eng;
@@ -106,6 +110,14 @@ void bench_conv2d_vgg(const Options& o, std::vector<Row>& rows) {
 //                               ours, + cudnnAddTensor for the bias
 //   conv2d_dilated_cudnn_tf32   the same with CUDNN_DEFAULT_MATH (TF32 tensor cores allowed,
 //                               PyTorch's default for convolutions), checked at 1e-2
+//   conv2d_dilated_fp32         kern::cuda::conv2d_igemm_forward, ConvMath::fp32 (kernel 1),
+//                               bias in the epilogue
+//   conv2d_dilated_tf32         the same, ConvMath::tf32: WMMA tensor cores (kernel 2), float
+//                               in memory, checked at 1e-2 (u = 2^-11 per operand; the typical
+//                               error here is ~2u sqrt(sum (a b)^2) ~ 1e-3)
+//   conv2d_dilated_bf16         the bf16 overload (kernel 2 on __nv_bfloat16 x, w, bias, y),
+//                               checked at 5e-2 (u = 2^-8 per operand plus bf16 output rounding)
+// cuDNN has no BF16 row here (it would need bf16 descriptors and tensors: not done).
 // Every CUDA row is checked against the CPU conv of images 0 and N-1 before it is timed.
 // FLOPs are the nominal 2*N*O*Ho*Wo*C*9 (taps in the padding are counted, as they are
 // multiplied). After each batch a line gives ours/cuDNN and dilated/undilated time ratios.
@@ -234,10 +246,10 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
     const Tensor ref_dil = conv2d(x2, w, b, dil), ref_plain = conv2d(x2, w, b, plain);  // CPU, im2col + GEMM
     Tensor dx = x.cuda(), dw = w.cuda(), db = b.cuda();
     const double flops = 2.0 * N * O * H * H * C * k * k;
-    auto shape = [&](const char* what) {
+    auto shape = [&](const char* what, const char* dtype = "f32") {
       char buf[160];
-      std::snprintf(buf, sizeof buf, "N=%lld %lld->%lld %lldx%lld k3 %s f32", (long long)N, (long long)C,
-                    (long long)O, (long long)H, (long long)H, what);
+      std::snprintf(buf, sizeof buf, "N=%lld %lld->%lld %lldx%lld k3 %s %s", (long long)N, (long long)C,
+                    (long long)O, (long long)H, (long long)H, what, dtype);
       return std::string(buf);
     };
     // Runs fn, checks its output `y` (a variable fn assigns or writes; images 0 and N-1)
@@ -284,7 +296,57 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
     const double t_plain = cuda_row("conv2d_undilated", shape("d1 p1, implicit GEMM kernel"),
                                     kernel_call(plain, kern::IgemmTile::automatic), y, ref_plain, atol, rtol);
 
-    double t_cudnn = 0;
+    // The precision rows: kern::cuda::conv2d_igemm_forward at fp32 / tf32 (float tensors) and
+    // bf16 (bf16 copies of x, w, b; the output is read back as float for the check).
+    kern::Conv2dDims dd;
+    dd.N = N, dd.C = C, dd.H = H, dd.W = H, dd.O = O, dd.kh = k, dd.kw = k;
+    dd.pad_h = dd.pad_w = 6, dd.dil_h = dd.dil_w = 6, dd.Ho = H, dd.Wo = H;
+    double t_math[3] = {0, 0, 0};
+    for (const kern::ConvMath m : {kern::ConvMath::fp32, kern::ConvMath::tf32}) {
+      fresh_output();
+      const bool tf = m == kern::ConvMath::tf32;
+      t_math[int(m)] = cuda_row(tf ? "conv2d_dilated_tf32" : "conv2d_dilated_fp32",
+                                shape(tf ? "d6 p6, WMMA TF32 kernel, tol 1e-2" : "d6 p6, FP32 kernel 1 via ConvMath"),
+                                [&, m] {
+                                  kern::cuda::conv2d_igemm_forward(dd, m, dx.data<float>(), dw.data<float>(),
+                                                                   db.data<float>(), false, y.data<float>(),
+                                                                   cuda::stream());
+                                },
+                                y, ref_dil, tf ? 1e-2 : atol, tf ? 1e-2 : rtol);
+    }
+    {
+      auto to_device_bf16 = [](const Tensor& t) {
+        const std::vector<float> h = t.to_vector<float>();
+        std::vector<__nv_bfloat16> hb(h.size());
+        for (size_t i = 0; i < h.size(); ++i) hb[i] = __float2bfloat16(h[i]);
+        void* p = nullptr;
+        if (cudaMalloc(&p, hb.size() * sizeof(__nv_bfloat16)) != cudaSuccess) throw std::runtime_error("cudaMalloc");
+        cudaMemcpy(p, hb.data(), hb.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice);
+        return static_cast<__nv_bfloat16*>(p);
+      };
+      __nv_bfloat16 *bx = to_device_bf16(x), *bw = to_device_bf16(w), *bb = to_device_bf16(b);
+      __nv_bfloat16* by = to_device_bf16(full({N, O, H, H}, NAN));
+      auto fn = [&] { kern::cuda::conv2d_igemm_forward(dd, bx, bw, bb, false, by, cuda::stream()); };
+      fn();
+      cuda::synchronize();
+      // Images 0 and N-1 back as float.
+      const size_t img = size_t(O * H * H);
+      std::vector<__nv_bfloat16> hb(2 * img);
+      cudaMemcpy(hb.data(), by, img * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost);
+      cudaMemcpy(hb.data() + img, by + (N - 1) * img, img * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost);
+      std::vector<float> hf(hb.size());
+      for (size_t i = 0; i < hb.size(); ++i) hf[i] = __bfloat162float(hb[i]);
+      const double err = error_ratio(from_vector<float>(hf, {2, O, H, H}), ref_dil, 5e-2, 5e-2);
+      Row r;
+      if (err <= 1.0) r = time_it(o, true, fn);
+      r.name = "conv2d_dilated_bf16", r.device = "cuda", r.shape = shape("d6 p6, WMMA BF16 kernel, tol 5e-2", "bf16");
+      r.flops = flops, r.max_err = err, r.valid = err <= 1.0;
+      rows.push_back(r);
+      t_math[2] = r.valid ? r.median_ms : 0.0;
+      cudaFree(bx), cudaFree(bw), cudaFree(bb), cudaFree(by);
+    }
+
+    double t_cudnn = 0, t_cudnn_tf32 = 0;
 #ifdef BENCH_HAVE_CUDNN
     {
       fresh_output();
@@ -295,7 +357,7 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
     {
       fresh_output();
       CudnnConv tf32(dx, dw, db, y, dil, true);
-      cuda_row("conv2d_dilated_cudnn_tf32",
+      t_cudnn_tf32 = cuda_row("conv2d_dilated_cudnn_tf32",
                shape(("d6 p6, cuDNN " + tf32.algo_name() + " + bias, TF32 ok, tol 1e-2").c_str()),
                [&] { tf32.run(); }, y, ref_dil, 1e-2, 1e-2);
     }
@@ -307,6 +369,8 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
     if (t_ours > 0 && t_plain > 0) std::printf("%.2f", t_ours / t_plain);
     std::printf(", ours/cuDNN(FP32) time %s", t_ours > 0 && t_cudnn > 0 ? "" : "n/a");
     if (t_ours > 0 && t_cudnn > 0) std::printf("%.2f", t_ours / t_cudnn);
+    std::printf("; fp32/tf32/bf16 kernel ms %.3f/%.3f/%.3f vs cuDNN FP32 %.3f, TF32 %.3f (0 = not run)",
+                t_math[0], t_math[1], t_math[2], t_cudnn, t_cudnn_tf32);
     std::printf(" (the table follows)\n");
   }
 #endif
@@ -317,7 +381,7 @@ const RegisterRows kRows(10, {
     {"conv2d_vgg", "eng::conv2d forward, VGG layer 64->64 3x3 pad 1 on 150x150", bench_conv2d_vgg},
     {"conv2d_dilated",
      "SSD fc6 512->1024 3x3 dilation 6 on 19x19: eng::conv2d (CPU batch 1; CUDA batch 8 and 32 via the implicit "
-     "GEMM), the kernel per tile, undilated, and cuDNN's best algorithm",
+     "GEMM), the kernel per tile, undilated, FP32 / TF32 / BF16 kernels, and cuDNN's best algorithm",
      bench_conv2d_dilated},
 });
 

@@ -5,10 +5,29 @@
 // OpenBLAS).
 #include "kernels/conv2d_implicit_gemm.h"
 
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
-namespace kern::cpu {
+namespace kern {
+
+float conv_math_round(float v, ConvMath math) {
+  if (math == ConvMath::fp32) return v;
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7f800000u) == 0x7f800000u) return v;  // NaN, infinity
+  if (math == ConvMath::tf32) {
+    u = (u + 0x1000u) & 0xffffe000u;  // half of the dropped 13 bits' range: ties away from zero
+  } else {
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;  // ties to the even bf16 mantissa
+  }
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
+namespace cpu {
 
 template <typename T>
 void conv2d_implicit_gemm_forward(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y,
@@ -72,9 +91,66 @@ void conv2d_implicit_gemm_forward(const Conv2dDims& d, const T* x, const T* w, c
   }
 }
 
+// ---- CPU twins of kernels 2 and 3: any GEMM problem, plain loops ----------------------------
+namespace {
+template <typename T, class Problem>
+void run_problem(const Problem& p, ConvMath math) {
+  const int rows = p.rows(), depth = p.depth();
+  const int64_t cols = p.cols();
+  // The rounded A rows, once (a(m, k) gathers are the expensive part of the loops).
+  std::vector<T> A(size_t(rows) * depth);
+  for (int m = 0; m < rows; ++m)
+    for (int k = 0; k < depth; ++k) A[size_t(m) * depth + k] = conv_math_round(p.a(m, k), math);
+#pragma omp parallel for schedule(dynamic, 16) if (cols > 64)
+  for (int64_t q = 0; q < cols; ++q) {
+    const typename Problem::Col col = p.column(q);
+    std::vector<T> b(depth);
+    for (int k = 0; k < depth; ++k) b[k] = conv_math_round(p.b(col, k), math);
+    for (int m = 0; m < rows; ++m) {
+      const T* a = A.data() + size_t(m) * depth;
+      T acc = T(0);
+      for (int k = 0; k < depth; ++k) acc += a[k] * b[k];
+      if (p.bias) acc += p.bias[m];
+      if (p.relu && acc < T(0)) acc = T(0);
+      *p.out(col, m) = acc;
+    }
+  }
+}
+void check(bool ok, const char* what, const Conv2dDims& d) {
+  if (!ok)
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
+}
+}  // namespace
+
+template <typename T>
+void conv2d_igemm_forward(const Conv2dDims& d, ConvMath math, const T* x, const T* w, const T* bias, bool relu, T* y) {
+  check(conv2d_implicit_gemm_supported(d), "conv2d_igemm_forward", d);
+  run_problem<T>(IgemmForward<T>{igemm_shape(d), x, w, bias, relu, y}, math);
+}
+template <typename T>
+void conv2d_igemm_backward_data(const Conv2dDims& d, ConvMath math, const T* dy, const T* w, T* dx) {
+  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_data", d);
+  run_problem<T>(IgemmBackwardData<T>{igemm_shape(d), dy, w, dx}, math);
+}
+template <typename T>
+void conv2d_igemm_backward_filter(const Conv2dDims& d, ConvMath math, const T* x, const T* dy, T* dw) {
+  check(conv2d_implicit_gemm_backward_supported(d), "conv2d_igemm_backward_filter", d);
+  run_problem<T>(IgemmBackwardFilter<T>{igemm_shape(d), x, dy, dw}, math);
+}
+
+#define KERN_IGEMM_TWINS(T)                                                                                   \
+  template void conv2d_igemm_forward<T>(const Conv2dDims&, ConvMath, const T*, const T*, const T*, bool, T*); \
+  template void conv2d_igemm_backward_data<T>(const Conv2dDims&, ConvMath, const T*, const T*, T*);         \
+  template void conv2d_igemm_backward_filter<T>(const Conv2dDims&, ConvMath, const T*, const T*, T*);
+KERN_IGEMM_TWINS(float)
+KERN_IGEMM_TWINS(double)
+#undef KERN_IGEMM_TWINS
+
 template void conv2d_implicit_gemm_forward<float>(const Conv2dDims&, const float*, const float*, const float*, float*,
                                                   IgemmTile);
 template void conv2d_implicit_gemm_forward<double>(const Conv2dDims&, const double*, const double*, const double*,
                                                    double*, IgemmTile);
 
-}  // namespace kern::cpu
+}  // namespace cpu
+}  // namespace kern

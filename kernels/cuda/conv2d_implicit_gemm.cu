@@ -1,7 +1,13 @@
-// CUDA implicit-GEMM convolution forward, float, FP32 FMA (maths, GEMM view and tiling in
-// conv2d_implicit_gemm.h; the CPU twin kernels/cpu/conv2d_implicit_gemm.cpp walks the same
-// tiles in plain loops).
+// CUDA implicit-GEMM convolution (maths, GEMM views and tiling in conv2d_implicit_gemm.h;
+// the CPU twins are in kernels/cpu/conv2d_implicit_gemm.cpp). Three kernels, numbered:
+//   1. forward, float, FP32 FMA on CUDA cores, register micro-tiles: the baseline (below);
+//   2. any pass (forward, backward-data, backward-filter), tensor cores through WMMA: TF32
+//      (float in memory, rounded to tf32 when stored to shared memory) or BF16 (bf16 in
+//      memory), FP32 accumulation, epilogue + bias, optional ReLU;
+//   3. backward-data / backward-filter, FP32 CUDA cores, one output per thread in a 16x16
+//      shared-memory tile: the simple version.
 //
+// ==== Kernel 1 ================================================================================
 // One thread block computes a BM x BN tile of Y = A B (A = w as [O, C*kh*kw], B = the
 // im2col matrix of the whole batch, gathered from x while loading). Per K step of BK:
 //
@@ -25,8 +31,12 @@
 //      (c, i, j) and reads x or 0. Neighbouring threads read neighbouring output pixels.
 // Double buffering: the loads of step t+1 go to registers before the FMAs of step t and are
 // stored into the other shared buffer after them; one __syncthreads per step.
+#include <cuda_bf16.h>
+#include <mma.h>
+
 #include <atomic>
 #include <stdexcept>
+#include <string>
 
 #include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/cuda_check.h"
@@ -60,7 +70,7 @@ using Tile64 = Tile<64, 64, 16, 4, 4, 3>;
 template <class Cfg, int KH, int KW>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
     igemm_conv_kernel(IgemmShape s, const float* __restrict__ x, const float* __restrict__ w,
-                      const float* __restrict__ bias, float* __restrict__ y) {
+                      const float* __restrict__ bias, bool relu, float* __restrict__ y) {
   constexpr int BM = Cfg::BM, BN = Cfg::BN, BK = Cfg::BK, TM = Cfg::TM, TN = Cfg::TN;
   __shared__ __align__(16) float As[2][BK][BM + Cfg::kAPad];
   __shared__ __align__(16) float Bs[2][BK][BN];
@@ -156,7 +166,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocksPerSm)
     for (int i = 0; i < TM; ++i) {
       const int m = m0 + (i / 4) * Cfg::kRowGroupStride + 4 * ty + (i % 4);
       if (m >= s.O) continue;
-      y[igemm_y_index(s, col, m)] = acc[i][j] + (bias ? __ldg(bias + m) : 0.0f);
+      const float v = acc[i][j] + (bias ? __ldg(bias + m) : 0.0f);
+      y[igemm_y_index(s, col, m)] = relu ? fmaxf(v, 0.0f) : v;
     }
   }
 }
@@ -174,12 +185,13 @@ int sm_count() {
 }
 
 template <class Cfg>
-void launch(const IgemmShape& s, const float* x, const float* w, const float* bias, float* y, Stream stream) {
+void launch(const IgemmShape& s, const float* x, const float* w, const float* bias, bool relu, float* y,
+            Stream stream) {
   const dim3 grid(static_cast<unsigned>((s.ncol + Cfg::BN - 1) / Cfg::BN), static_cast<unsigned>((s.O + Cfg::BM - 1) / Cfg::BM));
   if (s.kh == 3 && s.kw == 3)
-    igemm_conv_kernel<Cfg, 3, 3><<<grid, Cfg::kThreads, 0, stream>>>(s, x, w, bias, y);
+    igemm_conv_kernel<Cfg, 3, 3><<<grid, Cfg::kThreads, 0, stream>>>(s, x, w, bias, relu, y);
   else
-    igemm_conv_kernel<Cfg, 0, 0><<<grid, Cfg::kThreads, 0, stream>>>(s, x, w, bias, y);
+    igemm_conv_kernel<Cfg, 0, 0><<<grid, Cfg::kThreads, 0, stream>>>(s, x, w, bias, relu, y);
   KERN_LAUNCH_CHECK();
 }
 
@@ -198,9 +210,287 @@ void conv2d_implicit_gemm_forward(const Conv2dDims& d, const float* x, const flo
   if (s.ncol == 0) return;
   if (tile == IgemmTile::automatic) tile = conv2d_implicit_gemm_pick_tile(d);
   if (tile == IgemmTile::t128x128)
-    launch<Tile128>(s, x, w, bias, y, stream);
+    launch<Tile128>(s, x, w, bias, false, y, stream);
   else
-    launch<Tile64>(s, x, w, bias, y, stream);
+    launch<Tile64>(s, x, w, bias, false, y, stream);
+}
+
+namespace {
+
+// ==== Kernel 2: tensor cores (WMMA) =========================================================
+// One block of 128 threads (4 warps) computes a 64 x 64 tile of Out = A B of any of the three
+// GEMM problems (IgemmForward / IgemmBackwardData / IgemmBackwardFilter), walking the depth
+// in steps of 16:
+//
+//   A gather --> As[2][64][16+pad] (row-major m x k)  \   warp (wm, wn) of the 2 x 2 warp grid:
+//                                                       >  acc[2][2] 16x16 float fragments of
+//   B gather --> Bs[2][16][64+pad] (row-major k x q)  /   rows 32*wm.., columns 32*wn..
+//
+// Per step each warp does 2 x 2 mma_sync per WMMA k (TF32: k = 8, two per step; BF16:
+// k = 16, one). The operands are converted once, when stored to shared memory (TF32:
+// __float_to_tf32, round to nearest; BF16: already bf16 in memory), so the fragments are
+// used as loaded. Loaders: thread t loads A[m0 + t/16 + 8r, k0 + t%16] (r < 8: neighbouring
+// threads read neighbouring k of one row) and B[k0 + t/64 + 2r, q0 + t%64] (r < 8:
+// neighbouring threads read neighbouring output pixels); the next step's loads go to
+// registers during this step's mma_sync, then to the other shared buffer (double buffering,
+// one __syncthreads per step). Everything past rows(), cols() or depth() is zero.
+// Epilogue: the fragments go to a shared float tile (the lane mapping of a fragment is
+// unspecified, so no kernel may read acc.x[] by position), then thread t writes column
+// q0 + t%64, rows t/64 + 2r: + bias, ReLU, converted to the output type, scattered through
+// the problem's out() (neighbouring threads write neighbouring addresses).
+// Shared memory: TF32 10 + 8.5 + 17 KiB, BF16 6 + 4.5 + 17 KiB (static, under 48 KiB). Every
+// fragment pointer is 32-byte aligned and every ldm a multiple of 16 bytes (WMMA's rules).
+
+namespace wmma = nvcuda::wmma;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+template <typename T>
+struct WmmaMath;
+template <>
+struct WmmaMath<float> {  // TF32
+  using Smem = float;
+  using Prec = wmma::precision::tf32;
+  static constexpr int kK = 8, kPad = 4;  // pad: 16 bytes
+  static __device__ __forceinline__ float to_smem(float v) { return wmma::__float_to_tf32(v); }
+};
+template <>
+struct WmmaMath<__nv_bfloat16> {  // BF16
+  using Smem = __nv_bfloat16;
+  using Prec = __nv_bfloat16;
+  static constexpr int kK = 16, kPad = 8;
+  static __device__ __forceinline__ __nv_bfloat16 to_smem(__nv_bfloat16 v) { return v; }
+};
+
+constexpr int kTcBM = 64, kTcBN = 64, kTcBK = 16, kTcThreads = 128;
+
+template <class Problem, typename T>
+__global__ void __launch_bounds__(kTcThreads) igemm_wmma_kernel(Problem p) {
+  using M = WmmaMath<T>;
+  using S = typename M::Smem;
+  constexpr int BM = kTcBM, BN = kTcBN, BK = kTcBK, WK = M::kK;
+  constexpr int LDA = BK + M::kPad, LDB = BN + M::kPad, LDC = BN + 4;
+  __shared__ __align__(32) S As[2][BM][LDA];
+  __shared__ __align__(32) S Bs[2][BK][LDB];
+  __shared__ __align__(32) float Cs[BM][LDC];
+
+  const int tid = threadIdx.x, warp = tid / 32, wm = warp / 2, wn = warp % 2;
+  const int m0 = blockIdx.y * BM;
+  const int64_t q0 = int64_t(blockIdx.x) * BN;
+  const int rows = p.rows(), depth = p.depth();
+  const int64_t cols = p.cols();
+
+  const int a_k = tid % BK, a_m = tid / BK;  // + 8r
+  const int b_q = tid % BN, b_k = tid / BN;  // + 2r
+  const bool b_ok = q0 + b_q < cols;
+  typename Problem::Col b_col{};
+  if (b_ok) b_col = p.column(q0 + b_q);
+
+  T a_next[8], b_next[8];
+  auto load_tiles_to_registers = [&](int k0) {
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int m = m0 + a_m + 8 * r, k = k0 + a_k;
+      a_next[r] = (m < rows && k < depth) ? p.a(m, k) : T(0.0f);
+    }
+#pragma unroll
+    for (int r = 0; r < 8; ++r) {
+      const int k = k0 + b_k + 2 * r;
+      b_next[r] = (b_ok && k < depth) ? p.b(b_col, k) : T(0.0f);
+    }
+  };
+  auto store_registers_to_shared = [&](int buf) {
+#pragma unroll
+    for (int r = 0; r < 8; ++r) As[buf][a_m + 8 * r][a_k] = M::to_smem(a_next[r]);
+#pragma unroll
+    for (int r = 0; r < 8; ++r) Bs[buf][b_k + 2 * r][b_q] = M::to_smem(b_next[r]);
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, WK, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  load_tiles_to_registers(0);
+  store_registers_to_shared(0);
+  __syncthreads();
+  int buf = 0;
+  for (int k0 = 0; k0 < depth; k0 += BK) {
+    const bool has_next = k0 + BK < depth;
+    if (has_next) load_tiles_to_registers(k0 + BK);
+#pragma unroll
+    for (int kk = 0; kk < BK; kk += WK) {
+      wmma::fragment<wmma::matrix_a, 16, 16, WK, typename M::Prec, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, WK, typename M::Prec, wmma::row_major> fb[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(fa[i], &As[buf][32 * wm + 16 * i][kk], LDA);
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][32 * wn + 16 * j], LDB);
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    if (has_next) store_registers_to_shared(buf ^ 1);
+    __syncthreads();
+    buf ^= 1;
+  }
+
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(&Cs[32 * wm + 16 * i][32 * wn + 16 * j], acc[i][j], LDC, wmma::mem_row_major);
+  __syncthreads();
+  if (!b_ok) return;
+  for (int r = 0; r < BM / 2; ++r) {
+    const int mi = b_k + 2 * r, m = m0 + mi;
+    if (m >= rows) break;
+    float v = Cs[mi][b_q];
+    if (p.bias) v += to_float(p.bias[m]);
+    if (p.relu) v = fmaxf(v, 0.0f);
+    *p.out(b_col, m) = from_float<T>(v);
+  }
+}
+
+template <typename T, class Problem>
+void launch_wmma(const Problem& p, Stream stream) {
+  if (p.cols() == 0 || p.rows() == 0) return;
+  const dim3 grid(static_cast<unsigned>((p.cols() + kTcBN - 1) / kTcBN), static_cast<unsigned>((p.rows() + kTcBM - 1) / kTcBM));
+  // depth() == 0 (backward-filter of an empty batch) runs too: the outputs become 0.
+  igemm_wmma_kernel<Problem, T><<<grid, kTcThreads, 0, stream>>>(p);
+  KERN_LAUNCH_CHECK();
+}
+
+// ==== Kernel 3: backward on CUDA cores, the simple version ===================================
+// A 16 x 16 block computes a 16 x 16 tile of Out: per depth step of 16, thread (tx, ty)
+// loads A[m0 + ty, k0 + tx] and B[k0 + ty, q0 + tx] into shared memory, then accumulates
+// sum_kk As[ty][kk] * Bs[kk][tx] for its output (m0 + ty, q0 + tx) in FP32 FMA.
+constexpr int kSimpleTile = 16;
+
+template <class Problem>
+__global__ void __launch_bounds__(kSimpleTile * kSimpleTile) igemm_simple_kernel(Problem p) {
+  constexpr int T = kSimpleTile;
+  __shared__ float As[T][T];
+  __shared__ float Bs[T][T + 1];
+  const int tx = threadIdx.x % T, ty = threadIdx.x / T;
+  const int m0 = blockIdx.y * T;
+  const int64_t q0 = int64_t(blockIdx.x) * T;
+  const int rows = p.rows(), depth = p.depth();
+  const int64_t q = q0 + tx;
+  const bool q_ok = q < p.cols();
+  typename Problem::Col col{};
+  if (q_ok) col = p.column(q);
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < depth; k0 += T) {
+    const int m = m0 + ty, ka = k0 + tx, kb = k0 + ty;
+    As[ty][tx] = (m < rows && ka < depth) ? p.a(m, ka) : 0.0f;
+    Bs[ty][tx] = (q_ok && kb < depth) ? p.b(col, kb) : 0.0f;
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < T; ++kk) acc = fmaf(As[ty][kk], Bs[kk][tx], acc);
+    __syncthreads();
+  }
+  const int m = m0 + ty;
+  if (q_ok && m < rows) *p.out(col, m) = acc;
+}
+
+template <class Problem>
+void launch_simple(const Problem& p, Stream stream) {
+  if (p.cols() == 0 || p.rows() == 0) return;
+  const dim3 grid(static_cast<unsigned>((p.cols() + kSimpleTile - 1) / kSimpleTile),
+                  static_cast<unsigned>((p.rows() + kSimpleTile - 1) / kSimpleTile));
+  igemm_simple_kernel<Problem><<<grid, kSimpleTile * kSimpleTile, 0, stream>>>(p);
+  KERN_LAUNCH_CHECK();
+}
+
+// Kernel 2 on the forward problem, with the 3x3 kernel size fixed at compile time (as kernel 1).
+template <typename T>
+void launch_wmma_forward(const IgemmShape& s, const T* x, const T* w, const T* bias, bool relu, T* y, Stream stream) {
+  if (s.kh == 3 && s.kw == 3)
+    launch_wmma<T>(IgemmForward<T, 3, 3>{s, x, w, bias, relu, y}, stream);
+  else
+    launch_wmma<T>(IgemmForward<T>{s, x, w, bias, relu, y}, stream);
+}
+
+void check_forward(const Conv2dDims& d, const char* what) {
+  if (!conv2d_implicit_gemm_supported(d))
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
+}
+void check_backward(const Conv2dDims& d, const char* what) {
+  if (!conv2d_implicit_gemm_backward_supported(d))
+    throw std::invalid_argument(std::string(what) + ": dims outside the kernel's 32-bit index range: " +
+                                igemm_dims_str(d));
+}
+void check_float_math(ConvMath math, const char* what) {
+  if (math != ConvMath::fp32 && math != ConvMath::tf32)
+    throw std::invalid_argument(std::string(what) + ": float tensors take math fp32 or tf32 (bf16 takes the "
+                                "__nv_bfloat16 overload)");
+}
+
+}  // namespace
+
+// ---- entry points of the three passes (conv2d_implicit_gemm.h) -----------------------------
+
+void conv2d_igemm_forward(const Conv2dDims& d, ConvMath math, const float* x, const float* w, const float* bias,
+                          bool relu, float* y, Stream stream) {
+  check_forward(d, "conv2d_igemm_forward");
+  check_float_math(math, "conv2d_igemm_forward");
+  const IgemmShape s = igemm_shape(d);
+  if (s.ncol == 0) return;
+  if (math == ConvMath::fp32) {
+    if (conv2d_implicit_gemm_pick_tile(d) == IgemmTile::t128x128)
+      launch<Tile128>(s, x, w, bias, relu, y, stream);
+    else
+      launch<Tile64>(s, x, w, bias, relu, y, stream);
+    return;
+  }
+  launch_wmma_forward<float>(s, x, w, bias, relu, y, stream);
+}
+
+void conv2d_igemm_forward(const Conv2dDims& d, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                          const __nv_bfloat16* bias, bool relu, __nv_bfloat16* y, Stream stream) {
+  check_forward(d, "conv2d_igemm_forward (bf16)");
+  launch_wmma_forward<__nv_bfloat16>(igemm_shape(d), x, w, bias, relu, y, stream);
+}
+
+void conv2d_igemm_backward_data(const Conv2dDims& d, ConvMath math, const float* dy, const float* w, float* dx,
+                                Stream stream) {
+  check_backward(d, "conv2d_igemm_backward_data");
+  check_float_math(math, "conv2d_igemm_backward_data");
+  const IgemmBackwardData<float> p{igemm_shape(d), dy, w, dx};
+  if (math == ConvMath::fp32) launch_simple(p, stream);
+  else launch_wmma<float>(p, stream);
+}
+
+void conv2d_igemm_backward_data(const Conv2dDims& d, const __nv_bfloat16* dy, const __nv_bfloat16* w,
+                                __nv_bfloat16* dx, Stream stream) {
+  check_backward(d, "conv2d_igemm_backward_data (bf16)");
+  launch_wmma<__nv_bfloat16>(IgemmBackwardData<__nv_bfloat16>{igemm_shape(d), dy, w, dx}, stream);
+}
+
+void conv2d_igemm_backward_filter(const Conv2dDims& d, ConvMath math, const float* x, const float* dy, float* dw,
+                                  Stream stream) {
+  check_backward(d, "conv2d_igemm_backward_filter");
+  check_float_math(math, "conv2d_igemm_backward_filter");
+  const IgemmBackwardFilter<float> p{igemm_shape(d), x, dy, dw};
+  if (math == ConvMath::fp32) launch_simple(p, stream);
+  else launch_wmma<float>(p, stream);
+}
+
+void conv2d_igemm_backward_filter(const Conv2dDims& d, const __nv_bfloat16* x, const __nv_bfloat16* dy,
+                                  __nv_bfloat16* dw, Stream stream) {
+  check_backward(d, "conv2d_igemm_backward_filter (bf16)");
+  launch_wmma<__nv_bfloat16>(IgemmBackwardFilter<__nv_bfloat16>{igemm_shape(d), x, dy, dw}, stream);
 }
 
 }  // namespace kern::cuda

@@ -81,6 +81,7 @@ struct Warp {
   uint32_t live = 0;     // lanes that exist and have not returned
   uint32_t arrived = 0;  // lanes waiting in the current warp barrier
   uint32_t mask = 0;     // the mask the first arriver named
+  const char* what = nullptr;  // the call the first arriver is in
   uint64_t generation = 0;
   uint64_t slots[32] = {};  // values posted to warp_exchange
 };
@@ -275,8 +276,13 @@ void warp_barrier(unsigned mask, const char* what) {
   if (!(mask & me)) fatal(std::string(what) + " called by a lane its mask does not name (" + thread_name(*current) + ")");
   if (w.arrived == 0) {
     w.mask = mask;
+    w.what = what;
   } else if (w.mask != mask) {
     fatal(std::string(what) + ": lanes of one warp meet with different masks (" + thread_name(*current) + ")");
+  } else if ((std::strncmp(what, "wmma::", 6) == 0) != (std::strncmp(w.what, "wmma::", 6) == 0)) {
+    // a wmma call posts pointers to its fragments: it cannot pair with a shuffle or a ballot
+    fatal(std::string("lanes of one warp meet in different calls: ") + what + " and " + w.what + " (" +
+          thread_name(*current) + ")");
   }
   w.arrived |= me;
   ++progress;
@@ -305,6 +311,22 @@ uint64_t warp_exchange(unsigned mask, uint64_t value, int src, const char* what)
   const uint64_t got = (src >= 0 && src < 32 && (taking_part >> src) & 1u) ? w.slots[src] : kPoison;
   warp_barrier(mask, what);  // every taking part has read before the slots are reused
   return got;
+}
+
+uint32_t warp_gather(unsigned mask, uint64_t value, uint64_t all[32], const char* what) {
+  if (!current) fatal(std::string(what) + " outside a kernel");
+  Warp& w = warps[current->linear / 32];
+  w.slots[current->linear % 32] = value;
+  warp_barrier(mask, what);
+  // Lanes that do not exist (a partial last warp) or have returned are not live.
+  const uint32_t taking_part = mask & w.live;
+  for (int l = 0; l < 32; ++l) all[l] = ((taking_part >> l) & 1u) ? w.slots[l] : kPoison;
+  return taking_part;
+}
+
+void kernel_fatal(const std::string& what) {
+  if (!current) fatal(what);
+  fatal(what + " (" + thread_name(*current) + ")");
 }
 
 unsigned warp_ballot(unsigned mask, bool pred) {

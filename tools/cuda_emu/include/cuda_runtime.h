@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 // libstdc++'s <math.h> also brings std::'s float overloads (exp, log, isnan, ...) into the
 // global namespace, as CUDA's device headers do: ::exp(float) must stay float.
 #include <math.h>
@@ -174,6 +175,13 @@ void syncwarp(unsigned mask, const char* what);
 // lane `src` (a poison value when `src` is not taking part).
 uint64_t warp_exchange(unsigned mask, uint64_t value, int src, const char* what);
 unsigned warp_ballot(unsigned mask, bool pred);
+// Every lane named in `mask` (and still running) posts `value`; all[l] receives lane l's
+// value (poison when lane l is not taking part). Returns the lanes taking part. Unlike
+// warp_exchange it does not wait again before returning: the caller must __syncwarp before
+// anything it posted (or points to) may change. Used by the wmma stand-in (<mma.h>).
+uint32_t warp_gather(unsigned mask, uint64_t value, uint64_t all[32], const char* what);
+// Stops the kernel with a message naming the calling thread and its block.
+[[noreturn]] void kernel_fatal(const std::string& what);
 }  // namespace detail
 
 // The block's dynamic shared memory (the third launch parameter), poisoned with 0xFF bytes.
