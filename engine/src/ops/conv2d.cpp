@@ -1,5 +1,6 @@
 // conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, im2col),
 // and the backward node. Maths and layout: kernels/conv2d.h.
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/cudnn_conv.h"
@@ -37,28 +38,45 @@ T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// Which CUDA code runs a convolution:
-//   implicit_gemm  our implicit-GEMM kernel (kernels/conv2d_implicit_gemm.h): dilated f32
-//                  forwards, the hand-written dilated convolution of the mission;
-//   cudnn          every other conv that cuDNN takes (engine/detail/cudnn_conv.h), forward and
-//                  backward, the whole batch in one call;
-//   im2col         the per-image im2col + GEMM of kernels/conv2d.h, for what remains (dilated
-//                  backward passes, sizes past cuDNN's int range).
-enum class CudaPath { implicit_gemm, cudnn, im2col };
+// Which code runs a convolution:
+//   cudnn          CUDA, not dilated: cuDNN (engine/detail/cudnn_conv.h), forward and backward,
+//                  the whole batch in one call; f32 (FP32 or TF32 math), f64, bf16;
+//   implicit_gemm  CUDA, dilated, f32 or bf16: our implicit-GEMM kernels
+//                  (kernels/conv2d_implicit_gemm.h), the hand-written dilated convolution of the
+//                  mission: FP32 CUDA cores, or TF32 / BF16 tensor cores, forward (bias and ReLU
+//                  in the epilogue) and both backward passes, the whole batch per launch;
+//   im2col         the CPU, and what CUDA has left (f64 dilated, sizes past the kernels'
+//                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h).
+// bf16 on the im2col path computes in f32 on the bf16 values and rounds the result once: the
+// CPU twin of the tensor-core paths.
+enum class Path { cudnn, implicit_gemm, im2col };
 bool is_dilated(const kern::Conv2dDims& d) { return d.dil_h > 1 || d.dil_w > 1; }
-CudaPath cuda_forward_path(const kern::Conv2dDims& d, DType dt) {
-  if (is_dilated(d)) return dt == DType::f32 && kern::conv2d_implicit_gemm_preferred(d) ? CudaPath::implicit_gemm
-                                                                                         : CudaPath::im2col;
-  return cuda::cudnn::supported(d, dt) ? CudaPath::cudnn : CudaPath::im2col;
+bool igemm_dtype(DType dt) { return dt == DType::f32 || dt == DType::bf16; }
+Path forward_path(const kern::Conv2dDims& d, const Tensor& x) {
+  if (!x.is_cuda()) return Path::im2col;
+  if (is_dilated(d))
+    return igemm_dtype(x.dtype()) && kern::conv2d_implicit_gemm_preferred(d) ? Path::implicit_gemm : Path::im2col;
+  return cuda::cudnn::supported(d, x.dtype()) ? Path::cudnn : Path::im2col;
 }
-CudaPath cuda_backward_path(const kern::Conv2dDims& d, DType dt) {
-  if (is_dilated(d)) return CudaPath::im2col;
-  return cuda::cudnn::supported(d, dt) ? CudaPath::cudnn : CudaPath::im2col;
+Path backward_path(const kern::Conv2dDims& d, const Tensor& g) {
+  if (!g.is_cuda()) return Path::im2col;
+  if (is_dilated(d))
+    return igemm_dtype(g.dtype()) && kern::conv2d_implicit_gemm_backward_supported(d) ? Path::implicit_gemm
+                                                                                      : Path::im2col;
+  return cuda::cudnn::supported(d, g.dtype()) ? Path::cudnn : Path::im2col;
 }
+// The implicit GEMM's math for a float tensor: TF32 tensor cores when TF32 is on.
+kern::ConvMath float_math() { return cuda::tf32_enabled() ? kern::ConvMath::tf32 : kern::ConvMath::fp32; }
+const __nv_bfloat16* nv(const Tensor& t) {
+  return t.defined() ? reinterpret_cast<const __nv_bfloat16*>(t.raw_data()) : nullptr;
+}
+__nv_bfloat16* nv_out(const Tensor& t) { return t.defined() ? reinterpret_cast<__nv_bfloat16*>(t.raw_data()) : nullptr; }
+
+Tensor as_f32(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
 
 // y = relu(y) in place (conv2d_relu when the conv itself could not fuse it).
 void relu_inplace(Tensor& y) {
-  dispatch_float(y.dtype(), "conv2d_relu", [&](auto tag) {
+  dispatch_float_or_bf16(y, "conv2d_relu", [&](auto tag) {
     using T = decltype(tag);
     if (y.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::unary_forward<T>(kern::UnaryOp::Relu, y.numel(), y.data<T>(), y.data<T>(), 0.0, 0.0,
@@ -73,7 +91,7 @@ void relu_inplace(Tensor& y) {
 // exactly where the pre-activation was > 0).
 Tensor relu_mask(const Tensor& g, const Tensor& y) {
   Tensor out = new_empty(g.sizes(), g);
-  dispatch_float(g.dtype(), "conv2d_relu", [&](auto tag) {
+  dispatch_float_or_bf16(g, "conv2d_relu", [&](auto tag) {
     using T = decltype(tag);
     if (g.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::unary_backward<T>(kern::UnaryOp::Relu, g.numel(), y.data<T>(), nullptr, g.data<T>(),
@@ -84,6 +102,39 @@ Tensor relu_mask(const Tensor& g, const Tensor& y) {
     }
   });
   return out;
+}
+
+// The im2col forward in T = float or double (CUDA or CPU); relu applied after.
+void im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, const Tensor& B, Tensor& y,
+                    const char* op) {
+  Tensor col = col_workspace(d, X);
+  dispatch_float(X, op, [&](auto tag) {
+    using T = decltype(tag);
+    if (X.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
+                                                   ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
+    } else {
+      kern::cpu::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(), ptr_or_null<T>(col));
+    }
+  });
+}
+
+void im2col_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w, const Tensor& g, Tensor& gx,
+                     Tensor& gw, Tensor& gb) {
+  Tensor col = (gx.defined() || gw.defined()) ? col_workspace(d, g) : Tensor();
+  dispatch_float(g, "conv2d", [&](auto tag) {
+    using T = decltype(tag);
+    const T* px = ptr_or_null<T>(x);
+    const T* pw = ptr_or_null<T>(w);
+    if (g.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
+                                                    ptr_or_null<T>(gb), ptr_or_null<T>(col), cuda::blas(),
+                                                    cuda::stream()));
+    } else {
+      kern::cpu::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
+                                    ptr_or_null<T>(gb), ptr_or_null<T>(col));
+    }
+  });
 }
 
 struct Conv2dBackward : Node {
@@ -103,32 +154,50 @@ struct Conv2dBackward : Node {
     const bool need_x = next_edges()[0].fn != nullptr;
     const bool need_w = next_edges()[1].fn != nullptr;
     const bool need_b = next_edges().size() > 2 && next_edges()[2].fn != nullptr;
-    Tensor gx, gw, gb, col;
+    Tensor gx, gw, gb;
     if (need_x) gx = new_empty({d.N, d.C, d.H, d.W}, g);
     if (need_w) gw = new_empty({d.O, d.C, d.kh, d.kw}, g);
-    if (need_b) gb = new_empty({d.O}, g);
-    if (g.is_cuda() && cuda_backward_path(d, g.dtype()) == CudaPath::cudnn) {
+    const Path path = backward_path(d, g);
+    if (path == Path::cudnn) {
+      if (need_b) gb = new_empty({d.O}, g);
       ENGINE_IF_CUDA({
         if (need_x) cuda::cudnn::conv_backward_data(d, g.dtype(), w.raw_data(), g.raw_data(), gx.raw_data());
         if (need_w) cuda::cudnn::conv_backward_filter(d, g.dtype(), x.raw_data(), g.raw_data(), gw.raw_data());
-        if (need_b) cuda::cudnn::conv_backward_bias(d, g.dtype(), g.raw_data(), gb.raw_data());
+        // The bias gradient of a bf16 conv is summed in FP32 (the engine's sum), then rounded.
+        if (need_b && g.dtype() != DType::bf16) cuda::cudnn::conv_backward_bias(d, g.dtype(), g.raw_data(), gb.raw_data());
       });
+      if (need_b && g.dtype() == DType::bf16) gb = sum(g.to(DType::f32), {0, 2, 3}).to(DType::bf16);
       return {gx, gw, gb};
     }
-    if (need_x || need_w) col = col_workspace(d, g);
-    dispatch_float(g, "conv2d", [&](auto tag) {
-      using T = decltype(tag);
-      const T* px = ptr_or_null<T>(x);
-      const T* pw = ptr_or_null<T>(w);
-      if (g.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
-                                                      ptr_or_null<T>(gb), ptr_or_null<T>(col), cuda::blas(),
-                                                      cuda::stream()));
-      } else {
-        kern::cpu::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
-                                      ptr_or_null<T>(gb), ptr_or_null<T>(col));
-      }
-    });
+    if (path == Path::implicit_gemm) {
+      ENGINE_IF_CUDA({
+        if (g.dtype() == DType::bf16) {
+          if (need_x) kern::cuda::conv2d_igemm_backward_data(d, nv(g), nv(w), nv_out(gx), cuda::stream());
+          if (need_w) kern::cuda::conv2d_igemm_backward_filter(d, nv(x), nv(g), nv_out(gw), cuda::stream());
+        } else {
+          if (need_x)
+            kern::cuda::conv2d_igemm_backward_data(d, float_math(), g.data<float>(), w.data<float>(),
+                                                   gx.data<float>(), cuda::stream());
+          if (need_w)
+            kern::cuda::conv2d_igemm_backward_filter(d, float_math(), x.data<float>(), g.data<float>(),
+                                                     gw.data<float>(), cuda::stream());
+        }
+      });
+      // The kernels leave the bias gradient to a sum over (n, h, w), in FP32.
+      if (need_b) gb = sum(as_f32(g), {0, 2, 3}).to(g.dtype());
+      return {gx, gw, gb};
+    }
+    if (g.dtype() == DType::bf16) {
+      // Float maths on the bf16 values, each gradient rounded once.
+      Tensor gxf = need_x ? new_empty(gx.sizes(), as_f32(g)) : Tensor();
+      Tensor gwf = need_w ? new_empty(gw.sizes(), as_f32(g)) : Tensor();
+      Tensor gbf = need_b ? new_empty({d.O}, as_f32(g)) : Tensor();
+      im2col_backward(d, as_f32(x), as_f32(w), as_f32(g), gxf, gwf, gbf);
+      return {need_x ? gxf.to(DType::bf16) : Tensor(), need_w ? gwf.to(DType::bf16) : Tensor(),
+              need_b ? gbf.to(DType::bf16) : Tensor()};
+    }
+    if (need_b) gb = new_empty({d.O}, g);
+    im2col_backward(d, x, w, g, gx, gw, gb);
     return {gx, gw, gb};
   }
   void release_saved() override {
@@ -189,36 +258,46 @@ Conv2dObserver& observer() {
   return f;
 }
 
-// conv2d and conv2d_relu: y = conv(x, w) + b, then relu(y) when `relu`.
-Tensor conv2d_impl(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
+// conv2d and conv2d_relu: y = conv(x, w) + b, then relu(y) when `relu`. Under autocast
+// (engine/autocast.h) f32 CUDA operands are cast to bf16 first (differentiable casts).
+Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p,
                    bool relu) {
+  const Tensor x = autocast::to_compute(x_in), weight = autocast::to_compute(w_in), bias = autocast::to_compute(b_in);
   const kern::Conv2dDims d = conv_dims(op, x, weight, bias, p);
   if (observer()) observer()(d, x.dtype());
   Tensor X = x.detach().contiguous(), Wt = weight.detach().contiguous();
   Tensor B = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y = new_empty({d.N, d.O, d.Ho, d.Wo}, X);
-  const CudaPath path = X.is_cuda() ? cuda_forward_path(d, X.dtype()) : CudaPath::im2col;
   bool relu_done = false;
-  if (X.is_cuda() && path == CudaPath::implicit_gemm) {
-    ENGINE_IF_CUDA(kern::cuda::conv2d_implicit_gemm_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B),
-                                                            y.data<float>(), cuda::stream()));
-  } else if (X.is_cuda() && path == CudaPath::cudnn) {
-    // cuDNN fuses bias + ReLU into the convolution when there is a bias to fuse.
-    relu_done = relu && B.defined();
-    ENGINE_IF_CUDA(cuda::cudnn::conv_forward(d, X.dtype(), X.raw_data(), Wt.raw_data(), B.defined() ? B.raw_data() : nullptr,
-                                             y.raw_data(), relu_done));
-  } else {
-    Tensor col = col_workspace(d, X);
-    dispatch_float(X, op, [&](auto tag) {
-      using T = decltype(tag);
-      if (X.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
-                                                     ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
+  switch (forward_path(d, X)) {
+    case Path::cudnn:
+      // cuDNN fuses bias + ReLU into the convolution when there is a bias to fuse.
+      relu_done = relu && B.defined();
+      ENGINE_IF_CUDA(cuda::cudnn::conv_forward(d, X.dtype(), X.raw_data(), Wt.raw_data(),
+                                               B.defined() ? B.raw_data() : nullptr, y.raw_data(), relu_done));
+      break;
+    case Path::implicit_gemm:
+      relu_done = relu;  // bias and ReLU in the kernel's epilogue
+      ENGINE_IF_CUDA({
+        if (X.dtype() == DType::bf16)
+          kern::cuda::conv2d_igemm_forward(d, nv(X), nv(Wt), nv(B), relu, nv_out(y), cuda::stream());
+        else
+          kern::cuda::conv2d_igemm_forward(d, float_math(), X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B),
+                                           relu, y.data<float>(), cuda::stream());
+      });
+      break;
+    case Path::im2col:
+      if (X.dtype() == DType::bf16) {
+        // Float maths on the bf16 values (ReLU included), rounded once to bf16.
+        Tensor yf = new_empty(y.sizes(), as_f32(X));
+        im2col_forward(d, as_f32(X), as_f32(Wt), as_f32(B), yf, op);
+        if (relu) relu_inplace(yf);
+        relu_done = relu;
+        y.copy_(yf);
       } else {
-        kern::cpu::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
-                                     ptr_or_null<T>(col));
+        im2col_forward(d, X, Wt, B, y, op);
       }
-    });
+      break;
   }
   if (relu && !relu_done) relu_inplace(y);
 
