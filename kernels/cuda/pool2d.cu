@@ -1,3 +1,6 @@
+#include <cuda_bf16.h>
+
+#include "kernels/bf16.h"
 #include "kernels/cuda_check.h"
 #include "kernels/pool2d.h"
 
@@ -5,6 +8,26 @@ namespace kern::cuda {
 namespace {
 
 constexpr int kBlock = 256;
+
+// T is the storage type; kern::bf16 buffers are read as __nv_bfloat16 (same bits) and
+// compared / summed in float, the sums rounded to nearest even on the store (the CPU twin
+// in kernels/cpu/pool2d.cpp does the same, summing in the same order).
+template <typename T>
+struct PoolElem {
+  using C = T;
+  __device__ __forceinline__ static C load(const T* p, int64_t i) { return p[i]; }
+  __device__ __forceinline__ static void store(T* p, int64_t i, C v) { p[i] = v; }
+};
+template <>
+struct PoolElem<bf16> {
+  using C = float;
+  __device__ __forceinline__ static float load(const bf16* p, int64_t i) {
+    return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
+  }
+  __device__ __forceinline__ static void store(bf16* p, int64_t i, float v) {
+    reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
+  }
+};
 
 // One thread per output element (plane, oh, ow).
 template <typename T>
@@ -18,18 +41,19 @@ __global__ void max_pool2d_forward_kernel(Pool2dDims d, const T* __restrict__ x,
     const int64_t h1 = min(oh * d.stride_h - d.pad_h + d.kernel_h, d.in_h);
     const int64_t w0 = max(ow * d.stride_w - d.pad_w, (int64_t)0);
     const int64_t w1 = min(ow * d.stride_w - d.pad_w + d.kernel_w, d.in_w);
+    using E = PoolElem<T>;
     int64_t best_i = h0 * d.in_w + w0;
-    T best = xp[best_i];
+    typename E::C best = E::load(xp, best_i);
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t w = w0; w < w1; ++w) {
-        const T v = xp[h * d.in_w + w];
+        const typename E::C v = E::load(xp, h * d.in_w + w);
         if (v > best || isnan(v)) {  // same test as the CPU reference (torch's)
           best = v;
           best_i = h * d.in_w + w;
         }
       }
     }
-    y[k] = best;
+    y[k] = xp[best_i];  // the element itself: no rounding
     idx[k] = best_i;
   }
 }
@@ -50,11 +74,12 @@ __global__ void max_pool2d_backward_kernel(Pool2dDims d, const int64_t* __restri
     const int64_t self = h * d.in_w + w;
     const int64_t* ip = idx + p * d.out_h * d.out_w;
     const T* gp = gy + p * d.out_h * d.out_w;
-    T acc = T(0);
+    using E = PoolElem<T>;
+    typename E::C acc = 0;
     for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
       for (int64_t ow = ow_lo; ow <= ow_hi; ++ow)
-        if (ip[oh * d.out_w + ow] == self) acc += gp[oh * d.out_w + ow];
-    gx[k] = acc;
+        if (ip[oh * d.out_w + ow] == self) acc += E::load(gp, oh * d.out_w + ow);
+    E::store(gx, k, acc);
   }
 }
 
@@ -81,6 +106,7 @@ void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T
   template void max_pool2d_backward<T>(const Pool2dDims&, const int64_t*, const T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda
