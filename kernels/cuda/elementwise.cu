@@ -1,36 +1,18 @@
-#include <cuda_bf16.h>
-
-#include "kernels/bf16.h"
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/elementwise_math.h"
 
 namespace kern::cuda {
 namespace {
 
-// T is the storage type. Elem<T> loads an element into the compute type C and stores a C
-// back: identity for float / double; for kern::bf16 the buffer is read as __nv_bfloat16
-// (same bits), widened to float, and the float result is narrowed with CUDA's
-// round-to-nearest-even conversion. (The CPU twin in kernels/cpu/elementwise.cpp does the
-// same with kern::bf16's helpers; the [cuda] tests compare the two.)
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is loaded as float, the maths runs
+// in float and the result is stored rounded to nearest even, as in the CPU twin
+// (kernels/cpu/elementwise.cpp); the [cuda] tests compare the two.
 template <typename T>
-struct Elem {
-  using C = T;
-  __device__ __forceinline__ static C load(const T* p, int64_t i) { return p[i]; }
-  __device__ __forceinline__ static void store(T* p, int64_t i, C v) { p[i] = v; }
-};
-template <>
-struct Elem<bf16> {
-  using C = float;
-  __device__ __forceinline__ static float load(const bf16* p, int64_t i) {
-    return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-  }
-  __device__ __forceinline__ static void store(bf16* p, int64_t i, float v) {
-    reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-  }
-};
+using Elem = Storage<T>;
 template <typename T>
-using ComputeT = typename Elem<T>::C;
+using ComputeT = compute_of<T>;
 
 template <typename T>
 __global__ void binary_kernel(BinaryOp op, BroadcastDims d, int64_t n, const T* __restrict__ a,

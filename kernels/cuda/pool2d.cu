@@ -1,7 +1,5 @@
-#include <cuda_bf16.h>
-
-#include "kernels/bf16.h"
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/pool2d.h"
 
 namespace kern::cuda {
@@ -9,25 +7,11 @@ namespace {
 
 constexpr int kBlock = 256;
 
-// T is the storage type; kern::bf16 buffers are read as __nv_bfloat16 (same bits) and
-// compared / summed in float, the sums rounded to nearest even on the store (the CPU twin
-// in kernels/cpu/pool2d.cpp does the same, summing in the same order).
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is compared and summed in float,
+// the sums rounded to nearest even on the store, as in the CPU twin
+// (kernels/cpu/pool2d.cpp), which sums in the same order.
 template <typename T>
-struct PoolElem {
-  using C = T;
-  __device__ __forceinline__ static C load(const T* p, int64_t i) { return p[i]; }
-  __device__ __forceinline__ static void store(T* p, int64_t i, C v) { p[i] = v; }
-};
-template <>
-struct PoolElem<bf16> {
-  using C = float;
-  __device__ __forceinline__ static float load(const bf16* p, int64_t i) {
-    return __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(p)[i]);
-  }
-  __device__ __forceinline__ static void store(bf16* p, int64_t i, float v) {
-    reinterpret_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(v);
-  }
-};
+using PoolElem = Storage<T>;
 
 // One thread per output element (plane, oh, ow).
 template <typename T>
