@@ -2,6 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "kernels/bf16.h"
+
+// T is the storage type (float, double, bf16). Forward compares values widened to the
+// compute type (exact for bf16) and stores the chosen element unchanged; backward sums in
+// the compute type, in output order, and rounds once on the store (bf16: to nearest even).
 
 namespace kern::cpu {
 
@@ -19,17 +26,17 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx) {
         const int64_t w0 = std::max<int64_t>(ow * d.stride_w - d.pad_w, 0);
         const int64_t w1 = std::min<int64_t>(ow * d.stride_w - d.pad_w + d.kernel_w, d.in_w);
         int64_t best_i = h0 * d.in_w + w0;
-        T best = xp[best_i];
+        compute_t<T> best = to_compute(xp[best_i]);
         for (int64_t h = h0; h < h1; ++h) {
           for (int64_t w = w0; w < w1; ++w) {
-            const T v = xp[h * d.in_w + w];
+            const compute_t<T> v = to_compute(xp[h * d.in_w + w]);
             if (v > best || std::isnan(v)) {  // torch's test: a NaN propagates
               best = v;
               best_i = h * d.in_w + w;
             }
           }
         }
-        y[p * out_plane + oh * d.out_w + ow] = best;
+        y[p * out_plane + oh * d.out_w + ow] = xp[best_i];
         idx[p * out_plane + oh * d.out_w + ow] = best_i;
       }
     }
@@ -41,9 +48,10 @@ void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
 #pragma omp parallel for if (d.planes * in_plane > (1 << 16))
   for (int64_t p = 0; p < d.planes; ++p) {  // planes are independent: safe to parallelise
+    std::vector<compute_t<T>> acc(static_cast<size_t>(in_plane), compute_t<T>(0));
+    for (int64_t o = 0; o < out_plane; ++o) acc[idx[p * out_plane + o]] += to_compute(gy[p * out_plane + o]);
     T* gxp = gx + p * in_plane;
-    for (int64_t i = 0; i < in_plane; ++i) gxp[i] = T(0);
-    for (int64_t o = 0; o < out_plane; ++o) gxp[idx[p * out_plane + o]] += gy[p * out_plane + o];
+    for (int64_t i = 0; i < in_plane; ++i) gxp[i] = from_compute<T>(acc[i]);
   }
 }
 
@@ -52,6 +60,7 @@ void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T
   template void max_pool2d_backward<T>(const Pool2dDims&, const int64_t*, const T*, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -4,21 +4,27 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/bf16.h"
+
+// T is the storage type (float, double, bf16); the maths runs in compute_t<T> (float for
+// bf16: values widened on load, results rounded to nearest even on the store).
+
 namespace kern::cpu {
 namespace {
 
 // One row: C values at p[0], p[inner], p[2 * inner], ...
 template <typename T>
 void forward_row(int64_t C, int64_t inner, const T* x, T* y, bool log_space) {
-  T m = x[0];
-  for (int64_t c = 1; c < C; ++c) m = std::max(m, x[c * inner]);
-  T s = T(0);
-  for (int64_t c = 0; c < C; ++c) s += std::exp(x[c * inner] - m);
+  using F = compute_t<T>;
+  F m = to_compute(x[0]);
+  for (int64_t c = 1; c < C; ++c) m = std::max(m, to_compute(x[c * inner]));
+  F s = F(0);
+  for (int64_t c = 0; c < C; ++c) s += std::exp(to_compute(x[c * inner]) - m);
   if (log_space) {
-    const T log_s = std::log(s);
-    for (int64_t c = 0; c < C; ++c) y[c * inner] = x[c * inner] - m - log_s;
+    const F log_s = std::log(s);
+    for (int64_t c = 0; c < C; ++c) y[c * inner] = from_compute<T>(to_compute(x[c * inner]) - m - log_s);
   } else {
-    for (int64_t c = 0; c < C; ++c) y[c * inner] = std::exp(x[c * inner] - m) / s;
+    for (int64_t c = 0; c < C; ++c) y[c * inner] = from_compute<T>(std::exp(to_compute(x[c * inner]) - m) / s);
   }
 }
 
@@ -44,14 +50,17 @@ void backward(const SoftmaxDims& d, const T* y, const T* gy, T* gx, bool log_spa
       const T* gr = gy + base;
       T* out = gx + base;
       const int64_t st = d.inner;
+      using F = compute_t<T>;
       if (log_space) {
-        T sum_g = T(0);
-        for (int64_t c = 0; c < d.C; ++c) sum_g += gr[c * st];
-        for (int64_t c = 0; c < d.C; ++c) out[c * st] = gr[c * st] - std::exp(yr[c * st]) * sum_g;
+        F sum_g = F(0);
+        for (int64_t c = 0; c < d.C; ++c) sum_g += to_compute(gr[c * st]);
+        for (int64_t c = 0; c < d.C; ++c)
+          out[c * st] = from_compute<T>(to_compute(gr[c * st]) - std::exp(to_compute(yr[c * st])) * sum_g);
       } else {
-        T dot = T(0);
-        for (int64_t c = 0; c < d.C; ++c) dot += gr[c * st] * yr[c * st];
-        for (int64_t c = 0; c < d.C; ++c) out[c * st] = yr[c * st] * (gr[c * st] - dot);
+        F dot = F(0);
+        for (int64_t c = 0; c < d.C; ++c) dot += to_compute(gr[c * st]) * to_compute(yr[c * st]);
+        for (int64_t c = 0; c < d.C; ++c)
+          out[c * st] = from_compute<T>(to_compute(yr[c * st]) * (to_compute(gr[c * st]) - dot));
       }
     }
 }
@@ -74,6 +83,7 @@ void log_softmax_backward(const SoftmaxDims& d, const T* y, const T* gy, T* gx) 
   template void log_softmax_backward<T>(const SoftmaxDims&, const T*, const T*, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -1,9 +1,18 @@
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/elementwise.h"
 #include "kernels/elementwise_math.h"
 
 namespace kern::cuda {
 namespace {
+
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is loaded as float, the maths runs
+// in float and the result is stored rounded to nearest even, as in the CPU twin
+// (kernels/cpu/elementwise.cpp); the [cuda] tests compare the two.
+template <typename T>
+using Elem = Storage<T>;
+template <typename T>
+using ComputeT = compute_of<T>;
 
 template <typename T>
 __global__ void binary_kernel(BinaryOp op, BroadcastDims d, int64_t n, const T* __restrict__ a,
@@ -16,7 +25,7 @@ __global__ void binary_kernel(BinaryOp op, BroadcastDims d, int64_t n, const T* 
       ao += c * d.a_strides[k];
       bo += c * d.b_strides[k];
     }
-    out[i] = math::binary(op, a[ao], b[bo]);
+    Elem<T>::store(out, i, math::binary<ComputeT<T>>(op, Elem<T>::load(a, ao), Elem<T>::load(b, bo)));
   }
 }
 
@@ -25,20 +34,23 @@ template <typename T>
 __global__ void binary_flat_kernel(BinaryOp op, int64_t n, const T* __restrict__ a, const T* __restrict__ b,
                                    T* __restrict__ out) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = math::binary(op, a[i], b[i]);
+    Elem<T>::store(out, i, math::binary<ComputeT<T>>(op, Elem<T>::load(a, i), Elem<T>::load(b, i)));
 }
 
 template <typename T>
-__global__ void unary_kernel(UnaryOp op, int64_t n, const T* __restrict__ x, T* __restrict__ y, T p0, T p1) {
+__global__ void unary_kernel(UnaryOp op, int64_t n, const T* __restrict__ x, T* __restrict__ y, ComputeT<T> p0,
+                             ComputeT<T> p1) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = math::unary(op, x[i], p0, p1);
+    Elem<T>::store(y, i, math::unary<ComputeT<T>>(op, Elem<T>::load(x, i), p0, p1));
 }
 
 template <typename T>
 __global__ void unary_backward_kernel(UnaryOp op, int64_t n, const T* x, const T* y, const T* __restrict__ gy,
-                                      T* __restrict__ gx, T p0, T p1) {
+                                      T* __restrict__ gx, ComputeT<T> p0, ComputeT<T> p1) {
+  using C = ComputeT<T>;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    gx[i] = math::unary_grad(op, x ? x[i] : T(0), y ? y[i] : T(0), gy[i], p0, p1);
+    Elem<T>::store(gx, i, math::unary_grad<C>(op, x ? Elem<T>::load(x, i) : C(0), y ? Elem<T>::load(y, i) : C(0),
+                                              Elem<T>::load(gy, i), p0, p1));
 }
 
 bool is_flat(const BroadcastDims& d) {
@@ -68,7 +80,8 @@ void binary_forward(BinaryOp op, const BroadcastDims& d, const T* a, const T* b,
 template <typename T>
 void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1, Stream stream) {
   if (n == 0) return;
-  unary_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, static_cast<T>(p0), static_cast<T>(p1));
+  unary_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, static_cast<ComputeT<T>>(p0),
+                                                        static_cast<ComputeT<T>>(p1));
   KERN_LAUNCH_CHECK();
 }
 
@@ -76,8 +89,8 @@ template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1,
                     Stream stream) {
   if (n == 0) return;
-  unary_backward_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, gy, gx, static_cast<T>(p0),
-                                                                 static_cast<T>(p1));
+  unary_backward_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, y, gy, gx, static_cast<ComputeT<T>>(p0),
+                                                                 static_cast<ComputeT<T>>(p1));
   KERN_LAUNCH_CHECK();
 }
 
@@ -87,6 +100,7 @@ void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, 
   template void unary_backward<T>(UnaryOp, int64_t, const T*, const T*, const T*, T*, double, double, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

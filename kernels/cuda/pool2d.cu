@@ -1,10 +1,17 @@
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/pool2d.h"
 
 namespace kern::cuda {
 namespace {
 
 constexpr int kBlock = 256;
+
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is compared and summed in float,
+// the sums rounded to nearest even on the store, as in the CPU twin
+// (kernels/cpu/pool2d.cpp), which sums in the same order.
+template <typename T>
+using PoolElem = Storage<T>;
 
 // One thread per output element (plane, oh, ow).
 template <typename T>
@@ -18,18 +25,19 @@ __global__ void max_pool2d_forward_kernel(Pool2dDims d, const T* __restrict__ x,
     const int64_t h1 = min(oh * d.stride_h - d.pad_h + d.kernel_h, d.in_h);
     const int64_t w0 = max(ow * d.stride_w - d.pad_w, (int64_t)0);
     const int64_t w1 = min(ow * d.stride_w - d.pad_w + d.kernel_w, d.in_w);
+    using E = PoolElem<T>;
     int64_t best_i = h0 * d.in_w + w0;
-    T best = xp[best_i];
+    typename E::C best = E::load(xp, best_i);
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t w = w0; w < w1; ++w) {
-        const T v = xp[h * d.in_w + w];
+        const typename E::C v = E::load(xp, h * d.in_w + w);
         if (v > best || isnan(v)) {  // same test as the CPU reference (torch's)
           best = v;
           best_i = h * d.in_w + w;
         }
       }
     }
-    y[k] = best;
+    y[k] = xp[best_i];  // the element itself: no rounding
     idx[k] = best_i;
   }
 }
@@ -50,11 +58,12 @@ __global__ void max_pool2d_backward_kernel(Pool2dDims d, const int64_t* __restri
     const int64_t self = h * d.in_w + w;
     const int64_t* ip = idx + p * d.out_h * d.out_w;
     const T* gp = gy + p * d.out_h * d.out_w;
-    T acc = T(0);
+    using E = PoolElem<T>;
+    typename E::C acc = 0;
     for (int64_t oh = oh_lo; oh <= oh_hi; ++oh)
       for (int64_t ow = ow_lo; ow <= ow_hi; ++ow)
-        if (ip[oh * d.out_w + ow] == self) acc += gp[oh * d.out_w + ow];
-    gx[k] = acc;
+        if (ip[oh * d.out_w + ow] == self) acc += E::load(gp, oh * d.out_w + ow);
+    E::store(gx, k, acc);
   }
 }
 
@@ -81,6 +90,7 @@ void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T
   template void max_pool2d_backward<T>(const Pool2dDims&, const int64_t*, const T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -6,6 +6,7 @@
 // inner > 1:  one thread per (o, i) row; thread k handles o = k / inner, i = k % inner and
 //             walks c with stride inner (neighbouring threads read neighbouring addresses).
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/cuda_warp.cuh"
 #include "kernels/softmax.h"
 
@@ -17,28 +18,33 @@ constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = kBlock / kWarp;
 
 
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is widened to float on load, the
+// maths runs in float, results are rounded to nearest even on the store.
+
 // ---- inner == 1: one warp per row ----
 
 template <typename T>
 __global__ void forward_warp_kernel(int64_t rows, int64_t C, const T* __restrict__ x, T* __restrict__ y,
                                     bool log_space) {
+  using S = Storage<T>;
+  using F = compute_of<T>;
   const int lane = threadIdx.x % kWarp;
   const int64_t warp = blockIdx.x * (int64_t)kWarpsPerBlock + threadIdx.x / kWarp;
   const int64_t n_warps = (int64_t)gridDim.x * kWarpsPerBlock;
   for (int64_t r = warp; r < rows; r += n_warps) {  // the whole warp takes the same branch
     const T* xr = x + r * C;
     T* yr = y + r * C;
-    T m = xr[0];
-    for (int64_t c = lane; c < C; c += kWarp) m = max(m, xr[c]);
+    F m = S::load(xr, 0);
+    for (int64_t c = lane; c < C; c += kWarp) m = max(m, S::load(xr, c));
     m = warp_max(m);
-    T s = T(0);
-    for (int64_t c = lane; c < C; c += kWarp) s += ::exp(xr[c] - m);
+    F s = F(0);
+    for (int64_t c = lane; c < C; c += kWarp) s += ::exp(S::load(xr, c) - m);
     s = warp_sum(s);
     if (log_space) {
-      const T log_s = ::log(s);
-      for (int64_t c = lane; c < C; c += kWarp) yr[c] = xr[c] - m - log_s;
+      const F log_s = ::log(s);
+      for (int64_t c = lane; c < C; c += kWarp) S::store(yr, c, S::load(xr, c) - m - log_s);
     } else {
-      for (int64_t c = lane; c < C; c += kWarp) yr[c] = ::exp(xr[c] - m) / s;
+      for (int64_t c = lane; c < C; c += kWarp) S::store(yr, c, ::exp(S::load(xr, c) - m) / s);
     }
   }
 }
@@ -46,6 +52,8 @@ __global__ void forward_warp_kernel(int64_t rows, int64_t C, const T* __restrict
 template <typename T>
 __global__ void backward_warp_kernel(int64_t rows, int64_t C, const T* __restrict__ y, const T* __restrict__ gy,
                                      T* __restrict__ gx, bool log_space) {
+  using S = Storage<T>;
+  using F = compute_of<T>;
   const int lane = threadIdx.x % kWarp;
   const int64_t warp = blockIdx.x * (int64_t)kWarpsPerBlock + threadIdx.x / kWarp;
   const int64_t n_warps = (int64_t)gridDim.x * kWarpsPerBlock;
@@ -54,13 +62,13 @@ __global__ void backward_warp_kernel(int64_t rows, int64_t C, const T* __restric
     const T* gr = gy + r * C;
     T* out = gx + r * C;
     // log_softmax needs sum(gy); softmax needs sum(gy * y).
-    T acc = T(0);
-    for (int64_t c = lane; c < C; c += kWarp) acc += log_space ? gr[c] : gr[c] * yr[c];
+    F acc = F(0);
+    for (int64_t c = lane; c < C; c += kWarp) acc += log_space ? S::load(gr, c) : S::load(gr, c) * S::load(yr, c);
     acc = warp_sum(acc);
     if (log_space) {
-      for (int64_t c = lane; c < C; c += kWarp) out[c] = gr[c] - ::exp(yr[c]) * acc;
+      for (int64_t c = lane; c < C; c += kWarp) S::store(out, c, S::load(gr, c) - ::exp(S::load(yr, c)) * acc);
     } else {
-      for (int64_t c = lane; c < C; c += kWarp) out[c] = yr[c] * (gr[c] - acc);
+      for (int64_t c = lane; c < C; c += kWarp) S::store(out, c, S::load(yr, c) * (S::load(gr, c) - acc));
     }
   }
 }
@@ -70,20 +78,22 @@ __global__ void backward_warp_kernel(int64_t rows, int64_t C, const T* __restric
 template <typename T>
 __global__ void forward_strided_kernel(int64_t outer, int64_t C, int64_t inner, const T* __restrict__ x,
                                        T* __restrict__ y, bool log_space) {
+  using S = Storage<T>;
+  using F = compute_of<T>;
   const int64_t n = outer * inner;
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = k / inner, i = k % inner;
     const T* xr = x + o * C * inner + i;
     T* yr = y + o * C * inner + i;
-    T m = xr[0];
-    for (int64_t c = 1; c < C; ++c) m = max(m, xr[c * inner]);
-    T s = T(0);
-    for (int64_t c = 0; c < C; ++c) s += ::exp(xr[c * inner] - m);
+    F m = S::load(xr, 0);
+    for (int64_t c = 1; c < C; ++c) m = max(m, S::load(xr, c * inner));
+    F s = F(0);
+    for (int64_t c = 0; c < C; ++c) s += ::exp(S::load(xr, c * inner) - m);
     if (log_space) {
-      const T log_s = ::log(s);
-      for (int64_t c = 0; c < C; ++c) yr[c * inner] = xr[c * inner] - m - log_s;
+      const F log_s = ::log(s);
+      for (int64_t c = 0; c < C; ++c) S::store(yr, c * inner, S::load(xr, c * inner) - m - log_s);
     } else {
-      for (int64_t c = 0; c < C; ++c) yr[c * inner] = ::exp(xr[c * inner] - m) / s;
+      for (int64_t c = 0; c < C; ++c) S::store(yr, c * inner, ::exp(S::load(xr, c * inner) - m) / s);
     }
   }
 }
@@ -91,6 +101,8 @@ __global__ void forward_strided_kernel(int64_t outer, int64_t C, int64_t inner, 
 template <typename T>
 __global__ void backward_strided_kernel(int64_t outer, int64_t C, int64_t inner, const T* __restrict__ y,
                                         const T* __restrict__ gy, T* __restrict__ gx, bool log_space) {
+  using S = Storage<T>;
+  using F = compute_of<T>;
   const int64_t n = outer * inner;
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = k / inner, i = k % inner;
@@ -98,12 +110,15 @@ __global__ void backward_strided_kernel(int64_t outer, int64_t C, int64_t inner,
     const T* yr = y + base;
     const T* gr = gy + base;
     T* out = gx + base;
-    T acc = T(0);
-    for (int64_t c = 0; c < C; ++c) acc += log_space ? gr[c * inner] : gr[c * inner] * yr[c * inner];
+    F acc = F(0);
+    for (int64_t c = 0; c < C; ++c)
+      acc += log_space ? S::load(gr, c * inner) : S::load(gr, c * inner) * S::load(yr, c * inner);
     if (log_space) {
-      for (int64_t c = 0; c < C; ++c) out[c * inner] = gr[c * inner] - ::exp(yr[c * inner]) * acc;
+      for (int64_t c = 0; c < C; ++c)
+        S::store(out, c * inner, S::load(gr, c * inner) - ::exp(S::load(yr, c * inner)) * acc);
     } else {
-      for (int64_t c = 0; c < C; ++c) out[c * inner] = yr[c * inner] * (gr[c * inner] - acc);
+      for (int64_t c = 0; c < C; ++c)
+        S::store(out, c * inner, S::load(yr, c * inner) * (S::load(gr, c * inner) - acc));
     }
   }
 }
@@ -161,6 +176,7 @@ void log_softmax_backward(const SoftmaxDims& d, const T* y, const T* gy, T* gx, 
   template void log_softmax_backward<T>(const SoftmaxDims&, const T*, const T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -1,4 +1,6 @@
 // Elementwise front-ends: broadcasting binary ops, unary ops and scalar variants.
+// f32, f64 and bf16 (bf16 storage, float maths, results rounded to nearest even). Backward
+// of a broadcast binary op reduces with sum_to (no bf16 reduction yet: a clear error).
 #include <algorithm>
 
 #include "engine/autograd.h"
@@ -71,11 +73,11 @@ Tensor binary_raw(kern::BinaryOp op, const Tensor& a, const Tensor& b) {
   const char* name = binary_name(op);
   ENGINE_CHECK(a.defined() && b.defined(), name, ": undefined input");
   check_same_device_dtype(name, {a, b});
-  check_floating(name, a);
+  check_floating_or_bf16(name, a);
   Shape out_shape = broadcast_shapes(a.sizes(), b.sizes());
   Tensor out = new_empty(out_shape, a);
   kern::BroadcastDims d = broadcast_dims(a, b, out_shape);
-  dispatch_float(a, name, [&](auto tag) {
+  dispatch_float_or_bf16(a, name, [&](auto tag) {
     using T = decltype(tag);
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
@@ -175,7 +177,7 @@ struct UnaryBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
-    dispatch_float(g, unary_name(op), [&](auto tag) {
+    dispatch_float_or_bf16(g, unary_name(op), [&](auto tag) {
       using T = decltype(tag);
       const T* px = x.defined() ? x.data<T>() : nullptr;
       const T* py = y.defined() ? y.data<T>() : nullptr;
@@ -197,10 +199,10 @@ struct UnaryBackward : Node {
 Tensor unary(kern::UnaryOp op, const Tensor& x_in, double p0 = 0.0, double p1 = 0.0) {
   const char* name = unary_name(op);
   ENGINE_CHECK(x_in.defined(), name, ": undefined input");
-  check_floating(name, x_in);
+  check_floating_or_bf16(name, x_in);
   Tensor x = x_in.contiguous();
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x, name, [&](auto tag) {
+  dispatch_float_or_bf16(x, name, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::unary_forward<T>(op, x.numel(), x.data<T>(), y.data<T>(), p0, p1, cuda::stream()));

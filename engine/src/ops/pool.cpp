@@ -32,7 +32,7 @@ struct MaxPool2dBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(in_sizes, g);
-    dispatch_float(g, "max_pool2d", [&](auto tag) {
+    dispatch_float_or_bf16(g, "max_pool2d", [&](auto tag) {
       using T = decltype(tag);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>(),
@@ -46,16 +46,18 @@ struct MaxPool2dBackward : Node {
   void release_saved() override { idx = Tensor(); }
 };
 
-void check_pool_input(const char* op, const Tensor& x) {
+// max_pool2d has bf16 kernels; the global pools reuse the reductions, which do not (yet).
+void check_pool_input(const char* op, const Tensor& x, bool bf16_ok) {
   ENGINE_CHECK(x.defined(), op, ": undefined input");
-  check_floating(op, x);
+  if (bf16_ok) check_floating_or_bf16(op, x);
+  else check_floating(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
 }
 
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
-  check_pool_input("max_pool2d", x_in);
+  check_pool_input("max_pool2d", x_in, true);
   ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, "max_pool2d: kernel ", p.kernel_h, "x", p.kernel_w,
                " must be positive");
   ENGINE_CHECK(p.stride_h > 0 && p.stride_w > 0, "max_pool2d: stride ", p.stride_h, "x", p.stride_w,
@@ -86,7 +88,7 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
   const Shape out_shape{x.size(0), x.size(1), d.out_h, d.out_w};
   Tensor y = new_empty(out_shape, x);
   Tensor idx = empty(out_shape, TensorOptions(DType::i64).device(x.device()));
-  dispatch_float(x, "max_pool2d", [&](auto tag) {
+  dispatch_float_or_bf16(x, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>(),
@@ -104,7 +106,7 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
 //     goes to the first maximum; equals adaptive_max_pool2d(x, 1) for distinct values);
 //   global_avg_pool2d = mean over (H, W) (equals adaptive_avg_pool2d(x, 1)).
 Tensor global_max_pool2d(const Tensor& x) {
-  check_pool_input("global_max_pool2d", x);
+  check_pool_input("global_max_pool2d", x, false);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_max_pool2d: empty spatial size in ", shape_str(x.sizes()));
   const int64_t N = x.size(0), C = x.size(1);
   Tensor flat = x.reshape({N, C, x.size(2) * x.size(3)});
@@ -112,7 +114,7 @@ Tensor global_max_pool2d(const Tensor& x) {
 }
 
 Tensor global_avg_pool2d(const Tensor& x) {
-  check_pool_input("global_avg_pool2d", x);
+  check_pool_input("global_avg_pool2d", x, false);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool2d: empty spatial size in ", shape_str(x.sizes()));
   return mean(x, {2, 3}, true);
 }

@@ -1,6 +1,6 @@
 // Softmax family front-ends: softmax(x, dim) and log_softmax(x, dim) over any dim.
 // The input is made contiguous and seen as [outer, C, inner] around `dim` (kernels/softmax.h);
-// backward needs only the saved output.
+// backward needs only the saved output. bf16: storage only, maths in float (kernels/softmax.h).
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
@@ -33,7 +33,7 @@ struct SoftmaxBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(y.sizes(), y);
     const char* op = log_space ? "log_softmax" : "softmax";
-    dispatch_float(y, op, [&](auto tag) {
+    dispatch_float_or_bf16(y, op, [&](auto tag) {
       using T = decltype(tag);
       if (y.is_cuda()) {
         if (log_space) {
@@ -54,12 +54,12 @@ struct SoftmaxBackward : Node {
 Tensor softmax_impl(const Tensor& x_in, int64_t dim_in, bool log_space) {
   const char* op = log_space ? "log_softmax" : "softmax";
   ENGINE_CHECK(x_in.defined(), op, ": undefined input");
-  check_floating(op, x_in);
+  check_floating_or_bf16(op, x_in);
   const int64_t dim = wrap_dim(dim_in, x_in.dim(), op);
   Tensor x = x_in.detach().contiguous();
   const kern::SoftmaxDims d = softmax_dims(x, dim);
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x, op, [&](auto tag) {
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       if (log_space) {

@@ -20,6 +20,9 @@
 //   Abs        y = |x|                     f' = sign(x) (0 at 0)
 //   Clamp      y = min(max(x, p0), p1)     f' = 1 if p0 <= x <= p1 else 0 (torch's rule)
 // All arrays are contiguous of length n.
+// T is float, double or kern::bf16 (kernels/bf16.h): bf16 is storage only, loaded as float,
+// computed in float (p0 / p1 as float) and stored rounded to nearest even, on the CPU
+// and in CUDA alike.
 #pragma once
 #include "kernels/common.h"
 

@@ -20,6 +20,9 @@
 //   CUDA: one thread per INPUT pixel gathers from the output windows that cover it (no
 //         atomics, deterministic). Windows covering row h are oh in
 //         [ceil((h + ph - kh + 1) / sh), floor((h + ph) / sh)] clipped to [0, OH).
+//
+// T is float, double or kern::bf16 (storage only: compared and summed in float; forward
+// copies the chosen element unchanged, backward rounds each sum once to nearest even).
 #pragma once
 #include "kernels/common.h"
 

@@ -16,7 +16,8 @@
 //   log_softmax:  gx[c] = gy[c] - exp(y[c]) * sum_k gy[k]   (exp(y) is the softmax)
 //
 // Accumulation is in T. All arrays are contiguous, outer * C * inner elements; gx is fully
-// written.
+// written. T may be kern::bf16 (storage): loads widen to float, the maths and accumulation
+// run in float, each output is rounded to nearest even; backward reads the saved bf16 y.
 #pragma once
 #include "kernels/common.h"
 
