@@ -98,7 +98,7 @@ int detect(const DetectConfig& c) {
   const eng::Device device = c.device == "cuda" ? eng::Device::cuda() : eng::Device::cpu();
   ENGINE_CHECK(c.device == "cpu" || c.device == "cuda", "--device must be cpu or cuda, got '", c.device, "'");
   ENGINE_CHECK(device.is_cpu() || eng::cuda::available(), "--device cuda: no CUDA device is available");
-  apply_precision(resolve_precision(c.precision, device), device);
+  const PrecisionScope precision(resolve_precision(c.precision, device), device);
 
   int failures = 0;
   std::vector<std::string> errors;

@@ -83,7 +83,7 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
       ++passes;
       const eng::Tensor host = mirrored ? mirror(batch.images_at[si]) : batch.images_at[si];
       const eng::Tensor x = device.is_cpu() ? host : host.to(device);
-      eng::det::Detections d = model.postprocess(model.forward_heads(x), po);
+      eng::det::Detections d = model.postprocess(models::forward_heads_f32(model, x), po);
       const auto counts = d.counts.to_vector<int64_t>();
       const auto boxes = d.boxes.to_vector<float>();
       const auto scores = d.scores.to_vector<float>();

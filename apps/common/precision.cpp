@@ -23,14 +23,21 @@ Precision resolve_precision(const std::string& flag, eng::Device device) {
   else ENGINE_FAIL("--precision must be fp32, tf32 or bf16, got '", flag, "'");
   ENGINE_CHECK(device.is_cuda() || p == Precision::fp32, "--precision ", flag,
                " needs --device cuda (the CPU computes in fp32 only)");
-  ENGINE_CHECK(p != Precision::bf16, "--precision bf16: mixed-precision training and inference are not built yet "
-                                     "(the bf16 tensor type and kernels are landing piece by piece); use fp32 or tf32");
   return p;
 }
 
-void apply_precision(Precision p, eng::Device device) {
-  if (!device.is_cuda()) return;
+PrecisionScope::PrecisionScope(Precision p, eng::Device device, bool deterministic)
+    : cuda_(device.is_cuda()), autocast_(device.is_cuda() && p == Precision::bf16) {
+  deterministic_before_ = eng::cuda::deterministic();
+  eng::cuda::set_deterministic(deterministic);
+  if (!cuda_) return;
+  tf32_before_ = eng::cuda::tf32_enabled();
   eng::cuda::set_tf32(p == Precision::tf32);
+}
+
+PrecisionScope::~PrecisionScope() {
+  eng::cuda::set_deterministic(deterministic_before_);
+  if (cuda_) eng::cuda::set_tf32(tf32_before_);
 }
 
 }  // namespace app

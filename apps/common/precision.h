@@ -8,11 +8,13 @@
 //         optimizer state; the forward's convolutions and activations in BF16 on tensor cores;
 //         loss, reductions, statistics, box coding, NMS and the optimizer in FP32.
 //
-// The choice is process-wide (eng::cuda::set_tf32 and the autocast dtype); the programs set it
-// once at start.
+// A PrecisionScope sets the switches for the run and restores them when it ends (the tests
+// run several trainings in one process).
 #pragma once
+#include <memory>
 #include <string>
 
+#include "engine/autocast.h"
 #include "engine/dtype.h"
 
 namespace app {
@@ -26,8 +28,19 @@ const char* precision_name(Precision p);
 // naming the flag and the value.
 Precision resolve_precision(const std::string& flag, eng::Device device);
 
-// Sets the process-wide switches for p: TF32 math in cuBLAS/cuDNN (tf32), the autocast dtype
-// (bf16). Nothing to set on the CPU.
-void apply_precision(Precision p, eng::Device device);
+// While it lives: TF32 math in cuBLAS/cuDNN for tf32 (process-wide), BF16 autocast for bf16
+// (on the constructing thread, the one that runs the model), and cuDNN's deterministic
+// algorithms when `deterministic`. Nothing changes on the CPU.
+class PrecisionScope {
+ public:
+  PrecisionScope(Precision p, eng::Device device, bool deterministic = false);
+  ~PrecisionScope();
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  bool cuda_ = false, tf32_before_ = false, deterministic_before_ = false;
+  eng::autocast::Guard autocast_;
+};
 
 }  // namespace app

@@ -129,6 +129,7 @@ class Run {
   const TrainConfig& c_;
   eng::Device device_;
   Precision precision_;
+  std::unique_ptr<PrecisionScope> precision_scope_;  // TF32 / autocast / determinism for the run
   std::unique_ptr<RunLog> log_;
   data::Dataset train_set_, val_set_;
   bool have_val_ = false;
@@ -205,8 +206,7 @@ void Run::setup_model() {
   }
   model_->to(device_);
   model_->train();
-  apply_precision(precision_, device_);
-  eng::cuda::set_deterministic(c_.deterministic);
+  precision_scope_ = std::make_unique<PrecisionScope>(precision_, device_, c_.deterministic);
 
   eng::optim::SGDOptions o;
   o.lr = c_.lr > 0 ? c_.lr : default_lr(mc.arch);
@@ -313,7 +313,7 @@ int Run::execute() {
 
     optimizer_->set_lr(schedule_->lr_at(state_.iteration));
     optimizer_->zero_grad();
-    models::LossParts parts = model_->loss(model_->forward_heads(x), targets);
+    models::LossParts parts = model_->loss(models::forward_heads_f32(*model_, x), targets);
     const double loss = parts.total.item();
     if (!std::isfinite(loss)) {
       log_->write({{"iteration", state_.iteration + 1}, {"event", "non-finite loss"}, {"loss", std::to_string(loss)}});

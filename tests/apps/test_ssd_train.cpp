@@ -18,6 +18,7 @@
 #include "common/checkpoint.h"
 #include "common/trainer.h"
 #include "data/synth.h"
+#include "engine/autocast.h"
 #include "engine/cuda_context.h"
 #include "engine/io/safetensors.h"
 #include "engine/optim.h"
@@ -171,8 +172,9 @@ TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps]
   c.device = "cuda";
   c.deterministic = true;
   REQUIRE(app::train(c) == 0);
-  eng::cuda::set_deterministic(false);
-  eng::cuda::set_tf32(false);
+  // The run's switches do not outlive it.
+  CHECK(!eng::cuda::deterministic());
+  CHECK(!eng::cuda::tf32_enabled());
   const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
   REQUIRE(lg.size() == 2);
   for (const auto& [it, loss] : lc) {
@@ -194,6 +196,33 @@ TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps]
   CHECK(eng::io::load_safetensors(on_cpu / "last.safetensors").metadata.at("precision") == "fp32");
 }
 
+// --precision bf16: the forward in BF16 (autocast), loss and optimizer in FP32, weights saved
+// in FP32. BF16 keeps 8 significant bits, so the losses follow the CPU's to a few percent.
+TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu; weights stay f32", "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir on_cpu("ssd_train_bf16_cpu"), on_cuda("ssd_train_bf16_cuda");
+  app::TrainConfig c = small_config(on_cpu.path.string());
+  c.iters = 3;
+  REQUIRE(app::train(c) == 0);
+  c.out = on_cuda.path.string();
+  c.device = "cuda";
+  c.precision = "bf16";
+  REQUIRE(app::train(c) == 0);
+  CHECK_FALSE(eng::autocast::enabled());  // the run's autocast ended with it
+  const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
+  REQUIRE(lg.size() == 3);
+  for (const auto& [it, loss] : lc) {
+    INFO("iteration " << it);
+    CHECK(lg.at(it) == Approx(loss).epsilon(5e-2));
+  }
+  for (const auto& line : jsonl(on_cuda / "metrics.jsonl"))
+    if (line.contains("loss")) CHECK(line.at("precision") == "bf16");
+  const auto ck = eng::io::load_safetensors(on_cuda / "last.safetensors");
+  CHECK(ck.metadata.at("precision") == "bf16");
+  for (const auto& [name, t] : ck.tensors)
+    if (t.dtype() != eng::DType::i64) CHECK(t.dtype() == eng::DType::f32);
+}
+
 TEST_CASE("ssd_train: --precision values the device cannot run are one-line errors", "[apps][ssd_train]") {
   TempDir out("ssd_train_precision");
   app::TrainConfig c = small_config(out.path.string());
@@ -201,7 +230,7 @@ TEST_CASE("ssd_train: --precision values the device cannot run are one-line erro
   c.precision = "tf32";
   REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision tf32 needs --device cuda"));
   c.precision = "bf16";
-  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision bf16"));
+  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision bf16 needs --device cuda"));
   c.precision = "fp16";
   REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision must be fp32, tf32 or bf16, got 'fp16'"));
 }

@@ -79,6 +79,11 @@ class DetectionModel : public eng::nn::Module {
 // Builds a model by name (throws listing the known names for an unknown one). Parameters
 // get the architecture's own initialisation (PyTorch / torchvision defaults).
 std::shared_ptr<DetectionModel> create_model(const ModelConfig& config);
+
+// model.forward_heads(images) with both heads in f32, as the loss and post-processing take
+// them: under BF16 autocast (engine/autocast.h) the heads come out bf16 and are cast here
+// (differentiably), as torch's autocast runs losses in float32. f32 heads pass unchanged.
+HeadOutputs forward_heads_f32(DetectionModel& model, const eng::Tensor& images);
 std::vector<std::string> model_names();
 
 }  // namespace models
