@@ -212,7 +212,7 @@ kern::Conv2dDims conv_dims(const char* op, const Tensor& x, const Tensor& weight
                            const Conv2dParams& p) {
   ENGINE_CHECK(x.defined() && weight.defined(), op, ": undefined input or weight");
   check_same_device_dtype(op, {x, weight, bias});
-  check_floating(op, x);
+  check_floating_or_bf16(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": input must be [N, C, H, W], got ", shape_str(x.sizes()));
   ENGINE_CHECK(weight.dim() == 4, op, ": weight must be [O, C, kh, kw], got ", shape_str(weight.sizes()));
   ENGINE_CHECK(x.size(1) == weight.size(1), op, ": input ", shape_str(x.sizes()), " has ", x.size(1),
