@@ -276,20 +276,29 @@ struct IgemmBackwardFilter {
   T* dw;
   const T* bias = nullptr;
   bool relu = false;
+  // A column is one (c, i, j): its channel offset in an image and its tap offsets are decoded
+  // once; the depth index k = n*Ho*Wo + pix is split with 32-bit divisions (N*Ho*Wo < 2^31).
   struct Col {
     int q;
+    int c_off;       // c*H*W
+    int dh0, dw0;    // i*dh - ph, j*dw - pw
   };
   KERN_IGEMM_HD int rows() const { return s.O; }
   KERN_IGEMM_HD int64_t cols() const { return s.K; }
   KERN_IGEMM_HD int depth() const { return int(s.ncol); }
-  KERN_IGEMM_HD Col column(int64_t q) const { return Col{int(q)}; }
+  KERN_IGEMM_HD Col column(int64_t q) const {
+    const int taps = s.kh * s.kw, c = int(q) / taps, tap = int(q) - c * taps, i = tap / s.kw, j = tap - i * s.kw;
+    return Col{int(q), c * s.H * s.W, i * s.dil_h - s.pad_h, j * s.dil_w - s.pad_w};
+  }
   KERN_IGEMM_HD T a(int m, int k) const {
-    const int64_t n = k / s.HWo;
-    return dy[(n * s.O + m) * s.HWo + (k - n * s.HWo)];
+    const int hwo = int(s.HWo), n = k / hwo;
+    return dy[(int64_t(n) * s.O + m) * hwo + (k - n * hwo)];
   }
   KERN_IGEMM_HD T b(const Col& c, int k) const {
-    const IgemmColumn col = igemm_column(s, k);
-    return igemm_b_element<0, 0>(s, x + col.img * (int64_t(s.C) * s.H * s.W), col.ih0, col.iw0, c.q);
+    const int hwo = int(s.HWo), n = k / hwo, pix = k - n * hwo, oh = pix / s.Wo, ow = pix - oh * s.Wo;
+    const int h = oh * s.stride_h + c.dh0, v = ow * s.stride_w + c.dw0;
+    if (h < 0 || h >= s.H || v < 0 || v >= s.W) return T(0.0f);
+    return x[int64_t(n) * s.C * s.H * s.W + c.c_off + h * s.W + v];
   }
   KERN_IGEMM_HD T* out(const Col& c, int m) const { return dw + int64_t(m) * s.K + c.q; }
 };
