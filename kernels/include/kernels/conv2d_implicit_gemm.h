@@ -224,7 +224,8 @@ struct IgemmForward {
 // that divides exactly and lands in [0, Ho) (likewise ow); other taps contribute 0.
 //   rows m = c (C), columns q = (n*H + h)*W + v (N*H*W), depth k = (o*kh + i)*kw + j (O*kh*kw)
 //   A[m, k] = w[o, c, i, j] (w read transposed), B[k, q] = dy[n, o, oh, ow] or 0.
-template <typename T>
+// KH, KW > 0 fix the kernel size at compile time (s must then match).
+template <typename T, int KH = 0, int KW = 0>
 struct IgemmBackwardData {
   IgemmShape s;
   const T* dy;
@@ -240,6 +241,8 @@ struct IgemmBackwardData {
   KERN_IGEMM_HD int rows() const { return s.C; }
   KERN_IGEMM_HD int64_t cols() const { return s.N * s.HW; }
   KERN_IGEMM_HD int depth() const { return s.O * s.kh * s.kw; }
+  KERN_IGEMM_HD int kw() const { return KW > 0 ? KW : s.kw; }
+  KERN_IGEMM_HD int taps() const { return KH > 0 && KW > 0 ? KH * KW : s.kh * s.kw; }
   KERN_IGEMM_HD Col column(int64_t q) const {
     Col r;
     r.img = q / s.HW;
@@ -249,11 +252,11 @@ struct IgemmBackwardData {
     return r;
   }
   KERN_IGEMM_HD T a(int m, int k) const {
-    const int taps = s.kh * s.kw, o = k / taps;
-    return w[(int64_t(o) * s.C + m) * taps + (k - o * taps)];
+    const int o = k / taps();
+    return w[(int64_t(o) * s.C + m) * taps() + (k - o * taps())];
   }
   KERN_IGEMM_HD T b(const Col& c, int k) const {
-    const int taps = s.kh * s.kw, o = k / taps, tap = k - o * taps, i = tap / s.kw, j = tap - i * s.kw;
+    const int o = k / taps(), tap = k - o * taps(), i = tap / kw(), j = tap - i * kw();
     const int th = c.h + s.pad_h - i * s.dil_h, tv = c.v + s.pad_w - j * s.dil_w;  // oh*sh, ow*sw
     if (th < 0 || tv < 0 || th % s.stride_h != 0 || tv % s.stride_w != 0) return T(0.0f);
     const int oh = th / s.stride_h, ow = tv / s.stride_w;
