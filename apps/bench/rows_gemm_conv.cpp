@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "bench/bench_common.h"
 #include "engine/autograd.h"
@@ -118,6 +120,12 @@ void bench_conv2d_vgg(const Options& o, std::vector<Row>& rows) {
 //   conv2d_dilated_bf16         the bf16 overload (kernel 2 on __nv_bfloat16 x, w, bias, y),
 //                               checked at 5e-2 (u = 2^-8 per operand plus bf16 output rounding)
 // cuDNN has no BF16 row here (it would need bf16 descriptors and tensors: not done).
+// Backward (dx + dw, no bias gradient), same batches:
+//   conv2d_dilated_bwd_im2col   kern::cuda::conv2d_backward: per image im2col + cuBLAS + col2im
+//                               (what eng::conv2d's backward runs), the reference of the rows below
+//   conv2d_dilated_bwd_{fp32,tf32,bf16}  conv2d_igemm_backward_data + _backward_filter (kernel 3
+//                               for fp32, kernel 2 for tf32 / bf16), whole batch, no workspace;
+//                               checked with atol = tol * rms(ref), rtol = tol, tol 1e-3 / 1e-2 / 5e-2
 // Every CUDA row is checked against the CPU conv of images 0 and N-1 before it is timed.
 // FLOPs are the nominal 2*N*O*Ho*Wo*C*9 (taps in the padding are counted, as they are
 // multiplied). After each batch a line gives ours/cuDNN and dilated/undilated time ratios.
@@ -231,6 +239,96 @@ double error_ratio(const Tensor& actual, const Tensor& ref, double atol, double 
   return worst;
 }
 
+#ifdef ENGINE_WITH_CUDA
+// A device copy of a float tensor in bf16 (caller frees), and a bf16 device array read back.
+__nv_bfloat16* device_bf16(const Tensor& t) {
+  const std::vector<float> h = t.to_vector<float>();
+  std::vector<__nv_bfloat16> hb(h.size());
+  for (size_t i = 0; i < h.size(); ++i) hb[i] = __float2bfloat16(h[i]);
+  void* p = nullptr;
+  if (cudaMalloc(&p, hb.size() * sizeof(__nv_bfloat16)) != cudaSuccess) throw std::runtime_error("cudaMalloc failed");
+  if (cudaMemcpy(p, hb.data(), hb.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy failed");
+  return static_cast<__nv_bfloat16*>(p);
+}
+Tensor read_bf16(const __nv_bfloat16* p, const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  std::vector<__nv_bfloat16> hb(static_cast<size_t>(n));
+  if (cudaMemcpy(hb.data(), p, hb.size() * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost) != cudaSuccess)
+    throw std::runtime_error("cudaMemcpy failed");
+  std::vector<float> hf(hb.size());
+  for (size_t i = 0; i < hb.size(); ++i) hf[i] = __bfloat162float(hb[i]);
+  return from_vector<float>(hf, shape);
+}
+
+// The backward rows of fc6 at batch N (see the list above): dx + dw of x, w and a random dy.
+void bench_backward(const Options& o, std::vector<Row>& rows, int64_t N, const Tensor& dx, const Tensor& dw,
+                    const std::function<std::string(const char*, const char*)>& shape, double fwd_flops) {
+  kern::Conv2dDims d;
+  d.N = N, d.C = dx.size(1), d.H = dx.size(2), d.W = dx.size(3), d.O = dw.size(0), d.kh = dw.size(2), d.kw = dw.size(3);
+  d.pad_h = d.pad_w = 6, d.dil_h = d.dil_w = 6, d.Ho = d.H, d.Wo = d.W;
+  Generator gen(5);
+  const Tensor gy = randn({N, d.O, d.Ho, d.Wo}, gen), dgy = gy.cuda();
+  const TensorOptions dev = TensorOptions(DType::f32).device(Device::cuda());
+  Tensor gx_ref = full(dx.sizes(), NAN, dev), gw_ref = full(dw.sizes(), NAN, dev);
+  Tensor col = empty({kern::conv2d_col_size(d)}, dev);
+  auto im2col_run = [&] {
+    kern::cuda::conv2d_backward<float>(d, dx.data<float>(), dw.data<float>(), dgy.data<float>(), gx_ref.data<float>(),
+                                       gw_ref.data<float>(), nullptr, col.data<float>(), cuda::blas(), cuda::stream());
+  };
+  im2col_run();
+  cuda::synchronize();
+  const Tensor rx = gx_ref.cpu(), rw = gw_ref.cpu();
+  auto rms = [](const Tensor& t) {
+    double s = 0;
+    const std::vector<double> v = t.to_vector<double>();
+    for (double e : v) s += e * e;
+    return v.empty() ? 0.0 : std::sqrt(s / double(v.size()));
+  };
+  const double rms_x = rms(rx), rms_w = rms(rw);
+  auto check_and_time = [&](const char* name, const std::string& shp, const std::function<void()>& fn,
+                            const std::function<std::pair<Tensor, Tensor>()>& outputs, double tol) {
+    fn();
+    cuda::synchronize();
+    const std::pair<Tensor, Tensor> got = outputs();
+    const double err = std::max(error_ratio(got.first, rx, tol * rms_x, tol), error_ratio(got.second, rw, tol * rms_w, tol));
+    Row r;
+    if (err <= 1.0) r = time_it(o, true, fn);
+    r.name = name, r.device = "cuda", r.shape = shp, r.flops = 2 * fwd_flops, r.max_err = err, r.valid = err <= 1.0;
+    rows.push_back(r);
+  };
+  {
+    Row r = time_it(o, true, im2col_run);
+    r.name = "conv2d_dilated_bwd_im2col", r.device = "cuda", r.shape = shape("d6 p6, dx + dw, im2col + cuBLAS", "f32");
+    r.flops = 2 * fwd_flops, r.max_err = 0, r.valid = true;
+    rows.push_back(r);
+  }
+  Tensor gx = full(dx.sizes(), NAN, dev), gw = full(dw.sizes(), NAN, dev);
+  for (const kern::ConvMath m : {kern::ConvMath::fp32, kern::ConvMath::tf32}) {
+    const bool tf = m == kern::ConvMath::tf32;
+    check_and_time(tf ? "conv2d_dilated_bwd_tf32" : "conv2d_dilated_bwd_fp32",
+                   shape(tf ? "d6 p6, dx + dw, WMMA TF32, tol 1e-2" : "d6 p6, dx + dw, FP32 kernel 3, tol 1e-3", "f32"),
+                   [&, m] {
+                     kern::cuda::conv2d_igemm_backward_data(d, m, dgy.data<float>(), dw.data<float>(), gx.data<float>(),
+                                                            cuda::stream());
+                     kern::cuda::conv2d_igemm_backward_filter(d, m, dx.data<float>(), dgy.data<float>(),
+                                                              gw.data<float>(), cuda::stream());
+                   },
+                   [&] { return std::make_pair(gx.cpu(), gw.cpu()); }, tf ? 1e-2 : 1e-3);
+  }
+  __nv_bfloat16 *bx = device_bf16(dx.cpu()), *bw = device_bf16(dw.cpu()), *bgy = device_bf16(gy);
+  __nv_bfloat16 *bgx = device_bf16(full(dx.sizes(), NAN)), *bgw = device_bf16(full(dw.sizes(), NAN));
+  check_and_time("conv2d_dilated_bwd_bf16", shape("d6 p6, dx + dw, WMMA BF16, tol 5e-2", "bf16"),
+                 [&] {
+                   kern::cuda::conv2d_igemm_backward_data(d, bgy, bw, bgx, cuda::stream());
+                   kern::cuda::conv2d_igemm_backward_filter(d, bx, bgy, bgw, cuda::stream());
+                 },
+                 [&] { return std::make_pair(read_bf16(bgx, dx.sizes()), read_bf16(bgw, dw.sizes())); }, 5e-2);
+  cudaFree(bx), cudaFree(bw), cudaFree(bgy), cudaFree(bgx), cudaFree(bgw);
+}
+#endif
+
 void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
   const int64_t C = 512, O = 1024, H = 19, k = 3;
   const Conv2dParams dil = Conv2dParams::square(1, 6, 6), plain = Conv2dParams::square(1, 1, 1);
@@ -315,17 +413,8 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
                                 y, ref_dil, tf ? 1e-2 : atol, tf ? 1e-2 : rtol);
     }
     {
-      auto to_device_bf16 = [](const Tensor& t) {
-        const std::vector<float> h = t.to_vector<float>();
-        std::vector<__nv_bfloat16> hb(h.size());
-        for (size_t i = 0; i < h.size(); ++i) hb[i] = __float2bfloat16(h[i]);
-        void* p = nullptr;
-        if (cudaMalloc(&p, hb.size() * sizeof(__nv_bfloat16)) != cudaSuccess) throw std::runtime_error("cudaMalloc");
-        cudaMemcpy(p, hb.data(), hb.size() * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice);
-        return static_cast<__nv_bfloat16*>(p);
-      };
-      __nv_bfloat16 *bx = to_device_bf16(x), *bw = to_device_bf16(w), *bb = to_device_bf16(b);
-      __nv_bfloat16* by = to_device_bf16(full({N, O, H, H}, NAN));
+      __nv_bfloat16 *bx = device_bf16(x), *bw = device_bf16(w), *bb = device_bf16(b);
+      __nv_bfloat16* by = device_bf16(full({N, O, H, H}, NAN));
       auto fn = [&] { kern::cuda::conv2d_igemm_forward(dd, bx, bw, bb, false, by, cuda::stream()); };
       fn();
       cuda::synchronize();
@@ -345,6 +434,8 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
       t_math[2] = r.valid ? r.median_ms : 0.0;
       cudaFree(bx), cudaFree(bw), cudaFree(bb), cudaFree(by);
     }
+
+    bench_backward(o, rows, N, dx, dw, shape, flops);
 
     double t_cudnn = 0, t_cudnn_tf32 = 0;
 #ifdef BENCH_HAVE_CUDNN

@@ -467,15 +467,20 @@ void conv2d_igemm_backward_data(const Conv2dDims& d, ConvMath math, const float*
                                 Stream stream) {
   check_backward(d, "conv2d_igemm_backward_data");
   check_float_math(math, "conv2d_igemm_backward_data");
-  const IgemmBackwardData<float> p{igemm_shape(d), dy, w, dx};
-  if (math == ConvMath::fp32) launch_simple(p, stream);
-  else launch_wmma<float>(p, stream);
+  const IgemmShape s = igemm_shape(d);
+  if (math == ConvMath::fp32) launch_simple(IgemmBackwardData<float>{s, dy, w, dx}, stream);
+  else if (s.kh == 3 && s.kw == 3) launch_wmma<float>(IgemmBackwardData<float, 3, 3>{s, dy, w, dx}, stream);
+  else launch_wmma<float>(IgemmBackwardData<float>{s, dy, w, dx}, stream);
 }
 
 void conv2d_igemm_backward_data(const Conv2dDims& d, const __nv_bfloat16* dy, const __nv_bfloat16* w,
                                 __nv_bfloat16* dx, Stream stream) {
   check_backward(d, "conv2d_igemm_backward_data (bf16)");
-  launch_wmma<__nv_bfloat16>(IgemmBackwardData<__nv_bfloat16>{igemm_shape(d), dy, w, dx}, stream);
+  const IgemmShape s = igemm_shape(d);
+  if (s.kh == 3 && s.kw == 3)
+    launch_wmma<__nv_bfloat16>(IgemmBackwardData<__nv_bfloat16, 3, 3>{s, dy, w, dx}, stream);
+  else
+    launch_wmma<__nv_bfloat16>(IgemmBackwardData<__nv_bfloat16>{s, dy, w, dx}, stream);
 }
 
 void conv2d_igemm_backward_filter(const Conv2dDims& d, ConvMath math, const float* x, const float* dy, float* dw,

@@ -224,7 +224,8 @@ struct IgemmForward {
 // that divides exactly and lands in [0, Ho) (likewise ow); other taps contribute 0.
 //   rows m = c (C), columns q = (n*H + h)*W + v (N*H*W), depth k = (o*kh + i)*kw + j (O*kh*kw)
 //   A[m, k] = w[o, c, i, j] (w read transposed), B[k, q] = dy[n, o, oh, ow] or 0.
-template <typename T>
+// KH, KW > 0 fix the kernel size at compile time (s must then match).
+template <typename T, int KH = 0, int KW = 0>
 struct IgemmBackwardData {
   IgemmShape s;
   const T* dy;
@@ -240,6 +241,8 @@ struct IgemmBackwardData {
   KERN_IGEMM_HD int rows() const { return s.C; }
   KERN_IGEMM_HD int64_t cols() const { return s.N * s.HW; }
   KERN_IGEMM_HD int depth() const { return s.O * s.kh * s.kw; }
+  KERN_IGEMM_HD int kw() const { return KW > 0 ? KW : s.kw; }
+  KERN_IGEMM_HD int taps() const { return KH > 0 && KW > 0 ? KH * KW : s.kh * s.kw; }
   KERN_IGEMM_HD Col column(int64_t q) const {
     Col r;
     r.img = q / s.HW;
@@ -249,11 +252,11 @@ struct IgemmBackwardData {
     return r;
   }
   KERN_IGEMM_HD T a(int m, int k) const {
-    const int taps = s.kh * s.kw, o = k / taps;
-    return w[(int64_t(o) * s.C + m) * taps + (k - o * taps)];
+    const int o = k / taps();
+    return w[(int64_t(o) * s.C + m) * taps() + (k - o * taps())];
   }
   KERN_IGEMM_HD T b(const Col& c, int k) const {
-    const int taps = s.kh * s.kw, o = k / taps, tap = k - o * taps, i = tap / s.kw, j = tap - i * s.kw;
+    const int o = k / taps(), tap = k - o * taps(), i = tap / kw(), j = tap - i * kw();
     const int th = c.h + s.pad_h - i * s.dil_h, tv = c.v + s.pad_w - j * s.dil_w;  // oh*sh, ow*sw
     if (th < 0 || tv < 0 || th % s.stride_h != 0 || tv % s.stride_w != 0) return T(0.0f);
     const int oh = th / s.stride_h, ow = tv / s.stride_w;
@@ -276,20 +279,29 @@ struct IgemmBackwardFilter {
   T* dw;
   const T* bias = nullptr;
   bool relu = false;
+  // A column is one (c, i, j): its channel offset in an image and its tap offsets are decoded
+  // once; the depth index k = n*Ho*Wo + pix is split with 32-bit divisions (N*Ho*Wo < 2^31).
   struct Col {
     int q;
+    int c_off;       // c*H*W
+    int dh0, dw0;    // i*dh - ph, j*dw - pw
   };
   KERN_IGEMM_HD int rows() const { return s.O; }
   KERN_IGEMM_HD int64_t cols() const { return s.K; }
   KERN_IGEMM_HD int depth() const { return int(s.ncol); }
-  KERN_IGEMM_HD Col column(int64_t q) const { return Col{int(q)}; }
+  KERN_IGEMM_HD Col column(int64_t q) const {
+    const int taps = s.kh * s.kw, c = int(q) / taps, tap = int(q) - c * taps, i = tap / s.kw, j = tap - i * s.kw;
+    return Col{int(q), c * s.H * s.W, i * s.dil_h - s.pad_h, j * s.dil_w - s.pad_w};
+  }
   KERN_IGEMM_HD T a(int m, int k) const {
-    const int64_t n = k / s.HWo;
-    return dy[(n * s.O + m) * s.HWo + (k - n * s.HWo)];
+    const int hwo = int(s.HWo), n = k / hwo;
+    return dy[(int64_t(n) * s.O + m) * hwo + (k - n * hwo)];
   }
   KERN_IGEMM_HD T b(const Col& c, int k) const {
-    const IgemmColumn col = igemm_column(s, k);
-    return igemm_b_element<0, 0>(s, x + col.img * (int64_t(s.C) * s.H * s.W), col.ih0, col.iw0, c.q);
+    const int hwo = int(s.HWo), n = k / hwo, pix = k - n * hwo, oh = pix / s.Wo, ow = pix - oh * s.Wo;
+    const int h = oh * s.stride_h + c.dh0, v = ow * s.stride_w + c.dw0;
+    if (h < 0 || h >= s.H || v < 0 || v >= s.W) return T(0.0f);
+    return x[int64_t(n) * s.C * s.H * s.W + c.c_off + h * s.W + v];
   }
   KERN_IGEMM_HD T* out(const Col& c, int m) const { return dw + int64_t(m) * s.K + c.q; }
 };
