@@ -42,16 +42,17 @@ struct CrossEntropyBackward : Node {
       g_stride = 0;  // one value for every element
       if (reduction == Reduction::Mean) g = div(g, count).contiguous();
     }
-    Tensor gx = new_empty(x.sizes(), x);
-    dispatch_float(x, "cross_entropy", [&](auto tag) {
-      using T = decltype(tag);
+    Tensor gx = new_empty(x.sizes(), x);  // the logits' dtype (bf16 logits: bf16 gradient)
+    dispatch_float_or_bf16(x, "cross_entropy", [&](auto tag) {
+      using T = decltype(tag);       // storage of the logits
+      using F = kern::compute_t<T>;  // lse and g (float for bf16 logits)
       if (x.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<T>(),
-                                                              ignore_index, g.data<T>(), g_stride, gx.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<F>(),
+                                                              ignore_index, g.data<F>(), g_stride, gx.data<T>(),
                                                               cuda::stream()));
       } else {
-        kern::cpu::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<T>(), ignore_index,
-                                             g.data<T>(), g_stride, gx.data<T>());
+        kern::cpu::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<F>(), ignore_index,
+                                             g.data<F>(), g_stride, gx.data<T>());
       }
     });
     return {gx};
@@ -151,7 +152,7 @@ Tensor smooth_l1_impl(const char* op, const char* node_name, const Tensor& input
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, Reduction reduction, int64_t ignore_index) {
   const char* op = "cross_entropy";
   ENGINE_CHECK(logits_in.defined() && target_in.defined(), op, ": undefined logits or target");
-  check_floating(op, logits_in);
+  check_floating_or_bf16(op, logits_in);
   ENGINE_CHECK(logits_in.dim() >= 2, op, ": logits must be [N, C] or [N, C, d...], got shape ",
                shape_str(logits_in.sizes()));
   ENGINE_CHECK(logits_in.dim() <= kern::kMaxDims, op, ": logits have more than ", kern::kMaxDims, " dims");
@@ -180,18 +181,23 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, Reduction
                  ") and is not ignore_index (", ignore_index, ")");
   }
 
-  Tensor loss = new_empty(target.sizes(), x);  // per element, shape of target
-  Tensor lse = new_empty(target.sizes(), x);
-  Tensor valid = reduction == Reduction::Mean ? new_empty(target.sizes(), x) : Tensor();
-  dispatch_float(x, op, [&](auto tag) {
+  // Per-element loss, logsumexp and valid flags in the compute dtype: bf16 logits are read
+  // as bf16 but the loss is f32 from the start (kernels/losses.h).
+  const TensorOptions loss_opts =
+      TensorOptions(x.dtype() == DType::bf16 ? DType::f32 : x.dtype()).device(x.device());
+  Tensor loss = empty(target.sizes(), loss_opts);  // per element, shape of target
+  Tensor lse = empty(target.sizes(), loss_opts);
+  Tensor valid = reduction == Reduction::Mean ? empty(target.sizes(), loss_opts) : Tensor();
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
-    T* pv = valid.defined() ? valid.data<T>() : nullptr;
+    using F = kern::compute_t<T>;
+    F* pv = valid.defined() ? valid.data<F>() : nullptr;
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index,
-                                                          loss.data<T>(), lse.data<T>(), pv, cuda::stream()));
+                                                          loss.data<F>(), lse.data<F>(), pv, cuda::stream()));
     } else {
-      kern::cpu::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index, loss.data<T>(),
-                                          lse.data<T>(), pv);
+      kern::cpu::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index, loss.data<F>(),
+                                          lse.data<F>(), pv);
     }
   });
 
