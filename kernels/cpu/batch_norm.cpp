@@ -92,14 +92,15 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean
 }
 
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y) {
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y) {
+  using F = compute_t<T>;  // T is the storage type; bf16 computes in float, rounds once
 #pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
   for (int64_t nc = 0; nc < d.N * d.C; ++nc) {
     const int64_t c = nc % d.C;
-    const T s = scale[c], t = shift ? shift[c] : T(0);
+    const F s = scale[c], t = shift ? shift[c] : F(0);
     const T* xp = x + nc * d.HW;
     T* yp = y + nc * d.HW;
-    for (int64_t i = 0; i < d.HW; ++i) yp[i] = xp[i] * s + t;
+    for (int64_t i = 0; i < d.HW; ++i) yp[i] = from_compute<T>(to_compute(xp[i]) * s + t);
   }
 }
 
@@ -111,9 +112,10 @@ void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T*
                                               const T*, T*, T*);                                               \
   template void batch_norm_backward_input<T>(const BatchNormDims&, const T*, const T*, const T*, const T*,     \
                                              double, bool, const T*, const T*, const T*, T*);                  \
-  template void channel_affine<T>(const BatchNormDims&, const T*, const T*, const T*, T*);
+  template void channel_affine<T>(const BatchNormDims&, const T*, const compute_t<T>*, const compute_t<T>*, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+template void channel_affine<bf16>(const BatchNormDims&, const bf16*, const float*, const float*, bf16*);
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -1,5 +1,6 @@
 #include "kernels/batch_norm.h"
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 
 namespace kern::cuda {
 namespace {
@@ -107,12 +108,14 @@ __global__ void backward_input_kernel(BatchNormDims d, const T* __restrict__ x, 
 }
 
 template <typename T>
-__global__ void channel_affine_kernel(BatchNormDims d, const T* __restrict__ x, const T* __restrict__ scale,
-                                      const T* __restrict__ shift, T* __restrict__ y) {
+__global__ void channel_affine_kernel(BatchNormDims d, const T* __restrict__ x, const compute_of<T>* __restrict__ scale,
+                                      const compute_of<T>* __restrict__ shift, T* __restrict__ y) {
+  // T is the storage type (kernels/cuda_storage.cuh): bf16 computes in float, rounds once.
+  using F = compute_of<T>;
   const int64_t n = d.N * d.C * d.HW;
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t c = (k / d.HW) % d.C;
-    y[k] = x[k] * scale[c] + (shift ? shift[c] : T(0));
+    Storage<T>::store(y, k, Storage<T>::load(x, k) * scale[c] + (shift ? shift[c] : F(0)));
   }
 }
 
@@ -155,7 +158,8 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean
 }
 
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y, Stream stream) {
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y,
+                    Stream stream) {
   const int64_t n = d.N * d.C * d.HW;
   if (n == 0) return;
   channel_affine_kernel<T><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(d, x, scale, shift, y);
@@ -170,9 +174,11 @@ void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T*
                                               const T*, T*, T*, Stream);                                       \
   template void batch_norm_backward_input<T>(const BatchNormDims&, const T*, const T*, const T*, const T*,     \
                                              double, bool, const T*, const T*, const T*, T*, Stream);          \
-  template void channel_affine<T>(const BatchNormDims&, const T*, const T*, const T*, T*, Stream);
+  template void channel_affine<T>(const BatchNormDims&, const T*, const compute_t<T>*, const compute_t<T>*, T*, \
+                                  Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+template void channel_affine<bf16>(const BatchNormDims&, const bf16*, const float*, const float*, bf16*, Stream);
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -1,6 +1,7 @@
 // Batch-norm front-ends: batch_norm2d (train / eval, running-stat update) and
 // frozen_batch_norm2d (torchvision's FrozenBatchNorm2d: a fixed per-channel affine map).
-// Maths in kernels/batch_norm.h.
+// Maths in kernels/batch_norm.h. frozen_batch_norm2d also takes bf16 activations with its
+// f32 parameters (float maths, bf16 output); batch_norm2d is f32 / f64 only.
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
@@ -28,9 +29,10 @@ void check_channel_param(const char* op, const Tensor& t, const char* what, int6
                shape_str(x.sizes()), ", got ", shape_str(t.sizes()));
 }
 
-void check_bn_input(const char* op, const Tensor& x) {
+void check_bn_input(const char* op, const Tensor& x, bool bf16_ok) {
   ENGINE_CHECK(x.defined(), op, ": undefined input");
-  check_floating(op, x);
+  if (bf16_ok) check_floating_or_bf16(op, x);
+  else check_floating(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
 }
 
@@ -104,13 +106,14 @@ struct FrozenBatchNormBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
     const kern::BatchNormDims d = bn_dims(g);
-    dispatch_float(g, "frozen_batch_norm2d", [&](auto tag) {
-      using T = decltype(tag);
+    dispatch_float_or_bf16(g, "frozen_batch_norm2d", [&](auto tag) {
+      using T = decltype(tag);       // g, gx
+      using F = kern::compute_t<T>;  // scale
       if (g.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<F>(), nullptr, gx.data<T>(),
                                                      cuda::stream()));
       } else {
-        kern::cpu::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>());
+        kern::cpu::channel_affine<T>(d, g.data<T>(), scale.data<F>(), nullptr, gx.data<T>());
       }
     });
     return {gx};
@@ -123,7 +126,7 @@ struct FrozenBatchNormBackward : Node {
 Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                     Tensor running_var, bool training, double momentum, double eps) {
   const char* op = "batch_norm2d";
-  check_bn_input(op, x_in);
+  check_bn_input(op, x_in, false);
   const int64_t C = x_in.size(1);
   check_channel_param(op, weight, "weight", C, x_in, true);
   check_channel_param(op, bias, "bias", C, x_in, true);
@@ -186,13 +189,21 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
 Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                            const Tensor& running_var, double eps) {
   const char* op = "frozen_batch_norm2d";
-  check_bn_input(op, x_in);
+  check_bn_input(op, x_in, true);
   const int64_t C = x_in.size(1);
   check_channel_param(op, weight, "weight", C, x_in, false);
   check_channel_param(op, bias, "bias", C, x_in, false);
   check_channel_param(op, running_mean, "running_mean", C, x_in, false);
   check_channel_param(op, running_var, "running_var", C, x_in, false);
-  check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  if (x_in.dtype() == DType::bf16) {
+    // bf16 activations, f32 parameters (the model's weights stay f32).
+    check_same_device_dtype(op, {weight, bias, running_mean, running_var});
+    ENGINE_CHECK(weight.dtype() == DType::f32 && weight.device() == x_in.device(), op,
+                 ": the parameters must be f32 on ", x_in.device().str(), " for a bf16 input of shape ",
+                 shape_str(x_in.sizes()), ", got ", dtype_name(weight.dtype()), " on ", weight.device().str());
+  } else {
+    check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  }
   ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
 
   // scale = w / sqrt(rv + eps), shift = b - rm * scale: constants, so no graph.
@@ -205,13 +216,14 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
   Tensor x = x_in.detach().contiguous();
   Tensor y = new_empty(x.sizes(), x);
   const kern::BatchNormDims d = bn_dims(x);
-  dispatch_float(x, op, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
+    using T = decltype(tag);       // x, y
+    using F = kern::compute_t<T>;  // scale, shift
     if (x.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>(),
+      ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<F>(), shift.data<F>(), y.data<T>(),
                                                    cuda::stream()));
     } else {
-      kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>());
+      kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<F>(), shift.data<F>(), y.data<T>());
     }
   });
   if (any_requires_grad({x_in})) attach(y, std::make_shared<FrozenBatchNormBackward>(scale), {x_in});

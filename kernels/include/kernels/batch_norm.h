@@ -20,10 +20,14 @@
 // channel_affine:     y = x * scale[c] + shift[c]   (shift == nullptr means 0). FrozenBatchNorm2d
 //                     forward with scale = w / sqrt(rv + eps), shift = b - rm * scale, and its
 //                     backward dx = dy * scale (the same kernel with shift == nullptr).
+//                     channel_affine also takes T = kern::bf16 (x, y bf16; scale and shift
+//                     in compute_t<T> = float; y = x * scale + shift in float, rounded once).
+//                     The batch-norm kernels proper are f32 / f64 only.
 //
 // CUDA: the reductions run one block per channel with a shared-memory tree; the
 // elementwise parts run one thread per element.
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 
 namespace kern {
@@ -46,7 +50,7 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean
                                double eps, bool training, const T* gy, const T* sum_dy, const T* sum_dy_xhat,
                                T* gx);
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y);
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y);
 }  // namespace cpu
 
 namespace cuda {
@@ -63,7 +67,8 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean
                                double eps, bool training, const T* gy, const T* sum_dy, const T* sum_dy_xhat,
                                T* gx, Stream stream);
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y, Stream stream);
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y,
+                    Stream stream);
 }  // namespace cuda
 
 }  // namespace kern
