@@ -69,26 +69,28 @@ void cross_entropy_backward(const CrossEntropyDims& d, const S* x, const int64_t
   }
 }
 
-template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss) {
+template <typename S>
+void smooth_l1_forward(int64_t n, const S* input, const compute_t<S>* target, double beta, compute_t<S>* loss) {
+  using T = compute_t<S>;
   const T b = static_cast<T>(beta);
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t k = 0; k < n; ++k) {
-    const T a = std::fabs(input[k] - target[k]);
+    const T a = std::fabs(to_compute(input[k]) - target[k]);
     loss[k] = a < b ? T(0.5) * a * a / b : a - T(0.5) * b;
   }
 }
 
-template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx) {
+template <typename S>
+void smooth_l1_backward(int64_t n, const S* input, const compute_t<S>* target, double beta, const compute_t<S>* g,
+                        int64_t g_stride, S* gx) {
+  using T = compute_t<S>;
   const T b = static_cast<T>(beta);
 #pragma omp parallel for if (n > (1 << 16))
   for (int64_t k = 0; k < n; ++k) {
-    const T diff = input[k] - target[k];
+    const T diff = to_compute(input[k]) - target[k];
     const T sign = diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
     const T slope = std::fabs(diff) < b ? diff / b : sign;
-    gx[k] = slope * g[k * g_stride];
+    gx[k] = from_compute<S>(slope * g[k * g_stride]);
   }
 }
 
@@ -99,11 +101,12 @@ void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta,
                                           const compute_t<T>*, int64_t, const compute_t<T>*, int64_t, T*);
 #define KERN_INSTANTIATE(T)                                                                                    \
   KERN_INSTANTIATE_CE(T)                                                                                       \
-  template void smooth_l1_forward<T>(int64_t, const T*, const T*, double, T*);                                 \
-  template void smooth_l1_backward<T>(int64_t, const T*, const T*, double, const T*, int64_t, T*);
+  template void smooth_l1_forward<T>(int64_t, const T*, const compute_t<T>*, double, compute_t<T>*);         \
+  template void smooth_l1_backward<T>(int64_t, const T*, const compute_t<T>*, double, const compute_t<T>*,   \
+                                      int64_t, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
-KERN_INSTANTIATE_CE(bf16)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 #undef KERN_INSTANTIATE_CE
 

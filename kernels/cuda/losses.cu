@@ -105,23 +105,25 @@ __global__ void ce_backward_kernel(int64_t N, int64_t C, int64_t inner, const S*
   }
 }
 
-template <typename T>
-__global__ void smooth_l1_forward_kernel(int64_t n, const T* __restrict__ input, const T* __restrict__ target, T beta,
+// Smooth-L1: S is the storage type of the input and of gx; the target, the loss, g and the
+// maths use T = compute_of<S>.
+template <typename S, typename T = compute_of<S>>
+__global__ void smooth_l1_forward_kernel(int64_t n, const S* __restrict__ input, const T* __restrict__ target, T beta,
                                          T* __restrict__ loss) {
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
-    const T a = ::fabs(input[k] - target[k]);
+    const T a = ::fabs(Storage<S>::load(input, k) - target[k]);
     loss[k] = a < beta ? T(0.5) * a * a / beta : a - T(0.5) * beta;
   }
 }
 
-template <typename T>
-__global__ void smooth_l1_backward_kernel(int64_t n, const T* __restrict__ input, const T* __restrict__ target, T beta,
-                                          const T* __restrict__ g, int64_t g_stride, T* __restrict__ gx) {
+template <typename S, typename T = compute_of<S>>
+__global__ void smooth_l1_backward_kernel(int64_t n, const S* __restrict__ input, const T* __restrict__ target, T beta,
+                                          const T* __restrict__ g, int64_t g_stride, S* __restrict__ gx) {
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
-    const T diff = input[k] - target[k];
+    const T diff = Storage<S>::load(input, k) - target[k];
     const T sign = diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
     const T slope = ::fabs(diff) < beta ? diff / beta : sign;
-    gx[k] = slope * g[k * g_stride];
+    Storage<S>::store(gx, k, slope * g[k * g_stride]);
   }
 }
 
@@ -159,17 +161,20 @@ void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t
 }
 
 template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss, Stream stream) {
+void smooth_l1_forward(int64_t n, const T* input, const compute_t<T>* target, double beta, compute_t<T>* loss,
+                       Stream stream) {
   if (n == 0) return;
-  smooth_l1_forward_kernel<T><<<kern_grid_1d(n), kBlock, 0, stream>>>(n, input, target, static_cast<T>(beta), loss);
+  smooth_l1_forward_kernel<T><<<kern_grid_1d(n), kBlock, 0, stream>>>(n, input, target,
+                                                                      static_cast<compute_t<T>>(beta), loss);
   KERN_LAUNCH_CHECK();
 }
 
 template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx, Stream stream) {
+void smooth_l1_backward(int64_t n, const T* input, const compute_t<T>* target, double beta, const compute_t<T>* g,
+                        int64_t g_stride, T* gx, Stream stream) {
   if (n == 0) return;
-  smooth_l1_backward_kernel<T><<<kern_grid_1d(n), kBlock, 0, stream>>>(n, input, target, static_cast<T>(beta), g,
+  smooth_l1_backward_kernel<T><<<kern_grid_1d(n), kBlock, 0, stream>>>(n, input, target,
+                                                                       static_cast<compute_t<T>>(beta), g,
                                                                        g_stride, gx);
   KERN_LAUNCH_CHECK();
 }
@@ -181,11 +186,12 @@ void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta,
                                           const compute_t<T>*, int64_t, const compute_t<T>*, int64_t, T*, Stream);
 #define KERN_INSTANTIATE(T)                                                                                    \
   KERN_INSTANTIATE_CE(T)                                                                                       \
-  template void smooth_l1_forward<T>(int64_t, const T*, const T*, double, T*, Stream);                         \
-  template void smooth_l1_backward<T>(int64_t, const T*, const T*, double, const T*, int64_t, T*, Stream);
+  template void smooth_l1_forward<T>(int64_t, const T*, const compute_t<T>*, double, compute_t<T>*, Stream); \
+  template void smooth_l1_backward<T>(int64_t, const T*, const compute_t<T>*, double, const compute_t<T>*,   \
+                                      int64_t, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
-KERN_INSTANTIATE_CE(bf16)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 #undef KERN_INSTANTIATE_CE
 

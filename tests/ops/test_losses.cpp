@@ -326,7 +326,8 @@ TEST_CASE("smooth_l1: bad input") {
   REQUIRE_THROWS_WITH(smooth_l1_loss(zeros({2}), zeros({2}, DType::f64)), Catch::Contains("dtype mismatch"));
   REQUIRE_THROWS_WITH(smooth_l1_loss(zeros({2}), zeros({2}), Reduction::Mean, -1.0),
                       Catch::Contains("beta must be >= 0"));
-  REQUIRE_THROWS_WITH(l1_loss(zeros({2}, DType::i64), zeros({2}, DType::i64)), Catch::Contains("expected a f32 or f64"));
+  REQUIRE_THROWS_WITH(l1_loss(zeros({2}, DType::i64), zeros({2}, DType::i64)),
+                      Catch::Contains("expected a f32, f64 or bf16 tensor, got a i64"));
 }
 
 TEST_CASE("smooth_l1: cuda matches cpu", "[cuda]") {

@@ -1,5 +1,5 @@
-// cross_entropy with bf16 logits: the logits (and their gradient) are bf16, the maths and
-// the loss are f32. The CPU bf16 kernel runs the f32 kernel's exact operations on the
+// cross_entropy and smooth-L1 / L1 with bf16 inputs: the logits / predictions (and their
+// gradient) are bf16, the maths and the loss are f32. The CPU bf16 kernel runs the f32 kernel's exact operations on the
 // widened logits, so the loss must equal the f32 loss exactly and the gradient must equal
 // the f32 gradient rounded once. CUDA against its CPU twin within float / one bf16 step.
 #include <cmath>
@@ -101,4 +101,50 @@ TEST_CASE("bf16 cross_entropy: cuda matches the cpu twin", "[cuda][bf16]") {
       REQUIRE_CLOSE(xg.grad(), xc.grad(), 1e-6, kBf16Rtol);
     }
   }
+}
+
+TEST_CASE("bf16 smooth_l1 / l1: bf16 input, f32 target and loss, equal to the f32 path", "[bf16]") {
+  Tensor x = random_bf16({5, 4}, 7);
+  Generator gen(8);
+  Tensor target = randn({5, 4}, gen) * 3.0;  // f32
+  for (double beta : {1.0, 0.0}) {
+    for (Reduction r : {Reduction::None, Reduction::Sum, Reduction::Mean}) {
+      INFO("beta " << beta << " reduction " << static_cast<int>(r));
+      Tensor xb = x.detach().set_requires_grad(true), xf = x.to(DType::f32).detach().set_requires_grad(true);
+      Tensor tb = target.detach().set_requires_grad(true), tf = target.detach().set_requires_grad(true);
+      Tensor lb = smooth_l1_loss(xb, tb, r, beta), lf = smooth_l1_loss(xf, tf, r, beta);
+      REQUIRE(lb.dtype() == DType::f32);
+      REQUIRE(lb.to_vector<float>() == lf.to_vector<float>());
+      if (r == Reduction::None) {
+        Tensor g = random_bf16({5, 4}, 9).to(DType::f32);
+        lb.backward(g);
+        lf.backward(g);
+      } else {
+        lb.backward();
+        lf.backward();
+      }
+      REQUIRE(xb.grad().dtype() == DType::bf16);
+      REQUIRE(bits_of(xb.grad()) == bits_of(xf.grad().to(DType::bf16)));
+      // The target's gradient is -gx, in the target's dtype (widened from the bf16 gx).
+      REQUIRE(tb.grad().dtype() == DType::f32);
+      REQUIRE(tb.grad().to_vector<float>() == neg(xb.grad()).to(DType::f32).to_vector<float>());
+    }
+  }
+  REQUIRE_THROWS_WITH(l1_loss(x, x), Catch::Contains("l1_loss: the target must be f32 on cpu for a bf16 input of "
+                                                     "shape [5, 4], got bf16 on cpu"));
+}
+
+TEST_CASE("bf16 smooth_l1: cuda matches the cpu twin", "[cuda][bf16]") {
+  REQUIRE_CUDA_OR_SKIP();
+  Tensor x = random_bf16({64, 4}, 10);
+  Generator gen(11);
+  Tensor target = randn({64, 4}, gen) * 3.0;
+  Tensor xc = x.detach().set_requires_grad(true), xg = x.to(Device::cuda()).detach().set_requires_grad(true);
+  Tensor lc = smooth_l1_loss(xc, target, Reduction::Sum, 1.0 / 9);
+  Tensor lg = smooth_l1_loss(xg, target.to(Device::cuda()), Reduction::Sum, 1.0 / 9);
+  REQUIRE(lg.dtype() == DType::f32);
+  REQUIRE_CLOSE(lg, lc, test::kReductionAtol, test::kReductionRtol);
+  lc.backward();
+  lg.backward();
+  REQUIRE(bits_of(xg.grad()) == bits_of(xc.grad()));
 }

@@ -92,19 +92,23 @@ struct SmoothL1Backward : Node {
       g_stride = 0;
       if (reduction == Reduction::Mean && n > 0) g = mul_scalar(g, 1.0 / static_cast<double>(n)).contiguous();
     }
-    Tensor gx = new_empty(input.sizes(), input);
-    dispatch_float(input, name().c_str(), [&](auto tag) {
-      using T = decltype(tag);
+    Tensor gx = new_empty(input.sizes(), input);  // the input's dtype (bf16 input: bf16 gradient)
+    dispatch_float_or_bf16(input, name().c_str(), [&](auto tag) {
+      using T = decltype(tag);       // input, gx
+      using F = kern::compute_t<T>;  // target, g
       if (input.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::smooth_l1_backward<T>(n, input.data<T>(), target.data<T>(), beta, g.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::smooth_l1_backward<T>(n, input.data<T>(), target.data<F>(), beta, g.data<F>(),
                                                          g_stride, gx.data<T>(), cuda::stream()));
       } else {
-        kern::cpu::smooth_l1_backward<T>(n, input.data<T>(), target.data<T>(), beta, g.data<T>(), g_stride,
+        kern::cpu::smooth_l1_backward<T>(n, input.data<T>(), target.data<F>(), beta, g.data<F>(), g_stride,
                                          gx.data<T>());
       }
     });
-    // d = input - target, so the target's gradient is the negated input gradient.
-    return {need_input ? gx : Tensor(), need_target ? neg(gx) : Tensor()};
+    // d = input - target, so the target's gradient is the negated input gradient (in the
+    // target's dtype: an f32 target of a bf16 input gets it widened from bf16).
+    Tensor gt;
+    if (need_target) gt = input.dtype() == target.dtype() ? neg(gx) : neg(gx).to(target.dtype());
+    return {need_input ? gx : Tensor(), gt};
   }
   void release_saved() override {
     input = Tensor();
@@ -116,22 +120,30 @@ struct SmoothL1Backward : Node {
 Tensor smooth_l1_impl(const char* op, const char* node_name, const Tensor& input_in, const Tensor& target_in,
                       Reduction reduction, double beta) {
   ENGINE_CHECK(input_in.defined() && target_in.defined(), op, ": undefined input or target");
-  check_same_device_dtype(op, {input_in, target_in});
-  check_floating(op, input_in);
+  check_floating_or_bf16(op, input_in);
+  if (input_in.dtype() == DType::bf16) {  // bf16 predictions against f32 targets, f32 loss
+    ENGINE_CHECK(target_in.dtype() == DType::f32 && target_in.device() == input_in.device(), op,
+                 ": the target must be f32 on ", input_in.device().str(), " for a bf16 input of shape ",
+                 shape_str(input_in.sizes()), ", got ", dtype_name(target_in.dtype()), " on ",
+                 target_in.device().str());
+  } else {
+    check_same_device_dtype(op, {input_in, target_in});
+  }
   ENGINE_CHECK(input_in.sizes() == target_in.sizes(), op, ": input ", shape_str(input_in.sizes()), " and target ",
                shape_str(target_in.sizes()), " must have the same shape");
   ENGINE_CHECK(beta >= 0.0, op, ": beta must be >= 0, got ", beta);
   Tensor input = input_in.detach().contiguous();
   Tensor target = target_in.detach().contiguous();
   const int64_t n = input.numel();
-  Tensor loss = new_empty(input.sizes(), input);
-  dispatch_float(input, op, [&](auto tag) {
+  Tensor loss = new_empty(input.sizes(), target);  // the target's dtype: f32 for a bf16 input
+  dispatch_float_or_bf16(input, op, [&](auto tag) {
     using T = decltype(tag);
+    using F = kern::compute_t<T>;
     if (input.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::smooth_l1_forward<T>(n, input.data<T>(), target.data<T>(), beta, loss.data<T>(),
+      ENGINE_IF_CUDA(kern::cuda::smooth_l1_forward<T>(n, input.data<T>(), target.data<F>(), beta, loss.data<F>(),
                                                       cuda::stream()));
     } else {
-      kern::cpu::smooth_l1_forward<T>(n, input.data<T>(), target.data<T>(), beta, loss.data<T>());
+      kern::cpu::smooth_l1_forward<T>(n, input.data<T>(), target.data<F>(), beta, loss.data<F>());
     }
   });
   Tensor out;

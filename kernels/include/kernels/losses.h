@@ -33,9 +33,10 @@
 // Backward: gx[k] = dloss/dd(d[k]) * g[k * g_stride] (g_stride as above); the gradient for
 // the target is -gx, formed by the front-end.
 //
-// bf16 logits (cross_entropy only): T = kern::bf16 is the storage type of x and gx; the
-// maths runs in float, and loss / lse / valid / g are float (compute_t<T>, kernels/bf16.h),
-// so the loss never goes through bf16; gx is rounded to nearest even on the store.
+// bf16 inputs: T = kern::bf16 is the storage type of the logits / input and of their
+// gradient gx only; the maths runs in float, and loss / lse / valid / g and the smooth-L1
+// target are float (compute_t<T>, kernels/bf16.h), so the loss never goes through bf16;
+// gx is rounded to nearest even on the store.
 #pragma once
 #include "kernels/bf16.h"
 #include "kernels/common.h"
@@ -60,10 +61,10 @@ void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t
                             int64_t ignore_index, const compute_t<T>* g, int64_t g_stride, T* gx);
 
 template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss);
+void smooth_l1_forward(int64_t n, const T* input, const compute_t<T>* target, double beta, compute_t<T>* loss);
 template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx);
+void smooth_l1_backward(int64_t n, const T* input, const compute_t<T>* target, double beta, const compute_t<T>* g,
+                        int64_t g_stride, T* gx);
 }  // namespace cpu
 
 // CUDA: cross_entropy_forward uses one warp per element when inner == 1 (contiguous class
@@ -78,10 +79,11 @@ void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t
                             int64_t ignore_index, const compute_t<T>* g, int64_t g_stride, T* gx, Stream stream);
 
 template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss, Stream stream);
+void smooth_l1_forward(int64_t n, const T* input, const compute_t<T>* target, double beta, compute_t<T>* loss,
+                       Stream stream);
 template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx, Stream stream);
+void smooth_l1_backward(int64_t n, const T* input, const compute_t<T>* target, double beta, const compute_t<T>* g,
+                        int64_t g_stride, T* gx, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern
