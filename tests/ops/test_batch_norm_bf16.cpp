@@ -49,7 +49,7 @@ TEST_CASE("bf16 frozen_batch_norm2d: f32 parameters, equal to the f32 path round
   yf.backward(g.to(DType::f32));
   REQUIRE(xb.grad().dtype() == DType::bf16);
   REQUIRE(bits_of(xb.grad()) == bits_of(xf.grad().to(DType::bf16)));
-  // Parameters must be f32; batch_norm2d has no bf16 kernel.
+  // The parameters must be f32 (batch_norm2d checks them the same way).
   REQUIRE_THROWS_WITH(frozen_batch_norm2d(x, p.w.to(DType::bf16), p.b.to(DType::bf16), p.rm.to(DType::bf16),
                                           p.rv.to(DType::bf16), 1e-5),
                       Catch::Contains("frozen_batch_norm2d: the parameters must be f32 on cpu for a bf16 input of "
