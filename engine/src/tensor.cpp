@@ -71,14 +71,14 @@ void check_dim(const char* op, const Tensor& t, int64_t ndim, const char* what) 
 
 void check_floating(const char* op, const Tensor& t) {
   const DType dt = t.dtype();
-  ENGINE_CHECK(dt == DType::f32 || dt == DType::f64, op, ": expected a f32 or f64 tensor, got a ", dtype_name(dt),
-               " tensor of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
+  ENGINE_CHECK(dt == DType::f32 || dt == DType::f64, op, ": expected a f32 or f64 tensor, got ", dtype_name(dt),
+               " of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
 }
 
 void check_floating_or_bf16(const char* op, const Tensor& t) {
   const DType dt = t.dtype();
-  ENGINE_CHECK(is_floating(dt), op, ": expected a f32, f64 or bf16 tensor, got a ", dtype_name(dt),
-               " tensor of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
+  ENGINE_CHECK(is_floating(dt), op, ": expected a f32, f64 or bf16 tensor, got ", dtype_name(dt),
+               " of shape ", shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
 }
 
 }  // namespace detail

@@ -17,9 +17,10 @@ int64_t find_invalid_focal_label(int64_t rows, const int64_t* labels, int64_t C,
 
 namespace {
 
-// Loss and derivative of the C elements of row m; returns the row's loss sum.
-template <typename T>
-double focal_row(int64_t m, int64_t C, const FocalLossParams& p, const T* x, const int64_t* labels, T* loss,
+// Loss and derivative of the C elements of row m; returns the row's loss sum. S is the
+// storage type of the logits, T = compute_t<S> the maths and the outputs.
+template <typename S, typename T = compute_t<S>>
+double focal_row(int64_t m, int64_t C, const FocalLossParams& p, const S* x, const int64_t* labels, T* loss,
                  T* dloss) {
   const int64_t label = labels[m];
   const T alpha = static_cast<T>(p.alpha), gamma = static_cast<T>(p.gamma);
@@ -35,7 +36,7 @@ double focal_row(int64_t m, int64_t C, const FocalLossParams& p, const T* x, con
       l = dl = std::numeric_limits<T>::quiet_NaN();
     } else if (!ignored) {
       const bool target = !background && c == label;
-      focal_loss_element<T>(x[k], target, alpha, alpha_on, gamma, &l, &dl);
+      focal_loss_element<T>(to_compute(x[k]), target, alpha, alpha_on, gamma, &l, &dl);
     }
     if (loss) loss[k] = l;
     if (dloss) dloss[k] = dl;
@@ -46,9 +47,11 @@ double focal_row(int64_t m, int64_t C, const FocalLossParams& p, const T* x, con
 
 }  // namespace
 
-template <typename T>
-void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const T* x, const int64_t* labels,
-                                T* loss, T* loss_sum, T* partials, T* dloss) {
+template <typename S>
+void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const S* x, const int64_t* labels,
+                                compute_t<S>* loss, compute_t<S>* loss_sum, compute_t<S>* partials,
+                                compute_t<S>* dloss) {
+  using T = compute_t<S>;
   const int64_t rows = d.rows, C = d.C;
   if (!loss_sum) {
 #pragma omp parallel for if (rows * C > (1 << 16))
@@ -71,18 +74,21 @@ void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p
   *loss_sum = static_cast<T>(total);
 }
 
-template <typename T>
-void sigmoid_focal_loss_backward(int64_t n, const T* dloss, const T* g, int64_t g_stride, T* gx) {
+template <typename S>
+void sigmoid_focal_loss_backward(int64_t n, const compute_t<S>* dloss, const compute_t<S>* g, int64_t g_stride,
+                                 S* gx) {
 #pragma omp parallel for if (n > (1 << 16))
-  for (int64_t k = 0; k < n; ++k) gx[k] = dloss[k] * g[k * g_stride];
+  for (int64_t k = 0; k < n; ++k) gx[k] = from_compute<S>(dloss[k] * g[k * g_stride]);
 }
 
 #define KERN_INSTANTIATE(T)                                                                                       \
   template void sigmoid_focal_loss_forward<T>(const FocalLossDims&, const FocalLossParams&, const T*,              \
-                                              const int64_t*, T*, T*, T*, T*);                                     \
-  template void sigmoid_focal_loss_backward<T>(int64_t, const T*, const T*, int64_t, T*);
+                                              const int64_t*, compute_t<T>*, compute_t<T>*, compute_t<T>*,         \
+                                              compute_t<T>*);                                                      \
+  template void sigmoid_focal_loss_backward<T>(int64_t, const compute_t<T>*, const compute_t<T>*, int64_t, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -34,8 +34,11 @@ int64_t block_count(const L2NormDims& d) { return d.N * ((d.P + kTile - 1) / kTi
 
 }  // namespace
 
-template <typename T>
-void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps, T* y) {
+// S is the storage type of x / y / gy / gx (float, double, bf16); T = compute_t<S> is the
+// type of scale / gscale and of every sum (float for bf16).
+template <typename S>
+void l2norm_forward(const L2NormDims& d, const S* x, const compute_t<S>* scale, double eps, S* y) {
+  using T = compute_t<S>;
   const int64_t blocks = block_count(d);
   const T e = static_cast<T>(eps);
 #pragma omp parallel for if (d.N * d.C * d.P > (1 << 16))
@@ -45,22 +48,24 @@ void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps,
 
     T sumsq[kTile] = {};
     for (int64_t c = 0; c < d.C; ++c) {
-      const T* xr = x + base + c * d.P;
-      for (int64_t j = 0; j < blk.width; ++j) sumsq[j] += xr[j] * xr[j];
+      const S* xr = x + base + c * d.P;
+      for (int64_t j = 0; j < blk.width; ++j) sumsq[j] += to_compute(xr[j]) * to_compute(xr[j]);
     }
     T inv[kTile];
     for (int64_t j = 0; j < blk.width; ++j) inv[j] = T(1) / std::max(std::sqrt(sumsq[j]), e);
 
     for (int64_t c = 0; c < d.C; ++c) {
-      const T* xr = x + base + c * d.P;
-      T* yr = y + base + c * d.P;
-      for (int64_t j = 0; j < blk.width; ++j) yr[j] = scale[c] * xr[j] * inv[j];
+      const S* xr = x + base + c * d.P;
+      S* yr = y + base + c * d.P;
+      for (int64_t j = 0; j < blk.width; ++j) yr[j] = from_compute<S>(scale[c] * to_compute(xr[j]) * inv[j]);
     }
   }
 }
 
-template <typename T>
-void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* gy, double eps, T* gx, T* gscale) {
+template <typename S>
+void l2norm_backward(const L2NormDims& d, const S* x, const compute_t<S>* scale, const S* gy, double eps, S* gx,
+                     compute_t<S>* gscale) {
+  using T = compute_t<S>;
   const int64_t blocks = block_count(d);
   const T e = static_cast<T>(eps);
   // Row b holds block b's contribution to gscale.
@@ -73,11 +78,12 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
     // One pass over the column: the norm and sum_k scale[k] g[k] x[k].
     T sumsq[kTile] = {}, sgx[kTile] = {};
     for (int64_t c = 0; c < d.C; ++c) {
-      const T* xr = x + base + c * d.P;
-      const T* gr = gy + base + c * d.P;
+      const S* xr = x + base + c * d.P;
+      const S* gr = gy + base + c * d.P;
       for (int64_t j = 0; j < blk.width; ++j) {
-        sumsq[j] += xr[j] * xr[j];
-        sgx[j] += scale[c] * gr[j] * xr[j];
+        const T xv = to_compute(xr[j]), gv = to_compute(gr[j]);
+        sumsq[j] += xv * xv;
+        sgx[j] += scale[c] * gv * xv;
       }
     }
     // gx[j] = inv * scale[j] g[j] - x[j] * coef with coef = inv^3 * sgx where the norm is
@@ -90,15 +96,16 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
     }
 
     for (int64_t c = 0; c < d.C; ++c) {
-      const T* xr = x + base + c * d.P;
-      const T* gr = gy + base + c * d.P;
+      const S* xr = x + base + c * d.P;
+      const S* gr = gy + base + c * d.P;
       if (gx) {
-        T* out = gx + base + c * d.P;
-        for (int64_t j = 0; j < blk.width; ++j) out[j] = inv[j] * scale[c] * gr[j] - xr[j] * coef[j];
+        S* out = gx + base + c * d.P;
+        for (int64_t j = 0; j < blk.width; ++j)
+          out[j] = from_compute<S>(inv[j] * scale[c] * to_compute(gr[j]) - to_compute(xr[j]) * coef[j]);
       }
       if (gscale) {
         T acc = T(0);
-        for (int64_t j = 0; j < blk.width; ++j) acc += gr[j] * xr[j] * inv[j];
+        for (int64_t j = 0; j < blk.width; ++j) acc += to_compute(gr[j]) * to_compute(xr[j]) * inv[j];
         partial[b * d.C + c] = acc;
       }
     }
@@ -110,11 +117,13 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
   }
 }
 
-#define KERN_INSTANTIATE(T)                                                                   \
-  template void l2norm_forward<T>(const L2NormDims&, const T*, const T*, double, T*);         \
-  template void l2norm_backward<T>(const L2NormDims&, const T*, const T*, const T*, double, T*, T*);
+#define KERN_INSTANTIATE(T)                                                                        \
+  template void l2norm_forward<T>(const L2NormDims&, const T*, const compute_t<T>*, double, T*);   \
+  template void l2norm_backward<T>(const L2NormDims&, const T*, const compute_t<T>*, const T*, double, T*, \
+                                   compute_t<T>*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -2,15 +2,27 @@
 
 #include <vector>
 
+#include "kernels/bf16.h"
+
+// T is the storage type (float, double, bf16). bf16 values are widened exactly, summed in
+// double like the others, and each result is rounded once from double (nearest even).
+
 namespace kern::cpu {
+namespace {
+template <typename T>
+T from_double(double v) {
+  if constexpr (std::is_same_v<T, bf16>) return double_to_bf16_rne(v);
+  else return static_cast<T>(v);
+}
+}  // namespace
 
 template <typename T>
 void sum_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, double scale) {
   if (outer == 1 && inner == 1) {  // a whole-tensor sum: split R over the threads
     double acc = 0;
 #pragma omp parallel for reduction(+ : acc) if (R > (1 << 16))
-    for (int64_t r = 0; r < R; ++r) acc += x[r];
-    y[0] = static_cast<T>(acc * scale);
+    for (int64_t r = 0; r < R; ++r) acc += to_compute(x[r]);
+    y[0] = from_double<T>(acc * scale);
     return;
   }
 #pragma omp parallel for if (outer * R * inner > (1 << 16))
@@ -18,10 +30,10 @@ void sum_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, double s
     std::vector<double> acc(static_cast<size_t>(inner), 0.0);
     for (int64_t r = 0; r < R; ++r) {
       const T* xr = x + (o * R + r) * inner;
-      for (int64_t i = 0; i < inner; ++i) acc[i] += xr[i];
+      for (int64_t i = 0; i < inner; ++i) acc[i] += to_compute(xr[i]);
     }
     T* yo = y + o * inner;
-    for (int64_t i = 0; i < inner; ++i) yo[i] = static_cast<T>(acc[i] * scale);
+    for (int64_t i = 0; i < inner; ++i) yo[i] = from_double<T>(acc[i] * scale);
   }
 }
 
@@ -31,15 +43,15 @@ void max_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, int64_t*
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
       const T* xp = x + o * R * inner + i;
-      T best = xp[0];
+      compute_t<T> best = to_compute(xp[0]);
       int64_t arg = 0;
       for (int64_t r = 1; r < R; ++r) {
-        if (xp[r * inner] > best) {
-          best = xp[r * inner];
+        if (to_compute(xp[r * inner]) > best) {
+          best = to_compute(xp[r * inner]);
           arg = r;
         }
       }
-      y[o * inner + i] = best;
+      y[o * inner + i] = xp[arg * inner];  // the element itself
       idx[o * inner + i] = arg;
     }
   }
@@ -47,7 +59,7 @@ void max_dim(int64_t outer, int64_t R, int64_t inner, const T* x, T* y, int64_t*
 
 template <typename T>
 void max_dim_backward(int64_t outer, int64_t R, int64_t inner, const int64_t* idx, const T* gy, T* gx) {
-  for (int64_t k = 0; k < outer * R * inner; ++k) gx[k] = T(0);
+  for (int64_t k = 0; k < outer * R * inner; ++k) gx[k] = T{};  // zero (bits 0 for bf16)
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t i = 0; i < inner; ++i) gx[(o * R + idx[o * inner + i]) * inner + i] = gy[o * inner + i];
 }
@@ -58,6 +70,7 @@ void max_dim_backward(int64_t outer, int64_t R, int64_t inner, const int64_t* id
   template void max_dim_backward<T>(int64_t, int64_t, int64_t, const int64_t*, const T*, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

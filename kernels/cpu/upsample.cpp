@@ -2,6 +2,11 @@
 
 #include <vector>
 
+#include "kernels/bf16.h"
+
+// T is the storage type (float, double, bf16): forward copies elements unchanged; backward
+// sums in compute_t<T> (float for bf16) in output order and rounds each sum once.
+
 namespace kern::cpu {
 
 namespace {
@@ -35,9 +40,10 @@ void upsample_nearest2d_backward(const Upsample2dDims& d, const T* gy, T* gx) {
   for (int64_t p = 0; p < d.planes; ++p) {  // planes are independent: safe to parallelise
     T* gxp = gx + p * in_plane;
     const T* gyp = gy + p * out_plane;
-    for (int64_t i = 0; i < in_plane; ++i) gxp[i] = T(0);
+    std::vector<compute_t<T>> acc(static_cast<size_t>(in_plane), compute_t<T>(0));
     for (int64_t oh = 0; oh < d.out_h; ++oh)
-      for (int64_t ow = 0; ow < d.out_w; ++ow) gxp[sh[oh] * d.in_w + sw[ow]] += gyp[oh * d.out_w + ow];
+      for (int64_t ow = 0; ow < d.out_w; ++ow) acc[sh[oh] * d.in_w + sw[ow]] += to_compute(gyp[oh * d.out_w + ow]);
+    for (int64_t i = 0; i < in_plane; ++i) gxp[i] = from_compute<T>(acc[i]);
   }
 }
 
@@ -46,6 +52,7 @@ void upsample_nearest2d_backward(const Upsample2dDims& d, const T* gy, T* gx) {
   template void upsample_nearest2d_backward<T>(const Upsample2dDims&, const T*, T*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

@@ -12,9 +12,13 @@
 // front-end cannot check them without copying the labels to the host).
 //
 // Backward: one thread per element, gx = dloss * g[k * g_stride].
+//
+// S is the storage type of the logits and of gx (kernels/cuda_storage.cuh); the maths and
+// every other array use T = compute_of<S> (float for bf16 logits).
 #include <cmath>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/focal_loss.h"
 
 namespace kern::cuda {
@@ -53,9 +57,9 @@ __device__ T block_sum(T v) {
 }
 
 // Index is uint32_t when rows * C < 2^32, else int64_t.
-template <typename T, typename Index>
+template <typename S, typename Index, typename T = compute_of<S>>
 __global__ void __launch_bounds__(kBlock)
-    focal_forward_kernel(Index n, Index C, ElementParams<T> p, const T* __restrict__ x,
+    focal_forward_kernel(Index n, Index C, ElementParams<T> p, const S* __restrict__ x,
                          const int64_t* __restrict__ labels, T* __restrict__ loss, T* __restrict__ partials,
                          T* __restrict__ dloss) {
   T acc = T(0);
@@ -68,7 +72,7 @@ __global__ void __launch_bounds__(kBlock)
       // ignored row: 0 and no gradient
     } else if (label == p.background_label || (label >= 0 && label < static_cast<int64_t>(C))) {
       const bool target = label != p.background_label && c == label;
-      focal_loss_element<T>(x[k], target, p.alpha, p.alpha_on, p.gamma, &l, &dl);
+      focal_loss_element<T>(Storage<S>::load(x, k), target, p.alpha, p.alpha_on, p.gamma, &l, &dl);
     } else {
       l = dl = T(NAN);  // invalid label
     }
@@ -91,20 +95,20 @@ __global__ void __launch_bounds__(kBlock) sum_partials_kernel(int n, const T* __
   if (threadIdx.x == 0) *out = total;
 }
 
-template <typename T>
+template <typename S, typename T = compute_of<S>>
 __global__ void focal_backward_kernel(int64_t n, const T* __restrict__ dloss, const T* __restrict__ g, int64_t g_stride,
-                                      T* __restrict__ gx) {
+                                      S* __restrict__ gx) {
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x)
-    gx[k] = dloss[k] * g[k * g_stride];
+    Storage<S>::store(gx, k, dloss[k] * g[k * g_stride]);
 }
 
-template <typename T, typename Index>
-void launch_forward(const FocalLossDims& d, const ElementParams<T>& ep, const T* x, const int64_t* labels, T* loss,
+template <typename S, typename Index, typename T = compute_of<S>>
+void launch_forward(const FocalLossDims& d, const ElementParams<T>& ep, const S* x, const int64_t* labels, T* loss,
                     T* loss_sum, T* partials, T* dloss, Stream stream) {
   const int64_t n = d.rows * d.C;
   unsigned grid = kern_grid_1d(n, kBlock);
   if (loss_sum && grid > kFocalLossPartials) grid = static_cast<unsigned>(kFocalLossPartials);
-  focal_forward_kernel<T, Index><<<grid, kBlock, 0, stream>>>(static_cast<Index>(n), static_cast<Index>(d.C), ep, x,
+  focal_forward_kernel<S, Index><<<grid, kBlock, 0, stream>>>(static_cast<Index>(n), static_cast<Index>(d.C), ep, x,
                                                               labels, loss, loss_sum ? partials : nullptr, dloss);
   KERN_LAUNCH_CHECK();
   if (loss_sum) {
@@ -115,9 +119,11 @@ void launch_forward(const FocalLossDims& d, const ElementParams<T>& ep, const T*
 
 }  // namespace
 
-template <typename T>
-void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const T* x, const int64_t* labels,
-                                T* loss, T* loss_sum, T* partials, T* dloss, Stream stream) {
+template <typename S>
+void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const S* x, const int64_t* labels,
+                                compute_t<S>* loss, compute_t<S>* loss_sum, compute_t<S>* partials,
+                                compute_t<S>* dloss, Stream stream) {
+  using T = compute_t<S>;
   const int64_t n = d.rows * d.C;
   if (n == 0) {
     if (loss_sum) KERN_CUDA_CHECK(cudaMemsetAsync(loss_sum, 0, sizeof(T), stream));
@@ -130,24 +136,28 @@ void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p
   ep.background_label = p.background_label;
   ep.ignore_index = p.ignore_index;
   if (n < (int64_t{1} << 32) - kBlock * int64_t{65535} * 8)  // k + grid stride stays below 2^32
-    launch_forward<T, uint32_t>(d, ep, x, labels, loss, loss_sum, partials, dloss, stream);
+    launch_forward<S, uint32_t>(d, ep, x, labels, loss, loss_sum, partials, dloss, stream);
   else
-    launch_forward<T, int64_t>(d, ep, x, labels, loss, loss_sum, partials, dloss, stream);
+    launch_forward<S, int64_t>(d, ep, x, labels, loss, loss_sum, partials, dloss, stream);
 }
 
-template <typename T>
-void sigmoid_focal_loss_backward(int64_t n, const T* dloss, const T* g, int64_t g_stride, T* gx, Stream stream) {
+template <typename S>
+void sigmoid_focal_loss_backward(int64_t n, const compute_t<S>* dloss, const compute_t<S>* g, int64_t g_stride, S* gx,
+                                 Stream stream) {
   if (n == 0) return;
-  focal_backward_kernel<T><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(n, dloss, g, g_stride, gx);
+  focal_backward_kernel<S><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(n, dloss, g, g_stride, gx);
   KERN_LAUNCH_CHECK();
 }
 
 #define KERN_INSTANTIATE(T)                                                                                        \
   template void sigmoid_focal_loss_forward<T>(const FocalLossDims&, const FocalLossParams&, const T*,               \
-                                              const int64_t*, T*, T*, T*, T*, Stream);                              \
-  template void sigmoid_focal_loss_backward<T>(int64_t, const T*, const T*, int64_t, T*, Stream);
+                                              const int64_t*, compute_t<T>*, compute_t<T>*, compute_t<T>*,          \
+                                              compute_t<T>*, Stream);                                               \
+  template void sigmoid_focal_loss_backward<T>(int64_t, const compute_t<T>*, const compute_t<T>*, int64_t, T*,      \
+                                               Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -31,7 +31,12 @@
 #include <algorithm>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/l2norm.h"
+
+// S is the storage type of x / y / gy / gx (kernels/cuda_storage.cuh); T = compute_of<S> is
+// the type of scale / gscale, of the sums and of the shared-memory tiles (float for bf16:
+// the tiles hold the widened values).
 
 namespace kern::cuda {
 namespace {
@@ -70,10 +75,11 @@ size_t backward_smem(int64_t C, int tw, bool cached) {
   return sizeof(T) * (2 * kThreads + 2 * kWarp + (cached ? static_cast<size_t>(C) * (2 * tw + 1) : 0));
 }
 
-template <typename T, bool kCached>
+template <typename S, bool kCached, typename T = compute_of<S>>
 __global__ void __launch_bounds__(kThreads)
     l2norm_forward_kernel(int64_t C, int64_t P, int tw, int64_t tiles_per_image, int64_t n_tiles,
-                          const T* __restrict__ x, const T* __restrict__ scale, T eps, T* __restrict__ y) {
+                          const S* __restrict__ x, const T* __restrict__ scale, T eps, S* __restrict__ y) {
+  using L = Storage<S>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* red = reinterpret_cast<T*>(smem_raw);
   T* inv = red + kThreads;
@@ -86,15 +92,15 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t tl = blockIdx.x; tl < n_tiles; tl += gridDim.x) {
     const TileOrigin o = tile_origin(tl, C, P, tw, tiles_per_image);
     const bool active = j < o.width;
-    const T* xb = x + o.base;
-    T* yb = y + o.base;
+    const S* xb = x + o.base;
+    S* yb = y + o.base;
 
     // Pass 1: this thread's share of sum_c x^2 for column j (and the copy into shared).
     T ss = T(0);
     if (active) {
 #pragma unroll 4
       for (int64_t c = group; c < C; c += groups) {
-        const T v = xb[c * P + j];
+        const T v = L::load(xb, c * P + j);
         if (kCached) tile[c * tw + j] = v;
         ss += v * v;
       }
@@ -113,8 +119,8 @@ __global__ void __launch_bounds__(kThreads)
       const T iv = inv[j];
 #pragma unroll 4
       for (int64_t c = group; c < C; c += groups) {
-        const T v = kCached ? tile[c * tw + j] : xb[c * P + j];
-        yb[c * P + j] = scale[c] * v * iv;
+        const T v = kCached ? tile[c * tw + j] : L::load(xb, c * P + j);
+        L::store(yb, c * P + j, scale[c] * v * iv);
       }
     }
     // The next tile's pass 1 overwrites red / inv only after everyone passed the first
@@ -122,11 +128,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <typename T, bool kCached>
+template <typename S, bool kCached, typename T = compute_of<S>>
 __global__ void __launch_bounds__(kThreads)
     l2norm_backward_kernel(int64_t C, int64_t P, int tw, int64_t tiles_per_image, int64_t n_tiles,
-                           const T* __restrict__ x, const T* __restrict__ scale, const T* __restrict__ gy, T eps,
-                           T* __restrict__ gx, T* __restrict__ gscale) {
+                           const S* __restrict__ x, const T* __restrict__ scale, const S* __restrict__ gy, T eps,
+                           S* __restrict__ gx, T* __restrict__ gscale) {
+  using L = Storage<S>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* red_ss = reinterpret_cast<T*>(smem_raw);
   T* red_sg = red_ss + kThreads;
@@ -148,16 +155,16 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t tl = blockIdx.x; tl < n_tiles; tl += gridDim.x) {
     const TileOrigin o = tile_origin(tl, C, P, tw, tiles_per_image);
     const bool active = j < o.width;
-    const T* xb = x + o.base;
-    const T* gb = gy + o.base;
+    const S* xb = x + o.base;
+    const S* gb = gy + o.base;
 
     // Pass 1: sum_c x^2 and sum_c scale g x for column j.
     T ss = T(0), sg = T(0);
     if (active) {
 #pragma unroll 4
       for (int64_t c = group; c < C; c += groups) {
-        const T xv = xb[c * P + j];
-        const T gv = gb[c * P + j];
+        const T xv = L::load(xb, c * P + j);
+        const T gv = L::load(gb, c * P + j);
         if (kCached) {
           xt[c * tw + j] = xv;
           gt[c * tw + j] = gv;
@@ -189,9 +196,9 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t c = c0 + group;
       T contrib = T(0);
       if (active && c < C) {
-        const T xv = kCached ? xt[c * tw + j] : xb[c * P + j];
-        const T gv = kCached ? gt[c * tw + j] : gb[c * P + j];
-        if (gx) gx[o.base + c * P + j] = iv * scale[c] * gv - xv * cf;
+        const T xv = kCached ? xt[c * tw + j] : L::load(xb, c * P + j);
+        const T gv = kCached ? gt[c * tw + j] : L::load(gb, c * P + j);
+        if (gx) L::store(gx, o.base + c * P + j, iv * scale[c] * gv - xv * cf);
         contrib = gv * xv * iv;
       }
       if (gscale) {
@@ -213,32 +220,39 @@ __global__ void __launch_bounds__(kThreads)
 
 // Deterministic scale gradient, step 1: inv[n, p] = 1 / max(sqrt(sum_c x^2), eps), one thread
 // per column (neighbouring threads read neighbouring p: coalesced).
-template <typename T>
-__global__ void l2norm_column_inv_kernel(int64_t N, int64_t C, int64_t P, const T* __restrict__ x, T eps,
-                                         T* __restrict__ inv) {
+template <typename S>
+__global__ void l2norm_column_inv_kernel(int64_t N, int64_t C, int64_t P, const S* __restrict__ x,
+                                         compute_of<S> eps, compute_of<S>* __restrict__ inv) {
+  using L = Storage<S>;
+  using T = compute_of<S>;
   const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (col >= N * P) return;
   const int64_t n = col / P, p = col % P;
-  const T* xb = x + n * C * P + p;
+  const S* xb = x + n * C * P + p;
   T ss = T(0);
-  for (int64_t c = 0; c < C; ++c) ss += xb[c * P] * xb[c * P];
+  for (int64_t c = 0; c < C; ++c) {
+    const T v = L::load(xb, c * P);
+    ss += v * v;
+  }
   inv[col] = T(1) / max(sqrt(ss), eps);
 }
 
 // Step 2: gscale[c] = sum_{n, p} gy[n, c, p] * x[n, c, p] * inv[n, p], one block per channel.
 // Thread t sums the columns t, t + kThreads, ... in that order; the block then halves the
 // partials in shared memory in a fixed pattern: the same additions in the same order every run.
-template <typename T>
+template <typename S>
 __global__ void __launch_bounds__(kThreads)
-    l2norm_scale_grad_kernel(int64_t N, int64_t C, int64_t P, const T* __restrict__ x, const T* __restrict__ gy,
-                             const T* __restrict__ inv, T* __restrict__ gscale) {
+    l2norm_scale_grad_kernel(int64_t N, int64_t C, int64_t P, const S* __restrict__ x, const S* __restrict__ gy,
+                             const compute_of<S>* __restrict__ inv, compute_of<S>* __restrict__ gscale) {
+  using L = Storage<S>;
+  using T = compute_of<S>;
   __shared__ T red[kThreads];
   const int64_t c = blockIdx.x;
   T acc = T(0);
   for (int64_t col = threadIdx.x; col < N * P; col += kThreads) {
     const int64_t n = col / P, p = col % P;
     const int64_t i = (n * C + c) * P + p;
-    acc += gy[i] * x[i] * inv[col];
+    acc += L::load(gy, i) * L::load(x, i) * inv[col];
   }
   red[threadIdx.x] = acc;
   __syncthreads();
@@ -287,24 +301,26 @@ unsigned cap_grid(int64_t blocks) {
 }  // namespace
 
 template <typename T>
-void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps, T* y, Stream stream) {
+void l2norm_forward(const L2NormDims& d, const T* x, const compute_t<T>* scale, double eps, T* y, Stream stream) {
+  using F = compute_t<T>;
   if (d.N * d.C * d.P == 0) return;
-  const Plan plan = choose_plan(d.C, forward_smem<T>);
+  const Plan plan = choose_plan(d.C, forward_smem<F>);
   const int64_t tiles_per_image = (d.P + plan.tw - 1) / plan.tw;
   const int64_t n_tiles = d.N * tiles_per_image;
   auto kernel = plan.cached ? l2norm_forward_kernel<T, true> : l2norm_forward_kernel<T, false>;
   allow_smem(kernel, plan.smem);
   kernel<<<cap_grid(n_tiles), kThreads, plan.smem, stream>>>(d.C, d.P, plan.tw, tiles_per_image, n_tiles, x, scale,
-                                                             static_cast<T>(eps), y);
+                                                             static_cast<F>(eps), y);
   KERN_LAUNCH_CHECK();
 }
 
 template <typename T>
-void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* gy, double eps, T* gx, T* gscale,
-                     Stream stream) {
-  if (gscale && d.C > 0) KERN_CUDA_CHECK(cudaMemsetAsync(gscale, 0, sizeof(T) * d.C, stream));
+void l2norm_backward(const L2NormDims& d, const T* x, const compute_t<T>* scale, const T* gy, double eps, T* gx,
+                     compute_t<T>* gscale, Stream stream) {
+  using F = compute_t<T>;
+  if (gscale && d.C > 0) KERN_CUDA_CHECK(cudaMemsetAsync(gscale, 0, sizeof(F) * d.C, stream));
   if (d.N * d.C * d.P == 0 || (!gx && !gscale)) return;
-  const Plan plan = choose_plan(d.C, backward_smem<T>);
+  const Plan plan = choose_plan(d.C, backward_smem<F>);
   const int64_t tiles_per_image = (d.P + plan.tw - 1) / plan.tw;
   const int64_t n_tiles = d.N * tiles_per_image;
   auto kernel = plan.cached ? l2norm_backward_kernel<T, true> : l2norm_backward_kernel<T, false>;
@@ -314,32 +330,36 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
   KERN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, plan.smem));
   const int64_t wave = static_cast<int64_t>(std::max(per_sm, 1)) * device_attribute(cudaDevAttrMultiProcessorCount);
   kernel<<<cap_grid(std::min(n_tiles, wave)), kThreads, plan.smem, stream>>>(
-      d.C, d.P, plan.tw, tiles_per_image, n_tiles, x, scale, gy, static_cast<T>(eps), gx, gscale);
+      d.C, d.P, plan.tw, tiles_per_image, n_tiles, x, scale, gy, static_cast<F>(eps), gx, gscale);
   KERN_LAUNCH_CHECK();
 }
 
 template <typename T>
-void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps, T* gscale,
-                                         T* inv_ws, Stream stream) {
+void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps,
+                                         compute_t<T>* gscale, compute_t<T>* inv_ws, Stream stream) {
+  using F = compute_t<T>;
   if (d.C == 0) return;
   if (d.N * d.P == 0) {
-    KERN_CUDA_CHECK(cudaMemsetAsync(gscale, 0, sizeof(T) * d.C, stream));
+    KERN_CUDA_CHECK(cudaMemsetAsync(gscale, 0, sizeof(F) * d.C, stream));
     return;
   }
   const int64_t cols = d.N * d.P;
   l2norm_column_inv_kernel<T><<<cap_grid((cols + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      d.N, d.C, d.P, x, static_cast<T>(eps), inv_ws);
+      d.N, d.C, d.P, x, static_cast<F>(eps), inv_ws);
   KERN_LAUNCH_CHECK();
   l2norm_scale_grad_kernel<T><<<cap_grid(d.C), kThreads, 0, stream>>>(d.N, d.C, d.P, x, gy, inv_ws, gscale);
   KERN_LAUNCH_CHECK();
 }
 
-#define KERN_INSTANTIATE(T)                                                                              \
-  template void l2norm_forward<T>(const L2NormDims&, const T*, const T*, double, T*, Stream);            \
-  template void l2norm_backward<T>(const L2NormDims&, const T*, const T*, const T*, double, T*, T*, Stream); \
-  template void l2norm_backward_scale_deterministic<T>(const L2NormDims&, const T*, const T*, double, T*, T*, Stream);
+#define KERN_INSTANTIATE(T)                                                                               \
+  template void l2norm_forward<T>(const L2NormDims&, const T*, const compute_t<T>*, double, T*, Stream);  \
+  template void l2norm_backward<T>(const L2NormDims&, const T*, const compute_t<T>*, const T*, double, T*, \
+                                   compute_t<T>*, Stream);                                                \
+  template void l2norm_backward_scale_deterministic<T>(const L2NormDims&, const T*, const T*, double,     \
+                                                       compute_t<T>*, compute_t<T>*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

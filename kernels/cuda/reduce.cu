@@ -1,10 +1,22 @@
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/reduce.h"
 
 namespace kern::cuda {
 namespace {
 
 constexpr int kBlock = 256;
+
+// T is the storage type (kernels/cuda_storage.cuh): bf16 is widened on load, summed in
+// double, and each sum rounded once from double (__double2bfloat16, nearest even).
+template <typename T>
+__device__ __forceinline__ void store_double(T* p, int64_t i, double v) {
+  p[i] = static_cast<T>(v);
+}
+template <>
+__device__ __forceinline__ void store_double<bf16>(bf16* p, int64_t i, double v) {
+  reinterpret_cast<__nv_bfloat16*>(p)[i] = __double2bfloat16(v);
+}
 
 // Sums accumulate in double (kernels/reduce.h).
 // inner == 1: one block per output row, a shared-memory tree over R.
@@ -13,14 +25,14 @@ __global__ void sum_rows_kernel(int64_t R, const T* __restrict__ x, T* __restric
   __shared__ double buf[kBlock];
   const T* row = x + blockIdx.x * R;
   double acc = 0;
-  for (int64_t r = threadIdx.x; r < R; r += blockDim.x) acc += row[r];
+  for (int64_t r = threadIdx.x; r < R; r += blockDim.x) acc += Storage<T>::load(row, r);
   buf[threadIdx.x] = acc;
   __syncthreads();
   for (int s = blockDim.x / 2; s > 0; s >>= 1) {
     if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) y[blockIdx.x] = static_cast<T>(buf[0] * scale);
+  if (threadIdx.x == 0) store_double(y, blockIdx.x, buf[0] * scale);
 }
 
 // inner > 1: one thread per (o, i), reads along r are coalesced across i.
@@ -32,8 +44,8 @@ __global__ void sum_strided_kernel(int64_t outer, int64_t R, int64_t inner, cons
     const int64_t o = k / inner, i = k % inner;
     const T* p = x + o * R * inner + i;
     double acc = 0;
-    for (int64_t r = 0; r < R; ++r) acc += p[r * inner];
-    y[k] = static_cast<T>(acc * scale);
+    for (int64_t r = 0; r < R; ++r) acc += Storage<T>::load(p, r * inner);
+    store_double(y, k, acc * scale);
   }
 }
 
@@ -44,16 +56,16 @@ __global__ void max_kernel(int64_t outer, int64_t R, int64_t inner, const T* __r
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t o = k / inner, i = k % inner;
     const T* p = x + o * R * inner + i;
-    T best = p[0];
+    compute_of<T> best = Storage<T>::load(p, 0);
     int64_t arg = 0;
     for (int64_t r = 1; r < R; ++r) {
-      T v = p[r * inner];
+      const compute_of<T> v = Storage<T>::load(p, r * inner);
       if (v > best) {
         best = v;
         arg = r;
       }
     }
-    y[k] = best;
+    y[k] = p[arg * inner];  // the element itself
     idx[k] = arg;
   }
 }
@@ -64,7 +76,7 @@ __global__ void max_backward_kernel(int64_t outer, int64_t R, int64_t inner, con
   const int64_t n = outer * R * inner;
   for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < n; k += (int64_t)gridDim.x * blockDim.x) {
     const int64_t i = k % inner, r = (k / inner) % R, o = k / (inner * R);
-    gx[k] = (idx[o * inner + i] == r) ? gy[o * inner + i] : T(0);
+    gx[k] = (idx[o * inner + i] == r) ? gy[o * inner + i] : T{};  // T{}: zero bits for bf16
   }
 }
 
@@ -102,6 +114,7 @@ void max_dim_backward(int64_t outer, int64_t R, int64_t inner, const int64_t* id
   template void max_dim_backward<T>(int64_t, int64_t, int64_t, const int64_t*, const T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -1,5 +1,9 @@
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_storage.cuh"
 #include "kernels/upsample.h"
+
+// T is the storage type (kernels/cuda_storage.cuh): forward copies elements unchanged;
+// backward sums in float for bf16 (in the CPU twin's order) and rounds each sum once.
 
 namespace kern::cuda {
 namespace {
@@ -31,10 +35,10 @@ __global__ void upsample_nearest2d_backward_kernel(Upsample2dDims d, float scale
     const int64_t ow0 = nearest_first_dst(iw, scale_w, d.in_w, d.out_w);
     const int64_t ow1 = nearest_first_dst(iw + 1, scale_w, d.in_w, d.out_w);
     const T* gp = gy + p * d.out_h * d.out_w;
-    T acc = T(0);
+    compute_of<T> acc = 0;
     for (int64_t oh = oh0; oh < oh1; ++oh)
-      for (int64_t ow = ow0; ow < ow1; ++ow) acc += gp[oh * d.out_w + ow];
-    gx[k] = acc;
+      for (int64_t ow = ow0; ow < ow1; ++ow) acc += Storage<T>::load(gp, oh * d.out_w + ow);
+    Storage<T>::store(gx, k, acc);
   }
 }
 
@@ -65,6 +69,7 @@ void upsample_nearest2d_backward(const Upsample2dDims& d, const T* gy, T* gx, St
   template void upsample_nearest2d_backward<T>(const Upsample2dDims&, const T*, T*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
+KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cuda

@@ -117,11 +117,13 @@ TEST_CASE("bf16 elementwise: backward runs in bf16", "[bf16]") {
   // dL/dy = tie_up rounded to bf16 = 1.015625; dy/dx = [0, 3]; 3 * 1.015625 = 3.046875 exactly.
   REQUIRE(x.grad().dtype() == DType::bf16);
   REQUIRE(x.grad().to_vector<float>() == std::vector<float>{0.0f, 3.046875f});
-  // A broadcast op's backward reduces with sum, which has no bf16 kernel yet: a clear error.
+  // A broadcast op's backward reduces the gradient with a bf16 sum.
   Tensor w = bf16_of({1, 2, 3, 4}, {2, 2}).set_requires_grad(true);
   Tensor v = bf16_of({1, 1}, {2}).set_requires_grad(true);
-  Tensor z = (w * v).to(DType::f32);
-  REQUIRE_THROWS_WITH(sum(z).backward(), Catch::Contains("sum: expected a f32 or f64 tensor, got a bf16 tensor"));
+  sum((w * v).to(DType::f32)).backward();
+  REQUIRE(v.grad().dtype() == DType::bf16);
+  REQUIRE(v.grad().to_vector<float>() == std::vector<float>{4, 6});
+  REQUIRE(w.grad().to_vector<float>() == std::vector<float>{1, 1, 1, 1});
 }
 
 TEST_CASE("bf16 elementwise: mixed dtypes are rejected", "[bf16]") {

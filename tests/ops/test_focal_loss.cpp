@@ -236,7 +236,8 @@ TEST_CASE("focal_loss: bad input") {
   REQUIRE_THROWS_WITH(sigmoid_focal_loss(x, zeros({4})), Catch::Contains("labels must be int64, got f32"));
   REQUIRE_THROWS_WITH(sigmoid_focal_loss(x, labels({0, 1, 2}, {3})),
                       Catch::Contains("labels shape [3] does not match logits [4, 3] (expected [4])"));
-  REQUIRE_THROWS_WITH(sigmoid_focal_loss(zeros({4, 3}, DType::i64), lab), Catch::Contains("expected a f32 or f64"));
+  REQUIRE_THROWS_WITH(sigmoid_focal_loss(zeros({4, 3}, DType::i64), lab),
+                      Catch::Contains("expected a f32, f64 or bf16 tensor, got i64"));
   REQUIRE_THROWS_WITH(sigmoid_focal_loss(zeros({4, 0}), lab), Catch::Contains("have no classes"));
   REQUIRE_THROWS_WITH(sigmoid_focal_loss(x, labels({0, 3, 1, 2}, {4})),
                       Catch::Contains("sigmoid_focal_loss: label 3 at row 1 is outside [0, 3) and is neither "

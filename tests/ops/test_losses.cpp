@@ -146,7 +146,7 @@ TEST_CASE("cross_entropy: bad input") {
                       Catch::Contains("cross_entropy: target 5 at element 1 is outside [0, 5)"));
   REQUIRE_THROWS_WITH(cross_entropy(x, labels({0, 1, -1, 2}, {4})), Catch::Contains("target -1 at element 2"));
   REQUIRE_THROWS_WITH(cross_entropy(zeros({4, 5}, DType::i64), labels({0, 1, 2, 3}, {4})),
-                      Catch::Contains("expected a f32 or f64"));
+                      Catch::Contains("expected a f32, f64 or bf16 tensor, got i64"));
 }
 
 TEST_CASE("cross_entropy: cuda matches cpu", "[cuda]") {
@@ -326,7 +326,8 @@ TEST_CASE("smooth_l1: bad input") {
   REQUIRE_THROWS_WITH(smooth_l1_loss(zeros({2}), zeros({2}, DType::f64)), Catch::Contains("dtype mismatch"));
   REQUIRE_THROWS_WITH(smooth_l1_loss(zeros({2}), zeros({2}), Reduction::Mean, -1.0),
                       Catch::Contains("beta must be >= 0"));
-  REQUIRE_THROWS_WITH(l1_loss(zeros({2}, DType::i64), zeros({2}, DType::i64)), Catch::Contains("expected a f32 or f64"));
+  REQUIRE_THROWS_WITH(l1_loss(zeros({2}, DType::i64), zeros({2}, DType::i64)),
+                      Catch::Contains("expected a f32, f64 or bf16 tensor, got i64"));
 }
 
 TEST_CASE("smooth_l1: cuda matches cpu", "[cuda]") {

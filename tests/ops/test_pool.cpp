@@ -167,7 +167,7 @@ TEST_CASE("max_pool2d: bad input is refused with a clear message") {
   REQUIRE_THROWS_WITH(max_pool2d(zeros({1, 1, 2, 2}), pool(3, 1, 0, false)),
                       Catch::Contains("smaller than the kernel"));
   REQUIRE_THROWS_WITH(max_pool2d(zeros({1, 1, 4, 4}, DType::i64), pool(2, 2, 0, false)),
-                      Catch::Contains("expected a f32, f64 or bf16 tensor, got a i64 tensor"));
+                      Catch::Contains("expected a f32, f64 or bf16 tensor, got i64"));
 }
 
 TEST_CASE("max_pool2d: cuda matches cpu", "[cuda]") {

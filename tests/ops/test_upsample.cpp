@@ -91,7 +91,7 @@ TEST_CASE("upsample_nearest2d: gradcheck", "[gradcheck]") {
 TEST_CASE("upsample_nearest2d: bad input is refused with a clear message") {
   REQUIRE_THROWS_WITH(upsample_nearest2d(zeros({2, 3, 4}), 8, 8), Catch::Contains("4-d"));
   REQUIRE_THROWS_WITH(upsample_nearest2d(zeros({1, 2, 3, 4}), 0, 8), Catch::Contains("must be positive"));
-  REQUIRE_THROWS_WITH(upsample_nearest2d(zeros({1, 2, 3, 4}, DType::i32), 6, 8), Catch::Contains("f32 or f64"));
+  REQUIRE_THROWS_WITH(upsample_nearest2d(zeros({1, 2, 3, 4}, DType::i32), 6, 8), Catch::Contains("expected a f32, f64 or bf16 tensor, got i32"));
 }
 
 TEST_CASE("upsample_nearest2d: cuda matches cpu", "[cuda]") {

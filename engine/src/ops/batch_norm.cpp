@@ -1,6 +1,7 @@
 // Batch-norm front-ends: batch_norm2d (train / eval, running-stat update) and
 // frozen_batch_norm2d (torchvision's FrozenBatchNorm2d: a fixed per-channel affine map).
-// Maths in kernels/batch_norm.h.
+// Maths in kernels/batch_norm.h. Both also take bf16 activations with f32 parameters and
+// statistics (float maths, bf16 output and input gradient, f32 parameter gradients).
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
@@ -28,9 +29,28 @@ void check_channel_param(const char* op, const Tensor& t, const char* what, int6
                shape_str(x.sizes()), ", got ", shape_str(t.sizes()));
 }
 
+// The dtype of the per-channel tensors: the input's, or f32 for a bf16 input.
+DType param_dtype(const Tensor& x) { return x.dtype() == DType::bf16 ? DType::f32 : x.dtype(); }
+
+// Every defined per-channel tensor on the input's device with dtype param_dtype(x).
+void check_bn_params(const char* op, const Tensor& x, const std::vector<Tensor>& params) {
+  if (x.dtype() != DType::bf16) {
+    std::vector<Tensor> all{x};
+    all.insert(all.end(), params.begin(), params.end());
+    check_same_device_dtype(op, all);
+    return;
+  }
+  for (const Tensor& p : params) {
+    if (!p.defined()) continue;
+    ENGINE_CHECK(p.dtype() == DType::f32 && p.device() == x.device(), op, ": the parameters must be f32 on ",
+                 x.device().str(), " for a bf16 input of shape ", shape_str(x.sizes()), ", got ",
+                 dtype_name(p.dtype()), " on ", p.device().str());
+  }
+}
+
 void check_bn_input(const char* op, const Tensor& x) {
   ENGINE_CHECK(x.defined(), op, ": undefined input");
-  check_floating(op, x);
+  check_floating_or_bf16(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
 }
 
@@ -58,30 +78,32 @@ struct BatchNormBackward : Node {
     const kern::BatchNormDims d = bn_dims(x);
     Tensor gx, sum_dy, sum_dy_xhat;
     const bool need_sums = need_w || need_b || (need_x && training);
-    if (need_sums) {
-      sum_dy = new_empty({d.C}, x);
-      sum_dy_xhat = new_empty({d.C}, x);
+    if (need_sums) {  // in the parameters' dtype (f32 for a bf16 input)
+      sum_dy = empty({d.C}, TensorOptions(mean.dtype()).device(x.device()));
+      sum_dy_xhat = empty({d.C}, TensorOptions(mean.dtype()).device(x.device()));
     }
     if (need_x) gx = new_empty(x.sizes(), x);
-    dispatch_float(x, "batch_norm2d", [&](auto tag) {
-      using T = decltype(tag);
-      const T *px = x.data<T>(), *pm = mean.data<T>(), *pv = var.data<T>(), *pg = g.data<T>();
+    dispatch_float_or_bf16(x, "batch_norm2d", [&](auto tag) {
+      using T = decltype(tag);       // x, g, gx
+      using F = kern::compute_t<T>;  // mean, var, weight, sums
+      const T *px = x.data<T>(), *pg = g.data<T>();
+      const F *pm = mean.data<F>(), *pv = var.data<F>();
       if (x.is_cuda()) {
         ENGINE_IF_CUDA({
           if (need_sums)
-            kern::cuda::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<T>(),
-                                                      sum_dy_xhat.data<T>(), cuda::stream());
+            kern::cuda::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<F>(),
+                                                      sum_dy_xhat.data<F>(), cuda::stream());
           if (need_x)
-            kern::cuda::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<T>(weight), eps, training, pg,
-                                                     ptr_or_null<T>(sum_dy), ptr_or_null<T>(sum_dy_xhat),
+            kern::cuda::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<F>(weight), eps, training, pg,
+                                                     ptr_or_null<F>(sum_dy), ptr_or_null<F>(sum_dy_xhat),
                                                      gx.data<T>(), cuda::stream());
         });
       } else {
         if (need_sums)
-          kern::cpu::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<T>(), sum_dy_xhat.data<T>());
+          kern::cpu::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<F>(), sum_dy_xhat.data<F>());
         if (need_x)
-          kern::cpu::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<T>(weight), eps, training, pg,
-                                                  ptr_or_null<T>(sum_dy), ptr_or_null<T>(sum_dy_xhat),
+          kern::cpu::batch_norm_backward_input<T>(d, px, pm, pv, ptr_or_null<F>(weight), eps, training, pg,
+                                                  ptr_or_null<F>(sum_dy), ptr_or_null<F>(sum_dy_xhat),
                                                   gx.data<T>());
       }
     });
@@ -104,13 +126,14 @@ struct FrozenBatchNormBackward : Node {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
     const kern::BatchNormDims d = bn_dims(g);
-    dispatch_float(g, "frozen_batch_norm2d", [&](auto tag) {
-      using T = decltype(tag);
+    dispatch_float_or_bf16(g, "frozen_batch_norm2d", [&](auto tag) {
+      using T = decltype(tag);       // g, gx
+      using F = kern::compute_t<T>;  // scale
       if (g.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, g.data<T>(), scale.data<F>(), nullptr, gx.data<T>(),
                                                      cuda::stream()));
       } else {
-        kern::cpu::channel_affine<T>(d, g.data<T>(), scale.data<T>(), nullptr, gx.data<T>());
+        kern::cpu::channel_affine<T>(d, g.data<T>(), scale.data<F>(), nullptr, gx.data<T>());
       }
     });
     return {gx};
@@ -130,7 +153,7 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   // Eval mode normalises with the running stats; train mode may run without them.
   check_channel_param(op, running_mean, "running_mean", C, x_in, training);
   check_channel_param(op, running_var, "running_var", C, x_in, training);
-  check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  check_bn_params(op, x_in, {weight, bias, running_mean, running_var});
   ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
   const kern::BatchNormDims d = bn_dims(x_in);
   const int64_t M = d.N * d.HW;
@@ -142,14 +165,15 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   Tensor b = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor mean, var;
   if (training) {
-    mean = new_empty({C}, x);
-    var = new_empty({C}, x);  // biased
-    dispatch_float(x, op, [&](auto tag) {
+    mean = empty({C}, TensorOptions(param_dtype(x)).device(x.device()));
+    var = empty({C}, TensorOptions(param_dtype(x)).device(x.device()));  // biased
+    dispatch_float_or_bf16(x, op, [&](auto tag) {
       using T = decltype(tag);
+      using F = kern::compute_t<T>;
       if (x.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::batch_norm_stats<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(), cuda::stream()));
+        ENGINE_IF_CUDA(kern::cuda::batch_norm_stats<T>(d, x.data<T>(), mean.data<F>(), var.data<F>(), cuda::stream()));
       } else {
-        kern::cpu::batch_norm_stats<T>(d, x.data<T>(), mean.data<T>(), var.data<T>());
+        kern::cpu::batch_norm_stats<T>(d, x.data<T>(), mean.data<F>(), var.data<F>());
       }
     });
     // running = (1 - momentum) running + momentum batch, with the unbiased variance.
@@ -167,15 +191,16 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   }
 
   Tensor y = new_empty(x.sizes(), x);
-  dispatch_float(x, op, [&](auto tag) {
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
+    using F = kern::compute_t<T>;
     if (x.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::batch_norm_forward<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(),
-                                                       ptr_or_null<T>(w), ptr_or_null<T>(b), eps, y.data<T>(),
+      ENGINE_IF_CUDA(kern::cuda::batch_norm_forward<T>(d, x.data<T>(), mean.data<F>(), var.data<F>(),
+                                                       ptr_or_null<F>(w), ptr_or_null<F>(b), eps, y.data<T>(),
                                                        cuda::stream()));
     } else {
-      kern::cpu::batch_norm_forward<T>(d, x.data<T>(), mean.data<T>(), var.data<T>(), ptr_or_null<T>(w),
-                                       ptr_or_null<T>(b), eps, y.data<T>());
+      kern::cpu::batch_norm_forward<T>(d, x.data<T>(), mean.data<F>(), var.data<F>(), ptr_or_null<F>(w),
+                                       ptr_or_null<F>(b), eps, y.data<T>());
     }
   });
   if (any_requires_grad({x_in, weight, bias}))
@@ -192,7 +217,7 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
   check_channel_param(op, bias, "bias", C, x_in, false);
   check_channel_param(op, running_mean, "running_mean", C, x_in, false);
   check_channel_param(op, running_var, "running_var", C, x_in, false);
-  check_same_device_dtype(op, {x_in, weight, bias, running_mean, running_var});
+  check_bn_params(op, x_in, {weight, bias, running_mean, running_var});
   ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
 
   // scale = w / sqrt(rv + eps), shift = b - rm * scale: constants, so no graph.
@@ -205,13 +230,14 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
   Tensor x = x_in.detach().contiguous();
   Tensor y = new_empty(x.sizes(), x);
   const kern::BatchNormDims d = bn_dims(x);
-  dispatch_float(x, op, [&](auto tag) {
-    using T = decltype(tag);
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
+    using T = decltype(tag);       // x, y
+    using F = kern::compute_t<T>;  // scale, shift
     if (x.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>(),
+      ENGINE_IF_CUDA(kern::cuda::channel_affine<T>(d, x.data<T>(), scale.data<F>(), shift.data<F>(), y.data<T>(),
                                                    cuda::stream()));
     } else {
-      kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<T>(), shift.data<T>(), y.data<T>());
+      kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<F>(), shift.data<F>(), y.data<T>());
     }
   });
   if (any_requires_grad({x_in})) attach(y, std::make_shared<FrozenBatchNormBackward>(scale), {x_in});

@@ -8,6 +8,9 @@
 //
 // Mean divides by the number of logits, rows * C, ignored rows included (torchvision's
 // loss.mean()); a loss over zero elements is 0 with zero gradients, not NaN.
+//
+// bf16 logits: read as bf16, maths in float; the loss and the saved derivative are f32,
+// the gradient for the logits is bf16 (rounded once from the f32 product).
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -22,9 +25,11 @@ using namespace detail;
 namespace {
 
 struct SigmoidFocalLossBackward : Node {
-  Tensor dloss;  // dloss/dx per element, shape of the logits
+  Tensor dloss;  // dloss/dx per element, shape of the logits, in the compute dtype
+  DType x_dtype;  // the logits' dtype: the gradient's
   Reduction reduction;
-  SigmoidFocalLossBackward(Tensor dl, Reduction r) : Node("SigmoidFocalLossBackward"), dloss(std::move(dl)), reduction(r) {}
+  SigmoidFocalLossBackward(Tensor dl, DType xd, Reduction r)
+      : Node("SigmoidFocalLossBackward"), dloss(std::move(dl)), x_dtype(xd), reduction(r) {}
 
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
@@ -34,14 +39,15 @@ struct SigmoidFocalLossBackward : Node {
       g_stride = 0;  // one value for every element
       if (reduction == Reduction::Mean && n > 0) g = mul_scalar(g, 1.0 / static_cast<double>(n)).contiguous();
     }
-    Tensor gx = new_empty(dloss.sizes(), dloss);
-    dispatch_float(dloss, "sigmoid_focal_loss", [&](auto tag) {
-      using T = decltype(tag);
+    Tensor gx = empty(dloss.sizes(), TensorOptions(x_dtype).device(dloss.device()));
+    dispatch_float_or_bf16(x_dtype, "sigmoid_focal_loss", [&](auto tag) {
+      using T = decltype(tag);       // storage of the logits and of gx
+      using F = kern::compute_t<T>;  // dloss and g
       if (dloss.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::sigmoid_focal_loss_backward<T>(n, dloss.data<T>(), g.data<T>(), g_stride,
+        ENGINE_IF_CUDA(kern::cuda::sigmoid_focal_loss_backward<T>(n, dloss.data<F>(), g.data<F>(), g_stride,
                                                                   gx.data<T>(), cuda::stream()));
       } else {
-        kern::cpu::sigmoid_focal_loss_backward<T>(n, dloss.data<T>(), g.data<T>(), g_stride, gx.data<T>());
+        kern::cpu::sigmoid_focal_loss_backward<T>(n, dloss.data<F>(), g.data<F>(), g_stride, gx.data<T>());
       }
     });
     return {gx};
@@ -55,7 +61,7 @@ Tensor sigmoid_focal_loss(const Tensor& logits_in, const Tensor& labels_in, doub
                           Reduction reduction, int64_t background_label, int64_t ignore_index) {
   const char* op = "sigmoid_focal_loss";
   ENGINE_CHECK(logits_in.defined() && labels_in.defined(), op, ": undefined logits or labels");
-  check_floating(op, logits_in);
+  check_floating_or_bf16(op, logits_in);
   ENGINE_CHECK(logits_in.dim() >= 1, op, ": logits must be [..., C], got a 0-d tensor");
   ENGINE_CHECK(labels_in.dtype() == DType::i64, op, ": labels must be int64, got ", dtype_name(labels_in.dtype()));
   ENGINE_CHECK(labels_in.device() == logits_in.device(), op, ": logits on ", logits_in.device().str(),
@@ -91,13 +97,16 @@ Tensor sigmoid_focal_loss(const Tensor& logits_in, const Tensor& labels_in, doub
   }
 
   const bool need_grad = any_requires_grad({logits_in});
-  Tensor loss = reduction == Reduction::None ? new_empty(x.sizes(), x) : Tensor();
-  Tensor loss_sum = reduction != Reduction::None ? new_empty({}, x) : Tensor();
-  Tensor partials = reduction != Reduction::None ? new_empty({kern::kFocalLossPartials}, x) : Tensor();
-  Tensor dloss = need_grad ? new_empty(x.sizes(), x) : Tensor();
-  dispatch_float(x, op, [&](auto tag) {
+  // Everything but the logits in the compute dtype (f32 for bf16 logits).
+  const TensorOptions f_opts = TensorOptions(x.dtype() == DType::bf16 ? DType::f32 : x.dtype()).device(x.device());
+  Tensor loss = reduction == Reduction::None ? empty(x.sizes(), f_opts) : Tensor();
+  Tensor loss_sum = reduction != Reduction::None ? empty({}, f_opts) : Tensor();
+  Tensor partials = reduction != Reduction::None ? empty({kern::kFocalLossPartials}, f_opts) : Tensor();
+  Tensor dloss = need_grad ? empty(x.sizes(), f_opts) : Tensor();
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
-    auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+    using F = kern::compute_t<T>;
+    auto ptr = [](const Tensor& t) { return t.defined() ? t.data<F>() : nullptr; };
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::sigmoid_focal_loss_forward<T>(d, p, x.data<T>(), labels.data<int64_t>(), ptr(loss),
                                                                ptr(loss_sum), ptr(partials), ptr(dloss),
@@ -115,7 +124,7 @@ Tensor sigmoid_focal_loss(const Tensor& logits_in, const Tensor& labels_in, doub
     else if (reduction == Reduction::Sum) out = loss_sum;
     else out = x.numel() > 0 ? mul_scalar(loss_sum, 1.0 / static_cast<double>(x.numel())) : loss_sum;
   }
-  if (need_grad) attach(out, std::make_shared<SigmoidFocalLossBackward>(dloss, reduction), {logits_in});
+  if (need_grad) attach(out, std::make_shared<SigmoidFocalLossBackward>(dloss, x.dtype(), reduction), {logits_in});
   return out;
 }
 

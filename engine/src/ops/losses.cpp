@@ -42,16 +42,17 @@ struct CrossEntropyBackward : Node {
       g_stride = 0;  // one value for every element
       if (reduction == Reduction::Mean) g = div(g, count).contiguous();
     }
-    Tensor gx = new_empty(x.sizes(), x);
-    dispatch_float(x, "cross_entropy", [&](auto tag) {
-      using T = decltype(tag);
+    Tensor gx = new_empty(x.sizes(), x);  // the logits' dtype (bf16 logits: bf16 gradient)
+    dispatch_float_or_bf16(x, "cross_entropy", [&](auto tag) {
+      using T = decltype(tag);       // storage of the logits
+      using F = kern::compute_t<T>;  // lse and g (float for bf16 logits)
       if (x.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<T>(),
-                                                              ignore_index, g.data<T>(), g_stride, gx.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<F>(),
+                                                              ignore_index, g.data<F>(), g_stride, gx.data<T>(),
                                                               cuda::stream()));
       } else {
-        kern::cpu::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<T>(), ignore_index,
-                                             g.data<T>(), g_stride, gx.data<T>());
+        kern::cpu::cross_entropy_backward<T>(d, x.data<T>(), target.data<int64_t>(), lse.data<F>(), ignore_index,
+                                             g.data<F>(), g_stride, gx.data<T>());
       }
     });
     return {gx};
@@ -91,19 +92,23 @@ struct SmoothL1Backward : Node {
       g_stride = 0;
       if (reduction == Reduction::Mean && n > 0) g = mul_scalar(g, 1.0 / static_cast<double>(n)).contiguous();
     }
-    Tensor gx = new_empty(input.sizes(), input);
-    dispatch_float(input, name().c_str(), [&](auto tag) {
-      using T = decltype(tag);
+    Tensor gx = new_empty(input.sizes(), input);  // the input's dtype (bf16 input: bf16 gradient)
+    dispatch_float_or_bf16(input, name().c_str(), [&](auto tag) {
+      using T = decltype(tag);       // input, gx
+      using F = kern::compute_t<T>;  // target, g
       if (input.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::smooth_l1_backward<T>(n, input.data<T>(), target.data<T>(), beta, g.data<T>(),
+        ENGINE_IF_CUDA(kern::cuda::smooth_l1_backward<T>(n, input.data<T>(), target.data<F>(), beta, g.data<F>(),
                                                          g_stride, gx.data<T>(), cuda::stream()));
       } else {
-        kern::cpu::smooth_l1_backward<T>(n, input.data<T>(), target.data<T>(), beta, g.data<T>(), g_stride,
+        kern::cpu::smooth_l1_backward<T>(n, input.data<T>(), target.data<F>(), beta, g.data<F>(), g_stride,
                                          gx.data<T>());
       }
     });
-    // d = input - target, so the target's gradient is the negated input gradient.
-    return {need_input ? gx : Tensor(), need_target ? neg(gx) : Tensor()};
+    // d = input - target, so the target's gradient is the negated input gradient (in the
+    // target's dtype: an f32 target of a bf16 input gets it widened from bf16).
+    Tensor gt;
+    if (need_target) gt = input.dtype() == target.dtype() ? neg(gx) : neg(gx).to(target.dtype());
+    return {need_input ? gx : Tensor(), gt};
   }
   void release_saved() override {
     input = Tensor();
@@ -115,22 +120,30 @@ struct SmoothL1Backward : Node {
 Tensor smooth_l1_impl(const char* op, const char* node_name, const Tensor& input_in, const Tensor& target_in,
                       Reduction reduction, double beta) {
   ENGINE_CHECK(input_in.defined() && target_in.defined(), op, ": undefined input or target");
-  check_same_device_dtype(op, {input_in, target_in});
-  check_floating(op, input_in);
+  check_floating_or_bf16(op, input_in);
+  if (input_in.dtype() == DType::bf16) {  // bf16 predictions against f32 targets, f32 loss
+    ENGINE_CHECK(target_in.dtype() == DType::f32 && target_in.device() == input_in.device(), op,
+                 ": the target must be f32 on ", input_in.device().str(), " for a bf16 input of shape ",
+                 shape_str(input_in.sizes()), ", got ", dtype_name(target_in.dtype()), " on ",
+                 target_in.device().str());
+  } else {
+    check_same_device_dtype(op, {input_in, target_in});
+  }
   ENGINE_CHECK(input_in.sizes() == target_in.sizes(), op, ": input ", shape_str(input_in.sizes()), " and target ",
                shape_str(target_in.sizes()), " must have the same shape");
   ENGINE_CHECK(beta >= 0.0, op, ": beta must be >= 0, got ", beta);
   Tensor input = input_in.detach().contiguous();
   Tensor target = target_in.detach().contiguous();
   const int64_t n = input.numel();
-  Tensor loss = new_empty(input.sizes(), input);
-  dispatch_float(input, op, [&](auto tag) {
+  Tensor loss = new_empty(input.sizes(), target);  // the target's dtype: f32 for a bf16 input
+  dispatch_float_or_bf16(input, op, [&](auto tag) {
     using T = decltype(tag);
+    using F = kern::compute_t<T>;
     if (input.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::smooth_l1_forward<T>(n, input.data<T>(), target.data<T>(), beta, loss.data<T>(),
+      ENGINE_IF_CUDA(kern::cuda::smooth_l1_forward<T>(n, input.data<T>(), target.data<F>(), beta, loss.data<F>(),
                                                       cuda::stream()));
     } else {
-      kern::cpu::smooth_l1_forward<T>(n, input.data<T>(), target.data<T>(), beta, loss.data<T>());
+      kern::cpu::smooth_l1_forward<T>(n, input.data<T>(), target.data<F>(), beta, loss.data<F>());
     }
   });
   Tensor out;
@@ -151,7 +164,7 @@ Tensor smooth_l1_impl(const char* op, const char* node_name, const Tensor& input
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, Reduction reduction, int64_t ignore_index) {
   const char* op = "cross_entropy";
   ENGINE_CHECK(logits_in.defined() && target_in.defined(), op, ": undefined logits or target");
-  check_floating(op, logits_in);
+  check_floating_or_bf16(op, logits_in);
   ENGINE_CHECK(logits_in.dim() >= 2, op, ": logits must be [N, C] or [N, C, d...], got shape ",
                shape_str(logits_in.sizes()));
   ENGINE_CHECK(logits_in.dim() <= kern::kMaxDims, op, ": logits have more than ", kern::kMaxDims, " dims");
@@ -180,18 +193,23 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& target_in, Reduction
                  ") and is not ignore_index (", ignore_index, ")");
   }
 
-  Tensor loss = new_empty(target.sizes(), x);  // per element, shape of target
-  Tensor lse = new_empty(target.sizes(), x);
-  Tensor valid = reduction == Reduction::Mean ? new_empty(target.sizes(), x) : Tensor();
-  dispatch_float(x, op, [&](auto tag) {
+  // Per-element loss, logsumexp and valid flags in the compute dtype: bf16 logits are read
+  // as bf16 but the loss is f32 from the start (kernels/losses.h).
+  const TensorOptions loss_opts =
+      TensorOptions(x.dtype() == DType::bf16 ? DType::f32 : x.dtype()).device(x.device());
+  Tensor loss = empty(target.sizes(), loss_opts);  // per element, shape of target
+  Tensor lse = empty(target.sizes(), loss_opts);
+  Tensor valid = reduction == Reduction::Mean ? empty(target.sizes(), loss_opts) : Tensor();
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
-    T* pv = valid.defined() ? valid.data<T>() : nullptr;
+    using F = kern::compute_t<T>;
+    F* pv = valid.defined() ? valid.data<F>() : nullptr;
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index,
-                                                          loss.data<T>(), lse.data<T>(), pv, cuda::stream()));
+                                                          loss.data<F>(), lse.data<F>(), pv, cuda::stream()));
     } else {
-      kern::cpu::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index, loss.data<T>(),
-                                          lse.data<T>(), pv);
+      kern::cpu::cross_entropy_forward<T>(d, x.data<T>(), target.data<int64_t>(), ignore_index, loss.data<F>(),
+                                          lse.data<F>(), pv);
     }
   });
 

@@ -46,18 +46,17 @@ struct MaxPool2dBackward : Node {
   void release_saved() override { idx = Tensor(); }
 };
 
-// max_pool2d has bf16 kernels; the global pools reuse the reductions, which do not (yet).
-void check_pool_input(const char* op, const Tensor& x, bool bf16_ok) {
+// f32, f64 or bf16 (max_pool2d's kernels and the reductions the global pools use).
+void check_pool_input(const char* op, const Tensor& x) {
   ENGINE_CHECK(x.defined(), op, ": undefined input");
-  if (bf16_ok) check_floating_or_bf16(op, x);
-  else check_floating(op, x);
+  check_floating_or_bf16(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": expected a 4-d [N, C, H, W] input, got shape ", shape_str(x.sizes()));
 }
 
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
-  check_pool_input("max_pool2d", x_in, true);
+  check_pool_input("max_pool2d", x_in);
   ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, "max_pool2d: kernel ", p.kernel_h, "x", p.kernel_w,
                " must be positive");
   ENGINE_CHECK(p.stride_h > 0 && p.stride_w > 0, "max_pool2d: stride ", p.stride_h, "x", p.stride_w,
@@ -106,7 +105,7 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
 //     goes to the first maximum; equals adaptive_max_pool2d(x, 1) for distinct values);
 //   global_avg_pool2d = mean over (H, W) (equals adaptive_avg_pool2d(x, 1)).
 Tensor global_max_pool2d(const Tensor& x) {
-  check_pool_input("global_max_pool2d", x, false);
+  check_pool_input("global_max_pool2d", x);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_max_pool2d: empty spatial size in ", shape_str(x.sizes()));
   const int64_t N = x.size(0), C = x.size(1);
   Tensor flat = x.reshape({N, C, x.size(2) * x.size(3)});
@@ -114,7 +113,7 @@ Tensor global_max_pool2d(const Tensor& x) {
 }
 
 Tensor global_avg_pool2d(const Tensor& x) {
-  check_pool_input("global_avg_pool2d", x, false);
+  check_pool_input("global_avg_pool2d", x);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool2d: empty spatial size in ", shape_str(x.sizes()));
   return mean(x, {2, 3}, true);
 }

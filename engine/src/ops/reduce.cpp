@@ -56,7 +56,7 @@ Tensor sum_raw(const Tensor& x_in, const std::vector<int64_t>& dims, double scal
   }
   Tensor y = new_empty(reduced_shape(x_in.sizes(), dims, true), x);
   const double scale = scale_per_elem < 0 ? 1.0 / static_cast<double>(std::max<int64_t>(R, 1)) : scale_per_elem;
-  dispatch_float(x, op, [&](auto tag) {
+  dispatch_float_or_bf16(x, op, [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::sum_dim<T>(outer, R, inner, x.data<T>(), y.data<T>(), scale, cuda::stream()));
@@ -83,7 +83,7 @@ struct SumBackward : Node {
 Tensor reduce_sum(const Tensor& x, const std::vector<int64_t>& dims_in, bool keepdim, bool mean) {
   const char* op = mean ? "mean" : "sum";
   ENGINE_CHECK(x.defined(), op, ": undefined input");
-  check_floating(op, x);
+  check_floating_or_bf16(op, x);
   std::vector<int64_t> dims = normalize_dims(dims_in, x.dim(), op);
   if (x.dim() == 0) dims.clear();
   int64_t R = 1;
@@ -114,7 +114,7 @@ struct MaxBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = empty(in_sizes, TensorOptions(g.dtype()).device(g.device()));
-    dispatch_float(g, "max", [&](auto tag) {
+    dispatch_float_or_bf16(g, "max", [&](auto tag) {
       using T = decltype(tag);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::max_dim_backward<T>(outer, R, inner, idx.data<int64_t>(), g.data<T>(),
@@ -137,7 +137,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { r
 
 std::pair<Tensor, Tensor> max(const Tensor& x_in, int64_t dim, bool keepdim) {
   ENGINE_CHECK(x_in.defined(), "max: undefined input");
-  check_floating("max", x_in);
+  check_floating_or_bf16("max", x_in);
   ENGINE_CHECK(x_in.dim() > 0, "max: needs at least 1 dim");
   dim = wrap_dim(dim, x_in.dim(), "max");
   ENGINE_CHECK(x_in.size(dim) > 0, "max: dim ", dim, " is empty");
@@ -149,7 +149,7 @@ std::pair<Tensor, Tensor> max(const Tensor& x_in, int64_t dim, bool keepdim) {
   keep[dim] = 1;
   Tensor values = new_empty(keep, x);
   Tensor idx = empty(keep, TensorOptions(DType::i64).device(x.device()));
-  dispatch_float(x, "max", [&](auto tag) {
+  dispatch_float_or_bf16(x, "max", [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::max_dim<T>(outer, R, inner, x.data<T>(), values.data<T>(), idx.data<int64_t>(),

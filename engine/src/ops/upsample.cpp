@@ -18,7 +18,7 @@ struct UpsampleNearest2dBackward : Node {
   std::vector<Tensor> apply(const Tensor& g_in) override {
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(in_sizes, g);
-    dispatch_float(g, "upsample_nearest2d", [&](auto tag) {
+    dispatch_float_or_bf16(g, "upsample_nearest2d", [&](auto tag) {
       using T = decltype(tag);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::upsample_nearest2d_backward<T>(d, g.data<T>(), gx.data<T>(), cuda::stream()));
@@ -34,7 +34,7 @@ struct UpsampleNearest2dBackward : Node {
 
 Tensor upsample_nearest2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
   ENGINE_CHECK(x_in.defined(), "upsample_nearest2d: undefined input");
-  check_floating("upsample_nearest2d", x_in);
+  check_floating_or_bf16("upsample_nearest2d", x_in);
   ENGINE_CHECK(x_in.dim() == 4, "upsample_nearest2d: expected a 4-d [N, C, H, W] input, got shape ",
                shape_str(x_in.sizes()));
   ENGINE_CHECK(out_h > 0 && out_w > 0, "upsample_nearest2d: output size ", out_h, "x", out_w,
@@ -50,7 +50,7 @@ Tensor upsample_nearest2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
 
   Tensor x = x_in.detach().contiguous();
   Tensor y = new_empty({x.size(0), x.size(1), out_h, out_w}, x);
-  dispatch_float(x, "upsample_nearest2d", [&](auto tag) {
+  dispatch_float_or_bf16(x, "upsample_nearest2d", [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::upsample_nearest2d_forward<T>(d, x.data<T>(), y.data<T>(), cuda::stream()));

@@ -21,9 +21,14 @@
 //                     forward with scale = w / sqrt(rv + eps), shift = b - rm * scale, and its
 //                     backward dx = dy * scale (the same kernel with shift == nullptr).
 //
+// bf16: every kernel also takes T = kern::bf16 as the storage type of x / y / gy / gx; the
+// per-channel arrays (mean, var, w, b, sums, scale, shift) are compute_t<T> = float, the
+// maths runs in float (sums in double as above), outputs are rounded once to nearest even.
+//
 // CUDA: the reductions run one block per channel with a shared-memory tree; the
 // elementwise parts run one thread per element.
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 
 namespace kern {
@@ -34,36 +39,39 @@ struct BatchNormDims {
 
 namespace cpu {
 template <typename T>
-void batch_norm_stats(const BatchNormDims& d, const T* x, T* mean, T* var);
+void batch_norm_stats(const BatchNormDims& d, const T* x, compute_t<T>* mean, compute_t<T>* var);
 template <typename T>
-void batch_norm_forward(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w, const T* b,
-                        double eps, T* y);
+void batch_norm_forward(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                        const compute_t<T>* w, const compute_t<T>* b, double eps, T* y);
 template <typename T>
-void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const T* mean, const T* var, double eps,
-                                const T* gy, T* sum_dy, T* sum_dy_xhat);
+void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const compute_t<T>* mean,
+                                const compute_t<T>* var, double eps, const T* gy, compute_t<T>* sum_dy,
+                                compute_t<T>* sum_dy_xhat);
 template <typename T>
-void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w,
-                               double eps, bool training, const T* gy, const T* sum_dy, const T* sum_dy_xhat,
-                               T* gx);
+void batch_norm_backward_input(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                               const compute_t<T>* w, double eps, bool training, const T* gy,
+                               const compute_t<T>* sum_dy, const compute_t<T>* sum_dy_xhat, T* gx);
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y);
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y);
 }  // namespace cpu
 
 namespace cuda {
 template <typename T>
-void batch_norm_stats(const BatchNormDims& d, const T* x, T* mean, T* var, Stream stream);
+void batch_norm_stats(const BatchNormDims& d, const T* x, compute_t<T>* mean, compute_t<T>* var, Stream stream);
 template <typename T>
-void batch_norm_forward(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w, const T* b,
-                        double eps, T* y, Stream stream);
+void batch_norm_forward(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                        const compute_t<T>* w, const compute_t<T>* b, double eps, T* y, Stream stream);
 template <typename T>
-void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const T* mean, const T* var, double eps,
-                                const T* gy, T* sum_dy, T* sum_dy_xhat, Stream stream);
+void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const compute_t<T>* mean,
+                                const compute_t<T>* var, double eps, const T* gy, compute_t<T>* sum_dy,
+                                compute_t<T>* sum_dy_xhat, Stream stream);
 template <typename T>
-void batch_norm_backward_input(const BatchNormDims& d, const T* x, const T* mean, const T* var, const T* w,
-                               double eps, bool training, const T* gy, const T* sum_dy, const T* sum_dy_xhat,
-                               T* gx, Stream stream);
+void batch_norm_backward_input(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                               const compute_t<T>* w, double eps, bool training, const T* gy,
+                               const compute_t<T>* sum_dy, const compute_t<T>* sum_dy_xhat, T* gx, Stream stream);
 template <typename T>
-void channel_affine(const BatchNormDims& d, const T* x, const T* scale, const T* shift, T* y, Stream stream);
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y,
+                    Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

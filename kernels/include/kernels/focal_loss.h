@@ -51,7 +51,12 @@
 // Sum/Mean forward + backward: 16 bytes per element. Recomputing the derivative from x in
 // backward instead would move 12; the saved derivative keeps the exp / log1p / pow work out
 // of backward, as asked of this design.
+//
+// bf16 logits: T = kern::bf16 is the storage type of x and gx only. The maths runs in float
+// (focal_loss_element<float>), and loss / loss_sum / partials / dloss / g are float
+// (compute_t<T>, kernels/bf16.h); backward rounds gx to nearest even on the store.
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 #include "kernels/elementwise_math.h"  // KERN_HD (host + device inline)
 
@@ -106,9 +111,11 @@ int64_t find_invalid_focal_label(int64_t rows, const int64_t* labels, int64_t C,
 
 template <typename T>
 void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const T* x, const int64_t* labels,
-                                T* loss, T* loss_sum, T* partials, T* dloss);
+                                compute_t<T>* loss, compute_t<T>* loss_sum, compute_t<T>* partials,
+                                compute_t<T>* dloss);
 template <typename T>
-void sigmoid_focal_loss_backward(int64_t n, const T* dloss, const T* g, int64_t g_stride, T* gx);
+void sigmoid_focal_loss_backward(int64_t n, const compute_t<T>* dloss, const compute_t<T>* g, int64_t g_stride,
+                                 T* gx);
 }  // namespace cpu
 
 // CUDA: one thread per element in a grid-stride loop (the label of row m is read by the C
@@ -119,9 +126,11 @@ void sigmoid_focal_loss_backward(int64_t n, const T* dloss, const T* g, int64_t 
 namespace cuda {
 template <typename T>
 void sigmoid_focal_loss_forward(const FocalLossDims& d, const FocalLossParams& p, const T* x, const int64_t* labels,
-                                T* loss, T* loss_sum, T* partials, T* dloss, Stream stream);
+                                compute_t<T>* loss, compute_t<T>* loss_sum, compute_t<T>* partials,
+                                compute_t<T>* dloss, Stream stream);
 template <typename T>
-void sigmoid_focal_loss_backward(int64_t n, const T* dloss, const T* g, int64_t g_stride, T* gx, Stream stream);
+void sigmoid_focal_loss_backward(int64_t n, const compute_t<T>* dloss, const compute_t<T>* g, int64_t g_stride,
+                                 T* gx, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

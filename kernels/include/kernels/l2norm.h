@@ -33,7 +33,12 @@
 //
 // Memory traffic floor (per element of x, T = float): forward reads x, writes y: 8 bytes;
 // backward reads x and gy, writes gx: 12 bytes (scale and gscale are C values).
+//
+// bf16 activations: T = kern::bf16 is the storage type of x, y, gy and gx; scale and gscale
+// stay in the compute type (compute_t<T> = float, the f32 parameter), the sums and the
+// maths run in float, and y / gx are rounded to nearest even on the store.
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 
 namespace kern {
@@ -46,9 +51,10 @@ struct L2NormDims {
 
 namespace cpu {
 template <typename T>
-void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps, T* y);
+void l2norm_forward(const L2NormDims& d, const T* x, const compute_t<T>* scale, double eps, T* y);
 template <typename T>
-void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* gy, double eps, T* gx, T* gscale);
+void l2norm_backward(const L2NormDims& d, const T* x, const compute_t<T>* scale, const T* gy, double eps, T* gx,
+                     compute_t<T>* gscale);
 }  // namespace cpu
 
 // CUDA (kernels/cuda/l2norm.cu): a block of 256 threads per tile of TW neighbouring columns
@@ -62,20 +68,20 @@ void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* g
 // run without the shared copy and read x (and gy) twice, the second time mostly from L2.
 namespace cuda {
 template <typename T>
-void l2norm_forward(const L2NormDims& d, const T* x, const T* scale, double eps, T* y, Stream stream);
+void l2norm_forward(const L2NormDims& d, const T* x, const compute_t<T>* scale, double eps, T* y, Stream stream);
 template <typename T>
-void l2norm_backward(const L2NormDims& d, const T* x, const T* scale, const T* gy, double eps, T* gx, T* gscale,
-                     Stream stream);
+void l2norm_backward(const L2NormDims& d, const T* x, const compute_t<T>* scale, const T* gy, double eps, T* gx,
+                     compute_t<T>* gscale, Stream stream);
 
 // The scale gradient alone, in a fixed order (eng::cuda::set_deterministic): bit-identical
 // from run to run. Two kernels: one thread per column writes inv[n, p] = 1 / max(||x[n, :, p]||,
-// eps) to `inv_ws` (N * P elements); then one block per channel sums g * x * inv over (n, p),
-// each thread over a fixed stride of columns, then a fixed-shape tree in shared memory. It
-// reads x and gy once more than the fused kernel: call l2norm_backward with gscale = null
-// for gx, then this.
+// eps) to `inv_ws` (N * P compute_t<T> elements); then one block per channel sums g * x * inv
+// over (n, p), each thread over a fixed stride of columns, then a fixed-shape tree in shared
+// memory. It reads x and gy once more than the fused kernel: call l2norm_backward with
+// gscale = null for gx, then this.
 template <typename T>
-void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps, T* gscale,
-                                         T* inv_ws, Stream stream);
+void l2norm_backward_scale_deterministic(const L2NormDims& d, const T* x, const T* gy, double eps,
+                                         compute_t<T>* gscale, compute_t<T>* inv_ws, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

@@ -32,7 +32,13 @@
 // kernels with beta = 0.
 // Backward: gx[k] = dloss/dd(d[k]) * g[k * g_stride] (g_stride as above); the gradient for
 // the target is -gx, formed by the front-end.
+//
+// bf16 inputs: T = kern::bf16 is the storage type of the logits / input and of their
+// gradient gx only; the maths runs in float, and loss / lse / valid / g and the smooth-L1
+// target are float (compute_t<T>, kernels/bf16.h), so the loss never goes through bf16;
+// gx is rounded to nearest even on the store.
 #pragma once
+#include "kernels/bf16.h"
 #include "kernels/common.h"
 
 namespace kern {
@@ -49,16 +55,16 @@ int64_t find_invalid_target(int64_t n, const int64_t* target, int64_t C, int64_t
 
 template <typename T>
 void cross_entropy_forward(const CrossEntropyDims& d, const T* x, const int64_t* target, int64_t ignore_index,
-                           T* loss, T* lse, T* valid);
+                           compute_t<T>* loss, compute_t<T>* lse, compute_t<T>* valid);
 template <typename T>
-void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t* target, const T* lse,
-                            int64_t ignore_index, const T* g, int64_t g_stride, T* gx);
+void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t* target, const compute_t<T>* lse,
+                            int64_t ignore_index, const compute_t<T>* g, int64_t g_stride, T* gx);
 
 template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss);
+void smooth_l1_forward(int64_t n, const T* input, const compute_t<T>* target, double beta, compute_t<T>* loss);
 template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx);
+void smooth_l1_backward(int64_t n, const T* input, const compute_t<T>* target, double beta, const compute_t<T>* g,
+                        int64_t g_stride, T* gx);
 }  // namespace cpu
 
 // CUDA: cross_entropy_forward uses one warp per element when inner == 1 (contiguous class
@@ -67,16 +73,17 @@ void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta,
 namespace cuda {
 template <typename T>
 void cross_entropy_forward(const CrossEntropyDims& d, const T* x, const int64_t* target, int64_t ignore_index,
-                           T* loss, T* lse, T* valid, Stream stream);
+                           compute_t<T>* loss, compute_t<T>* lse, compute_t<T>* valid, Stream stream);
 template <typename T>
-void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t* target, const T* lse,
-                            int64_t ignore_index, const T* g, int64_t g_stride, T* gx, Stream stream);
+void cross_entropy_backward(const CrossEntropyDims& d, const T* x, const int64_t* target, const compute_t<T>* lse,
+                            int64_t ignore_index, const compute_t<T>* g, int64_t g_stride, T* gx, Stream stream);
 
 template <typename T>
-void smooth_l1_forward(int64_t n, const T* input, const T* target, double beta, T* loss, Stream stream);
+void smooth_l1_forward(int64_t n, const T* input, const compute_t<T>* target, double beta, compute_t<T>* loss,
+                       Stream stream);
 template <typename T>
-void smooth_l1_backward(int64_t n, const T* input, const T* target, double beta, const T* g, int64_t g_stride,
-                        T* gx, Stream stream);
+void smooth_l1_backward(int64_t n, const T* input, const compute_t<T>* target, double beta, const compute_t<T>* g,
+                        int64_t g_stride, T* gx, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

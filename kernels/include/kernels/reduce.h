@@ -10,6 +10,8 @@
 // running total in float drops their low bits (a float sum of a 2x3069x4 focal-loss map was
 // 6e-5 off; torch uses cascade summation for the same reason). The cost is nil here: the
 // sums are memory-bound on both devices.
+// T may be kern::bf16 (storage): values widen exactly, sums run in double, each sum is
+// rounded once to bf16 (nearest even); max copies the chosen element unchanged.
 #pragma once
 #include "kernels/common.h"
 

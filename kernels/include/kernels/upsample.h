@@ -17,6 +17,8 @@
 //   CUDA: one thread per INPUT pixel; src() is non-decreasing, so the outputs reading
 //         input i form the contiguous range [first_dst(i), first_dst(i + 1)), where
 //         first_dst(i) is the first dst with src(dst) >= i (no atomics, deterministic).
+// T is float, double or kern::bf16 (storage: forward copies, backward sums in float and
+// rounds once).
 #pragma once
 #include <cmath>
 

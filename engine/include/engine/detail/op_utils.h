@@ -45,12 +45,12 @@ namespace eng {
 // dispatch_float / dispatch_float_or_bf16 (engine/dtype.h) given the tensor itself, so that a
 // dtype the op has no kernel for (bf16 reaching an f32/f64-only op, an integer tensor) fails
 // with one line naming the op, the dtype and the shape:
-//   "softmax: expected a f32 or f64 tensor, got a bf16 tensor of shape [2, 3] (no bf16 kernel)"
+//   "softmax: expected a f32 or f64 tensor, got bf16 of shape [2, 3] (no bf16 kernel)"
 template <typename F>
 decltype(auto) dispatch_float(const Tensor& t, const char* op, F&& f) {
   const DType dt = t.dtype();
   if (dt != DType::f32 && dt != DType::f64)
-    ENGINE_FAIL(op, ": expected a f32 or f64 tensor, got a ", dtype_name(dt), " tensor of shape ",
+    ENGINE_FAIL(op, ": expected a f32 or f64 tensor, got ", dtype_name(dt), " of shape ",
                 shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
   return dispatch_float(dt, op, std::forward<F>(f));
 }
@@ -58,7 +58,7 @@ template <typename F>
 decltype(auto) dispatch_float_or_bf16(const Tensor& t, const char* op, F&& f) {
   const DType dt = t.dtype();
   if (dt != DType::f32 && dt != DType::f64 && dt != DType::bf16)
-    ENGINE_FAIL(op, ": expected a f32, f64 or bf16 tensor, got a ", dtype_name(dt), " tensor of shape ",
+    ENGINE_FAIL(op, ": expected a f32, f64 or bf16 tensor, got ", dtype_name(dt), " of shape ",
                 shape_str(t.sizes()), " (no ", dtype_name(dt), " kernel)");
   return dispatch_float_or_bf16(dt, op, std::forward<F>(f));
 }
