@@ -74,7 +74,7 @@ TEST_CASE("ssd_detect --summary: parameter and anchor counts", "[apps][ssd_detec
   }
 }
 
-TEST_CASE("ssd_detect: a bad arch is one line and exit 1; no --input is exit 1", "[apps][ssd_detect]") {
+TEST_CASE("ssd_detect: a bad arch is one line and exit 1, no --input is exit 1", "[apps][ssd_detect]") {
   Run r = run("--arch nonsense --num-classes 21 --summary");
   INFO("stdout:\n" << r.out << "stderr:\n" << r.err);
   CHECK(r.status == 1);

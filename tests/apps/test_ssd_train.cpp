@@ -198,7 +198,7 @@ TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps]
 
 // --precision bf16: the forward in BF16 (autocast), loss and optimizer in FP32, weights saved
 // in FP32. BF16 keeps 8 significant bits, so the losses follow the CPU's to a few percent.
-TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu; weights stay f32", "[apps][ssd_train][cuda]") {
+TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu, weights stay f32", "[apps][ssd_train][cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   TempDir on_cpu("ssd_train_bf16_cpu"), on_cuda("ssd_train_bf16_cuda");
   app::TrainConfig c = small_config(on_cpu.path.string());

@@ -143,7 +143,7 @@ TEST_CASE("load_voc: boxes minus 1, labels, difficult, size, filename fallback, 
   CHECK(d.samples[2].objects.empty());
 }
 
-TEST_CASE("load_voc: a box just past the border is clipped; 0-based XML coordinates too", "[data][dataset]") {
+TEST_CASE("load_voc: a box just past the border is clipped, 0-based XML coordinates too", "[data][dataset]") {
   TempDir t("test_dataset");
   const std::string root = t / "voc";
   // 100x80 image: xmax 101 -> x2 100 (on the border); ymax 81.5 -> 80.5 (0.5 px past: clipped to 80);
@@ -498,7 +498,7 @@ TEST_CASE("load_coco: missing file, malformed JSON, missing arrays and bad categ
   }
 }
 
-TEST_CASE("load_dataset dispatches on .json; dataset_source and dataset_summary describe it", "[data][dataset]") {
+TEST_CASE("load_dataset dispatches on .json, dataset_source and dataset_summary describe it", "[data][dataset]") {
   TempDir t("test_dataset");
   const std::string r1 = t / "VOC2007", r2 = t / "VOC2012";
   add_voc_image(r1, "a",

@@ -132,7 +132,7 @@ std::vector<uint8_t> bmp_header_only(int32_t w, int32_t h) {
 
 }  // namespace
 
-TEST_CASE("PNG, BMP round-trip exactly; JPEG q95 within tolerance", "[data][image]") {
+TEST_CASE("PNG, BMP round-trip exactly, JPEG q95 within tolerance", "[data][image]") {
   TempDir dir("test_image");
   const int w = 7, h = 5;
   const std::vector<uint8_t> px = pattern(w, h, 3);

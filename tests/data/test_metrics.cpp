@@ -103,7 +103,7 @@ TEST_CASE("VOC07 11-point and area AP on a hand-computed case, difficult and dup
   CHECK(voc_area_ap(rec, prec) == Approx(0.25 + 1.0 / 6.0 + 0.15).epsilon(1e-12));
 }
 
-TEST_CASE("VOC: a detection on a difficult GT is neither TP nor FP; duplicates are FP", "[metrics]") {
+TEST_CASE("VOC: a detection on a difficult GT is neither TP nor FP, duplicates are FP", "[metrics]") {
   std::vector<GroundTruth> gt = {gt_box("a.jpg", 0, 0, 49, 49, 0), gt_box("a.jpg", 100, 100, 149, 149, 0, true)};
   // Highest score on the difficult GT: if it counted as FP the precision at recall 1 would be 0.5.
   std::vector<Detection> dets = {det_box("a.jpg", 100, 100, 149, 149, 0, 0.9), det_box("a.jpg", 0, 0, 49, 49, 0, 0.8)};

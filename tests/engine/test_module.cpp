@@ -278,7 +278,7 @@ TEST_CASE("module: registration errors and the default forward") {
   REQUIRE(!m.find("g").requires_grad());
 }
 
-TEST_CASE("module: zero_grad drops gradients; to(cpu) keeps handles") {
+TEST_CASE("module: zero_grad drops gradients, to(cpu) keeps handles") {
   Linear l(3, 2);
   Tensor w = l.parameters()[0];
   w.set_grad(ones({2, 3}));

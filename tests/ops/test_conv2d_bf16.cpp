@@ -155,7 +155,7 @@ TEST_CASE("conv2d (tf32): a dilated conv runs our TF32 kernel within the TF32 bo
   }
 }
 
-TEST_CASE("autocast: conv2d casts f32 cuda operands to bf16; gradients reach f32 weights", "[cuda]") {
+TEST_CASE("autocast: conv2d casts f32 cuda operands to bf16, gradients reach f32 weights", "[cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   Tensor x = test::cuda_leaf(test::random_f32({2, 4, 8, 8}, 1)), w = test::cuda_leaf(test::random_f32({5, 4, 3, 3}, 2));
   Tensor b = test::cuda_leaf(test::random_f32({5}, 3));
