@@ -126,8 +126,9 @@ void layer_rows(const Options& o, std::vector<Row>& rows, const Layer& L, int64_
     const double err = worst_ratio(ends(gx).cpu().to(DType::f32), gx_ref, atol, rtol);
     char extra[96];
     const auto cf = cuda::cudnn::chosen(d, dt, cuda::cudnn::Direction::backward_filter);
-    std::snprintf(extra, sizeof extra, " + filter %s + bias",
-                  cf.found ? cuda::cudnn::algo_name(cuda::cudnn::Direction::backward_filter, cf.algo).c_str() : "?");
+    std::snprintf(extra, sizeof extra, " + filter %s%s",
+                  cf.found ? cuda::cudnn::algo_name(cuda::cudnn::Direction::backward_filter, cf.algo).c_str() : "?",
+                  bf16 ? "" : " + bias");
     add_row("conv2d_cudnn_bwd", shape(cuda::cudnn::Direction::backward_data, extra), err, step, 2.0 * flops);
   }
   cuda::set_tf32(false);

@@ -371,6 +371,23 @@ TEST_CASE("adamw: three steps match the published formulas") {
   REQUIRE(std::fabs(ref.p[0] - coupled.p[0]) > 1e-4);
 }
 
+// torch.optim.AdamW(params) defaults: lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay
+// 1e-2; Adam's weight_decay default stays 0.
+TEST_CASE("adamw: the defaults are torch's (weight decay 1e-2)") {
+  CHECK(optim::AdamWOptions().weight_decay == 0.01);
+  CHECK(optim::AdamWOptions().lr == 1e-3);
+  CHECK(optim::AdamOptions().weight_decay == 0.0);
+  Tensor p = param_f64(kStart);
+  optim::AdamW opt({{"w", p}});
+  AdamReference ref(kStart);
+  for (const auto& g : kGrads) {
+    p.set_grad(from_vector<double>(g, {2}));
+    opt.step();
+    ref.step(g, 1e-3, 0.9, 0.999, 1e-8, 0.01, true);
+    require_values(p.to_vector<double>(), ref.p);
+  }
+}
+
 TEST_CASE("adam: a parameter without grad keeps its own step count") {
   Tensor a = param_f64({1.0, -1.0}), b = param_f64({0.5, 2.0});
   optim::AdamOptions o;

@@ -164,12 +164,17 @@ class Adam : public Optimizer {
   bool decoupled_;
 };
 
-// AdamW (decoupled weight decay p *= 1 - lr * wd), as torch.optim.AdamW. Note that
-// torch's AdamW defaults weight_decay to 1e-2; here the caller sets it explicitly.
+// AdamW's defaults, torch.optim.AdamW's: Adam's, but weight_decay 1e-2 (Adam's is 0).
+struct AdamWOptions : AdamOptions {
+  AdamWOptions() { weight_decay = 1e-2; }
+};
+
+// AdamW (decoupled weight decay p *= 1 - lr * wd), as torch.optim.AdamW, with its defaults
+// (AdamWOptions: weight_decay 1e-2) when no options are given.
 class AdamW : public Adam {
  public:
-  AdamW(NamedTensors params, const AdamOptions& options);
-  AdamW(const std::vector<Tensor>& params, const AdamOptions& options);
+  explicit AdamW(NamedTensors params, const AdamOptions& options = AdamWOptions());
+  explicit AdamW(const std::vector<Tensor>& params, const AdamOptions& options = AdamWOptions());
 };
 
 // ---- learning-rate schedules: lr_at(iter) for iter = 0, 1, 2, ... ----

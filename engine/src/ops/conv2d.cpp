@@ -1,5 +1,8 @@
 // conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, im2col),
 // and the backward node. Maths and layout: kernels/conv2d.h.
+#include <cstdio>
+#include <mutex>
+
 #include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
@@ -73,6 +76,18 @@ const __nv_bfloat16* nv(const Tensor& t) {
 __nv_bfloat16* nv_out(const Tensor& t) { return t.defined() ? reinterpret_cast<__nv_bfloat16*>(t.raw_data()) : nullptr; }
 
 Tensor as_f32(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
+
+// A bf16 convolution on CUDA that neither cuDNN nor our kernels take (sizes past their int
+// ranges) runs in FP32 on the bf16 values: a deliberate fallback, said once per process.
+void note_bf16_fallback(const Tensor& t, const kern::Conv2dDims& d) {
+  if (!t.is_cuda()) return;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::fprintf(stderr, "conv2d: note: a bf16 convolution (%s) is past the tensor-core kernels' index ranges; it "
+                 "runs in FP32 (im2col + GEMM) on the bf16 values (said once)\n",
+                 kern::igemm_dims_str(d).c_str());
+  });
+}
 
 // y = relu(y) in place (conv2d_relu when the conv itself could not fuse it).
 void relu_inplace(Tensor& y) {
@@ -189,6 +204,7 @@ struct Conv2dBackward : Node {
     }
     if (g.dtype() == DType::bf16) {
       // Float maths on the bf16 values, each gradient rounded once.
+      note_bf16_fallback(g, d);
       Tensor gxf = need_x ? new_empty(gx.sizes(), as_f32(g)) : Tensor();
       Tensor gwf = need_w ? new_empty(gw.sizes(), as_f32(g)) : Tensor();
       Tensor gbf = need_b ? new_empty({d.O}, as_f32(g)) : Tensor();
@@ -289,6 +305,7 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
     case Path::im2col:
       if (X.dtype() == DType::bf16) {
         // Float maths on the bf16 values (ReLU included), rounded once to bf16.
+        note_bf16_fallback(X, d);
         Tensor yf = new_empty(y.sizes(), as_f32(X));
         im2col_forward(d, as_f32(X), as_f32(Wt), as_f32(B), yf, op);
         if (relu) relu_inplace(yf);
