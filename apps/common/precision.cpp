@@ -26,8 +26,8 @@ Precision resolve_precision(const std::string& flag, eng::Device device) {
   return p;
 }
 
-PrecisionScope::PrecisionScope(Precision p, eng::Device device, bool deterministic)
-    : cuda_(device.is_cuda()), autocast_(device.is_cuda() && p == Precision::bf16) {
+PrecisionScope::PrecisionScope(Precision p, eng::Device device, bool deterministic, bool cpu_twin)
+    : cuda_(device.is_cuda()), autocast_((device.is_cuda() || cpu_twin) && p == Precision::bf16, cpu_twin) {
   deterministic_before_ = eng::cuda::deterministic();
   eng::cuda::set_deterministic(deterministic);
   if (!cuda_) return;

@@ -33,7 +33,8 @@ Precision resolve_precision(const std::string& flag, eng::Device device);
 // algorithms when `deterministic`. Nothing changes on the CPU.
 class PrecisionScope {
  public:
-  PrecisionScope(Precision p, eng::Device device, bool deterministic = false);
+  // cpu_twin (tests): bf16 on the CPU through its bf16 twins (engine/autocast.h).
+  PrecisionScope(Precision p, eng::Device device, bool deterministic = false, bool cpu_twin = false);
   ~PrecisionScope();
   PrecisionScope(const PrecisionScope&) = delete;
   PrecisionScope& operator=(const PrecisionScope&) = delete;

@@ -144,7 +144,10 @@ class Run {
 };
 
 Run::Run(const TrainConfig& c)
-    : c_(c), device_(parse_device(c.device)), precision_(resolve_precision(c.precision, device_)), out_(c.out) {
+    : c_(c),
+      device_(parse_device(c.device)),
+      precision_(c.bf16_cpu_twin ? Precision::bf16 : resolve_precision(c.precision, device_)),
+      out_(c.out) {
   ENGINE_CHECK(c.batch >= 1, "--batch must be at least 1");
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
@@ -206,7 +209,7 @@ void Run::setup_model() {
   }
   model_->to(device_);
   model_->train();
-  precision_scope_ = std::make_unique<PrecisionScope>(precision_, device_, c_.deterministic);
+  precision_scope_ = std::make_unique<PrecisionScope>(precision_, device_, c_.deterministic, c_.bf16_cpu_twin);
 
   eng::optim::SGDOptions o;
   o.lr = c_.lr > 0 ? c_.lr : default_lr(mc.arch);

@@ -21,6 +21,9 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string precision;                                   // fp32 | tf32 | bf16; "": the device's default
   bool deterministic = false;                              // cuDNN deterministic algorithms, fixed-order sums
+  // Tests only (no flag): with device cpu, run precision bf16's numerics on the CPU's bf16
+  // twins (engine/autocast.h), so the accuracy of BF16 training is checked at CPU speed.
+  bool bf16_cpu_twin = false;
   int batch = 16;
   int64_t iters = 0, epochs = 0;                           // one of them, or a time limit
   double time_limit = 0;                                   // seconds; 0: none

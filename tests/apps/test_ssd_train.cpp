@@ -223,6 +223,46 @@ TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu, weights stay f32", "[app
     if (t.dtype() != eng::DType::i64) CHECK(t.dtype() == eng::DType::f32);
 }
 
+// The accuracy bar of BF16 mixed precision: 300 iterations of tiny_ssd in bf16 reach the FP32
+// run's held-out mAP (no more than 0.02 below it). Run on the CPU twin of the bf16 path (TrainConfig::
+// bf16_cpu_twin: the same casts, bf16 activations and one-rounding kernels as on CUDA) at CPU
+// speed; the emulated CUDA run of the same recipe takes about 11 minutes (docs/training.md).
+TEST_CASE("ssd_train: bf16 mixed precision reaches the fp32 mAP (at most 0.02 below) in 300 iterations",
+          "[apps][ssd_train][slow]") {
+  TempDir data_dir("ssd_train_bf16_map_data"), out32("ssd_train_map_fp32"), out16("ssd_train_map_bf16");
+  data::SynthOptions o;
+  o.width = 128;
+  o.height = 96;
+  o.num_classes = 3;
+  data::write_synth_dataset(data_dir.path.string(), data::SynthFormat::Voc, 200, 100, 21, o);
+  app::TrainConfig c;
+  c.arch = "tiny_ssd";
+  c.data = c.val = data_dir.path.string();
+  c.input_size = 96;
+  c.batch = 8;
+  c.iters = 300;
+  c.steps = {220, 280};
+  c.workers = 1;
+  c.log_every = 100;
+  c.out = out32.path.string();
+  REQUIRE(app::train(c) == 0);
+  c.out = out16.path.string();
+  c.bf16_cpu_twin = true;
+  REQUIRE(app::train(c) == 0);
+  CHECK_FALSE(eng::autocast::enabled());
+  const auto l32 = jsonl(out32 / "metrics.jsonl"), l16 = jsonl(out16 / "metrics.jsonl");
+  REQUIRE(l16.back().contains("map_voc07"));
+  const double m32 = l32.back()["map_voc07"].get<double>(), m16 = l16.back()["map_voc07"].get<double>();
+  INFO("VOC07 mAP: fp32 " << m32 << ", bf16 " << m16);
+  for (const auto& line : l16)
+    if (line.contains("loss")) CHECK(line.at("precision") == "bf16");
+  CHECK(m32 > 0.15);  // the recipe learns (measured 0.278); a broken run would make the bar empty
+  // The bar is one-sided: BF16 may not lose more than 0.02. Measured: fp32 0.278, bf16 0.300.
+  // At 300 iterations the FP32 run's own seed spread is far wider (seeds 0, 1, 2: 0.278, 0.265,
+  // 0.356), so a gain of 0.022 is noise, not a defect; a loss beyond 0.02 would not be.
+  CHECK(m16 >= m32 - 0.02);
+}
+
 TEST_CASE("ssd_train: --precision values the device cannot run are one-line errors", "[apps][ssd_train]") {
   TempDir out("ssd_train_precision");
   app::TrainConfig c = small_config(out.path.string());

@@ -1,5 +1,5 @@
 // Convolutions through cuDNN (engine/detail/cudnn_conv.h): every conv shape of the detectors
-// against the CPU in double, in FP32 and TF32, forward and both backward passes; the algorithm
+// against the CPU in double, in FP32, TF32 and BF16, forward and both backward passes; the algorithm
 // cache; deterministic mode; the workspace limit; conv2d_relu (cuDNN's fused conv + bias +
 // ReLU) and its use by nn::Sequential.
 //
@@ -9,7 +9,9 @@
 // gamma_K bound) satisfies
 //     |r - r_exact| <= (2u + K 2^-24) * sum_k |a_k b_k|.
 // sum_k |a_k b_k| is the same convolution on |a| and |b|, computed here in double. u is 0 for
-// FP32 and 2^-11 for TF32 (10 explicit mantissa bits, rounding to nearest).
+// FP32 and 2^-11 for TF32 (10 explicit mantissa bits, rounding to nearest). BF16 tensors hold
+// bf16 values, whose products are exact in FP32 (u = 0); their outputs are rounded to bf16,
+// which adds 2^-8 |exact| (and 2^-8 S where cuDNN rounds the conv before adding the bias).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -29,9 +31,15 @@ using namespace eng;
 
 namespace {
 
-enum class Precision { fp32, tf32 };
-const char* precision_name(Precision p) { return p == Precision::fp32 ? "fp32" : "tf32"; }
-double operand_u(Precision p) { return p == Precision::fp32 ? 0.0 : std::ldexp(1.0, -11); }
+enum class Precision { fp32, tf32, bf16 };
+const char* precision_name(Precision p) {
+  return p == Precision::fp32 ? "fp32" : p == Precision::tf32 ? "tf32" : "bf16";
+}
+// The operand rounding of each precision: none in FP32; TF32 rounds the float operands to 10
+// mantissa bits. BF16 tensors already hold bf16 values (exact products), so u = 0 there and
+// the output rounding is what the bound adds (output_u).
+double operand_u(Precision p) { return p == Precision::tf32 ? std::ldexp(1.0, -11) : 0.0; }
+double output_u(Precision p) { return p == Precision::bf16 ? std::ldexp(1.0, -8) : 0.0; }
 
 // Sets TF32 for the scope and restores FP32 after (tests share the process-wide switch).
 struct Tf32Scope {
@@ -112,10 +120,14 @@ std::string within(const Tensor& actual, const Tensor& exact, const Tensor& boun
          ", bound " + std::to_string(b[wi]);
 }
 
-// Bound tensor (2u + K 2^-24) * abs_sum + a floor for exact zeros.
-Tensor bound_of(const Tensor& abs_sum, double u, int64_t terms) {
+// Bound tensor (2u + K 2^-24) * abs_sum + a floor for exact zeros; for a rounded (bf16)
+// output, + out_u (|exact| + abs_sum) (its one rounding, plus the first rounding of cuDNN's
+// conv before the bias add, relative to at most abs_sum).
+Tensor bound_of(const Tensor& abs_sum, double u, int64_t terms, const Tensor& exact = Tensor(), double out_u = 0) {
   NoGradGuard g;
-  return add_scalar(abs_sum * (2.0 * u + static_cast<double>(terms) * std::ldexp(1.0, -24)), 1e-30);
+  Tensor b = add_scalar(abs_sum * (2.0 * u + static_cast<double>(terms) * std::ldexp(1.0, -24)), 1e-30);
+  if (out_u > 0) b = add(b, (abs(exact) + abs_sum) * out_u);
+  return b;
 }
 
 // One convolution on CUDA (cuDNN) in precision p against double on the CPU: y, dx, dw, db.
@@ -130,11 +142,12 @@ void check_against_double(const kern::Conv2dDims& d, Precision prec, uint64_t se
     NoGradGuard g;
     dy64 = test::leaf({d.N, d.O, d.Ho, d.Wo}, seed + 3).detach();
   }
-  // The float operands the device sees, and their exact (double) result.
-  const Tensor xf = x64.detach().to(DType::f32), wf = w64.detach().to(DType::f32), bf = b64.detach().to(DType::f32);
+  // The operands the device sees (f32, or bf16 tensors), and their exact (double) result.
+  const DType dt = prec == Precision::bf16 ? DType::bf16 : DType::f32;
+  const Tensor xf = x64.detach().to(dt), wf = w64.detach().to(dt), bf = b64.detach().to(dt);
   const Tensor xe = test::cpu_leaf(xf.to(DType::f64)), we = test::cpu_leaf(wf.to(DType::f64)),
                be = test::cpu_leaf(bf.to(DType::f64));
-  const Tensor dye = dy64.to(DType::f32).to(DType::f64);
+  const Tensor dye = dy64.to(dt).to(DType::f64);
   Tensor ye = conv2d(xe, we, be, p);
   ye.backward(dye);
   // sum |a b| for each output: the same convolutions on absolute values.
@@ -148,40 +161,42 @@ void check_against_double(const kern::Conv2dDims& d, Precision prec, uint64_t se
   Tf32Scope tf32(prec == Precision::tf32);
   Tensor xc = test::cuda_leaf(xf), wc = test::cuda_leaf(wf), bc = test::cuda_leaf(bf);
   Tensor yc = conv2d(xc, wc, bc, p);
-  yc.backward(dye.to(DType::f32).cuda());
-  const double u = operand_u(prec);
+  yc.backward(dye.to(dt).cuda());
+  REQUIRE(yc.dtype() == dt);
+  const double u = operand_u(prec), ou = output_u(prec);
   const int64_t K = d.C * d.kh * d.kw;
   {
     INFO("forward");
     // The bias adds one more exactly-representable term.
-    const std::string m = within(yc, ye.detach(), bound_of(add(ay, abs(be.detach()).view({1, d.O, 1, 1})), u, K + 1));
+    const std::string m = within(yc, ye.detach(), bound_of(add(ay, abs(be.detach()).view({1, d.O, 1, 1})), u, K + 1,
+                                                                       ye.detach(), ou));
     INFO(m);
     REQUIRE(m.empty());
   }
   {
     INFO("backward data");
-    const std::string m = within(xc.grad(), xe.grad(), bound_of(ax2.grad(), u, d.O * d.kh * d.kw));
+    const std::string m = within(xc.grad(), xe.grad(), bound_of(ax2.grad(), u, d.O * d.kh * d.kw, xe.grad(), ou));
     INFO(m);
     REQUIRE(m.empty());
   }
   {
     INFO("backward filter");
-    const std::string m = within(wc.grad(), we.grad(), bound_of(aw.grad(), u, d.N * d.Ho * d.Wo));
+    const std::string m = within(wc.grad(), we.grad(), bound_of(aw.grad(), u, d.N * d.Ho * d.Wo, we.grad(), ou));
     INFO(m);
     REQUIRE(m.empty());
   }
   {
     INFO("backward bias");
-    const std::string m = within(bc.grad(), be.grad(), bound_of(adb, 0.0, d.N * d.Ho * d.Wo));
+    const std::string m = within(bc.grad(), be.grad(), bound_of(adb, 0.0, d.N * d.Ho * d.Wo, be.grad(), ou));
     INFO(m);
     REQUIRE(m.empty());
   }
-  // The precision really ran: tensor-core math exactly when TF32 is on.
+  // The precision really ran: tensor-core math exactly in TF32 and BF16.
   for (auto dir : {cuda::cudnn::Direction::forward, cuda::cudnn::Direction::backward_data,
                    cuda::cudnn::Direction::backward_filter}) {
-    const auto c = cuda::cudnn::chosen(d, DType::f32, dir);
+    const auto c = cuda::cudnn::chosen(d, dt, dir);
     REQUIRE(c.found);
-    CHECK(c.tensor_op == (prec == Precision::tf32));
+    CHECK(c.tensor_op == (prec != Precision::fp32));
   }
 }
 
@@ -194,7 +209,7 @@ void check_model_shapes(const std::string& arch, int64_t size, int64_t batch) {
     d.N = batch;
     if (d.dil_h > 1 || d.dil_w > 1) continue;  // dilated convs run on our implicit GEMM
     ++cudnn_shapes;
-    for (Precision p : {Precision::fp32, Precision::tf32}) check_against_double(d, p, seed += 10);
+    for (Precision p : {Precision::fp32, Precision::tf32, Precision::bf16}) check_against_double(d, p, seed += 10);
   }
   INFO(arch << ": " << shapes.size() << " distinct conv shapes, " << cudnn_shapes << " through cuDNN");
   CHECK(cudnn_shapes > 0);
@@ -202,24 +217,24 @@ void check_model_shapes(const std::string& arch, int64_t size, int64_t batch) {
 
 }  // namespace
 
-TEST_CASE("conv2d (cuDNN): every conv shape of tiny_ssd matches double in fp32 and tf32", "[cuda]") {
+TEST_CASE("conv2d (cuDNN): every conv shape of tiny_ssd matches double in fp32, tf32 and bf16", "[cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   check_model_shapes("tiny_ssd", 256, 2);
 }
 
-TEST_CASE("conv2d (cuDNN): every conv shape of ssd300_vgg16 matches double in fp32 and tf32", "[cuda][slow]") {
+TEST_CASE("conv2d (cuDNN): every conv shape of ssd300_vgg16 matches double in fp32, tf32 and bf16", "[cuda][slow]") {
   REQUIRE_CUDA_OR_SKIP();
   check_model_shapes("ssd300_vgg16", 300, 1);
 }
 
-TEST_CASE("conv2d (cuDNN): every conv shape of ssd512_vgg16 matches double in fp32 and tf32", "[cuda][slow]") {
+TEST_CASE("conv2d (cuDNN): every conv shape of ssd512_vgg16 matches double in fp32, tf32 and bf16", "[cuda][slow]") {
   REQUIRE_CUDA_OR_SKIP();
   check_model_shapes("ssd512_vgg16", 512, 1);
 }
 
 // RetinaNet at 256 instead of 800: the same channel counts, kernels and strides (so the same
 // cuDNN configurations); only the spatial sizes shrink, to keep the emulated run short.
-TEST_CASE("conv2d (cuDNN): every conv shape of retinanet_resnet50_fpn matches double in fp32 and tf32",
+TEST_CASE("conv2d (cuDNN): every conv shape of retinanet_resnet50_fpn matches double in fp32, tf32 and bf16",
           "[cuda][slow]") {
   REQUIRE_CUDA_OR_SKIP();
   check_model_shapes("retinanet_resnet50_fpn", 256, 1);
@@ -239,7 +254,7 @@ TEST_CASE("conv2d (cuDNN): odd shapes, strides and 1x1 match double", "[cuda]") 
   };
   for (const auto& d : {dims(3, 5, 7, 9, 6, 3, 3, 1, 1), dims(2, 4, 11, 6, 3, 3, 2, 2, 0), dims(2, 7, 5, 5, 9, 1, 1, 1, 0),
                         dims(1, 3, 13, 13, 4, 5, 5, 2, 2)})
-    for (Precision p : {Precision::fp32, Precision::tf32}) check_against_double(d, p, 7);
+    for (Precision p : {Precision::fp32, Precision::tf32, Precision::bf16}) check_against_double(d, p, 7);
 }
 
 TEST_CASE("conv2d (cuDNN): tf32 rounds the operands, fp32 does not", "[cuda]") {

@@ -13,7 +13,10 @@
 //     the loss and post-processing (models::DetectionModel::forward_heads_f32), as torch's
 //     autocast runs losses, softmax and reductions in float32.
 // Backward runs outside the guard; the casts' backward nodes turn bf16 gradients into f32.
-// CPU tensors are never cast (the CPU computes in f32; --precision bf16 is CUDA only).
+// CPU tensors are not cast (the CPU computes in f32; --precision bf16 is CUDA only), except
+// under a Guard made with cpu_twin = true: then the CPU runs the same mixed precision on its
+// bf16 twins (float maths on bf16 values, one rounding per result, as the CUDA kernels), so
+// a test can train in "bf16" at CPU speed.
 //
 // No loss scaling: BF16 has FP32's 8-bit exponent, so gradients that FP16 would flush to zero
 // (below 2^-24) stay representable down to about 1e-38; only the mantissa is short.
@@ -33,17 +36,17 @@ bool enabled();  // inside a Guard on this thread
 // guards nest and restore the previous state.
 class Guard {
  public:
-  explicit Guard(bool on = true);
+  explicit Guard(bool on = true, bool cpu_twin = false);
   ~Guard();
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;
 
  private:
-  bool previous_;
+  bool previous_, previous_cpu_;
 };
 
-// t cast to bf16 when autocast is on, t is a CUDA f32 tensor; else t itself. Undefined
-// tensors pass through.
+// t cast to bf16 when autocast is on and t is an f32 tensor on CUDA (or on the CPU under a
+// cpu_twin guard); else t itself. Undefined tensors pass through.
 Tensor to_compute(const Tensor& t);
 
 }  // namespace autocast
