@@ -7,17 +7,13 @@
 #include <vector>
 
 #include "kernels/bf16.h"
+#include "bf16_helpers.h"
 #include "test_helpers.h"
 
 using namespace eng;
+using test::bits_of;
 
 namespace {
-
-std::vector<uint16_t> bits_of(const Tensor& t) {
-  std::vector<uint16_t> out;
-  for (kern::bf16 v : t.to_vector<kern::bf16>()) out.push_back(v.bits);
-  return out;
-}
 
 Tensor random_f32(const Shape& shape, uint64_t seed, double scale, double shift) {
   Generator g(seed);

@@ -9,17 +9,13 @@
 #include <vector>
 
 #include "kernels/bf16.h"
+#include "bf16_helpers.h"
 #include "test_helpers.h"
 
 using namespace eng;
+using test::bits_of;
 
 namespace {
-
-std::vector<uint16_t> bits_of(const Tensor& t) {
-  std::vector<uint16_t> out;
-  for (kern::bf16 v : t.to_vector<kern::bf16>()) out.push_back(v.bits);
-  return out;
-}
 
 Tensor bf16_of(const std::vector<float>& v, const Shape& shape) { return from_vector(v, shape).to(DType::bf16); }
 

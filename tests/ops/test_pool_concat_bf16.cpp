@@ -7,26 +7,18 @@
 #include <vector>
 
 #include "kernels/bf16.h"
+#include "bf16_helpers.h"
 #include "test_helpers.h"
 
 using namespace eng;
+using test::bits_of;
+using test::random_bf16;
 
 namespace {
-
-std::vector<uint16_t> bits_of(const Tensor& t) {
-  std::vector<uint16_t> out;
-  for (kern::bf16 v : t.to_vector<kern::bf16>()) out.push_back(v.bits);
-  return out;
-}
 
 Tensor bf16_of(const std::vector<float>& v, const Shape& shape) { return from_vector(v, shape).to(DType::bf16); }
 
 // Coarse random values (many exact ties inside a window) in bf16.
-Tensor random_bf16(const Shape& shape, uint64_t seed) {
-  Generator g(seed);
-  return (randn(shape, g) * 3.0).to(DType::bf16);
-}
-
 Pool2dParams pool(int64_t k, int64_t s, int64_t p, bool ceil) {
   Pool2dParams q;
   q.kernel_h = q.kernel_w = k;

@@ -7,22 +7,14 @@
 #include <vector>
 
 #include "kernels/bf16.h"
+#include "bf16_helpers.h"
 #include "test_helpers.h"
 
 using namespace eng;
+using test::bits_of;
+using test::random_bf16;
 
 namespace {
-
-std::vector<uint16_t> bits_of(const Tensor& t) {
-  std::vector<uint16_t> out;
-  for (kern::bf16 v : t.to_vector<kern::bf16>()) out.push_back(v.bits);
-  return out;
-}
-
-Tensor random_bf16(const Shape& shape, uint64_t seed) {
-  Generator g(seed);
-  return (randn(shape, g) * 3.0).to(DType::bf16);
-}
 
 constexpr double kBf16Rtol = 1.0 / 128;
 

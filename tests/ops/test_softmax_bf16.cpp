@@ -8,17 +8,13 @@
 
 #include "kernels/bf16.h"
 #include "kernels/softmax.h"
+#include "bf16_helpers.h"
 #include "test_helpers.h"
 
 using namespace eng;
+using test::bits_of;
 
 namespace {
-
-std::vector<uint16_t> bits_of(const Tensor& t) {
-  std::vector<uint16_t> out;
-  for (kern::bf16 v : t.to_vector<kern::bf16>()) out.push_back(v.bits);
-  return out;
-}
 
 Tensor random_bf16(const Shape& shape, uint64_t seed, double scale = 3.0) {
   Generator g(seed);
