@@ -204,81 +204,79 @@ void record(Entry& e, Direction dir, const Perf& p, Math m) {
   c.find_ms = p.time;
 }
 
-// Finds (once) the forward algorithm of entry e, on the call's own buffers.
-void find_forward(Entry& e, const kern::Conv2dDims& d, DType dt, const void* x, const void* w, void* y) {
-  if (e.choice[0].found) return;
-  const Math m = math_of(dt);
-  CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, search_math(m)), "math type");
-  size_t need = 0;
-  for (int a = 0; a < CUDNN_CONVOLUTION_FWD_ALGO_COUNT; ++a) {
-    size_t n = 0;
-    if (cudnnGetConvolutionForwardWorkspaceSize(handle(), e.x, e.w, e.conv, e.y,
-                                                static_cast<cudnnConvolutionFwdAlgo_t>(a), &n) == CUDNN_STATUS_SUCCESS)
-      need = std::max(need, n);
+// What differs between the three directions' algorithm searches. a and b are the call's two
+// inputs, out its output (forward: x, w -> y; backward data: w, dy -> dx; backward filter:
+// x, dy -> dw).
+struct ForwardSearch {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+  static constexpr Direction kDir = Direction::forward;
+  static constexpr const char* kWhat = "forward";
+  static cudnnStatus_t workspace(const Entry& e, int algo, size_t* n) {
+    return cudnnGetConvolutionForwardWorkspaceSize(handle(), e.x, e.w, e.conv, e.y,
+                                                   static_cast<cudnnConvolutionFwdAlgo_t>(algo), n);
   }
-  auto ws = find_workspace(need);
-  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-  int count = 0;
-  CONV_CUDNN(cudnnFindConvolutionForwardAlgorithmEx(handle(), e.x, x, e.w, w, e.conv, e.y, y,
-                                                    CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &count, perf, ws->ptr, ws->bytes),
-             "forward algorithm search");
-  ++cache().find_calls;
-  const int i = pick(perf, count, ws->bytes);
-  ENGINE_CHECK(i >= 0, "conv2d (cuDNN forward): no ", deterministic() ? "deterministic " : "",
-               "algorithm runs within ", ws->bytes, " bytes of workspace for ", describe(d, dt));
-  record(e, Direction::forward, perf[i], m);
-}
+  static cudnnStatus_t find(const Entry& e, const void* a, const void* b, void* out, int* count, Perf* perf,
+                            void* ws, size_t bytes) {
+    return cudnnFindConvolutionForwardAlgorithmEx(handle(), e.x, a, e.w, b, e.conv, e.y, out, kCount, count, perf, ws,
+                                                  bytes);
+  }
+};
+struct BackwardDataSearch {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT;
+  static constexpr Direction kDir = Direction::backward_data;
+  static constexpr const char* kWhat = "backward data";
+  static cudnnStatus_t workspace(const Entry& e, int algo, size_t* n) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), e.w, e.y, e.conv, e.x,
+                                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), n);
+  }
+  static cudnnStatus_t find(const Entry& e, const void* a, const void* b, void* out, int* count, Perf* perf,
+                            void* ws, size_t bytes) {
+    return cudnnFindConvolutionBackwardDataAlgorithmEx(handle(), e.w, a, e.y, b, e.conv, e.x, out, kCount, count,
+                                                       perf, ws, bytes);
+  }
+};
+struct BackwardFilterSearch {
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  static constexpr int kCount = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+  static constexpr Direction kDir = Direction::backward_filter;
+  static constexpr const char* kWhat = "backward filter";
+  static cudnnStatus_t workspace(const Entry& e, int algo, size_t* n) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(handle(), e.x, e.y, e.conv, e.w,
+                                                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), n);
+  }
+  static cudnnStatus_t find(const Entry& e, const void* a, const void* b, void* out, int* count, Perf* perf,
+                            void* ws, size_t bytes) {
+    return cudnnFindConvolutionBackwardFilterAlgorithmEx(handle(), e.x, a, e.y, b, e.conv, e.w, out, kCount, count,
+                                                         perf, ws, bytes);
+  }
+};
 
-void find_backward_data(Entry& e, const kern::Conv2dDims& d, DType dt, const void* w, const void* dy, void* dx) {
-  if (e.choice[1].found) return;
+// Finds (once per entry and direction) the algorithm, on the call's own buffers: offers Find
+// the largest workspace any algorithm asks for (capped by the limit), keeps the fastest that
+// succeeded within it (deterministic ones only when asked).
+template <typename Search>
+void find_algorithm(Entry& e, const kern::Conv2dDims& d, DType dt, const void* a, const void* b, void* out) {
+  const int slot = static_cast<int>(Search::kDir);
+  if (e.choice[slot].found) return;
   const Math m = math_of(dt);
   CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, search_math(m)), "math type");
   size_t need = 0;
-  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT; ++a) {
+  for (int algo = 0; algo < Search::kCount; ++algo) {
     size_t n = 0;
-    if (cudnnGetConvolutionBackwardDataWorkspaceSize(handle(), e.w, e.y, e.conv, e.x,
-                                                     static_cast<cudnnConvolutionBwdDataAlgo_t>(a),
-                                                     &n) == CUDNN_STATUS_SUCCESS)
-      need = std::max(need, n);
+    if (Search::workspace(e, algo, &n) == CUDNN_STATUS_SUCCESS) need = std::max(need, n);
   }
   auto ws = find_workspace(need);
-  cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+  typename Search::Perf perf[Search::kCount];
   int count = 0;
-  CONV_CUDNN(cudnnFindConvolutionBackwardDataAlgorithmEx(handle(), e.w, w, e.y, dy, e.conv, e.x, dx,
-                                                         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &count, perf, ws->ptr,
-                                                         ws->bytes),
-             "backward-data algorithm search");
+  CONV_CUDNN(Search::find(e, a, b, out, &count, perf, ws->ptr, ws->bytes),
+             (std::string(Search::kWhat) + " algorithm search").c_str());
   ++cache().find_calls;
   const int i = pick(perf, count, ws->bytes);
-  ENGINE_CHECK(i >= 0, "conv2d (cuDNN backward data): no ", deterministic() ? "deterministic " : "",
+  ENGINE_CHECK(i >= 0, "conv2d (cuDNN ", Search::kWhat, "): no ", deterministic() ? "deterministic " : "",
                "algorithm runs within ", ws->bytes, " bytes of workspace for ", describe(d, dt));
-  record(e, Direction::backward_data, perf[i], m);
-}
-
-void find_backward_filter(Entry& e, const kern::Conv2dDims& d, DType dt, const void* x, const void* dy, void* dw) {
-  if (e.choice[2].found) return;
-  const Math m = math_of(dt);
-  CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, search_math(m)), "math type");
-  size_t need = 0;
-  for (int a = 0; a < CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT; ++a) {
-    size_t n = 0;
-    if (cudnnGetConvolutionBackwardFilterWorkspaceSize(handle(), e.x, e.y, e.conv, e.w,
-                                                       static_cast<cudnnConvolutionBwdFilterAlgo_t>(a),
-                                                       &n) == CUDNN_STATUS_SUCCESS)
-      need = std::max(need, n);
-  }
-  auto ws = find_workspace(need);
-  cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-  int count = 0;
-  CONV_CUDNN(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle(), e.x, x, e.y, dy, e.conv, e.w, dw,
-                                                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &count, perf,
-                                                           ws->ptr, ws->bytes),
-             "backward-filter algorithm search");
-  ++cache().find_calls;
-  const int i = pick(perf, count, ws->bytes);
-  ENGINE_CHECK(i >= 0, "conv2d (cuDNN backward filter): no ", deterministic() ? "deterministic " : "",
-               "algorithm runs within ", ws->bytes, " bytes of workspace for ", describe(d, dt));
-  record(e, Direction::backward_filter, perf[i], m);
+  record(e, Search::kDir, perf[i], m);
 }
 
 // The key's entry, created on first use. Entries are never removed while the process runs
@@ -314,7 +312,7 @@ struct Scalars {
 void conv_forward(const kern::Conv2dDims& d, DType dt, const void* x, const void* w, const void* bias, void* y,
                   bool relu) {
   Entry& e = entry(d, dt);
-  find_forward(e, d, dt, x, w, y);
+  find_algorithm<ForwardSearch>(e, d, dt, x, w, y);
   const AlgoChoice& c = e.choice[0];
   CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, e.algo_math[0]), "math type");
   auto ws = run_workspace(c, "forward", d, dt);
@@ -340,7 +338,7 @@ void conv_forward(const kern::Conv2dDims& d, DType dt, const void* x, const void
 
 void conv_backward_data(const kern::Conv2dDims& d, DType dt, const void* w, const void* dy, void* dx) {
   Entry& e = entry(d, dt);
-  find_backward_data(e, d, dt, w, dy, dx);
+  find_algorithm<BackwardDataSearch>(e, d, dt, w, dy, dx);
   const AlgoChoice& c = e.choice[1];
   CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, e.algo_math[1]), "math type");
   auto ws = run_workspace(c, "backward data", d, dt);
@@ -353,7 +351,7 @@ void conv_backward_data(const kern::Conv2dDims& d, DType dt, const void* w, cons
 
 void conv_backward_filter(const kern::Conv2dDims& d, DType dt, const void* x, const void* dy, void* dw) {
   Entry& e = entry(d, dt);
-  find_backward_filter(e, d, dt, x, dy, dw);
+  find_algorithm<BackwardFilterSearch>(e, d, dt, x, dy, dw);
   const AlgoChoice& c = e.choice[2];
   CONV_CUDNN(cudnnSetConvolutionMathType(e.conv, e.algo_math[2]), "math type");
   auto ws = run_workspace(c, "backward filter", d, dt);
