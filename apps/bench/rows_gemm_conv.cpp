@@ -10,6 +10,7 @@
 #include "bench/bench_common.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
+#include "engine/detail/cudnn_conv.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "kernels/conv2d_implicit_gemm.h"
@@ -119,7 +120,8 @@ void bench_conv2d_vgg(const Options& o, std::vector<Row>& rows) {
 //                               error here is ~2u sqrt(sum (a b)^2) ~ 1e-3)
 //   conv2d_dilated_bf16         the bf16 overload (kernel 2 on __nv_bfloat16 x, w, bias, y),
 //                               checked at 5e-2 (u = 2^-8 per operand plus bf16 output rounding)
-// cuDNN has no BF16 row here (it would need bf16 descriptors and tensors: not done).
+//   conv2d_dilated_cudnn_bf16   cuDNN in BF16 through the engine's cuDNN path (bf16 tensors,
+//                               best algorithm of cudnnFind), checked at 5e-2
 // Backward (dx + dw, no bias gradient), same batches:
 //   conv2d_dilated_bwd_im2col   kern::cuda::conv2d_backward: per image im2col + cuBLAS + col2im
 //                               (what eng::conv2d's backward runs), the reference of the rows below
@@ -437,7 +439,29 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
 
     bench_backward(o, rows, N, dx, dw, shape, flops);
 
-    double t_cudnn = 0, t_cudnn_tf32 = 0;
+    double t_cudnn = 0, t_cudnn_tf32 = 0, t_cudnn_bf16 = 0;
+    {
+      // cuDNN in BF16 through the engine's own cuDNN path (engine/detail/cudnn_conv.h, the one
+      // eng::conv2d uses for undilated convs): bf16 x, w, b and y, best algorithm of cudnnFind.
+      Tensor bx = dx.to(DType::bf16), bw = dw.to(DType::bf16), bb = db.to(DType::bf16);
+      Tensor by = empty({N, O, H, H}, TensorOptions(DType::bf16).device(Device::cuda()));
+      auto fn = [&] {
+        cuda::cudnn::conv_forward(dd, DType::bf16, bx.raw_data(), bw.raw_data(), bb.raw_data(), by.raw_data(), false);
+      };
+      fn();
+      cuda::synchronize();
+      const double err = error_ratio(first_and_last(by).cpu().to(DType::f32), ref_dil, 5e-2, 5e-2);
+      Row r;
+      if (err <= 1.0) r = time_it(o, true, fn);
+      const auto c = cuda::cudnn::chosen(dd, DType::bf16, cuda::cudnn::Direction::forward);
+      const std::string what = "d6 p6, cuDNN " +
+                               (c.found ? cuda::cudnn::algo_name(cuda::cudnn::Direction::forward, c.algo) : "?") +
+                               " + bias (engine path), tol 5e-2";
+      r.name = "conv2d_dilated_cudnn_bf16", r.device = "cuda", r.shape = shape(what.c_str(), "bf16");
+      r.flops = flops, r.max_err = err, r.valid = err <= 1.0;
+      rows.push_back(r);
+      t_cudnn_bf16 = r.valid ? r.median_ms : 0.0;
+    }
 #ifdef BENCH_HAVE_CUDNN
     {
       fresh_output();
@@ -460,8 +484,8 @@ void bench_conv2d_dilated(const Options& o, std::vector<Row>& rows) {
     if (t_ours > 0 && t_plain > 0) std::printf("%.2f", t_ours / t_plain);
     std::printf(", ours/cuDNN(FP32) time %s", t_ours > 0 && t_cudnn > 0 ? "" : "n/a");
     if (t_ours > 0 && t_cudnn > 0) std::printf("%.2f", t_ours / t_cudnn);
-    std::printf("; fp32/tf32/bf16 kernel ms %.3f/%.3f/%.3f vs cuDNN FP32 %.3f, TF32 %.3f (0 = not run)",
-                t_math[0], t_math[1], t_math[2], t_cudnn, t_cudnn_tf32);
+    std::printf("; fp32/tf32/bf16 kernel ms %.3f/%.3f/%.3f vs cuDNN FP32 %.3f, TF32 %.3f, BF16 %.3f (0 = not run)",
+                t_math[0], t_math[1], t_math[2], t_cudnn, t_cudnn_tf32, t_cudnn_bf16);
     std::printf(" (the table follows)\n");
   }
 #endif
