@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
   cli.add_option("--input", c.inputs, "image files, folders, @list.txt files");
   cli.add_option("--out", c.out, "output folder: detections.json and annotated images");
   cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
-  cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: tf32 on cuda, fp32 on cpu)");
+  cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: bf16 on cuda, fp32 on cpu)");
   cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
   cli.add_option("--workers", c.workers, "decoding threads (0: in the main thread)")->capture_default_str();
   cli.add_option("--score-thresh", c.inference.score_thresh, "minimum score (default: the architecture's)");

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   cli.add_option("--classes", c.classes, "class names, one per line (VOC layouts; default: <root>/classes.txt, else VOC's 20)");
   cli.add_option("--input-size", c.input_size, "input side (default: the architecture's)");
   cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
-  cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: tf32 on cuda, fp32 on cpu)");
+  cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: bf16 on cuda, fp32 on cpu)");
   cli.add_flag("--deterministic", c.deterministic, "deterministic cuDNN algorithms and fixed-order sums (cuda)");
   cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
   cli.add_option("--iters", c.iters, "training iterations");

@@ -15,7 +15,7 @@ const char* precision_name(Precision p) {
 }
 
 Precision resolve_precision(const std::string& flag, eng::Device device) {
-  if (flag.empty()) return device.is_cuda() ? Precision::tf32 : Precision::fp32;
+  if (flag.empty()) return device.is_cuda() ? Precision::bf16 : Precision::fp32;
   Precision p;
   if (flag == "fp32") p = Precision::fp32;
   else if (flag == "tf32") p = Precision::tf32;

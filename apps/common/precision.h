@@ -3,10 +3,10 @@
 //   fp32  FP32 everywhere: cuBLAS and cuDNN with TF32 off (FMA maths). The CPU's only choice.
 //   tf32  FP32 tensors, convolutions and GEMMs on TF32 tensor cores (operands rounded to 10
 //         mantissa bits, FP32 accumulation), as PyTorch does for cuDNN convolutions by default.
-//         The default on CUDA.
-//   bf16  mixed precision (see models/autocast in docs/training.md): FP32 master weights and
-//         optimizer state; the forward's convolutions and activations in BF16 on tensor cores;
-//         loss, reductions, statistics, box coding, NMS and the optimizer in FP32.
+//   bf16  mixed precision (engine/autocast.h, docs/training.md#precision): FP32 master weights
+//         and optimizer state; the forward's convolutions and activations in BF16 on tensor
+//         cores; loss, reductions, statistics, box coding, NMS and the optimizer in FP32.
+//         The default on CUDA (it passed the accuracy bar: docs/training.md).
 //
 // A PrecisionScope sets the switches for the run and restores them when it ends (the tests
 // run several trainings in one process).
@@ -23,7 +23,7 @@ enum class Precision { fp32, tf32, bf16 };
 
 const char* precision_name(Precision p);
 
-// Parses a --precision value for `device`; "" gives the device's default (CUDA: tf32, CPU:
+// Parses a --precision value for `device`; "" gives the device's default (CUDA: bf16, CPU:
 // fp32). A name that is not one of the three, or tf32 / bf16 on the CPU, is an eng::Error
 // naming the flag and the value.
 Precision resolve_precision(const std::string& flag, eng::Device device);

@@ -134,7 +134,7 @@ TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_tra
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
   c.device = "cuda";
-  c.precision = "fp32";  // the default on cuda is tf32; this compares FP32 with FP32
+  c.precision = "fp32";  // the default on cuda is bf16; this compares FP32 with FP32
   REQUIRE(app::train(c) == 0);
 
   const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
@@ -160,8 +160,8 @@ TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_tra
   }
 }
 
-// --precision: the default on CUDA is tf32 (recorded in metrics.jsonl and the checkpoint);
-// TF32 rounds operands to 10 mantissa bits, so the losses follow the CPU's to about 1e-2.
+// --precision tf32 (recorded in metrics.jsonl and the checkpoint); TF32 rounds operands to
+// 10 mantissa bits, so the losses follow the CPU's to about 1e-2.
 TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps][ssd_train][cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   TempDir on_cpu("ssd_train_tf32_cpu"), on_cuda("ssd_train_tf32_cuda");
@@ -170,6 +170,7 @@ TEST_CASE("ssd_train: tf32 on cuda follows fp32 on cpu and is recorded", "[apps]
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
   c.device = "cuda";
+  c.precision = "tf32";
   c.deterministic = true;
   REQUIRE(app::train(c) == 0);
   // The run's switches do not outlive it.
@@ -205,8 +206,7 @@ TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu, weights stay f32", "[app
   c.iters = 3;
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
-  c.device = "cuda";
-  c.precision = "bf16";
+  c.device = "cuda";  // bf16 by default on cuda
   REQUIRE(app::train(c) == 0);
   CHECK_FALSE(eng::autocast::enabled());  // the run's autocast ended with it
   const auto lc = losses(on_cpu / "metrics.jsonl"), lg = losses(on_cuda / "metrics.jsonl");
