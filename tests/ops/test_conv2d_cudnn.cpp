@@ -404,3 +404,31 @@ TEST_CASE("nn::Sequential: a Conv2d followed by ReLU runs as conv2d_relu", "[con
     if (e.fn && e.fn->name() == "Conv2dReluBackward") fused = true;
   CHECK(fused);
 }
+
+// What cuDNN rejects is one eng::Error naming the direction, the shapes and the dtype, never a
+// crash (the front-end's own checks catch these before cuDNN for eng::conv2d; here the cuDNN
+// layer is called directly with dims it must refuse).
+TEST_CASE("conv2d (cuDNN): a convolution cuDNN rejects is one error naming shapes and dtype", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  Tensor x = test::random_f32({1, 2, 6, 6}, 1).cuda(), w = test::random_f32({3, 2, 3, 3}, 2).cuda();
+  Tensor y = zeros({1, 3, 4, 4}).cuda();
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 2, d.H = 6, d.W = 6, d.O = 3, d.kh = 3, d.kw = 3, d.Ho = 4, d.Wo = 4;
+  // An output size that is not the convolution's (6 - 3 + 1 = 4 is; 5 is not).
+  kern::Conv2dDims wrong = d;
+  wrong.Ho = 5;
+  REQUIRE_THROWS_WITH(cuda::cudnn::conv_forward(wrong, DType::f32, x.raw_data(), w.raw_data(), nullptr, y.raw_data(), false),
+                      Catch::Contains("conv2d (cuDNN)") && Catch::Contains("x [1, 2, 6, 6] w [3, 2, 3, 3]") &&
+                          Catch::Contains("f32"));
+  // A zero-channel input: cuDNN refuses the descriptor.
+  kern::Conv2dDims empty_c = d;
+  empty_c.C = 0;
+  REQUIRE_THROWS_WITH(cuda::cudnn::conv_forward(empty_c, DType::f32, x.raw_data(), w.raw_data(), nullptr, y.raw_data(),
+                                                false),
+                      Catch::Contains("conv2d (cuDNN") && Catch::Contains("x [1, 0, 6, 6]"));
+  // A dtype cuDNN is not given: named too.
+  REQUIRE_THROWS_WITH(cuda::cudnn::conv_forward(d, DType::i64, x.raw_data(), w.raw_data(), nullptr, y.raw_data(), false),
+                      Catch::Contains("conv2d (cuDNN)") && Catch::Contains("i64"));
+  // The right dims still work afterwards.
+  REQUIRE_NOTHROW(cuda::cudnn::conv_forward(d, DType::f32, x.raw_data(), w.raw_data(), nullptr, y.raw_data(), false));
+}

@@ -284,9 +284,11 @@ void find_algorithm(Entry& e, const kern::Conv2dDims& d, DType dt, const void* a
 Entry& entry(const kern::Conv2dDims& d, DType dt) {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  auto& slot = c.entries[key_of(d, dt)];
-  if (!slot) slot = make_entry(d, dt);
-  return *slot;
+  const Key key = key_of(d, dt);
+  auto it = c.entries.find(key);
+  if (it != c.entries.end()) return *it->second;
+  // make_entry throws (naming the conv) when cuDNN refuses a descriptor: nothing is cached then.
+  return *c.entries.emplace(key, make_entry(d, dt)).first->second;
 }
 
 // The chosen algorithm's workspace; a device that cannot give it is an error naming the conv.
