@@ -6,4 +6,9 @@ build=${1:-build}; shift || true
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH=/usr/local/cuda/bin:$PATH
 fi
-cmake -S "$(dirname "$0")/.." -B "$build" -DCMAKE_BUILD_TYPE=Release "$@"
+launcher=()
+# ccache, when installed, makes rebuilds in a second checkout (a worktree) cheap.
+if command -v ccache >/dev/null 2>&1; then
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S "$(dirname "$0")/.." -B "$build" -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" "$@"
