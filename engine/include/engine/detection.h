@@ -82,6 +82,32 @@ Tensor match_ssd(const Tensor& iou, const Tensor& gt_counts, double threshold = 
 Tensor match_retinanet(const Tensor& iou, const Tensor& gt_counts, double fg_threshold = 0.5,
                        double bg_threshold = 0.4, bool allow_low_quality = true);
 
+// ---------------------------------------------------------------- targets (assign_targets.cpp)
+// Training targets from the matches, built where the inputs live (no host copy on CUDA).
+// Inputs: matched i64 [B, A] (match_ssd / match_retinanet), gt_boxes [B, G, 4] (f32 or
+// f64, G padded), gt_labels i64 [B, G], anchors [A, 4] (gt_boxes' dtype); all on one device.
+// Per anchor (b, a), m = matched[b, a]:
+//   m >= 0 (positive):  labels = gt_labels[b, m], boxes = gt_boxes[b, m], positive = 1
+//   m == kIgnore:       labels = ignore_label,     boxes = anchors[a],     positive = 0
+//   m == kBackground:   labels = background_label, boxes = anchors[a],     positive = 0
+// (the anchor as the box of a non-positive keeps its encoding finite: all zeros), and
+// num_positive[b] = number of positives of image b. G == 0 is fine (nothing is positive).
+// The losses use background/ignore labels SSD 0/0, TinySSD 0/-1, RetinaNet -1/-2.
+// Checks: when the inputs are CPU tensors, every match must be kBackground, kIgnore or in
+// [0, G), and the label of every matched GT must be in [0, num_classes) (one-line error
+// naming image, anchor and GT). Device-resident matches and labels are trusted (reading them
+// back would cost a host synchronisation): labels are copied as they are, and an index >= G
+// (which the matchers never produce) is treated as background instead of read.
+struct AssignedTargets {
+  Tensor labels;        // i64 [B, A]
+  Tensor boxes;         // [B, A, 4], gt_boxes' dtype
+  Tensor positive;      // [B, A], gt_boxes' dtype: 1 or 0
+  Tensor num_positive;  // i64 [B]
+};
+AssignedTargets assign_targets(const Tensor& matched, const Tensor& gt_boxes, const Tensor& gt_labels,
+                               const Tensor& anchors, int64_t num_classes, int64_t background_label = 0,
+                               int64_t ignore_label = 0);
+
 // ---------------------------------------------------------------- box coding (box_coder.cpp)
 struct BoxCoderWeights {
   double wx = 10, wy = 10, ww = 5, wh = 5;  // SSD (variances 0.1, 0.1, 0.2, 0.2); RetinaNet: 1,1,1,1
