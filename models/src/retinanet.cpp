@@ -6,6 +6,7 @@
 
 #include "engine/autograd.h"
 #include "models/factories.h"
+#include "loss_normaliser.h"
 
 namespace models {
 using namespace eng;
@@ -119,45 +120,25 @@ Tensor RetinaNet::anchors(Device device) const {
 LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
   const Device dev = heads.class_logits.device();
   const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1), C = heads.class_logits.size(2);
-  const int64_t G = targets.boxes.size(1);
-  Tensor anc = anchors(Device::cpu());
+  Tensor anc = anchors(dev);
   ENGINE_CHECK(anc.size(0) == A, "retinanet loss: heads have ", A, " anchors, the model ", anc.size(0));
 
-  Tensor gt = targets.boxes.to(Device::cpu()).to(DType::f32).contiguous();
-  Tensor counts = targets.counts.to(Device::cpu()).contiguous();
-  Tensor matched = det::match_retinanet(det::box_iou_batched(gt, counts, anc), counts, 0.5, 0.4, true);
-  std::vector<int64_t> m = matched.to_vector<int64_t>();
-  std::vector<int64_t> lab = targets.labels.to(Device::cpu()).to_vector<int64_t>();
-  std::vector<float> gtv = gt.to_vector<float>(), ancv = anc.to_vector<float>();
-
-  // Per-anchor labels (-1 background, -2 ignore), matched boxes (the anchor itself when not
-  // foreground, so its encoding is finite), and per-image weights 1 / (B max(1, fg)).
-  std::vector<int64_t> labels(B * A);
-  std::vector<float> boxes(B * A * 4), cls_w(B), box_mask(B * A);
-  for (int64_t b = 0; b < B; ++b) {
-    int64_t fg = 0;
-    for (int64_t a = 0; a < A; ++a) {
-      const int64_t g = m[b * A + a];
-      const float* src = &ancv[a * 4];
-      if (g >= 0) {
-        ++fg;
-        labels[b * A + a] = lab[b * G + g];
-        ENGINE_CHECK(labels[b * A + a] >= 0 && labels[b * A + a] < C, "retinanet loss: label ", labels[b * A + a],
-                     " out of range [0, ", C, ")");
-        src = &gtv[(b * G + g) * 4];
-      } else {
-        labels[b * A + a] = g == det::kIgnore ? -2 : -1;
-      }
-      std::copy(src, src + 4, &boxes[(b * A + a) * 4]);
-    }
-    const float w = 1.0f / (static_cast<float>(B) * static_cast<float>(std::max<int64_t>(1, fg)));
-    cls_w[b] = w;
-    for (int64_t a = 0; a < A; ++a) box_mask[b * A + a] = m[b * A + a] >= 0 ? w : 0.0f;
+  // Matching and targets on the loss's device (no host copy): per-anchor labels (-1
+  // background, -2 ignore), matched boxes (the anchor itself when not foreground, so its
+  // encoding is finite), and per-image weights 1 / (B max(1, fg)).
+  Tensor labels_t, cls_w_t, mask_t, target_deltas;
+  {
+    NoGradGuard ng;
+    Tensor gt = targets.boxes.to(dev).to(DType::f32).contiguous();
+    Tensor counts = targets.counts.to(dev).contiguous();
+    Tensor matched = det::match_retinanet(det::box_iou_batched(gt, counts, anc), counts, 0.5, 0.4, true);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, -1, -2);
+    Tensor w = detail::retinanet_image_weights(t.num_positive);  // f32 [B]
+    labels_t = t.labels;
+    cls_w_t = w.reshape({B, 1, 1});
+    mask_t = mul(t.positive, w.reshape({B, 1})).unsqueeze(2);  // w on foreground anchors, else 0
+    target_deltas = det::box_encode(t.boxes, anc, det::BoxCoderWeights{1, 1, 1, 1});
   }
-  Tensor labels_t = from_vector(labels, {B, A}).to(dev);
-  Tensor cls_w_t = from_vector(cls_w, {B, 1, 1}).to(dev);
-  Tensor mask_t = from_vector(box_mask, {B, A, 1}).to(dev);
-  Tensor target_deltas = det::box_encode(from_vector(boxes, {B, A, 4}), anc, det::BoxCoderWeights{1, 1, 1, 1}).to(dev);
 
   LossParts out;
   Tensor focal = sigmoid_focal_loss(heads.class_logits, labels_t, 0.25, 2.0, Reduction::None);  // [B, A, C]

@@ -5,10 +5,12 @@
 #include <memory>
 
 #include "engine/autograd.h"
+#include "engine/detection.h"
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/factories.h"
 #include "models/ssd.h"
+#include "loss_normaliser.h"
 
 namespace models {
 using namespace eng;
@@ -243,51 +245,37 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
   ENGINE_CHECK(anc.size(0) == A, "SSD loss: ", A, " predictions but ", anc.size(0), " anchors");
   ENGINE_CHECK(targets.boxes.dim() == 3 && targets.boxes.size(0) == B, "SSD loss: targets.boxes must be [B, G, 4]");
 
-  Tensor gt = targets.boxes.to(dev).to(DType::f32);
-  Tensor counts = targets.counts.to(dev);
-  const int64_t G = gt.size(1);
-  Tensor matched;
-  if (G > 0) {
-    matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5).cpu();
-  } else {
-    matched = full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64));
-  }
-  // Host: per-anchor class targets, matched boxes (the anchor itself for non-positives) and
-  // the positive mask.
-  const std::vector<int64_t> m = matched.to_vector<int64_t>();
-  const std::vector<int64_t> gl = G > 0 ? targets.labels.cpu().to_vector<int64_t>() : std::vector<int64_t>{};
-  const std::vector<float> gb = G > 0 ? gt.cpu().to_vector<float>() : std::vector<float>{};
-  const std::vector<float> ab = anc.cpu().to_vector<float>();
-  std::vector<int64_t> cls_t(B * A, 0);
-  std::vector<float> box_t(B * A * 4), pos(B * A, 0.f);
-  int64_t num_pos = 0;
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t a = 0; a < A; ++a) {
-      const int64_t i = b * A + a, g = m[i];
-      const float* src = &ab[a * 4];
-      if (g >= 0) {
-        cls_t[i] = gl[b * G + g];
-        pos[i] = 1.f;
-        ++num_pos;
-        src = &gb[(b * G + g) * 4];
-      }
-      for (int j = 0; j < 4; ++j) box_t[i * 4 + j] = src[j];
-    }
-  const double N = static_cast<double>(std::max<int64_t>(1, num_pos));
+  // Targets on the loss's device (no host copy): per-anchor class targets (0 for background),
+  // matched boxes (the anchor itself for non-positives), the positive mask and 1 / N with
+  // N = max(1, number of positives in the batch).
   const DType ft = reg.dtype();
-  Tensor pos_mask = from_vector(pos, {B, A, 1}, TensorOptions(ft).device(dev));
-  Tensor labels = from_vector(cls_t, {B, A}, TensorOptions(DType::i64).device(dev));
-  Tensor enc = det::box_encode(from_vector(box_t, {B, A, 4}, TensorOptions(DType::f32).device(dev)), anc).to(ft);
+  Tensor labels, enc, pos_mask, inv_n;
+  {
+    NoGradGuard ng;
+    Tensor gt = targets.boxes.to(dev).to(DType::f32);
+    Tensor counts = targets.counts.to(dev);
+    Tensor matched = gt.size(1) > 0
+                         ? det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5)
+                         : full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64).device(dev));
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, 0);
+    labels = t.labels;
+    enc = det::box_encode(t.boxes, anc).to(ft);
+    pos_mask = t.positive.to(ft);  // [B, A]
+    inv_n = detail::inverse_positive_count(t.num_positive, ft);
+  }
 
-  Tensor box_loss = sum(mul(smooth_l1_loss(reg, enc, Reduction::None, 1.0), pos_mask)) / N;
+  auto per_positive = [&](const Tensor& x) { return mul(x, inv_n.to(x.dtype())); };  // x / N
+  Tensor box_loss = per_positive(sum(mul(smooth_l1_loss(reg, enc, Reduction::None, 1.0), pos_mask.unsqueeze(2))));
 
   Tensor ce = cross_entropy(logits.reshape({B * A, C}), labels.reshape({B * A}), Reduction::None).reshape({B, A});
-  Tensor neg = det::hard_negative_mining(ce.detach(), labels, 3.0).cpu();
-  const std::vector<int64_t> nm = neg.to_vector<int64_t>();
-  std::vector<float> sel(B * A);
-  for (int64_t i = 0; i < B * A; ++i) sel[i] = (pos[i] > 0 || nm[i] != 0) ? 1.f : 0.f;
-  Tensor sel_mask = from_vector(sel, {B, A}, TensorOptions(ft).device(dev));
-  Tensor cls_loss = sum(mul(ce, sel_mask)) / N;
+  Tensor sel_mask;
+  {
+    // Classification selection: positives OR hard negatives (both 0/1, so the clamped sum).
+    NoGradGuard ng;
+    Tensor neg = det::hard_negative_mining(ce.detach(), labels, 3.0).to(ft);
+    sel_mask = clamp(add(pos_mask, neg), 0.0, 1.0);
+  }
+  Tensor cls_loss = per_positive(sum(mul(ce, sel_mask)));
   return {add(cls_loss, box_loss), cls_loss, box_loss};
 }
 

@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "models/factories.h"
+#include "loss_normaliser.h"
 
 namespace models {
 using namespace eng;
@@ -126,43 +127,23 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
   const Tensor& deltas = heads.box_regression;
   const Device dev = logits.device();
   const int64_t b = logits.size(0), a = logits.size(1), c = logits.size(2);
-  const int64_t g = targets.boxes.size(1);
   Tensor anc = anchors(dev);
   ENGINE_CHECK(anc.size(0) == a, "tiny_ssd loss: heads have ", a, " anchors, the model ", anc.size(0));
 
-  // Matching and targets (no grad): labels [B, A] and encoded boxes [B, A, 4].
-  Tensor labels, box_targets, pos_mask, cls_mask;
-  double num_pos = 0;
+  // Matching and targets on the loss's device (no grad, no host copy): labels [B, A] (0
+  // background, -1 ignored), encoded boxes [B, A, 4], the positive mask and 1 / max(1, P).
+  Tensor labels, box_targets, pos_mask, cls_mask, inv_n;
   {
     NoGradGuard ng;
     Tensor gt = targets.boxes.to(dev).to(DType::f32);
     Tensor counts = targets.counts.to(dev);
-    Tensor matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5).cpu();
-    const auto m = matched.to_vector<int64_t>();
-    const auto gtb = gt.cpu().to_vector<float>();
-    const auto gtl = targets.labels.cpu().to_vector<int64_t>();
-    const auto av = anc.cpu().to_vector<float>();
-    std::vector<int64_t> lab(static_cast<size_t>(b * a), 0);
-    std::vector<float> mb(static_cast<size_t>(b * a * 4));
-    std::vector<float> pm(static_cast<size_t>(b * a), 0.f);
-    for (int64_t i = 0; i < b; ++i)
-      for (int64_t j = 0; j < a; ++j) {
-        const int64_t k = m[i * a + j], o = i * a + j;
-        if (k >= 0) {
-          lab[o] = gtl[i * g + k];
-          pm[o] = 1.f;
-          num_pos += 1;
-          for (int q = 0; q < 4; ++q) mb[o * 4 + q] = gtb[(i * g + k) * 4 + q];
-        } else {
-          lab[o] = k == det::kIgnore ? -1 : 0;
-          for (int q = 0; q < 4; ++q) mb[o * 4 + q] = av[j * 4 + q];
-        }
-      }
-    labels = from_vector(lab, {b, a}).to(dev);
-    box_targets = det::box_encode(from_vector(mb, {b, a, 4}).to(dev), anc);
-    pos_mask = from_vector(pm, {b, a}).to(dev).to(logits.dtype());
+    Tensor matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, c, 0, -1);
+    labels = t.labels;
+    box_targets = det::box_encode(t.boxes, anc);
+    pos_mask = t.positive.to(logits.dtype());
+    inv_n = detail::inverse_positive_count(t.num_positive, logits.dtype());
   }
-  const double denom = std::max(1.0, num_pos);
 
   Tensor ce = cross_entropy(logits.reshape({b * a, c}), labels.reshape({b * a}), Reduction::None, -1)
                   .reshape({b, a});
@@ -172,9 +153,10 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
     cls_mask = add(pos_mask, neg.to(logits.dtype()));
   }
   LossParts out;
-  out.classification = div_scalar(sum(mul(ce, cls_mask)), denom);
+  auto per_positive = [&](const Tensor& x) { return mul(x, inv_n.to(x.dtype())); };  // x / max(1, P)
+  out.classification = per_positive(sum(mul(ce, cls_mask)));
   Tensor sl1 = smooth_l1_loss(deltas, box_targets.to(deltas.dtype()), Reduction::None, 1.0);
-  out.box_regression = div_scalar(sum(mul(sl1, pos_mask.unsqueeze(2))), denom);
+  out.box_regression = per_positive(sum(mul(sl1, pos_mask.unsqueeze(2))));
   out.total = add(out.classification, out.box_regression);
   return out;
 }
