@@ -120,7 +120,7 @@ Tensor RetinaNet::anchors(Device device) const {
 LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
   const Device dev = heads.class_logits.device();
   const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1), C = heads.class_logits.size(2);
-  Tensor anc = anchors(dev);
+  Tensor anc = cached_anchors(dev);
   ENGINE_CHECK(anc.size(0) == A, "retinanet loss: heads have ", A, " anchors, the model ", anc.size(0));
 
   // Matching and targets on the loss's device (no host copy): per-anchor labels (-1

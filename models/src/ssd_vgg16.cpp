@@ -241,7 +241,7 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
   const Tensor& logits = heads.class_logits;
   const int64_t B = reg.size(0), A = reg.size(1), C = logits.size(2);
   const Device dev = reg.device();
-  Tensor anc = anchors(dev);
+  Tensor anc = cached_anchors(dev);
   ENGINE_CHECK(anc.size(0) == A, "SSD loss: ", A, " predictions but ", anc.size(0), " anchors");
   ENGINE_CHECK(targets.boxes.dim() == 3 && targets.boxes.size(0) == B, "SSD loss: targets.boxes must be [B, G, 4]");
 

@@ -127,7 +127,7 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
   const Tensor& deltas = heads.box_regression;
   const Device dev = logits.device();
   const int64_t b = logits.size(0), a = logits.size(1), c = logits.size(2);
-  Tensor anc = anchors(dev);
+  Tensor anc = cached_anchors(dev);
   ENGINE_CHECK(anc.size(0) == a, "tiny_ssd loss: heads have ", a, " anchors, the model ", anc.size(0));
 
   // Matching and targets on the loss's device (no grad, no host copy): labels [B, A] (0

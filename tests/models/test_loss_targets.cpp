@@ -352,3 +352,14 @@ TEST_CASE("detection losses: a matched label outside [0, C) is one error on the 
   REQUIRE_THROWS_WITH(c.model->loss(h, t), Catch::Contains("assign_targets: gt_labels[0, 1] = 6") &&
                                                Catch::Contains("is outside [0, 6)"));
 }
+
+TEST_CASE("detection models: cached_anchors is computed once per device and follows set_input_size") {
+  auto m = build("tiny_ssd", 4, 64);
+  Tensor a = m->cached_anchors(Device::cpu());
+  REQUIRE(m->cached_anchors(Device::cpu()).raw_data() == a.raw_data());  // the same storage: no recompute
+  REQUIRE_CLOSE(a, m->anchors(Device::cpu()), 0, 0);
+  m->set_input_size(128);
+  Tensor b = m->cached_anchors(Device::cpu());
+  REQUIRE(b.size(0) > a.size(0));
+  REQUIRE_CLOSE(b, m->anchors(Device::cpu()), 0, 0);
+}

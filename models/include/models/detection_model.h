@@ -52,6 +52,10 @@ class DetectionModel : public eng::nn::Module {
   virtual HeadOutputs forward_heads(const eng::Tensor& images) = 0;
   // Anchors [A, 4] in input pixels (corners), f32, on `device`, for config().input_size.
   virtual eng::Tensor anchors(eng::Device device) const = 0;
+  // anchors(device), computed once per (device, input size) and kept: the losses call it
+  // every step, and on CUDA a fresh computation uploads the prior table from the host.
+  // Callers must not write into the returned tensor.
+  eng::Tensor cached_anchors(eng::Device device) const;
   virtual LossParts loss(const HeadOutputs& heads, const Targets& targets) = 0;
   // The architecture's inference settings at the current input size (score threshold,
   // top-k, NMS, clipping, levels); callers may change fields and pass them back below.
@@ -74,6 +78,12 @@ class DetectionModel : public eng::nn::Module {
 
  private:
   ModelConfig config_;
+  struct AnchorCacheEntry {
+    eng::Device device;
+    int64_t input_size;
+    eng::Tensor anchors;
+  };
+  mutable std::vector<AnchorCacheEntry> anchor_cache_;
 };
 
 // Builds a model by name (throws listing the known names for an unknown one). Parameters
