@@ -8,6 +8,7 @@
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detection.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 
 namespace bench {
