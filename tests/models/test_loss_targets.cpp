@@ -235,7 +235,9 @@ models::Targets make_targets(int64_t size, const std::vector<int64_t>& counts, i
   return t;
 }
 
-models::Targets targets_to(const models::Targets& t, Device d) { return {t.boxes.to(d), t.labels.to(d), t.counts.to(d)}; }
+models::Targets targets_to(const models::Targets& t, Device d) {
+  return {t.boxes.to(d), t.labels.to(d), t.counts.to(d)};
+}
 
 struct Result {
   Tensor total, cls, box, g_reg, g_cls;  // on the CPU
