@@ -365,3 +365,19 @@ TEST_CASE("detection models: cached_anchors is computed once per device and foll
   REQUIRE(b.size(0) > a.size(0));
   REQUIRE_CLOSE(b, m->anchors(Device::cpu()), 0, 0);
 }
+
+TEST_CASE("detection losses: a matched label outside [0, C) on the device gives a NaN loss, not a crash",
+          "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  for (const char* arch : {"tiny_ssd", "retinanet_resnet50_fpn"}) {
+    INFO(arch);
+    Case& c = get_case(arch);
+    models::Targets t = make_targets(c.size, {2}, 2, c.classes, 1, 31);
+    t.labels = from_vector<int64_t>({1, c.classes + 3}, {1, 2});
+    const int64_t A = c.model->anchors(Device::cpu()).size(0);
+    models::HeadOutputs h{zeros({1, A, 4}).cuda(), zeros({1, A, c.classes}).cuda()};
+    models::LossParts l = c.model->loss(h, targets_to(t, Device::cuda()));  // trusted: no check, no host copy
+    REQUIRE(std::isnan(l.classification.item()));
+    REQUIRE(std::isfinite(l.box_regression.item()));
+  }
+}
