@@ -195,4 +195,8 @@ TEST_CASE("ssd_train: --profile on cuda times the phases with CUDA events and co
   CHECK(p[0]["launches"].get<uint64_t>() > 100);
   // The batch went up: at least the images (4 x 3 x 64 x 64 floats) and the targets.
   CHECK(p[0]["bytes_h2d"].get<uint64_t>() > 4u * 3 * 64 * 64 * 4);
+  // The loop itself adds no sync (pinned batch, losses summed on the device); tiny_ssd's
+  // loss still copies matches to the host until issue 12's device-side targets are merged:
+  // reported, not failing (make it a CHECK then).
+  CHECK_NOFAIL(p[0]["host_syncs"].get<uint64_t>() == 0);
 }
