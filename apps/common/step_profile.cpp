@@ -34,11 +34,20 @@ nlohmann::json StepProfile::to_json(int64_t iteration) const {
                       {"bytes_d2h", cost.bytes_d2h},
                       {"timer", timer},
                       {"step_ms", step_ms()}};
+  nlohmann::json phases = nlohmann::json::object();
   for (int i = 0; i < kNumPhases; ++i) {
+    const size_t k = static_cast<size_t>(i);
     const std::string name = phase_name(static_cast<Phase>(i));
-    j[name + "_ms"] = ms[static_cast<size_t>(i)];
-    j["host_" + name + "_ms"] = host_ms[static_cast<size_t>(i)];
+    j[name + "_ms"] = ms[k];
+    j["host_" + name + "_ms"] = host_ms[k];
+    const eng::cuda::Counters& c = phase_cost[k];
+    phases[name] = {{"launches", c.launches},
+                    {"host_syncs", c.host_syncs},
+                    {"driver_allocs", c.driver_allocs()},
+                    {"bytes_h2d", c.bytes_h2d},
+                    {"bytes_d2h", c.bytes_d2h}};
   }
+  j["phases"] = phases;
   return j;
 }
 
@@ -52,6 +61,13 @@ std::string StepProfile::str(int64_t iteration) const {
   }
   std::snprintf(buf, sizeof buf, "; step %.3f ms", step_ms());
   s += buf;
+  s += "\n  launches / host syncs per phase:";
+  for (int i = 0; i < kNumPhases; ++i) {
+    const eng::cuda::Counters& c = phase_cost[static_cast<size_t>(i)];
+    std::snprintf(buf, sizeof buf, " %s %llu/%llu", phase_name(static_cast<Phase>(i)),
+                  static_cast<unsigned long long>(c.launches), static_cast<unsigned long long>(c.host_syncs));
+    s += buf;
+  }
   if (timer == "cuda_events") {
     s += "\n  host wall clock:";
     for (int i = 0; i < kNumPhases; ++i) {
@@ -73,7 +89,7 @@ StepProfiler::~StepProfiler() = default;
 
 void StepProfiler::begin() {
   ENGINE_CHECK(next_ == 0 && host_.empty(), "StepProfiler::begin: called twice");
-  before_ = eng::cuda::counters();
+  marks_.push_back(eng::cuda::counters());
   host_.push_back(std::chrono::steady_clock::now());
   if (cuda_) events_[0].record();
 }
@@ -83,6 +99,7 @@ void StepProfiler::mark(Phase ended) {
   ENGINE_CHECK(static_cast<int>(ended) == next_, "StepProfiler::mark: phase ", phase_name(ended),
                " marked out of order");
   ++next_;
+  marks_.push_back(eng::cuda::counters());
   host_.push_back(std::chrono::steady_clock::now());
   if (cuda_) events_[static_cast<size_t>(next_)].record();
 }
@@ -90,9 +107,11 @@ void StepProfiler::mark(Phase ended) {
 StepProfile StepProfiler::finish() {
   ENGINE_CHECK(next_ == kNumPhases, "StepProfiler::finish: only ", next_, " of ", kNumPhases, " phases marked");
   StepProfile r;
-  r.cost = eng::cuda::counters() - before_;  // before the sync below, which is not the step's
+  // Counters from the marks, all taken before the sync below (which is not the step's).
+  r.cost = marks_.back() - marks_.front();
   for (int i = 0; i < kNumPhases; ++i) {
     const size_t k = static_cast<size_t>(i);
+    r.phase_cost[k] = marks_[k + 1] - marks_[k];
     r.host_ms[k] = std::chrono::duration<double, std::milli>(host_[k + 1] - host_[k]).count();
   }
   if (cuda_) {

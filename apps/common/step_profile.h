@@ -27,13 +27,16 @@ const char* phase_name(Phase p);  // "data", "forward", "loss", "backward", "opt
 
 struct StepProfile {
   eng::cuda::Counters cost;             // what the step queued (before the profiler's own sync)
+  std::array<eng::cuda::Counters, kNumPhases> phase_cost;  // the same per phase
   std::array<double, kNumPhases> ms{};  // per phase: CUDA events on cuda, wall clock on cpu
   std::array<double, kNumPhases> host_ms{};  // per phase, the host's wall clock
   std::string timer;                    // "cuda_events" or "wall_clock"
   double step_ms() const;               // sum of ms
   // {"event":"profile","iteration":...,"launches":...,"host_syncs":...,"device_allocs":...,
   //  "pinned_allocs":...,"bytes_h2d":...,"bytes_d2h":...,"timer":...,"data_ms":...,...,
-  //  "step_ms":...,"host_data_ms":...,...}
+  //  "step_ms":...,"host_data_ms":...,...,
+  //  "phases":{"data":{"launches":...,"host_syncs":...,"driver_allocs":...,"bytes_h2d":...,
+  //  "bytes_d2h":...},...}}
   nlohmann::json to_json(int64_t iteration) const;
   std::string str(int64_t iteration) const;  // the lines ssd_train prints
 };
@@ -49,7 +52,7 @@ class StepProfiler {
  private:
   bool cuda_;
   int next_ = 0;
-  eng::cuda::Counters before_;
+  std::vector<eng::cuda::Counters> marks_;                    // begin + one per phase
   std::vector<std::chrono::steady_clock::time_point> host_;  // begin + one per phase
   std::vector<eng::cuda::Event> events_;                      // the same, on the stream
 };
