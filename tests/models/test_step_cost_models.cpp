@@ -15,6 +15,7 @@
 #include <cstring>
 #include <memory>
 
+#include "engine/autocast.h"
 #include "engine/counters.h"
 #include "engine/optim.h"
 #include "engine/random.h"
@@ -85,10 +86,16 @@ struct DetectorStep {
   }
 };
 
-void check_step_cost(const std::string& arch, int64_t size, int64_t batch, uint64_t launch_ceiling, int warmup = 2) {
+// `bf16`: the step under BF16 autocast (ssd_train's default precision on CUDA).
+void check_step_cost(const std::string& arch, int64_t size, int64_t batch, uint64_t launch_ceiling,
+                     bool bf16 = false) {
   DetectorStep step(arch, size, batch);
-  const eng::cuda::Counters c = test::step_cost([&] { step(); }, warmup);
-  const std::string what = arch + " at " + std::to_string(size) + ", batch " + std::to_string(batch) + ": " + c.str();
+  const eng::cuda::Counters c = test::step_cost([&] {
+    eng::autocast::Guard autocast(bf16);
+    step();
+  });
+  const std::string what = arch + " at " + std::to_string(size) + ", batch " + std::to_string(batch) +
+                           (bf16 ? ", bf16" : ", fp32") + ": " + c.str();
   WARN("step cost of " << what);
   INFO(what);
   CHECK(c.launches > 0);  // the harness counted a real step
@@ -104,6 +111,12 @@ TEST_CASE("step cost: a warm tiny_ssd training step has no host sync, no driver 
           "[cuda][step_cost]") {
   REQUIRE_CUDA_OR_SKIP();
   check_step_cost("tiny_ssd", 128, 2, 560);  // measured 469 (with the losses' host copies)
+}
+
+TEST_CASE("step cost: a warm tiny_ssd training step in bf16 has no host sync, no driver allocation, bounded launches",
+          "[cuda][step_cost]") {
+  REQUIRE_CUDA_OR_SKIP();
+  check_step_cost("tiny_ssd", 128, 2, 750, /*bf16=*/true);  // measured 628
 }
 
 // About 1.5 min of CPU time on the emulator (VGG16 at 268, three steps): [slow].
