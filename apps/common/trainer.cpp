@@ -419,6 +419,9 @@ int Run::execute() {
     }
   }
   if (!read_losses()) return 1;
+  if (c_.profile >= 0 && steps_run <= c_.profile)
+    log_->say("--profile " + std::to_string(c_.profile) + ": the run ended after " + std::to_string(steps_run) +
+              " steps, before the step to profile");
   if (have_val_ && last_eval_iteration_ != state_.iteration) evaluate_now();
   save_last();
   log_->say(std::string(stopped_by_time ? "stopped by the time limit" : "done") + " after " +

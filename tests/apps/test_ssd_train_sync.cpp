@@ -176,6 +176,15 @@ TEST_CASE("ssd_train: --profile N writes one profile line after N steps (cpu: wa
     CHECK(p[0][k].get<uint64_t>() == 0);  // the CPU counts nothing
   REQUIRE(p[0]["phases"].size() == 5);
   for (const char* phase : kPhases) CHECK(p[0]["phases"][phase]["launches"].get<uint64_t>() == 0);
+
+  // A run that ends first says so and writes no profile line.
+  TempDir short_out("ssd_train_sync_profile_short");
+  const test::AppRun r = test::run_app(
+      "ssd_train", "--arch tiny_ssd --data '" + dataset_root() + "' --input-size 64 --batch 4 --workers 1 --iters 2 "
+                   "--profile 2 --out '" + short_out.path.string() + "'");
+  CHECK(r.status == 0);
+  CHECK(r.out.find("--profile 2: the run ended after 2 steps, before the step to profile") != std::string::npos);
+  CHECK(events(short_out.path / "metrics.jsonl", "profile").empty());
 }
 
 TEST_CASE("ssd_train: --profile on cuda times the phases with CUDA events and counts the step",
