@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
   cli.add_option("--multiscale", multiscale, "input sides drawn per batch, e.g. 224,256,288");
   cli.add_option("--seed", c.seed, "seed of the initialisation, shuffling and augmentation")->capture_default_str();
   cli.add_flag("--no-augment", no_augment, "train on resized images only");
+  cli.add_option("--profile", c.profile,
+                 "after N steps, profile one step: launches, host syncs, driver allocations, bytes copied, time "
+                 "per phase (printed and in metrics.jsonl)");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -81,6 +84,7 @@ int main(int argc, char** argv) {
     if (!multiscale.empty()) c.multiscale = parse_list<int>(multiscale, "--multiscale");
     c.augment = !no_augment;
     ENGINE_CHECK(c.log_every >= 1, "--log-every must be at least 1");
+    ENGINE_CHECK(c.profile >= -1, "--profile must be a number of steps (0 or more)");
     return app::train(c);
   } catch (const std::exception& e) {
     std::cerr << "\nssd_train: " << e.what() << "\n";

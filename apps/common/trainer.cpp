@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
 
 #include "common/checkpoint.h"
+#include "common/loss_meter.h"
+#include "common/step_profile.h"
 #include "common/precision.h"
 #include "engine/cuda_context.h"
 #include "common/inference.h"
@@ -66,14 +69,23 @@ data::Dataset trainable(const data::Dataset& d) {
   return out;
 }
 
+// A zero-filled host tensor; in pinned memory when it is going to a CUDA device, so that its
+// upload is an asynchronous copy (Tensor::to) and not a host sync.
+eng::Tensor host_zeros(const eng::Shape& shape, eng::DType dtype, eng::Device target) {
+  if (target.is_cpu()) return eng::zeros(shape, eng::TensorOptions(dtype));
+  eng::Tensor t = eng::empty_pinned(shape, dtype);
+  std::memset(t.raw_data(), 0, static_cast<size_t>(t.numel()) * eng::dtype_size(dtype));
+  return t;
+}
+
 // Padded targets of a batch (boxes in input pixels, labels = dataset label + 1).
 models::Targets make_targets(const data::Batch& b, eng::Device device) {
   const int64_t n = b.size();
   int64_t g = 1;
   for (const auto& objs : b.objects) g = std::max<int64_t>(g, static_cast<int64_t>(objs.size()));
-  eng::Tensor boxes = eng::zeros({n, g, 4}, eng::TensorOptions(eng::DType::f32));
-  eng::Tensor labels = eng::zeros({n, g}, eng::TensorOptions(eng::DType::i64));
-  eng::Tensor counts = eng::zeros({n}, eng::TensorOptions(eng::DType::i64));
+  eng::Tensor boxes = host_zeros({n, g, 4}, eng::DType::f32, device);
+  eng::Tensor labels = host_zeros({n, g}, eng::DType::i64, device);
+  eng::Tensor counts = host_zeros({n}, eng::DType::i64, device);
   float* pb = boxes.data<float>();
   int64_t* pl = labels.data<int64_t>();
   int64_t* pc = counts.data<int64_t>();
@@ -122,6 +134,7 @@ class Run {
   void setup_model();
   void evaluate_now();
   void save_last();
+  bool read_losses();
   void restore_base_size() {
     if (model_->config().input_size != base_size_) model_->set_input_size(base_size_);
   }
@@ -140,6 +153,7 @@ class Run {
   TrainState state_;
   int64_t base_size_ = 0;
   int64_t last_eval_iteration_ = -1;
+  LossMeter meter_;
   std::filesystem::path out_;
 };
 
@@ -241,6 +255,27 @@ void Run::save_last() {
   save_checkpoint((out_ / "last.safetensors").string(), *model_, optimizer_.get(), state_, classes_);
 }
 
+// Reads the losses summed on the device since the last read (one host sync). A non-finite
+// sum stops the run: the message names the iterations the sum covered (the step itself is
+// not known: the loop does not wait for the device each step). Called before every log
+// line, evaluation and checkpoint, so a diverged model is never evaluated or saved.
+bool Run::read_losses() {
+  const LossMeter::Check r = meter_.check();
+  if (r.finite) return true;
+  const std::string what = std::isnan(r.loss) ? "NaN" : "infinite";
+  const std::string where = r.first_iteration == r.last_iteration
+                                ? "at iteration " + std::to_string(r.last_iteration)
+                                : "in iterations " + std::to_string(r.first_iteration) + "-" +
+                                      std::to_string(r.last_iteration);
+  log_->write({{"iteration", r.last_iteration},
+               {"first_iteration", r.first_iteration},
+               {"event", "non-finite loss"},
+               {"loss", std::to_string(r.loss)}});
+  log_->say("ssd_train: the loss is " + what + " " + where +
+            "; stopping (the last checkpoint, if any, is untouched)");
+  return false;
+}
+
 void Run::evaluate_now() {
   restore_base_size();
   InferenceOptions io;
@@ -290,12 +325,12 @@ int Run::execute() {
             " batches per epoch, lr " + fmt("%g", optimizer_->options().lr));
 
   SigintScope sigint;
-  double sum_loss = 0, sum_cls = 0, sum_box = 0;
-  int64_t interval_iters = 0, interval_images = 0;
+  int64_t interval_images = 0, steps_run = 0;
   auto interval_start = Clock::now();
   bool stopped_by_time = false;
   while (state_.iteration < total) {
     if (g_interrupted) {
+      if (!read_losses()) return 1;
       save_last();
       log_->say("interrupted at iteration " + std::to_string(state_.iteration) + ": saved " +
                 (out_ / "last.safetensors").string());
@@ -307,42 +342,60 @@ int Run::execute() {
       stopped_by_time = true;
       break;
     }
+    // The step: no host synchronisation in it (targets and images come from pinned memory,
+    // the losses are summed on the device); --profile N measures the one after N steps.
+    std::unique_ptr<StepProfiler> prof;
+    if (c_.profile >= 0 && steps_run == c_.profile) {
+      prof = std::make_unique<StepProfiler>(device_.is_cuda());
+      prof->begin();
+    }
     data::Batch batch;
     loader.next(batch);
     for (const auto& w : loader.take_warnings()) log_->say("warning: " + w);
     if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
     const eng::Tensor x = device_.is_cpu() ? batch.images : batch.images.to(device_);
     const models::Targets targets = make_targets(batch, device_);
+    if (prof) prof->mark(Phase::data);
 
     optimizer_->set_lr(schedule_->lr_at(state_.iteration));
     optimizer_->zero_grad();
-    models::LossParts parts = model_->loss(models::forward_heads_f32(*model_, x), targets);
-    const double loss = parts.total.item();
-    if (!std::isfinite(loss)) {
-      log_->write({{"iteration", state_.iteration + 1}, {"event", "non-finite loss"}, {"loss", std::to_string(loss)}});
-      log_->say("ssd_train: the loss is " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at iteration " +
-                std::to_string(state_.iteration + 1) + "; stopping (the last checkpoint, if any, is untouched)");
-      return 1;
+    models::LossParts parts;
+    {
+      const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
+      if (prof) prof->mark(Phase::forward);
+      parts = model_->loss(heads, targets);
     }
+    meter_.add(parts, state_.iteration + 1);
+    if (prof) prof->mark(Phase::loss);
     parts.total.backward();
+    if (prof) prof->mark(Phase::backward);
     optimizer_->step();
+    if (prof) prof->mark(Phase::optimizer);
     ++state_.iteration;
+    ++steps_run;
     state_.next_batch = batch.number + 1;
+    if (prof) {
+      const StepProfile p = prof->finish();
+      log_->write(p.to_json(state_.iteration));
+      log_->say(p.str(state_.iteration));
+    }
 
-    sum_loss += loss;
-    sum_cls += parts.classification.item();
-    sum_box += parts.box_regression.item();
-    ++interval_iters;
     interval_images += batch.size();
-    if (state_.iteration % c_.log_every == 0 || state_.iteration == total) {
+    const bool log_due = state_.iteration % c_.log_every == 0 || state_.iteration == total;
+    const bool eval_due = have_val_ && c_.eval_every > 0 && state_.iteration % c_.eval_every == 0 &&
+                          state_.iteration < total;
+    const bool save_due = c_.save_every > 0 && state_.iteration % c_.save_every == 0;
+    // The only host sync of the loop: the losses, before a log line, an evaluation or a save.
+    if ((log_due || eval_due || save_due) && !read_losses()) return 1;
+    if (log_due) {
       const double secs = seconds_since(interval_start);
       const double ips = secs > 0 ? interval_images / secs : 0;
-      const double k = static_cast<double>(interval_iters);
+      const LossMeter::Interval m = meter_.take_interval();
       log_->write({{"iteration", state_.iteration},
                    {"epoch", batch.epoch},
-                   {"loss", sum_loss / k},
-                   {"loss_cls", sum_cls / k},
-                   {"loss_box", sum_box / k},
+                   {"loss", m.loss},
+                   {"loss_cls", m.cls},
+                   {"loss_box", m.box},
                    {"lr", optimizer_->lr()},
                    {"img_per_s", ips},
                    {"memory_mb", memory_mb(device_)},
@@ -352,20 +405,23 @@ int Run::execute() {
       log_->progress(state_.iteration, total,
                      "it " + std::to_string(state_.iteration) +
                          (total == std::numeric_limits<int64_t>::max() ? "" : "/" + std::to_string(total)) +
-                         "  loss " + fmt("%.4f", sum_loss / k) + " (cls " + fmt("%.4f", sum_cls / k) + ", box " +
-                         fmt("%.4f", sum_box / k) + ")  lr " + fmt("%.3g", optimizer_->lr()) + "  " +
-                         fmt("%.1f", ips) + " img/s");
-      sum_loss = sum_cls = sum_box = 0;
-      interval_iters = interval_images = 0;
+                         "  loss " + fmt("%.4f", m.loss) + " (cls " + fmt("%.4f", m.cls) + ", box " +
+                         fmt("%.4f", m.box) + ")  lr " + fmt("%.3g", optimizer_->lr()) + "  " + fmt("%.1f", ips) +
+                         " img/s");
+      interval_images = 0;
       interval_start = Clock::now();
     }
-    if (have_val_ && c_.eval_every > 0 && state_.iteration % c_.eval_every == 0 && state_.iteration < total) {
+    if (eval_due) {
       evaluate_now();
       save_last();
-    } else if (c_.save_every > 0 && state_.iteration % c_.save_every == 0) {
+    } else if (save_due) {
       save_last();
     }
   }
+  if (!read_losses()) return 1;
+  if (c_.profile >= 0 && steps_run <= c_.profile)
+    log_->say("--profile " + std::to_string(c_.profile) + ": the run ended after " + std::to_string(steps_run) +
+              " steps, before the step to profile");
   if (have_val_ && last_eval_iteration_ != state_.iteration) evaluate_now();
   save_last();
   log_->say(std::string(stopped_by_time ? "stopped by the time limit" : "done") + " after " +

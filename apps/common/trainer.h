@@ -41,6 +41,9 @@ struct TrainConfig {
   uint64_t seed = 0;
   bool augment = true;
   int eval_batch = 8;
+  // --profile N: after N steps of this run, profile the next one (counters and time per
+  // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.
+  int64_t profile = -1;
 };
 
 // Runs a whole training; returns the process exit status (0 done, 1 error or NaN stop,

@@ -106,15 +106,20 @@ void fill(void* dst, ElemType type, int64_t n, double value, Stream s) {
   }
 }
 
+// Bytes each way and the waits are counted (kernels/counters.h): a synchronous copy is one
+// host sync.
 void memcpy_h2d(void* dst, const void* src, size_t nbytes, Stream s) {
+  counters::add_bytes_h2d(nbytes);
   KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
-  KERN_CUDA_CHECK(cudaStreamSynchronize(s));
+  KERN_HOST_SYNC(cudaStreamSynchronize(s));
 }
 void memcpy_d2h(void* dst, const void* src, size_t nbytes, Stream s) {
+  counters::add_bytes_d2h(nbytes);
   KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
-  KERN_CUDA_CHECK(cudaStreamSynchronize(s));
+  KERN_HOST_SYNC(cudaStreamSynchronize(s));
 }
 void memcpy_h2d_async(void* dst, const void* src, size_t nbytes, Stream s) {
+  counters::add_bytes_h2d(nbytes);
   KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
 }
 void memcpy_d2d(void* dst, const void* src, size_t nbytes, Stream s) {

@@ -84,6 +84,7 @@ void gemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, T alpha, co
   check_cublas(gemm_call(h, op(transB), op(transA), as_int(N, "N"), as_int(M, "M"), as_int(K, "K"), &alpha, B,
                          as_int(ldb, "ldb"), A, as_int(lda, "lda"), &beta, C, as_int(ldc, "ldc")),
                "gemm");
+  counters::add_launches();  // one cuBLAS call counts as one launch (kernels/counters.h)
 }
 
 template <typename T>
@@ -105,6 +106,7 @@ void gemm_strided_batched(bool transA, bool transB, int64_t M, int64_t N, int64_
                             as_int(ldb, "ldb"), strideB, A, as_int(lda, "lda"), strideA, &beta, C,
                             as_int(ldc, "ldc"), strideC, as_int(batch, "batch")),
                "gemm_strided_batched");
+  counters::add_launches();
 }
 
 #define KERN_INSTANTIATE(T)                                                                                    \

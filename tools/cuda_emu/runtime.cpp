@@ -2,6 +2,7 @@
 // The model and what it checks are described in include/cuda_runtime.h.
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -423,6 +424,18 @@ void* host_alloc(size_t bytes) {
   return p;
 }
 struct Dummy {};
+// An event. The emulator runs every call to completion before it returns, so an event is
+// complete as soon as it is recorded and its time is the host's clock at the record.
+struct EmuEvent {
+  unsigned int flags = cudaEventDefault;
+  bool recorded = false;
+  std::chrono::steady_clock::time_point when;
+};
+EmuEvent* as_emu(cudaEvent_t e) { return reinterpret_cast<EmuEvent*>(e); }
+cudaError_t fail(cudaError_t e) {
+  emu::set_error(e);
+  return e;
+}
 }  // namespace
 
 cudaError_t cudaGetDeviceCount(int* count) {
@@ -481,6 +494,7 @@ const char* cudaGetErrorString(cudaError_t err) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorNotReady: return "device not ready";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
   }
   return "unknown error";
@@ -521,19 +535,42 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = reinterpret_cast<cudaEvent_t>(new Dummy);
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr) return fail(cudaErrorInvalidValue);
+  auto* e = new EmuEvent;
+  e->flags = flags;
+  *event = reinterpret_cast<cudaEvent_t>(e);
   return cudaSuccess;
 }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete reinterpret_cast<Dummy*>(event);
+  if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  delete as_emu(event);
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 0.0f;
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  as_emu(event)->recorded = true;
+  as_emu(event)->when = std::chrono::steady_clock::now();
+  return cudaSuccess;
+}
+// A never-recorded event counts as complete, as in CUDA.
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  return event == nullptr ? fail(cudaErrorInvalidResourceHandle) : cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return event == nullptr ? fail(cudaErrorInvalidResourceHandle) : cudaSuccess;
+}
+// CUDA's rules: both events recorded and created without cudaEventDisableTiming, else
+// cudaErrorInvalidResourceHandle; end before start gives a negative time.
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (ms == nullptr) return fail(cudaErrorInvalidValue);
+  if (start == nullptr || end == nullptr) return fail(cudaErrorInvalidResourceHandle);
+  const EmuEvent& a = *as_emu(start);
+  const EmuEvent& b = *as_emu(end);
+  if (!a.recorded || !b.recorded) return fail(cudaErrorInvalidResourceHandle);
+  if ((a.flags & cudaEventDisableTiming) || (b.flags & cudaEventDisableTiming))
+    return fail(cudaErrorInvalidResourceHandle);
+  *ms = std::chrono::duration<float, std::milli>(b.when - a.when).count();
   return cudaSuccess;
 }

@@ -15,6 +15,7 @@
 
 #include "engine/allocator.h"
 #include "engine/error.h"
+#include "kernels/counters.h"
 
 namespace eng::cuda {
 
@@ -70,6 +71,7 @@ void free_cached_locked(State& s) {
   for (auto& [size, blocks] : s.free_blocks) {
     for (void* p : blocks) {
       cudaFree(p);
+      kern::counters::add_host_sync();  // cudaFree waits for the device
       s.stats.reserved -= size;
     }
   }
@@ -101,6 +103,7 @@ void* allocate(size_t nbytes) {
     }
     s.stats.reserved += size;
     ++s.stats.num_device_allocs;
+    kern::counters::add_device_alloc();
   }
   s.live[p] = size;
   s.stats.allocated += size;

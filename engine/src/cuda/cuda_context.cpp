@@ -9,6 +9,7 @@
 
 #include "engine/allocator.h"
 #include "engine/error.h"
+#include "kernels/counters.h"
 
 namespace eng::cuda {
 namespace {
@@ -61,6 +62,7 @@ void* workspace(size_t nbytes) {
 
 void synchronize() {
   if (!available()) return;
+  kern::counters::add_host_sync();
   cudaError_t err = cudaStreamSynchronize(ctx().stream);
   ENGINE_CHECK(err == cudaSuccess, "CUDA error: ", cudaGetErrorString(err));
 }

@@ -16,6 +16,7 @@
 #include "engine/allocator.h"
 #include "engine/cuda_context.h"
 #include "engine/error.h"
+#include "kernels/counters.h"
 
 namespace eng::cuda::cudnn {
 namespace {
@@ -272,6 +273,9 @@ void find_algorithm(Entry& e, const kern::Conv2dDims& d, DType dt, const void* a
   int count = 0;
   CONV_CUDNN(Search::find(e, a, b, out, &count, perf, ws->ptr, ws->bytes),
              (std::string(Search::kWhat) + " algorithm search").c_str());
+  // Counted as one launch and one host sync: Find runs and times every algorithm and waits.
+  kern::counters::add_launches();
+  kern::counters::add_host_sync();
   ++cache().find_calls;
   const int i = pick(perf, count, ws->bytes);
   ENGINE_CHECK(i >= 0, "conv2d (cuDNN ", Search::kWhat, "): no ", deterministic() ? "deterministic " : "",
@@ -329,12 +333,17 @@ void conv_forward(const kern::Conv2dDims& d, DType dt, const void* x, const void
     CONV_CUDNN(cudnnConvolutionBiasActivationForward(handle(), s.one(dt), e.x, x, e.w, w, e.conv, algo, ws->ptr,
                                                      ws->bytes, s.zero(dt), e.y, y, e.bias, bias, e.relu, e.y, y),
                "fused forward + bias + ReLU");
+    kern::counters::add_launches();  // each cuDNN compute call counts as one launch
     return;
   }
   CONV_CUDNN(cudnnConvolutionForward(handle(), s.one(dt), e.x, x, e.w, w, e.conv, algo, ws->ptr, ws->bytes,
                                      s.zero(dt), e.y, y),
              "forward");
-  if (bias) CONV_CUDNN(cudnnAddTensor(handle(), s.one(dt), e.bias, bias, s.one(dt), e.y, y), "bias add");
+  kern::counters::add_launches();
+  if (bias) {
+    CONV_CUDNN(cudnnAddTensor(handle(), s.one(dt), e.bias, bias, s.one(dt), e.y, y), "bias add");
+    kern::counters::add_launches();
+  }
   ENGINE_CHECK(!relu, "conv2d (cuDNN forward): a fused ReLU needs a bias (the front-end applies relu itself)");
 }
 
@@ -349,6 +358,7 @@ void conv_backward_data(const kern::Conv2dDims& d, DType dt, const void* w, cons
                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws->ptr, ws->bytes,
                                           s.zero(dt), e.x, dx),
              "backward data");
+  kern::counters::add_launches();
 }
 
 void conv_backward_filter(const kern::Conv2dDims& d, DType dt, const void* x, const void* dy, void* dw) {
@@ -362,12 +372,14 @@ void conv_backward_filter(const kern::Conv2dDims& d, DType dt, const void* x, co
                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo), ws->ptr, ws->bytes,
                                             s.zero(dt), e.w, dw),
              "backward filter");
+  kern::counters::add_launches();
 }
 
 void conv_backward_bias(const kern::Conv2dDims& d, DType dt, const void* dy, void* db) {
   Entry& e = entry(d, dt);
   const Scalars s;
   CONV_CUDNN(cudnnConvolutionBackwardBias(handle(), s.one(dt), e.y, dy, s.zero(dt), e.bias, db), "backward bias");
+  kern::counters::add_launches();
 }
 
 AlgoChoice chosen(const kern::Conv2dDims& d, DType dt, Direction dir) {

@@ -4,9 +4,10 @@
 // The hazard: the host may release a batch while a copy from it is still queued on the
 // compute stream. So a released block is not free at once: release() records a CUDA event
 // on the compute stream, and allocate() only reuses a cached block whose event has
-// completed (cudaEventQuery), otherwise it asks the driver for a new block. Blocks are kept
-// by exact size (batches of one shape repeat the same size). Without a device, the plain
-// CPU allocator serves every call.
+// completed (cudaEventQuery), otherwise it asks the driver for a new block. Sizes are
+// rounded up (4 KiB below 1 MiB, 2 MiB above) and blocks are kept by rounded size, so the
+// padded targets of batches with different numbers of boxes share a few sizes and a steady
+// state makes no cudaHostAlloc. Without a device, the plain CPU allocator serves every call.
 #include <cuda_runtime.h>
 
 #include <map>
@@ -17,6 +18,7 @@
 #include "engine/allocator.h"
 #include "engine/cuda_context.h"
 #include "engine/error.h"
+#include "kernels/counters.h"
 
 namespace eng::cuda::pinned {
 namespace {
@@ -38,6 +40,11 @@ State& state() {
   return *s;
 }
 
+size_t round_size(size_t n) {
+  const size_t unit = n < (size_t(1) << 20) ? size_t(4096) : size_t(2) << 20;
+  return (n + unit - 1) / unit * unit;
+}
+
 void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) ENGINE_FAIL("pinned host memory: ", what, ": ", cudaGetErrorString(err));
 }
@@ -46,7 +53,7 @@ void check(cudaError_t err, const char* what) {
 
 void* allocate(size_t nbytes) {
   if (!available()) return cpu_alloc::allocate(nbytes);
-  if (nbytes == 0) nbytes = 1;
+  nbytes = round_size(nbytes == 0 ? 1 : nbytes);
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.free_blocks.find(nbytes);
@@ -71,6 +78,7 @@ void* allocate(size_t nbytes) {
   s.stats.reserved += nbytes;
   s.stats.peak_allocated = std::max(s.stats.peak_allocated, s.stats.allocated);
   ++s.stats.num_device_allocs;
+  kern::counters::add_pinned_alloc();
   return p;
 }
 

@@ -2,6 +2,7 @@
 // loop that builds the kernel descriptors, the cached device copy of those descriptors,
 // and checkpoint state (see engine/include/engine/optim.h).
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -120,9 +121,13 @@ const kern::OptimTensor* Optimizer::upload(std::vector<kern::OptimTensor>& tenso
     const int64_t nbytes = static_cast<int64_t>(tensors.size() * sizeof(kern::OptimTensor));
     if (!device_descriptors_.defined() || device_descriptors_.numel() < nbytes)
       device_descriptors_ = empty({nbytes}, TensorOptions(DType::u8).device(slots_.front().param.device()));
-    // Same stream as the kernels: a launch still reading the old copy finishes first.
-    ENGINE_IF_CUDA(kern::cuda::memcpy_h2d(device_descriptors_.raw_data(), tensors.data(),
-                                          static_cast<size_t>(nbytes), cuda::stream()));
+    // Asynchronous, from a fresh pinned block (no host sync in a step): the copy is queued on
+    // the kernels' stream, so a launch still reading the old device copy finishes first, and
+    // the pinned allocator keeps the host block from reuse until the copy has passed.
+    Tensor staging = empty_pinned({nbytes}, DType::u8);
+    std::memcpy(staging.raw_data(), tensors.data(), static_cast<size_t>(nbytes));
+    ENGINE_IF_CUDA(kern::cuda::memcpy_h2d_async(device_descriptors_.raw_data(), staging.raw_data(),
+                                                static_cast<size_t>(nbytes), cuda::stream()));
     uploaded_ = tensors;
     ++uploads_;
   }

@@ -1,0 +1,46 @@
+// The training loss, summed on the device and read back only when the loop asks, so that a
+// training step never waits for the device (docs/training.md#what-a-step-costs).
+//
+// add() queues three device adds of the detached loss parts (no host sync); check() reads
+// the pending sums back (one host sync for the three), adds them to the current log
+// interval's host sums and says whether every step's loss since the last check was finite:
+// a NaN or infinity in any step makes the sum non-finite, so one read covers them all.
+#pragma once
+#include <cstdint>
+
+#include "models/detection_model.h"
+
+namespace app {
+
+class LossMeter {
+ public:
+  // The loss parts of the step that ends at `iteration` (1-based).
+  void add(const models::LossParts& parts, int64_t iteration);
+
+  struct Check {
+    bool finite = true;
+    double loss = 0;               // the non-finite pending sum when !finite (NaN or inf)
+    int64_t first_iteration = 0;   // the steps the read covered: [first, last]
+    int64_t last_iteration = 0;
+  };
+  // Reads the pending sums back (nothing to do when none is pending).
+  Check check();
+  int64_t pending() const { return pending_; }
+
+  // The log interval's means since the last take_interval (after check()): loss,
+  // classification, box regression, and how many steps they cover.
+  struct Interval {
+    double loss = 0, cls = 0, box = 0;
+    int64_t steps = 0;
+  };
+  Interval take_interval();
+
+ private:
+  eng::Tensor total_, cls_, box_;  // device sums of the pending steps (undefined when none)
+  int64_t pending_ = 0;
+  int64_t first_pending_ = 0, last_pending_ = 0;
+  double sum_loss_ = 0, sum_cls_ = 0, sum_box_ = 0;  // checked sums of the log interval
+  int64_t interval_steps_ = 0;
+};
+
+}  // namespace app
