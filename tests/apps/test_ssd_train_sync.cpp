@@ -226,9 +226,8 @@ TEST_CASE("ssd_train: --profile on cuda times the phases with CUDA events and co
     INFO(phase);
     CHECK(p[0]["phases"][phase]["host_syncs"].get<uint64_t>() == 0);
   }
-  // tiny_ssd's loss still copies matches to the host until issue 12's device-side targets
-  // are merged: reported, not failing (make it a CHECK then).
-  CHECK_NOFAIL(p[0]["host_syncs"].get<uint64_t>() == 0);
+  // The loss builds its targets on the device: the whole step is free of host syncs.
+  CHECK(p[0]["host_syncs"].get<uint64_t>() == 0);
 }
 
 TEST_CASE("ssd_train: the loss meter sums on the device and reads back once per check", "[apps][ssd_train][cuda]") {
