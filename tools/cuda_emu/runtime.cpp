@@ -376,12 +376,12 @@ int occupancy_blocks_per_sm(int block_threads, size_t smem) {
   return std::max(blocks, 0);
 }
 
-void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx) {
+bool launch_config_ok(const void* kernel, dim3 grid, dim3 block, size_t smem) {
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) {
     set_error(cudaErrorInvalidConfiguration);
-    return;
+    return false;
   }
   int smem_limit = kDefaultDynamicShared;
   {
@@ -391,8 +391,12 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thr
   }
   if (smem > static_cast<size_t>(smem_limit)) {  // a real launch fails the same way
     set_error(cudaErrorInvalidValue);
-    return;
+    return false;
   }
+  return true;
+}
+
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx) {
   std::lock_guard<std::mutex> lock(launch_mutex);
   using namespace detail;
   g_thread_body = thread_body;
@@ -411,19 +415,6 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thr
 }  // namespace emu
 
 // ---- host API ----------------------------------------------------------------------------------
-namespace {
-void* host_alloc(size_t bytes) {
-  void* p = nullptr;
-  // The exact size, so that under ASan a read past the end of an allocation is reported.
-  if (posix_memalign(&p, 256, bytes == 0 ? 1 : bytes) != 0) return nullptr;
-  // Fresh device memory is not zero on a real GPU either (and the caching allocator reuses
-  // blocks): 0xFF bytes read as NaN floats and -1 integers, so a kernel that reads what
-  // nobody wrote fails its test.
-  std::memset(p, 0xFF, bytes);
-  return p;
-}
-struct Dummy {};
-}  // namespace
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
@@ -462,7 +453,6 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   }
   return cudaErrorInvalidValue;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   std::lock_guard<std::mutex> lock(emu::state_mutex);
   const cudaError_t e = emu::last_error;
@@ -485,55 +475,4 @@ const char* cudaGetErrorString(cudaError_t err) {
   }
   return "unknown error";
 }
-
-cudaError_t cudaMalloc(void** ptr, size_t bytes) {
-  *ptr = host_alloc(bytes);
-  return *ptr ? cudaSuccess : cudaErrorMemoryAllocation;
-}
-cudaError_t cudaFree(void* ptr) {
-  std::free(ptr);
-  return cudaSuccess;
-}
-cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
-  if (bytes) std::memmove(dst, src, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
-}
-cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
-  if (bytes) std::memset(dst, value, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
-
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = reinterpret_cast<cudaStream_t>(new Dummy);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete reinterpret_cast<Dummy*>(stream);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = reinterpret_cast<cudaEvent_t>(new Dummy);
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) { return cudaEventCreate(event); }
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  delete reinterpret_cast<Dummy*>(event);
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t, cudaEvent_t) {
-  *ms = 0.0f;
-  return cudaSuccess;
-}
+// Memory, copies, streams and events: streams.cpp.

@@ -11,14 +11,24 @@
 // warp-synchronous intrinsics (shuffles, ballot, __syncwarp). So every barrier really
 // separates the code before it from the code after it, a missing barrier shows up as a read
 // of data not yet written, and a barrier that not every live thread reaches is reported as a
-// deadlock instead of hanging. Memory is host memory; copies are synchronous; streams and
-// events are trivially complete. It checks correctness, not speed or races between blocks.
+// deadlock instead of hanging. Memory is host memory. It checks correctness, not speed or
+// races between blocks.
+//
+// Streams are real in-order queues run lazily (tools/cuda_emu/streams.cpp has the exact
+// policy): work on a created stream runs only when something needs it (a synchronisation of
+// its stream, of an event recorded after it or of the device, a cudaEventQuery /
+// cudaStreamQuery, a cudaStreamWaitEvent reached by another stream, cudaFree, a copy into
+// pageable host memory), newest stream first, so two streams without an event between them
+// run in the order that exposes it. The legacy default stream (0) is eager and waits only
+// for blocking streams; cudaEventQuery answers cudaErrorNotReady while its work is deferred.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 // libstdc++'s <math.h> also brings std::'s float overloads (exp, log, isnan, ...) into the
 // global namespace, as CUDA's device headers do: ::exp(float) must stay float.
@@ -135,6 +145,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0);
 cudaError_t cudaEventCreate(cudaEvent_t* event);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
@@ -145,6 +156,12 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
 namespace emu {
+// Queues `op` on `stream` (tools/cuda_emu/streams.cpp): the legacy stream (nullptr) runs it
+// at once; a created stream runs it in stream order when something needs it. The emulated
+// libraries (cuBLAS, cuDNN, cub) enqueue their work with it on their handle's stream.
+void enqueue(cudaStream_t stream, std::function<void()> op);
+size_t pending(cudaStream_t stream);  // operations queued on `stream` and not yet run
+bool is_pinned_host(const void* p);   // inside a cudaHostAlloc / cudaMallocHost block
 // Per-kernel attributes and occupancy, keyed by the kernel's address.
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 int occupancy_blocks_per_sm(int block_threads, size_t dynamic_smem);
@@ -187,14 +204,17 @@ uint32_t warp_gather(unsigned mask, uint64_t value, uint64_t all[32], const char
 // The block's dynamic shared memory (the third launch parameter), poisoned with 0xFF bytes.
 void* dynamic_shared();
 
-// A launch: the grid runs to completion before operator() returns.
-void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx);
+// A launch: checked when it is issued (a bad configuration sets the sticky error, as a
+// real launch does), then queued on its stream; run_grid runs the whole grid.
+bool launch_config_ok(const void* kernel, dim3 grid, dim3 block, size_t smem);
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx);
 
 template <typename... P>
 struct Launch {
   void (*kernel)(P...);
   dim3 grid, block;
   size_t smem;
+  cudaStream_t stream;
 
   template <typename... A>
   void operator()(A&&... args) const {
@@ -204,19 +224,26 @@ struct Launch {
     struct Ctx {
       void (*kernel)(P...);
       std::tuple<std::decay_t<P>...> params;
-    } ctx{kernel, std::tuple<std::decay_t<P>...>(static_cast<std::decay_t<P>>(std::forward<A>(args))...)};
-    run_grid(reinterpret_cast<const void*>(kernel), grid, block, smem,
-             [](void* c) {
-               auto* x = static_cast<Ctx*>(c);
-               std::apply(x->kernel, x->params);
-             },
-             &ctx);
+    };
+    auto ctx = std::make_shared<Ctx>(
+        Ctx{kernel, std::tuple<std::decay_t<P>...>(static_cast<std::decay_t<P>>(std::forward<A>(args))...)});
+    if (!launch_config_ok(reinterpret_cast<const void*>(kernel), grid, block, smem)) return;
+    const dim3 g = grid, b = block;
+    const size_t sm = smem;
+    enqueue(stream, [ctx, g, b, sm] {
+      run_grid(g, b, sm,
+               [](void* c) {
+                 auto* x = static_cast<Ctx*>(c);
+                 std::apply(x->kernel, x->params);
+               },
+               ctx.get());
+    });
   }
 };
 
 template <typename... P>
-Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = nullptr) {
-  return Launch<P...>{kernel, grid, block, smem};
+Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) {
+  return Launch<P...>{kernel, grid, block, smem, stream};
 }
 }  // namespace emu
 
