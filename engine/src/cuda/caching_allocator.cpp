@@ -2,19 +2,32 @@
 //
 // Requests are rounded up to a bucket (512 B granularity below 1 MiB, 2 MiB above), and a
 // released block goes onto the free list of its exact rounded size instead of back to the
-// driver. The next request of that size reuses it without cudaMalloc. All kernels run on
-// the one compute stream, so a block freed by the host may be handed out again at once:
-// any later kernel that writes it is ordered after the kernels that read it.
+// driver. The next request of that size for the same stream reuses it without cudaMalloc.
+// The stream rule (engine/allocator.h): free lists are kept per stream, so a block freed by
+// the host may be handed out again at once to its own stream (stream order protects it);
+// a block that was also used on other streams (record_stream) first waits, on a pending
+// list, for the events recorded on those streams at release.
 // When cudaMalloc fails, every cached block is freed and the call retried once.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/allocator.h"
+#include "engine/cuda_context.h"
 #include "engine/error.h"
+
+namespace eng::cuda::testing {
+namespace {
+std::atomic<bool> g_stream_rule{true};
+}
+void set_stream_rule(bool on) { g_stream_rule.store(on); }
+bool stream_rule() { return g_stream_rule.load(); }
+}  // namespace eng::cuda::testing
 
 namespace eng::cuda {
 
@@ -54,10 +67,27 @@ size_t round_size(size_t n) {
   return (n + kLarge - 1) / kLarge * kLarge;
 }
 
+struct LiveBlock {
+  size_t size = 0;                  // rounded
+  kern::Stream stream = nullptr;    // the stream it was allocated for
+  std::vector<kern::Stream> used_on;  // other streams (record_stream)
+};
+
+// A released block waiting for the events recorded on the other streams that used it.
+struct PendingBlock {
+  void* ptr = nullptr;
+  size_t size = 0;
+  kern::Stream stream = nullptr;
+  std::vector<cudaEvent_t> events;
+};
+
+using Key = std::pair<kern::Stream, size_t>;  // (owning stream, rounded size)
+
 struct State {
   std::mutex mu;
-  std::map<size_t, std::vector<void*>> free_blocks;   // rounded size -> cached blocks
-  std::unordered_map<void*, size_t> live;             // pointer -> rounded size
+  std::map<Key, std::vector<void*>> free_blocks;   // cached blocks, per stream and size
+  std::unordered_map<void*, LiveBlock> live;       // handed out
+  std::vector<PendingBlock> pending;               // released, other-stream uses unfinished
   MemoryStats stats;
 };
 
@@ -66,11 +96,41 @@ State& state() {
   return *s;
 }
 
+thread_local kern::Stream t_alloc_stream = nullptr;  // set by StreamGuard; null: compute
+
+// The stream an allocation is for. With the rule off every block is the compute stream's.
+kern::Stream alloc_stream() {
+  if (!testing::stream_rule()) return nullptr;
+  return t_alloc_stream ? t_alloc_stream : cuda::stream();
+}
+
+// Moves the pending blocks whose events have all completed to the free lists.
+void collect_pending_locked(State& s) {
+  for (size_t i = 0; i < s.pending.size();) {
+    PendingBlock& b = s.pending[i];
+    bool done = true;
+    for (cudaEvent_t e : b.events)
+      if (cudaEventQuery(e) != cudaSuccess) done = false;  // keep querying: each may progress
+    if (!done) {
+      cudaGetLastError();  // clear cudaErrorNotReady
+      ++i;
+      continue;
+    }
+    for (cudaEvent_t e : b.events) cudaEventDestroy(e);
+    s.free_blocks[{b.stream, b.size}].push_back(b.ptr);
+    s.pending.erase(s.pending.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 void free_cached_locked(State& s) {
-  for (auto& [size, blocks] : s.free_blocks) {
+  if (!s.pending.empty()) {
+    cudaDeviceSynchronize();  // every pending block's events complete
+    collect_pending_locked(s);
+  }
+  for (auto& [key, blocks] : s.free_blocks) {
     for (void* p : blocks) {
       cudaFree(p);
-      s.stats.reserved -= size;
+      s.stats.reserved -= key.second;
     }
   }
   s.free_blocks.clear();
@@ -78,12 +138,30 @@ void free_cached_locked(State& s) {
 
 }  // namespace
 
-void* allocate(size_t nbytes) {
+StreamGuard::StreamGuard(kern::Stream st) : previous_(t_alloc_stream) { t_alloc_stream = st; }
+StreamGuard::~StreamGuard() { t_alloc_stream = previous_; }
+
+void record_stream(void* p, kern::Stream st) {
+  if (!p) return;
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.live.find(p);
+  if (it == s.live.end()) return;
+  LiveBlock& b = it->second;
+  if (st == b.stream || (b.stream == nullptr && st == cuda::stream())) return;
+  for (kern::Stream u : b.used_on)
+    if (u == st) return;
+  b.used_on.push_back(st);
+}
+
+void* allocate(size_t nbytes) {
+  const kern::Stream owner = alloc_stream();
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (!s.pending.empty()) collect_pending_locked(s);
   size_t size = round_size(nbytes);
   void* p = nullptr;
-  auto it = s.free_blocks.find(size);
+  auto it = s.free_blocks.find({owner, size});
   if (it != s.free_blocks.end() && !it->second.empty()) {
     p = it->second.back();
     it->second.pop_back();
@@ -102,7 +180,7 @@ void* allocate(size_t nbytes) {
     s.stats.reserved += size;
     ++s.stats.num_device_allocs;
   }
-  s.live[p] = size;
+  s.live[p] = LiveBlock{size, owner, {}};
   s.stats.allocated += size;
   if (s.stats.allocated > s.stats.peak_allocated) s.stats.peak_allocated = s.stats.allocated;
   return p;
@@ -114,10 +192,25 @@ void release(void* p, size_t) {
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.live.find(p);
   if (it == s.live.end()) return;  // not ours: ignore rather than corrupt the lists
-  size_t size = it->second;
+  LiveBlock b = std::move(it->second);
   s.live.erase(it);
-  s.stats.allocated -= size;
-  s.free_blocks[size].push_back(p);
+  s.stats.allocated -= b.size;
+  if (b.used_on.empty() || !testing::stream_rule()) {
+    s.free_blocks[{b.stream, b.size}].push_back(p);
+    return;
+  }
+  PendingBlock pb{p, b.size, b.stream, {}};
+  for (kern::Stream st : b.used_on) {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess || cudaEventRecord(e, st) != cudaSuccess) {
+      cudaGetLastError();
+      if (e) cudaEventDestroy(e);
+      cudaStreamSynchronize(st);  // cannot track it: wait for that stream instead
+      continue;
+    }
+    pb.events.push_back(e);
+  }
+  s.pending.push_back(std::move(pb));
 }
 
 MemoryStats stats() {
