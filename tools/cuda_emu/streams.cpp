@@ -33,6 +33,7 @@
 #include <mutex>
 #include <vector>
 
+#include "capture_hooks.h"
 #include "cuda_runtime.h"
 
 namespace {
@@ -126,6 +127,7 @@ void* host_alloc(size_t bytes) {
 namespace emu {
 void enqueue(cudaStream_t stream, std::function<void()> op) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (capture::take(stream, op)) return;  // recorded by a capture (graphs.cpp)
   if (stream == nullptr) {  // the legacy default stream: eager, after the blocking streams
     drain_blocking();
     op();
@@ -134,6 +136,10 @@ void enqueue(cudaStream_t stream, std::function<void()> op) {
   StreamState& s = *stream->state;
   s.ops.push_back(std::move(op));
   ++s.enqueued;
+}
+bool stream_blocking(cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(mu());
+  return !stream || stream->state->blocking;
 }
 size_t pending(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(mu());
@@ -167,12 +173,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_stream_sync(stream)) return e;
   if (stream) drain(*stream->state);
   else drain_blocking();
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_stream_sync(stream)) return e;
   if (!stream || stream->state->ops.empty()) return cudaSuccess;
   drain(*stream->state);  // pending: say so, and let the work run for the next query
   return cudaErrorNotReady;
@@ -180,6 +188,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
   if (!event || flags != 0) return cudaErrorInvalidValue;
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e; emu::capture::wait_event(stream, event, event->stream != nullptr, &e)) return e;
   if (complete(*event)) return cudaSuccess;
   std::shared_ptr<StreamState> target = event->stream;
   const uint64_t seq = event->seq;
@@ -205,12 +214,14 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlag
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   if (!event) return cudaErrorInvalidValue;
   std::lock_guard<std::recursive_mutex> lock(mu());
+  emu::capture::forget_event(event);
   delete event;
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!event) return cudaErrorInvalidValue;
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e; emu::capture::record_event(event, stream, &e)) return e;
   if (!stream) {  // the legacy stream: everything before it has run (blocking streams too)
     drain_blocking();
     event->stream.reset();
@@ -224,6 +235,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (!event) return cudaErrorInvalidValue;
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_event_use(event)) return e;
   if (complete(*event)) return cudaSuccess;
   advance(*event->stream, event->seq);  // not ready now; done by the next query
   return cudaErrorNotReady;
@@ -231,6 +243,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (!event) return cudaErrorInvalidValue;
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_event_use(event)) return e;
   if (event->stream) advance(*event->stream, event->seq);
   return cudaSuccess;
 }
@@ -243,12 +256,14 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 }
 cudaError_t cudaDeviceSynchronize() {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_device_sync()) return e;
   drain_all();
   return cudaSuccess;
 }
 
 // ---- memory -----------------------------------------------------------------------------------
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   *ptr = host_alloc(bytes);
   if (!*ptr) return cudaErrorMemoryAllocation;
   std::lock_guard<std::recursive_mutex> lock(mu());
@@ -257,12 +272,14 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 }
 cudaError_t cudaFree(void* ptr) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   drain_all();  // cudaFree synchronises the device
   device_blocks().erase(reinterpret_cast<uintptr_t>(ptr));
   std::free(ptr);
   return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   *ptr = host_alloc(bytes);
   if (!*ptr) return cudaErrorMemoryAllocation;
   std::lock_guard<std::recursive_mutex> lock(mu());
@@ -272,6 +289,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) {
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaHostAlloc(ptr, bytes, cudaHostAllocDefault); }
 cudaError_t cudaFreeHost(void* ptr) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   drain_all();
   pinned_blocks().erase(reinterpret_cast<uintptr_t>(ptr));
   std::free(ptr);
@@ -286,6 +304,7 @@ bool is_pinned_host(const void* p) {
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   drain_blocking();  // legacy-stream work: ordered after the blocking streams only
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
@@ -299,6 +318,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
                         (kind == cudaMemcpyDefault && !inside(device_blocks(), src));
   const bool dst_host = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost ||
                         (kind == cudaMemcpyDefault && !inside(device_blocks(), dst));
+  if ((src_host && pageable(src)) || (dst_host && pageable(dst)))
+    if (cudaError_t e = emu::capture::check_pageable_copy(stream)) return e;  // not capturable
   if (src_host && pageable(src)) {
     // Staged by the driver at the call: later host writes to src are not seen.
     auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
@@ -313,6 +334,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   std::lock_guard<std::recursive_mutex> lock(mu());
+  if (cudaError_t e = emu::capture::check_unsafe_call()) return e;
   drain_blocking();
   if (bytes) std::memset(dst, value, bytes);
   return cudaSuccess;

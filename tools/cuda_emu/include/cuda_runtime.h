@@ -72,8 +72,19 @@ enum cudaError {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
+  // Stream capture (tools/cuda_emu/graphs.cpp).
+  cudaErrorStreamCaptureUnsupported = 900,  // the call is not allowed while capturing
+  cudaErrorStreamCaptureInvalidated = 901,  // an earlier illegal call broke this capture
+  cudaErrorStreamCaptureMerge = 902,
+  cudaErrorStreamCaptureUnmatched = 903,    // EndCapture on a stream that is not capturing
+  cudaErrorStreamCaptureUnjoined = 904,     // a forked stream did not join back
+  cudaErrorStreamCaptureIsolation = 905,    // a dependency on work outside the capture
+  cudaErrorStreamCaptureImplicit = 906,     // the legacy stream would wait for a capture
+  cudaErrorCapturedEvent = 907,             // query / sync of an event recorded in capture
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 typedef enum cudaError cudaError_t;
 
@@ -98,8 +109,23 @@ enum cudaFuncAttribute {
 
 struct CUstream_st;
 struct CUevent_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
 typedef CUstream_st* cudaStream_t;
 typedef CUevent_st* cudaEvent_t;
+typedef CUgraph_st* cudaGraph_t;
+typedef CUgraphExec_st* cudaGraphExec_t;
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
 
 constexpr unsigned int cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
 constexpr unsigned int cudaEventDefault = 0, cudaEventDisableTiming = 2;
@@ -155,6 +181,34 @@ cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
+// ---- graphs (tools/cuda_emu/graphs.cpp) ----------------------------------------------------
+// Stream capture records, in issue order, everything that goes through emu::enqueue on a
+// capturing stream (kernels, cudaMemcpyAsync / cudaMemsetAsync, cuBLAS / cuDNN / cub calls)
+// instead of running it; a stream that waits on an event recorded in the capture joins it
+// (fork) and must be joined back before cudaStreamEndCapture. cudaGraphLaunch queues the
+// recorded work, in that order, on its stream. While capturing, an illegal call fails with
+// CUDA's error and invalidates the capture (EndCapture then fails with
+// cudaErrorStreamCaptureInvalidated and returns no graph):
+//   cudaStreamSynchronize / cudaStreamQuery of a capturing stream  -> ...CaptureUnsupported
+//   cudaDeviceSynchronize (any mode)                               -> ...CaptureUnsupported
+//   cudaEventSynchronize / cudaEventQuery of an event recorded in
+//   the capture                                                    -> cudaErrorCapturedEvent
+//   cudaMemcpyAsync from / to pageable host memory on it           -> ...CaptureUnsupported
+//   cudaMalloc, cudaFree, cudaHostAlloc, cudaMallocHost,
+//   cudaFreeHost, cudaMemcpy, cudaMemset (while a Global capture
+//   runs, or a ThreadLocal one on this thread; Relaxed allows them) -> ...CaptureUnsupported
+//   cudaStreamWaitEvent on an event recorded outside the capture    -> ...CaptureIsolation
+//   legacy-stream work while a blocking stream captures             -> ...CaptureImplicit
+// Work enqueued on an invalidated capture is dropped and sets the last error to
+// cudaErrorStreamCaptureInvalidated.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 namespace emu {
 // Queues `op` on `stream` (tools/cuda_emu/streams.cpp): the legacy stream (nullptr) runs it
 // at once; a created stream runs it in stream order when something needs it. The emulated
@@ -162,6 +216,7 @@ namespace emu {
 void enqueue(cudaStream_t stream, std::function<void()> op);
 size_t pending(cudaStream_t stream);  // operations queued on `stream` and not yet run
 bool is_pinned_host(const void* p);   // inside a cudaHostAlloc / cudaMallocHost block
+size_t graph_nodes(cudaGraph_t graph);  // operations recorded in a captured graph
 // Per-kernel attributes and occupancy, keyed by the kernel's address.
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 int occupancy_blocks_per_sm(int block_threads, size_t dynamic_smem);
