@@ -2,6 +2,7 @@
 #ifndef ENGINE_WITH_CUDA
 #include "engine/allocator.h"
 #include "engine/cuda_context.h"
+#include "engine/cuda_graph.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 
@@ -42,6 +43,11 @@ void empty_cache() {}
 void record_stream(void*, kern::Stream) {}
 StreamGuard::StreamGuard(kern::Stream s) : previous_(s) {}
 StreamGuard::~StreamGuard() {}
+class GraphPool {};
+std::shared_ptr<GraphPool> begin_capture(kern::Stream) { fail_no_cuda(); }
+void end_capture() {}
+bool capturing() { return false; }
+size_t graph_pools() { return 0; }
 }  // namespace alloc
 namespace pinned {
 void* allocate(size_t nbytes) { return cpu_alloc::allocate(nbytes); }
@@ -49,6 +55,12 @@ void release(void* p, size_t nbytes) { cpu_alloc::release(p, nbytes); }
 MemoryStats stats() { return {}; }
 void record_stream(void*, kern::Stream) {}
 }  // namespace pinned
+Graph::~Graph() {}
+Graph::Graph(Graph&&) noexcept {}
+Graph& Graph::operator=(Graph&&) noexcept { return *this; }
+void Graph::capture(const std::function<void()>&) { fail_no_cuda(); }
+void Graph::replay() { fail_no_cuda(); }
+void Graph::reset() {}
 namespace testing {
 void set_stream_rule(bool) {}
 bool stream_rule() { return true; }

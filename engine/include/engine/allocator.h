@@ -23,9 +23,31 @@
 // So a block written by a copy still queued on the copy stream is never given to the
 // compute stream, and a block the compute stream still reads is never refilled by the copy
 // stream. cuda::upload (cuda_context.h) follows the rule for its source and result.
+//
+// The graph rule (CUDA graphs, engine/cuda_graph.h; PyTorch's graph-private pools are the
+// model). A capture (begin_capture .. end_capture, one at a time) owns a private pool:
+//  4. While a capture runs on stream s, an allocation for s never reaches the driver: it
+//     takes a free block of the pool, else a cached free block of s of the same rounded size
+//     (which moves into the pool); if there is none it fails with a one-line error saying
+//     to run the work once before capturing (a warm-up fills the cache with exactly the
+//     sizes the capture asks for). No event is recorded or queried and nothing is freed to
+//     the driver during a capture (both are illegal there).
+//  5. Every block handed out during the capture belongs to the pool, and so does every block
+//     released during it (a released block the graph has used may be read again by every
+//     replay). While the pool is alive (its GraphPool handle is held by the Graph), a pool
+//     block released by the host returns to the pool, never to the general free lists: no
+//     allocation outside the pool can get an address the graph reads or writes. A block
+//     released during the capture may be handed out again later in the same capture
+//     (stream order inside the graph protects it).
+//     When the handle dies (the Graph is destroyed) the pool's free blocks return to the
+//     general lists (blocks released in the capture that another stream had used take the
+//     rule 2 path), and its live blocks go there when they are released.
+// The caller keeps alive the tensors allocated before the capture that the graph reads
+// (static inputs, weights): the graph holds addresses, not tensors.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "kernels/common.h"
 
@@ -72,6 +94,14 @@ class StreamGuard {
  private:
   kern::Stream previous_;
 };
+// The graph rule (4, 5). begin_capture(s) starts a capture's private pool for allocations
+// for stream s and returns the handle that keeps the pool alive; end_capture() ends the
+// capture mode (the pool lives on with its handle). Used by cuda::Graph.
+class GraphPool;
+std::shared_ptr<GraphPool> begin_capture(kern::Stream s);
+void end_capture();
+bool capturing();      // a capture is under way
+size_t graph_pools();  // pools alive (for tests)
 }  // namespace alloc
 
 // Page-locked (pinned) host memory for batches that are copied to the device

@@ -8,10 +8,15 @@
 // a block that was also used on other streams (record_stream) first waits, on a pending
 // list, for the events recorded on those streams at release.
 // When cudaMalloc fails, every cached block is freed and the call retried once.
+// CUDA graphs (rules 4 and 5 of engine/allocator.h): while a capture runs, allocations are
+// served from the capture's private pool or the cache, never from the driver, no event is
+// recorded or queried, and every block handed out or released belongs to the pool until
+// the pool (held by the Graph) dies.
 #include <cuda_runtime.h>
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -67,10 +72,25 @@ size_t round_size(size_t n) {
   return (n + kLarge - 1) / kLarge * kLarge;
 }
 
+// A graph's private pool (rule 5).
+struct PoolState {
+  bool alive = true;                            // false once its GraphPool is destroyed
+  kern::Stream stream = nullptr;                // the capturing stream: every block is its own
+  std::map<size_t, std::vector<void*>> free_blocks;  // by rounded size
+  struct Retired {                              // released in capture, from another stream
+    void* ptr;
+    size_t size;
+    kern::Stream stream;
+    std::vector<kern::Stream> used_on;
+  };
+  std::vector<Retired> retired;                 // never reused while the pool lives
+};
+
 struct LiveBlock {
   size_t size = 0;                  // rounded
   kern::Stream stream = nullptr;    // the stream it was allocated for
   std::vector<kern::Stream> used_on;  // other streams (record_stream)
+  std::shared_ptr<PoolState> pool;  // the graph pool it belongs to, if any
 };
 
 // A released block waiting for the events recorded on the other streams that used it.
@@ -89,6 +109,8 @@ struct State {
   std::unordered_map<void*, LiveBlock> live;       // handed out
   std::vector<PendingBlock> pending;               // released, other-stream uses unfinished
   MemoryStats stats;
+  std::shared_ptr<PoolState> capture;              // the pool of the capture under way
+  size_t live_pools = 0;
 };
 
 State& state() {
@@ -123,6 +145,7 @@ void collect_pending_locked(State& s) {
 }
 
 void free_cached_locked(State& s) {
+  if (s.capture) return;  // no synchronisation and no cudaFree may happen in a capture
   if (!s.pending.empty()) {
     cudaDeviceSynchronize();  // every pending block's events complete
     collect_pending_locked(s);
@@ -134,6 +157,33 @@ void free_cached_locked(State& s) {
     }
   }
   s.free_blocks.clear();
+}
+
+void hand_out_locked(State& s, void* p, LiveBlock b) {
+  s.stats.allocated += b.size;
+  if (s.stats.allocated > s.stats.peak_allocated) s.stats.peak_allocated = s.stats.allocated;
+  s.live[p] = std::move(b);
+}
+
+// Rule 4: the pool's own free blocks, else a cached block of the capturing stream (which
+// moves into the pool), never the driver.
+void* allocate_in_capture_locked(State& s, size_t nbytes, size_t size) {
+  PoolState& pool = *s.capture;
+  void* p = nullptr;
+  auto pit = pool.free_blocks.find(size);
+  if (pit != pool.free_blocks.end() && !pit->second.empty()) {
+    p = pit->second.back();
+    pit->second.pop_back();
+  } else {
+    auto it = s.free_blocks.find({pool.stream, size});
+    ENGINE_CHECK(it != s.free_blocks.end() && !it->second.empty(), "CUDA graph capture: allocating ", nbytes,
+                 " bytes would call cudaMalloc during the capture; run the captured work once before capturing "
+                 "(a warm-up) so that the caching allocator holds its blocks");
+    p = it->second.back();
+    it->second.pop_back();
+  }
+  hand_out_locked(s, p, LiveBlock{size, pool.stream, {}, s.capture});
+  return p;
 }
 
 }  // namespace
@@ -158,8 +208,9 @@ void* allocate(size_t nbytes) {
   const kern::Stream owner = alloc_stream();
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
-  if (!s.pending.empty()) collect_pending_locked(s);
-  size_t size = round_size(nbytes);
+  const size_t size = round_size(nbytes);
+  if (s.capture && owner == s.capture->stream) return allocate_in_capture_locked(s, nbytes, size);
+  if (!s.pending.empty() && !s.capture) collect_pending_locked(s);  // no event query in a capture
   void* p = nullptr;
   auto it = s.free_blocks.find({owner, size});
   if (it != s.free_blocks.end() && !it->second.empty()) {
@@ -180,21 +231,13 @@ void* allocate(size_t nbytes) {
     s.stats.reserved += size;
     ++s.stats.num_device_allocs;
   }
-  s.live[p] = LiveBlock{size, owner, {}};
-  s.stats.allocated += size;
-  if (s.stats.allocated > s.stats.peak_allocated) s.stats.peak_allocated = s.stats.allocated;
+  hand_out_locked(s, p, LiveBlock{size, owner, {}, nullptr});
   return p;
 }
 
-void release(void* p, size_t) {
-  if (!p) return;
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mu);
-  auto it = s.live.find(p);
-  if (it == s.live.end()) return;  // not ours: ignore rather than corrupt the lists
-  LiveBlock b = std::move(it->second);
-  s.live.erase(it);
-  s.stats.allocated -= b.size;
+namespace {
+// Rules 1-3: back to the owning stream's free list, or pending on events.
+void release_general_locked(State& s, void* p, LiveBlock b) {
   if (b.used_on.empty() || !testing::stream_rule()) {
     s.free_blocks[{b.stream, b.size}].push_back(p);
     return;
@@ -211,6 +254,31 @@ void release(void* p, size_t) {
     pb.events.push_back(e);
   }
   s.pending.push_back(std::move(pb));
+}
+}  // namespace
+
+void release(void* p, size_t) {
+  if (!p) return;
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.live.find(p);
+  if (it == s.live.end()) return;  // not ours: ignore rather than corrupt the lists
+  LiveBlock b = std::move(it->second);
+  s.live.erase(it);
+  s.stats.allocated -= b.size;
+  if (s.capture) {  // rule 5: released during a capture, the block joins its pool
+    PoolState& pool = *s.capture;
+    if (b.stream == pool.stream && b.used_on.empty())
+      pool.free_blocks[b.size].push_back(p);  // stream order protects it inside the graph
+    else
+      pool.retired.push_back({p, b.size, b.stream, std::move(b.used_on)});  // kept out of reach
+    return;
+  }
+  if (b.pool && b.pool->alive) {  // a pool block stays in its pool while the graph lives
+    b.pool->free_blocks[b.size].push_back(p);
+    return;
+  }
+  release_general_locked(s, p, std::move(b));
 }
 
 MemoryStats stats() {
@@ -233,3 +301,55 @@ void empty_cache() {
 
 }  // namespace alloc
 }  // namespace eng::cuda
+
+// ---- CUDA graph pools (rules 4 and 5) --------------------------------------------------------
+namespace eng::cuda::alloc {
+
+class GraphPool {
+ public:
+  explicit GraphPool(std::shared_ptr<PoolState> p) : pool(std::move(p)) {}
+  ~GraphPool() {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.capture == pool) s.capture.reset();
+    pool->alive = false;  // live blocks released from now on take the general path
+    for (auto& [size, blocks] : pool->free_blocks)
+      for (void* p : blocks) s.free_blocks[{pool->stream, size}].push_back(p);
+    for (auto& r : pool->retired) release_general_locked(s, r.ptr, LiveBlock{r.size, r.stream, std::move(r.used_on), nullptr});
+    pool->free_blocks.clear();
+    pool->retired.clear();
+    --s.live_pools;
+  }
+  std::shared_ptr<PoolState> pool;
+};
+
+std::shared_ptr<GraphPool> begin_capture(kern::Stream st) {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  ENGINE_CHECK(!s.capture, "CUDA graph capture: another capture is already under way (one at a time)");
+  auto pool = std::make_shared<PoolState>();
+  pool->stream = st;
+  s.capture = pool;
+  ++s.live_pools;
+  return std::make_shared<GraphPool>(pool);
+}
+
+void end_capture() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.capture.reset();
+}
+
+bool capturing() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.capture != nullptr;
+}
+
+size_t graph_pools() {
+  State& s = state();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.live_pools;
+}
+
+}  // namespace eng::cuda::alloc
