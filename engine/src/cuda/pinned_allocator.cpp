@@ -8,11 +8,16 @@
 // whose events have all completed (cudaEventQuery), otherwise it asks the driver for a new
 // block. Blocks are kept by exact size (batches of one shape repeat the same size). Without
 // a device, the plain CPU allocator serves every call.
+// During a CUDA graph capture (alloc::capturing()) a release records no event: an event
+// recorded on the capturing compute stream would become part of the graph and could never
+// be queried. The block waits on a deferred list until the first allocate() after the
+// capture, which records its events then (later events are only more conservative).
 #include <cuda_runtime.h>
 
 #include <map>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/allocator.h"
@@ -36,6 +41,7 @@ struct State {
   std::mutex mu;
   std::map<size_t, std::vector<CachedBlock>> free_blocks;  // size -> released blocks
   std::unordered_map<void*, LiveBlock> live;                // handed out
+  std::vector<std::pair<void*, LiveBlock>> deferred;        // released during a capture
   MemoryStats stats;
 };
 
@@ -48,13 +54,32 @@ void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess) ENGINE_FAIL("pinned host memory: ", what, ": ", cudaGetErrorString(err));
 }
 
+// Rule 3: events on the compute stream and the streams that used the block, then cached.
+void cache_locked(State& s, void* p, const LiveBlock& live) {
+  CachedBlock b{p, {}};
+  std::vector<kern::Stream> streams{stream()};
+  if (testing::stream_rule()) streams.insert(streams.end(), live.used_on.begin(), live.used_on.end());
+  for (kern::Stream st : streams) {
+    cudaEvent_t e = nullptr;
+    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    b.released.push_back(e);
+    check(cudaEventRecord(e, st), "cudaEventRecord");
+  }
+  s.free_blocks[live.size].push_back(std::move(b));
+}
+
 }  // namespace
 
 void* allocate(size_t nbytes) {
   if (!available()) return cpu_alloc::allocate(nbytes);
   if (nbytes == 0) nbytes = 1;
+  const bool capturing = alloc::capturing();
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
+  if (!capturing && !s.deferred.empty()) {
+    for (const auto& [p, live] : s.deferred) cache_locked(s, p, live);
+    s.deferred.clear();
+  }
   auto it = s.free_blocks.find(nbytes);
   if (it != s.free_blocks.end()) {
     auto& blocks = it->second;
@@ -85,6 +110,7 @@ void* allocate(size_t nbytes) {
 
 void release(void* p, size_t nbytes) {
   if (p == nullptr) return;
+  const bool capturing = available() && alloc::capturing();
   State& s = state();
   std::unique_lock<std::mutex> lock(s.mu);
   auto it = s.live.find(p);
@@ -96,16 +122,11 @@ void release(void* p, size_t nbytes) {
   const LiveBlock live = std::move(it->second);
   s.live.erase(it);
   s.stats.allocated -= live.size;
-  CachedBlock b{p, {}};
-  std::vector<kern::Stream> streams{stream()};
-  if (testing::stream_rule()) streams.insert(streams.end(), live.used_on.begin(), live.used_on.end());
-  for (kern::Stream st : streams) {
-    cudaEvent_t e = nullptr;
-    check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
-    b.released.push_back(e);
-    check(cudaEventRecord(e, st), "cudaEventRecord");
+  if (capturing) {
+    s.deferred.emplace_back(p, live);
+    return;
   }
-  s.free_blocks[live.size].push_back(std::move(b));
+  cache_locked(s, p, live);
 }
 
 void record_stream(void* p, kern::Stream st) {
