@@ -315,7 +315,8 @@ class GraphPool {
     pool->alive = false;  // live blocks released from now on take the general path
     for (auto& [size, blocks] : pool->free_blocks)
       for (void* p : blocks) s.free_blocks[{pool->stream, size}].push_back(p);
-    for (auto& r : pool->retired) release_general_locked(s, r.ptr, LiveBlock{r.size, r.stream, std::move(r.used_on), nullptr});
+    for (auto& r : pool->retired)
+      release_general_locked(s, r.ptr, LiveBlock{r.size, r.stream, std::move(r.used_on), nullptr});
     pool->free_blocks.clear();
     pool->retired.clear();
     --s.live_pools;

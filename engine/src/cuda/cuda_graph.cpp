@@ -15,7 +15,9 @@ namespace eng::cuda {
 Graph::~Graph() { reset(); }
 
 Graph::Graph(Graph&& other) noexcept
-    : graph_(std::exchange(other.graph_, nullptr)), exec_(std::exchange(other.exec_, nullptr)), pool_(std::move(other.pool_)) {}
+    : graph_(std::exchange(other.graph_, nullptr)),
+      exec_(std::exchange(other.exec_, nullptr)),
+      pool_(std::move(other.pool_)) {}
 
 Graph& Graph::operator=(Graph&& other) noexcept {
   if (this != &other) {
