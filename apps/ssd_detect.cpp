@@ -1,7 +1,8 @@
 // ssd_detect: run a trained detector on image files, folders and lists.
 //   ssd_detect --weights FILE [--arch NAME] [--classes FILE] --input PATH... --out DIR
 //              [--device cpu|cuda] [--precision fp32|tf32|bf16] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
-//              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X] [--cuda-graph]
+//              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X]
+//              [--cuda-graph]  (cuda, batch 1: the forward replayed from a CUDA graph per input size)
 // writes DIR/detections.json and one annotated image per input (app::detect,
 // apps/common/detect_run.h). Also:
 //   ssd_detect --arch NAME --num-classes N [--input-size S] [--anchors voc|coco] --summary

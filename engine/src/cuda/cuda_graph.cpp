@@ -44,7 +44,9 @@ void Graph::capture(const std::function<void()>& fn) {
   ENGINE_CHECK(available(), "Graph::capture: no CUDA device is available");
   reset();
   const cudaStream_t s = stream();
-  cudaGetLastError();  // an old sticky error is not this capture's
+  const cudaError_t pending = cudaGetLastError();  // not this capture's: report, do not hide
+  ENGINE_CHECK(pending == cudaSuccess, "Graph::capture: a CUDA error from earlier work is pending: ",
+               cudaGetErrorString(pending));
   std::shared_ptr<alloc::GraphPool> pool = alloc::begin_capture(s);
   cudaError_t err = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
   if (err != cudaSuccess) {
