@@ -2,6 +2,7 @@
 //   ssd_detect --weights FILE [--arch NAME] [--classes FILE] --input PATH... --out DIR
 //              [--device cpu|cuda] [--precision fp32|tf32|bf16] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
 //              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X]
+//              [--cuda-graph]  (cuda, batch 1: the forward replayed from a CUDA graph per input size)
 // writes DIR/detections.json and one annotated image per input (app::detect,
 // apps/common/detect_run.h). Also:
 //   ssd_detect --arch NAME --num-classes N [--input-size S] [--anchors voc|coco] --summary
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
   cli.add_option("--scales", scales, "test input sides, e.g. 256,320 (multi-scale testing)");
   cli.add_flag("--flip", c.inference.flip, "add a mirrored pass per scale");
   cli.add_option("--draw-thresh", c.draw_thresh, "minimum score of the drawn boxes")->capture_default_str();
+  cli.add_flag("--cuda-graph", c.cuda_graph,
+               "replay the network forward from a CUDA graph per input size (cuda only; batch 1, the default with it)");
   cli.add_option("--num-classes", summary_config.num_classes, "--summary: classes including background");
   cli.add_option("--input-size", summary_config.input_size, "--summary: input side (0: the architecture's)");
   cli.add_option("--anchors", summary_config.anchor_preset, "--summary: SSD anchor sizes preset")
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
     }
     ENGINE_CHECK(!c.inputs.empty(), "--input is required (image files, folders or @list.txt)");
     if (!scales.empty()) c.inference.scales = parse_sizes(scales);
+    if (c.cuda_graph && cli.count("--batch") == 0) c.batch = 1;  // graphs run at batch 1
     return app::detect(c);
   } catch (const std::exception& e) {
     std::cerr << "ssd_detect: " << e.what() << "\n";

@@ -98,6 +98,9 @@ int detect(const DetectConfig& c) {
   const eng::Device device = c.device == "cuda" ? eng::Device::cuda() : eng::Device::cpu();
   ENGINE_CHECK(c.device == "cpu" || c.device == "cuda", "--device must be cpu or cuda, got '", c.device, "'");
   ENGINE_CHECK(device.is_cpu() || eng::cuda::available(), "--device cuda: no CUDA device is available");
+  ENGINE_CHECK(!c.cuda_graph || device.is_cuda(),
+               "--cuda-graph needs --device cuda (a CUDA graph replays device work; the CPU has none to capture)");
+  ENGINE_CHECK(!c.cuda_graph || c.batch == 1, "--cuda-graph runs at --batch 1 (got --batch ", c.batch, ")");
   const PrecisionScope precision(resolve_precision(c.precision, device), device);
 
   int failures = 0;
@@ -135,11 +138,13 @@ int detect(const DetectConfig& c) {
     size_t done = 0;
     const auto start = Clock::now();
     data::Batch batch;
+    std::unique_ptr<GraphedForward> graphed;
+    if (c.cuda_graph) graphed = std::make_unique<GraphedForward>();
     while (loader.next(batch)) {
       for (const std::string& w : loader.take_warnings()) std::cerr << "ssd_detect: " << w << "\n";
       if (batch.size() == 0) continue;
       const auto t0 = Clock::now();
-      const auto found = detect_batch(model, batch, device, c.inference);
+      const auto found = detect_batch(model, batch, device, c.inference, graphed.get());
       latencies.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
       for (size_t i = 0; i < found.size(); ++i) {
         const std::string& file = files[static_cast<size_t>(batch.samples[i])];
@@ -170,6 +175,7 @@ int detect(const DetectConfig& c) {
       }
     }
     for (const std::string& w : loader.take_warnings()) std::cerr << "ssd_detect: " << w << "\n";
+    if (graphed) std::printf("cuda graphs: %zu captured (one per input size), replayed per image\n", graphed->graphs());
     failures += static_cast<int>(loader.bad_images());
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
     std::printf("%zu images in %.2f s: %.1f images/s; batch latency %s (batch %d)\n", done, secs,

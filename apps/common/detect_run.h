@@ -19,6 +19,9 @@ struct DetectConfig {
   std::string precision;  // fp32 | tf32 | bf16; "": the device's default (common/precision.h)
   std::vector<std::string> inputs;
   int batch = 8, workers = 2;
+  // Replay the network forward from CUDA graphs (common/inference.h, GraphedForward): needs
+  // --device cuda and batch 1; refused on the CPU with a one-line error.
+  bool cuda_graph = false;
   InferenceOptions inference;
   double draw_thresh = 0.3;  // drawn boxes only; detections.json keeps every detection
 };

@@ -6,6 +6,7 @@
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "engine/autograd.h"
+#include "engine/cuda_graph.h"
 #include "engine/error.h"
 
 namespace app {
@@ -61,8 +62,38 @@ std::vector<int> inference_sizes(const models::DetectionModel& model, const Infe
   return {static_cast<int>(model.config().input_size)};
 }
 
+struct GraphedForward::Entry {
+  eng::Tensor input;           // static: every batch of this shape is copied here
+  models::HeadOutputs heads;   // static: written by every replay
+  eng::cuda::Graph graph;      // destroyed first: its pool outlives no replay
+};
+
+GraphedForward::GraphedForward() = default;
+GraphedForward::~GraphedForward() = default;
+
+models::HeadOutputs GraphedForward::run(models::DetectionModel& model, const eng::Tensor& host_images) {
+  ENGINE_CHECK(host_images.device().is_cpu(), "GraphedForward: the images must be a CPU batch, got ",
+               host_images.device().str());
+  auto it = entries_.find(host_images.sizes());
+  if (it == entries_.end()) {
+    auto e = std::make_unique<Entry>();
+    e->input = eng::empty(host_images.sizes(), eng::TensorOptions(host_images.dtype()).device(eng::Device::cuda()));
+    e->input.copy_(host_images);
+    { const models::HeadOutputs warm_up = models::forward_heads_f32(model, e->input); }
+    Entry* raw = e.get();
+    e->graph.capture([&model, raw] { raw->heads = models::forward_heads_f32(model, raw->input); });
+    it = entries_.emplace(host_images.sizes(), std::move(e)).first;
+  } else {
+    it->second->input.copy_(host_images);
+  }
+  it->second->graph.replay();
+  return it->second->heads;
+}
+
 std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, const data::Batch& batch,
-                                             eng::Device device, const InferenceOptions& options) {
+                                             eng::Device device, const InferenceOptions& options,
+                                             GraphedForward* graphed) {
+  ENGINE_CHECK(!graphed || device.is_cuda(), "detect_batch: CUDA graphs need a CUDA device");
   eng::NoGradGuard no_grad;
   const std::vector<int> sizes = inference_sizes(model, options);
   ENGINE_CHECK(batch.images_at.size() == sizes.size(), "detect_batch: the batch has ", batch.images_at.size(),
@@ -82,8 +113,10 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
     for (int mirrored = 0; mirrored <= (options.flip ? 1 : 0); ++mirrored) {
       ++passes;
       const eng::Tensor host = mirrored ? mirror(batch.images_at[si]) : batch.images_at[si];
-      const eng::Tensor x = device.is_cpu() ? host : host.to(device);
-      eng::det::Detections d = model.postprocess(models::forward_heads_f32(model, x), po);
+      eng::det::Detections d =
+          model.postprocess(graphed ? graphed->run(model, host)
+                                    : models::forward_heads_f32(model, device.is_cpu() ? host : host.to(device)),
+                            po);
       const auto counts = d.counts.to_vector<int64_t>();
       const auto boxes = d.boxes.to_vector<float>();
       const auto scores = d.scores.to_vector<float>();

@@ -10,6 +10,8 @@
 // (the one-stage multi-scale testing recipe).
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,11 +42,35 @@ struct Found {
 // The input sides a run uses: options.scales, or the model's size.
 std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options);
 
+// The network forward (models::forward_heads_f32, under whatever precision scope is active)
+// replayed from CUDA graphs (ssd_detect --cuda-graph; engine/cuda_graph.h). One graph per
+// input shape: at the first batch of a shape the images are copied into a static device
+// input, the forward runs once eagerly (the warm-up: it fills the allocator's cache and
+// picks the cuDNN algorithms), then it is captured into the static heads; every later
+// batch of that shape is copied into the same input and the graph replayed. Post-processing
+// stays eager. The heads returned are the graph's static outputs: valid until the next
+// run() of the same shape. The model must stay on the device, in eval mode, with the same
+// weights and precision for the object's lifetime.
+class GraphedForward {
+ public:
+  GraphedForward();
+  ~GraphedForward();
+  GraphedForward(const GraphedForward&) = delete;
+  GraphedForward& operator=(const GraphedForward&) = delete;
+  models::HeadOutputs run(models::DetectionModel& model, const eng::Tensor& host_images);
+  size_t graphs() const { return entries_.size(); }
+
+ private:
+  struct Entry;
+  std::map<eng::Shape, std::unique_ptr<Entry>> entries_;
+};
+
 // Detections for every image of `batch` (built by a Loader in evaluation mode with
 // input_sizes = inference_sizes(...)). The model runs on `device` in its current mode; its
-// input size is restored afterwards.
+// input size is restored afterwards. With `graphed` (CUDA only) the forward replays graphs.
 std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, const data::Batch& batch,
-                                             eng::Device device, const InferenceOptions& options);
+                                             eng::Device device, const InferenceOptions& options,
+                                             GraphedForward* graphed = nullptr);
 
 // Found -> detections.json records (category ids and names from the dataset's classes).
 data::ImageDetections to_record(const std::vector<Found>& found, const std::string& file, int width, int height,

@@ -118,7 +118,7 @@ StepProfile StepProfiler::finish() {
     events_.back().synchronize();
     for (int i = 0; i < kNumPhases; ++i) {
       const size_t k = static_cast<size_t>(i);
-      r.ms[k] = eng::cuda::Event::elapsed_ms(events_[k], events_[k + 1]);
+      r.ms[k] = eng::cuda::TimingEvent::elapsed_ms(events_[k], events_[k + 1]);
     }
     r.timer = "cuda_events";
   } else {

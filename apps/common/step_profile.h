@@ -54,7 +54,7 @@ class StepProfiler {
   int next_ = 0;
   std::vector<eng::cuda::Counters> marks_;                    // begin + one per phase
   std::vector<std::chrono::steady_clock::time_point> host_;  // begin + one per phase
-  std::vector<eng::cuda::Event> events_;                      // the same, on the stream
+  std::vector<eng::cuda::TimingEvent> events_;                      // the same, on the stream
 };
 
 }  // namespace app

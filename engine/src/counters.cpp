@@ -57,15 +57,15 @@ std::string Counters::str() const {
 
 #ifndef ENGINE_WITH_CUDA
 // A CPU-only build has no events: constructing one is the usual "no CUDA backend" error.
-Event::Event() { fail_no_cuda(); }
-Event::~Event() = default;
-Event& Event::operator=(Event&& o) noexcept {
+TimingEvent::TimingEvent() { fail_no_cuda(); }
+TimingEvent::~TimingEvent() = default;
+TimingEvent& TimingEvent::operator=(TimingEvent&& o) noexcept {
   std::swap(handle_, o.handle_);
   return *this;
 }
-void Event::record() { fail_no_cuda(); }
-void Event::synchronize() { fail_no_cuda(); }
-float Event::elapsed_ms(const Event&, const Event&) { fail_no_cuda(); }
+void TimingEvent::record() { fail_no_cuda(); }
+void TimingEvent::synchronize() { fail_no_cuda(); }
+float TimingEvent::elapsed_ms(const TimingEvent&, const TimingEvent&) { fail_no_cuda(); }
 #endif
 
 }  // namespace eng::cuda

@@ -617,3 +617,59 @@ TEST_CASE("ssd_detect: folders and @lists, summary and throughput lines", "[apps
     CHECK(fs::exists(fs::path(O) / f));
   }
 }
+
+// --cuda-graph: the forward replayed from one CUDA graph per input size (two test scales, a
+// mirrored pass, three images) gives exactly the detections of the eager CUDA forward, in
+// FP32 and under BF16 autocast.
+TEST_CASE("ssd_detect: --cuda-graph gives the eager cuda detections", "[apps][ssd_detect][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir tmp("cuda_graph");
+  const std::string W = tmp / "w.safetensors";
+  write_untrained_weights(W, 9);
+  const std::string A = tmp / "a.png", B = tmp / "b.png", C = tmp / "c.png";
+  data::save_png(A, pattern_image(128, 128, 21));
+  data::save_png(B, pattern_image(150, 110, 22));
+  data::save_png(C, pattern_image(90, 120, 23));
+  for (const std::string precision : {"fp32", "bf16"}) {
+    INFO("precision " << precision);
+    for (const std::string mode : {"eager", "graph"}) {
+      const bool graph = mode == "graph";
+      auto r = detect("--weights " + q(W) + " --input " + q(A) + " " + q(B) + " " + q(C) + " --out " +
+                      q(tmp / (precision + mode)) + " --device cuda --precision " + precision +
+                      " --batch 1 --scales 64,96 --flip" + (graph ? " --cuda-graph" : ""));
+      INFO(mode << " stdout:\n" << r.out << "stderr:\n" << r.err);
+      REQUIRE(r.status == 0);
+      CHECK(contains(r.out, "cuda graphs: 2 captured") == graph);
+    }
+    const json eager = read_json(tmp / (precision + "eager/detections.json"));
+    const json graphed = read_json(tmp / (precision + "graph/detections.json"));
+    REQUIRE(eager["images"].size() == 3);
+    REQUIRE(graphed["images"].size() == 3);
+    size_t total = 0;
+    for (size_t i = 0; i < 3; ++i) {
+      INFO("image " << i);
+      CHECK(graphed["images"][i]["detections"] == eager["images"][i]["detections"]);  // identical, not close
+      total += eager["images"][i]["detections"].size();
+    }
+    CHECK(total > 0);
+  }
+}
+
+TEST_CASE("ssd_detect: --cuda-graph is refused on the cpu and above batch 1 with one line", "[apps][ssd_detect]") {
+  TempDir tmp("cuda_graph_refused");
+  const std::string W = tmp / "w.safetensors";
+  write_untrained_weights(W, 9);
+  const std::string A = tmp / "a.png";
+  data::save_png(A, pattern_image(64, 64, 21));
+  auto r = detect("--weights " + q(W) + " --input " + q(A) + " --out " + q(tmp / "o") + " --device cpu --cuda-graph");
+  CHECK(r.status == 1);
+  CHECK(contains(r.err, "--cuda-graph needs --device cuda"));
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK_FALSE(fs::exists(tmp / "o/detections.json"));
+  if (eng::cuda::available()) {
+    r = detect("--weights " + q(W) + " --input " + q(A) + " --out " + q(tmp / "o") +
+               " --device cuda --batch 4 --cuda-graph");
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "--cuda-graph runs at --batch 1 (got --batch 4)"));
+  }
+}

@@ -163,6 +163,7 @@ TEST_CASE("counters: driver allocations are counted, cache hits are not", "[coun
   c = cost_of([] { (void)eng::empty_pinned({(3 << 20) + 5}, eng::DType::u8); });
   CHECK(c.pinned_allocs == 1);
   CHECK(c.device_allocs == 0);
+  eng::cuda::synchronize();  // the released block's event has completed: it can be reused
   c = cost_of([] { (void)eng::empty_pinned({(3 << 20) + 5}, eng::DType::u8); });
   CHECK(c.pinned_allocs == 0);
   // Giving the cache back to the driver waits for the device (cudaFree).
@@ -172,7 +173,7 @@ TEST_CASE("counters: driver allocations are counted, cache hits are not", "[coun
 
 TEST_CASE("counters: a timing event measures device time and its wait is one sync", "[counters][cuda]") {
   REQUIRE_CUDA_OR_SKIP();
-  eng::cuda::Event a, b;
+  eng::cuda::TimingEvent a, b;
   Counters c = cost_of([&] {
     a.record();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // on the emulator, device time passes with the host's
@@ -181,11 +182,11 @@ TEST_CASE("counters: a timing event measures device time and its wait is one syn
   CHECK(c.host_syncs == 0);
   c = cost_of([&] { b.synchronize(); });
   CHECK(c.host_syncs == 1);
-  const float ms = eng::cuda::Event::elapsed_ms(a, b);
+  const float ms = eng::cuda::TimingEvent::elapsed_ms(a, b);
   CHECK(ms >= 20.0f);
   CHECK(ms < 5000.0f);
-  eng::cuda::Event never;
-  REQUIRE_THROWS_WITH(eng::cuda::Event::elapsed_ms(a, never), Catch::Contains("cudaEventElapsedTime failed"));
+  eng::cuda::TimingEvent never;
+  REQUIRE_THROWS_WITH(eng::cuda::TimingEvent::elapsed_ms(a, never), Catch::Contains("cudaEventElapsedTime failed"));
 }
 
 namespace {

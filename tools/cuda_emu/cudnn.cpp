@@ -407,10 +407,13 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t handle, const void* alpha, const cudn
   for (int i = 0; i < 4; ++i)
     if (aDesc->dim[i] != 1 && aDesc->dim[i] != cDesc->dim[i]) return CUDNN_STATUS_BAD_PARAM;
   const double a = scalar(cDesc->dt, alpha), b = scalar(cDesc->dt, beta);
-  if (cDesc->dt == CUDNN_DATA_DOUBLE)
-    add_tensor<double>(layout(*aDesc), A, a, layout(*cDesc), C, b);
-  else
-    add_tensor<float>(layout(*aDesc), A, a, layout(*cDesc), C, b);
+  const Layout al = layout(*aDesc), cl = layout(*cDesc);
+  emu::enqueue(handle->stream, [=] {
+    if (cl.dt == CUDNN_DATA_DOUBLE)
+      add_tensor<double>(al, A, a, cl, C, b);
+    else
+      add_tensor<float>(al, A, a, cl, C, b);
+  });
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -424,9 +427,12 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void* alp
   if (dbDesc->dim[0] != 1 || dbDesc->dim[1] != dyDesc->dim[1] || dbDesc->dim[2] != 1 || dbDesc->dim[3] != 1)
     return CUDNN_STATUS_BAD_PARAM;
   const double a = scalar(dyDesc->dt, alpha), b = scalar(dyDesc->dt, beta);
-  if (dyDesc->dt == CUDNN_DATA_DOUBLE)
-    backward_bias<double>(layout(*dyDesc), dy, a, layout(*dbDesc), db, b);
-  else
-    backward_bias<float>(layout(*dyDesc), dy, a, layout(*dbDesc), db, b);
+  const Layout yl = layout(*dyDesc), bl = layout(*dbDesc);
+  emu::enqueue(handle->stream, [=] {
+    if (yl.dt == CUDNN_DATA_DOUBLE)
+      backward_bias<double>(yl, dy, a, bl, db, b);
+    else
+      backward_bias<float>(yl, dy, a, bl, db, b);
+  });
   return CUDNN_STATUS_SUCCESS;
 }

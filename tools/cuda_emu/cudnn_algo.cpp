@@ -190,7 +190,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(cudnnHandle_t handle, const
   if (!x || !w || !y) return CUDNN_STATUS_BAD_PARAM;
   const cudnnStatus_t st = list_algos<cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionFwdAlgo_t>(
       p, Dir::fwd, true, workSpace, workSpaceSizeInBytes, requestedAlgoCount, returnedAlgoCount, perfResults);
-  if (st == CUDNN_STATUS_SUCCESS) poison(p.y, y);  // the trial runs leave y undefined
+  if (st == CUDNN_STATUS_SUCCESS) emu::enqueue(handle->stream, [l = p.y, y] { poison(l, y); });  // the trial runs leave y undefined
   return st;
 }
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
@@ -221,7 +221,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle_t handle, 
   if (!w || !dy || !dx) return CUDNN_STATUS_BAD_PARAM;
   const cudnnStatus_t st = list_algos<cudnnConvolutionBwdDataAlgoPerf_t, cudnnConvolutionBwdDataAlgo_t>(
       p, Dir::bwd_data, true, workSpace, workSpaceSizeInBytes, requestedAlgoCount, returnedAlgoCount, perfResults);
-  if (st == CUDNN_STATUS_SUCCESS) poison(p.x, dx);
+  if (st == CUDNN_STATUS_SUCCESS) emu::enqueue(handle->stream, [l = p.x, dx] { poison(l, dx); });
   return st;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(
@@ -261,7 +261,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(cudnnHandle_t handle
   if (!x || !y || !dw) return CUDNN_STATUS_BAD_PARAM;
   const cudnnStatus_t st = list_algos<cudnnConvolutionBwdFilterAlgoPerf_t, cudnnConvolutionBwdFilterAlgo_t>(
       p, Dir::bwd_filter, true, workSpace, workSpaceSizeInBytes, requestedAlgoCount, returnedAlgoCount, perfResults);
-  if (st == CUDNN_STATUS_SUCCESS) poison(p.w, dw);
+  if (st == CUDNN_STATUS_SUCCESS) emu::enqueue(handle->stream, [l = p.w, dw] { poison(l, dw); });
   return st;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t handle, const cudnnTensorDescriptor_t srcDesc,

@@ -164,11 +164,13 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha, c
   if (!x || !w || !y) return CUDNN_STATUS_BAD_PARAM;
   if (const cudnnStatus_t st = check_algo(p, Dir::fwd, algo, workSpace, workSpaceSizeInBytes); st) return st;
   const double a = scalar(p.dt, alpha), b = scalar(p.dt, beta);
-  if (p.dt == CUDNN_DATA_DOUBLE)
-    blend<double>(p.y, y, forward_values<double>(p, x, w), a, b);
-  else
-    blend<float>(p.y, y, forward_values<float>(p, x, w), static_cast<float>(a), static_cast<float>(b));
-  clobber_workspace(p, Dir::fwd, algo, workSpace);
+  emu::enqueue(handle->stream, [=] {
+    if (p.dt == CUDNN_DATA_DOUBLE)
+      blend<double>(p.y, y, forward_values<double>(p, x, w), a, b);
+    else
+      blend<float>(p.y, y, forward_values<float>(p, x, w), static_cast<float>(a), static_cast<float>(b));
+    clobber_workspace(p, Dir::fwd, algo, workSpace);
+  });
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -185,12 +187,14 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
   const bool nondet = algo_info(p, Dir::bwd_data, algo).determinism == CUDNN_NON_DETERMINISTIC;
   const unsigned long long call = nondet ? handle->nondet_calls++ : 0;
   const double a = scalar(p.dt, alpha), b = scalar(p.dt, beta);
-  if (p.dt == CUDNN_DATA_DOUBLE)
-    blend<double>(p.x, dx, backward_data_values<double>(p, w, dy, nondet, call), a, b);
-  else
-    blend<float>(p.x, dx, backward_data_values<float>(p, w, dy, nondet, call), static_cast<float>(a),
-                 static_cast<float>(b));
-  clobber_workspace(p, Dir::bwd_data, algo, workSpace);
+  emu::enqueue(handle->stream, [=] {
+    if (p.dt == CUDNN_DATA_DOUBLE)
+      blend<double>(p.x, dx, backward_data_values<double>(p, w, dy, nondet, call), a, b);
+    else
+      blend<float>(p.x, dx, backward_data_values<float>(p, w, dy, nondet, call), static_cast<float>(a),
+                   static_cast<float>(b));
+    clobber_workspace(p, Dir::bwd_data, algo, workSpace);
+  });
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -208,12 +212,14 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
   const bool nondet = algo_info(p, Dir::bwd_filter, algo).determinism == CUDNN_NON_DETERMINISTIC;
   const unsigned long long call = nondet ? handle->nondet_calls++ : 0;
   const double a = scalar(p.dt, alpha), b = scalar(p.dt, beta);
-  if (p.dt == CUDNN_DATA_DOUBLE)
-    blend<double>(p.w, dw, backward_filter_values<double>(p, x, dy, nondet, call), a, b);
-  else
-    blend<float>(p.w, dw, backward_filter_values<float>(p, x, dy, nondet, call), static_cast<float>(a),
-                 static_cast<float>(b));
-  clobber_workspace(p, Dir::bwd_filter, algo, workSpace);
+  emu::enqueue(handle->stream, [=] {
+    if (p.dt == CUDNN_DATA_DOUBLE)
+      blend<double>(p.w, dw, backward_filter_values<double>(p, x, dy, nondet, call), a, b);
+    else
+      blend<float>(p.w, dw, backward_filter_values<float>(p, x, dy, nondet, call), static_cast<float>(a),
+                   static_cast<float>(b));
+    clobber_workspace(p, Dir::bwd_filter, algo, workSpace);
+  });
   return CUDNN_STATUS_SUCCESS;
 }
 
@@ -260,10 +266,13 @@ cudnnStatus_t cudnnConvolutionBiasActivationForward(
   if (const cudnnStatus_t st = check_algo(p, Dir::fwd, algo, workSpace, workSpaceSizeInBytes); st) return st;
   const double a1 = scalar(p.dt, alpha1), a2 = scalar(p.dt, alpha2);
   const Layout zl = layout(*zDesc), bl = layout(*biasDesc);
-  if (p.dt == CUDNN_DATA_DOUBLE)
-    bias_activation<double>(p, a1, x, w, a2, zl, z, bl, bias, *activationDesc, y);
-  else
-    bias_activation<float>(p, a1, x, w, a2, zl, z, bl, bias, *activationDesc, y);
-  clobber_workspace(p, Dir::fwd, algo, workSpace);
+  const cudnnActivationStruct act = *activationDesc;  // descriptors are read at the call
+  emu::enqueue(handle->stream, [=] {
+    if (p.dt == CUDNN_DATA_DOUBLE)
+      bias_activation<double>(p, a1, x, w, a2, zl, z, bl, bias, act, y);
+    else
+      bias_activation<float>(p, a1, x, w, a2, zl, z, bl, bias, act, y);
+    clobber_workspace(p, Dir::fwd, algo, workSpace);
+  });
   return CUDNN_STATUS_SUCCESS;
 }

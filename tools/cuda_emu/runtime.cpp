@@ -2,7 +2,6 @@
 // The model and what it checks are described in include/cuda_runtime.h.
 #include <sys/mman.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -362,6 +361,7 @@ void set_error(cudaError_t e) {
 }  // namespace
 
 void* dynamic_shared() { return detail::dynamic_smem.data(); }
+void set_last_error(cudaError_t e) { set_error(e); }  // for graphs.cpp (capture_hooks.h)
 
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes) {
   if (bytes < 0 || bytes > kOptinShared) return cudaErrorInvalidValue;
@@ -377,12 +377,12 @@ int occupancy_blocks_per_sm(int block_threads, size_t smem) {
   return std::max(blocks, 0);
 }
 
-void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx) {
+bool launch_config_ok(const void* kernel, dim3 grid, dim3 block, size_t smem) {
   const unsigned long long threads = 1ull * block.x * block.y * block.z;
   if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
       grid.y > 65535 || grid.z > 65535 || grid.x > 2147483647u) {
     set_error(cudaErrorInvalidConfiguration);
-    return;
+    return false;
   }
   int smem_limit = kDefaultDynamicShared;
   {
@@ -392,8 +392,12 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thr
   }
   if (smem > static_cast<size_t>(smem_limit)) {  // a real launch fails the same way
     set_error(cudaErrorInvalidValue);
-    return;
+    return false;
   }
+  return true;
+}
+
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx) {
   std::lock_guard<std::mutex> lock(launch_mutex);
   using namespace detail;
   g_thread_body = thread_body;
@@ -412,31 +416,6 @@ void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thr
 }  // namespace emu
 
 // ---- host API ----------------------------------------------------------------------------------
-namespace {
-void* host_alloc(size_t bytes) {
-  void* p = nullptr;
-  // The exact size, so that under ASan a read past the end of an allocation is reported.
-  if (posix_memalign(&p, 256, bytes == 0 ? 1 : bytes) != 0) return nullptr;
-  // Fresh device memory is not zero on a real GPU either (and the caching allocator reuses
-  // blocks): 0xFF bytes read as NaN floats and -1 integers, so a kernel that reads what
-  // nobody wrote fails its test.
-  std::memset(p, 0xFF, bytes);
-  return p;
-}
-struct Dummy {};
-// An event. The emulator runs every call to completion before it returns, so an event is
-// complete as soon as it is recorded and its time is the host's clock at the record.
-struct EmuEvent {
-  unsigned int flags = cudaEventDefault;
-  bool recorded = false;
-  std::chrono::steady_clock::time_point when;
-};
-EmuEvent* as_emu(cudaEvent_t e) { return reinterpret_cast<EmuEvent*>(e); }
-cudaError_t fail(cudaError_t e) {
-  emu::set_error(e);
-  return e;
-}
-}  // namespace
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
@@ -475,7 +454,6 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
   }
   return cudaErrorInvalidValue;
 }
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() {
   std::lock_guard<std::mutex> lock(emu::state_mutex);
   const cudaError_t e = emu::last_error;
@@ -496,81 +474,17 @@ const char* cudaGetErrorString(cudaError_t err) {
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureMerge: return "operation would result in a merge of separate capture sequences";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not initiated in this stream";
+    case cudaErrorStreamCaptureUnjoined: return "capturing stream has unjoined work";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
-
-cudaError_t cudaMalloc(void** ptr, size_t bytes) {
-  *ptr = host_alloc(bytes);
-  return *ptr ? cudaSuccess : cudaErrorMemoryAllocation;
-}
-cudaError_t cudaFree(void* ptr) {
-  std::free(ptr);
-  return cudaSuccess;
-}
-cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaMallocHost(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
-cudaError_t cudaFreeHost(void* ptr) { return cudaFree(ptr); }
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
-  if (bytes) std::memmove(dst, src, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return cudaMemcpy(dst, src, bytes, kind);
-}
-cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
-  if (bytes) std::memset(dst, value, bytes);
-  return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
-
-cudaError_t cudaStreamCreate(cudaStream_t* stream) {
-  *stream = reinterpret_cast<cudaStream_t>(new Dummy);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) { return cudaStreamCreate(stream); }
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  delete reinterpret_cast<Dummy*>(stream);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) { return cudaSuccess; }
-cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
-  if (event == nullptr) return fail(cudaErrorInvalidValue);
-  auto* e = new EmuEvent;
-  e->flags = flags;
-  *event = reinterpret_cast<cudaEvent_t>(e);
-  return cudaSuccess;
-}
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  delete as_emu(event);
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
-  if (event == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  as_emu(event)->recorded = true;
-  as_emu(event)->when = std::chrono::steady_clock::now();
-  return cudaSuccess;
-}
-// A never-recorded event counts as complete, as in CUDA.
-cudaError_t cudaEventQuery(cudaEvent_t event) {
-  return event == nullptr ? fail(cudaErrorInvalidResourceHandle) : cudaSuccess;
-}
-cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return event == nullptr ? fail(cudaErrorInvalidResourceHandle) : cudaSuccess;
-}
-// CUDA's rules: both events recorded and created without cudaEventDisableTiming, else
-// cudaErrorInvalidResourceHandle; end before start gives a negative time.
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  if (ms == nullptr) return fail(cudaErrorInvalidValue);
-  if (start == nullptr || end == nullptr) return fail(cudaErrorInvalidResourceHandle);
-  const EmuEvent& a = *as_emu(start);
-  const EmuEvent& b = *as_emu(end);
-  if (!a.recorded || !b.recorded) return fail(cudaErrorInvalidResourceHandle);
-  if ((a.flags & cudaEventDisableTiming) || (b.flags & cudaEventDisableTiming))
-    return fail(cudaErrorInvalidResourceHandle);
-  *ms = std::chrono::duration<float, std::milli>(b.when - a.when).count();
-  return cudaSuccess;
-}
+// Memory, copies, streams and events: streams.cpp.

@@ -12,7 +12,8 @@
 // CPU-only build every counter stays 0. Counters are process-wide: work another thread
 // queues in between (a second model, the loader's pinned allocations) is counted too.
 //
-// Timing events (for per-phase times on the device): eng::cuda::Event.
+// Timing events (for per-phase times on the device): eng::cuda::TimingEvent (ordering events
+// between streams are eng::cuda::Event in engine/cuda_context.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -41,20 +42,20 @@ Counters counters();
 
 // A CUDA event with timing, recorded on the compute stream. Needs a device (throws
 // without one). Copying is not allowed; moving is.
-class Event {
+class TimingEvent {
  public:
-  Event();
-  ~Event();
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  Event(Event&& o) noexcept : handle_(o.handle_) { o.handle_ = nullptr; }
-  Event& operator=(Event&& o) noexcept;
+  TimingEvent();
+  ~TimingEvent();
+  TimingEvent(const TimingEvent&) = delete;
+  TimingEvent& operator=(const TimingEvent&) = delete;
+  TimingEvent(TimingEvent&& o) noexcept : handle_(o.handle_) { o.handle_ = nullptr; }
+  TimingEvent& operator=(TimingEvent&& o) noexcept;
 
   void record();       // enqueue on the compute stream
   void synchronize();  // wait until it has happened (one counted host sync)
   // Device time between two recorded events in milliseconds (cudaEventElapsedTime); both
   // must have completed (synchronize `end` first). Throws if either was never recorded.
-  static float elapsed_ms(const Event& start, const Event& end);
+  static float elapsed_ms(const TimingEvent& start, const TimingEvent& end);
 
  private:
   void* handle_ = nullptr;  // cudaEvent_t

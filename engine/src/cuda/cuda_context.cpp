@@ -1,4 +1,5 @@
-// The one CUDA context: compute stream, cuBLAS handle, workspace.
+// The one CUDA context: compute and copy streams, cuBLAS handle, workspace; events and
+// the upload on the copy stream.
 #include "engine/cuda_context.h"
 
 #include <cublas_v2.h>
@@ -9,6 +10,7 @@
 
 #include "engine/allocator.h"
 #include "engine/error.h"
+#include "engine/tensor.h"
 #include "kernels/counters.h"
 
 namespace eng::cuda {
@@ -16,6 +18,7 @@ namespace {
 
 struct Context {
   cudaStream_t stream = nullptr;
+  cudaStream_t copy_stream = nullptr;
   cublasHandle_t blas = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
@@ -32,6 +35,8 @@ Context& ctx() {
     ENGINE_CHECK(err == cudaSuccess, "cudaSetDevice(0) failed: ", cudaGetErrorString(err));
     err = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
     ENGINE_CHECK(err == cudaSuccess, "cudaStreamCreate failed: ", cudaGetErrorString(err));
+    err = cudaStreamCreateWithFlags(&n->copy_stream, cudaStreamNonBlocking);
+    ENGINE_CHECK(err == cudaSuccess, "cudaStreamCreate (copy stream) failed: ", cudaGetErrorString(err));
     cublasStatus_t st = cublasCreate(&n->blas);
     ENGINE_CHECK(st == CUBLAS_STATUS_SUCCESS, "cublasCreate failed (status ", static_cast<int>(st), ")");
     cublasSetStream(n->blas, n->stream);
@@ -44,6 +49,7 @@ Context& ctx() {
 }  // namespace
 
 kern::Stream stream() { return ctx().stream; }
+kern::Stream copy_stream() { return ctx().copy_stream; }
 kern::BlasHandle blas() { return ctx().blas; }
 
 void* workspace(size_t nbytes) {
@@ -96,6 +102,79 @@ DeviceInfo device_info() {
   info.l2_bytes = static_cast<size_t>(prop.l2CacheSize);
   info.total_memory = prop.totalGlobalMem;
   return info;
+}
+
+}  // namespace eng::cuda
+
+// ---- events and uploads ----------------------------------------------------------------------
+namespace eng::cuda {
+namespace {
+cudaEvent_t as_event(void* e) { return static_cast<cudaEvent_t>(e); }
+void check_event(cudaError_t err, const char* what) {
+  ENGINE_CHECK(err == cudaSuccess, "CUDA event: ", what, " failed: ", cudaGetErrorString(err));
+}
+}  // namespace
+
+Event::~Event() {
+  if (event_) cudaEventDestroy(as_event(event_));
+}
+Event::Event(Event&& other) noexcept : event_(other.event_) { other.event_ = nullptr; }
+Event& Event::operator=(Event&& other) noexcept {
+  if (this != &other) {
+    if (event_) cudaEventDestroy(as_event(event_));
+    event_ = other.event_;
+    other.event_ = nullptr;
+  }
+  return *this;
+}
+void Event::record(kern::Stream s) {
+  ENGINE_CHECK(available(), "Event::record: no CUDA device is available");
+  if (!event_) {
+    cudaEvent_t e = nullptr;
+    check_event(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    event_ = e;
+  }
+  check_event(cudaEventRecord(as_event(event_), s), "cudaEventRecord");
+}
+void Event::wait_on(kern::Stream s) const {
+  ENGINE_CHECK(available(), "Event::wait_on: no CUDA device is available");
+  if (event_) check_event(cudaStreamWaitEvent(s, as_event(event_), 0), "cudaStreamWaitEvent");
+}
+bool Event::query() const {
+  if (!event_) return true;
+  const cudaError_t err = cudaEventQuery(as_event(event_));
+  if (err == cudaErrorNotReady) {
+    cudaGetLastError();  // an answer, not an error
+    return false;
+  }
+  check_event(err, "cudaEventQuery");
+  return true;
+}
+void Event::synchronize() const {
+  if (event_) check_event(cudaEventSynchronize(as_event(event_)), "cudaEventSynchronize");
+}
+
+Tensor upload(const Tensor& host) {
+  ENGINE_CHECK(host.device().is_cpu(), "upload: the source must be a CPU tensor (got ", host.device().str(), ")");
+  ENGINE_CHECK(host.is_contiguous(), "upload: the source must be contiguous (shape ", shape_str(host.sizes()), ")");
+  ENGINE_CHECK(available(), "upload: no CUDA device is available");
+  const kern::Stream copy = copy_stream();
+  Tensor dev;
+  {
+    alloc::StreamGuard guard(copy);  // rule 1: the block belongs to the copy stream
+    dev = empty(host.sizes(), TensorOptions(host.dtype()).device(Device::cuda()));
+  }
+  const size_t nbytes = static_cast<size_t>(host.numel()) * dtype_size(host.dtype());
+  if (nbytes > 0) {
+    const cudaError_t err = cudaMemcpyAsync(dev.raw_data(), host.raw_data(), nbytes, cudaMemcpyHostToDevice, copy);
+    ENGINE_CHECK(err == cudaSuccess, "upload: cudaMemcpyAsync of ", nbytes, " bytes failed: ", cudaGetErrorString(err));
+    if (host.storage()->pinned()) pinned::record_stream(host.storage()->data(), copy);  // rule 3
+  }
+  alloc::record_stream(dev.storage()->data(), stream());  // rule 2: the compute stream reads it
+  Event done;
+  done.record(copy);
+  done.wait_on(stream());
+  return dev;  // `done` may be destroyed now: the wait is already queued
 }
 
 }  // namespace eng::cuda

@@ -11,14 +11,24 @@
 // warp-synchronous intrinsics (shuffles, ballot, __syncwarp). So every barrier really
 // separates the code before it from the code after it, a missing barrier shows up as a read
 // of data not yet written, and a barrier that not every live thread reaches is reported as a
-// deadlock instead of hanging. Memory is host memory; copies are synchronous; streams and
-// events are trivially complete. It checks correctness, not speed or races between blocks.
+// deadlock instead of hanging. Memory is host memory. It checks correctness, not speed or
+// races between blocks.
+//
+// Streams are real in-order queues run lazily (tools/cuda_emu/streams.cpp has the exact
+// policy): work on a created stream runs only when something needs it (a synchronisation of
+// its stream, of an event recorded after it or of the device, a cudaEventQuery /
+// cudaStreamQuery, a cudaStreamWaitEvent reached by another stream, cudaFree, a copy into
+// pageable host memory), newest stream first, so two streams without an event between them
+// run in the order that exposes it. The legacy default stream (0) is eager and waits only
+// for blocking streams; cudaEventQuery answers cudaErrorNotReady while its work is deferred.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <string>
 // libstdc++'s <math.h> also brings std::'s float overloads (exp, log, isnan, ...) into the
 // global namespace, as CUDA's device headers do: ::exp(float) must stay float.
@@ -63,8 +73,19 @@ enum cudaError {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevice = 101,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorLaunchFailure = 719,
+  // Stream capture (tools/cuda_emu/graphs.cpp).
+  cudaErrorStreamCaptureUnsupported = 900,  // the call is not allowed while capturing
+  cudaErrorStreamCaptureInvalidated = 901,  // an earlier illegal call broke this capture
+  cudaErrorStreamCaptureMerge = 902,
+  cudaErrorStreamCaptureUnmatched = 903,    // EndCapture on a stream that is not capturing
+  cudaErrorStreamCaptureUnjoined = 904,     // a forked stream did not join back
+  cudaErrorStreamCaptureIsolation = 905,    // a dependency on work outside the capture
+  cudaErrorStreamCaptureImplicit = 906,     // the legacy stream would wait for a capture
+  cudaErrorCapturedEvent = 907,             // query / sync of an event recorded in capture
+  cudaErrorStreamCaptureWrongThread = 908,
 };
 typedef enum cudaError cudaError_t;
 
@@ -89,8 +110,23 @@ enum cudaFuncAttribute {
 
 struct CUstream_st;
 struct CUevent_st;
+struct CUgraph_st;
+struct CUgraphExec_st;
 typedef CUstream_st* cudaStream_t;
 typedef CUevent_st* cudaEvent_t;
+typedef CUgraph_st* cudaGraph_t;
+typedef CUgraphExec_st* cudaGraphExec_t;
+
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
 
 constexpr unsigned int cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
 constexpr unsigned int cudaEventDefault = 0, cudaEventDisableTiming = 2;
@@ -136,6 +172,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0);
 cudaError_t cudaEventCreate(cudaEvent_t* event);
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
@@ -145,7 +182,42 @@ cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventSynchronize(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
 
+// ---- graphs (tools/cuda_emu/graphs.cpp) ----------------------------------------------------
+// Stream capture records, in issue order, everything that goes through emu::enqueue on a
+// capturing stream (kernels, cudaMemcpyAsync / cudaMemsetAsync, cuBLAS / cuDNN / cub calls)
+// instead of running it; a stream that waits on an event recorded in the capture joins it
+// (fork) and must be joined back before cudaStreamEndCapture. cudaGraphLaunch queues the
+// recorded work, in that order, on its stream. While capturing, an illegal call fails with
+// CUDA's error and invalidates the capture (EndCapture then fails with
+// cudaErrorStreamCaptureInvalidated and returns no graph):
+//   cudaStreamSynchronize / cudaStreamQuery of a capturing stream  -> ...CaptureUnsupported
+//   cudaDeviceSynchronize (any mode)                               -> ...CaptureUnsupported
+//   cudaEventSynchronize / cudaEventQuery of an event recorded in
+//   the capture                                                    -> cudaErrorCapturedEvent
+//   cudaMemcpyAsync from / to pageable host memory on it           -> ...CaptureUnsupported
+//   cudaMalloc, cudaFree, cudaHostAlloc, cudaMallocHost,
+//   cudaFreeHost, cudaMemcpy, cudaMemset (while a Global capture
+//   runs, or a ThreadLocal one on this thread; Relaxed allows them) -> ...CaptureUnsupported
+//   cudaStreamWaitEvent on an event recorded outside the capture    -> ...CaptureIsolation
+//   legacy-stream work while a blocking stream captures             -> ...CaptureImplicit
+// Work enqueued on an invalidated capture is dropped and sets the last error to
+// cudaErrorStreamCaptureInvalidated.
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 namespace emu {
+// Queues `op` on `stream` (tools/cuda_emu/streams.cpp): the legacy stream (nullptr) runs it
+// at once; a created stream runs it in stream order when something needs it. The emulated
+// libraries (cuBLAS, cuDNN, cub) enqueue their work with it on their handle's stream.
+void enqueue(cudaStream_t stream, std::function<void()> op);
+size_t pending(cudaStream_t stream);  // operations queued on `stream` and not yet run
+bool is_pinned_host(const void* p);   // inside a cudaHostAlloc / cudaMallocHost block
+size_t graph_nodes(cudaGraph_t graph);  // operations recorded in a captured graph
 // Per-kernel attributes and occupancy, keyed by the kernel's address.
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
 int occupancy_blocks_per_sm(int block_threads, size_t dynamic_smem);
@@ -188,14 +260,17 @@ uint32_t warp_gather(unsigned mask, uint64_t value, uint64_t all[32], const char
 // The block's dynamic shared memory (the third launch parameter), poisoned with 0xFF bytes.
 void* dynamic_shared();
 
-// A launch: the grid runs to completion before operator() returns.
-void run_grid(const void* kernel, dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx);
+// A launch: checked when it is issued (a bad configuration sets the sticky error, as a
+// real launch does), then queued on its stream; run_grid runs the whole grid.
+bool launch_config_ok(const void* kernel, dim3 grid, dim3 block, size_t smem);
+void run_grid(dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), void* ctx);
 
 template <typename... P>
 struct Launch {
   void (*kernel)(P...);
   dim3 grid, block;
   size_t smem;
+  cudaStream_t stream;
 
   template <typename... A>
   void operator()(A&&... args) const {
@@ -205,19 +280,26 @@ struct Launch {
     struct Ctx {
       void (*kernel)(P...);
       std::tuple<std::decay_t<P>...> params;
-    } ctx{kernel, std::tuple<std::decay_t<P>...>(static_cast<std::decay_t<P>>(std::forward<A>(args))...)};
-    run_grid(reinterpret_cast<const void*>(kernel), grid, block, smem,
-             [](void* c) {
-               auto* x = static_cast<Ctx*>(c);
-               std::apply(x->kernel, x->params);
-             },
-             &ctx);
+    };
+    auto ctx = std::make_shared<Ctx>(
+        Ctx{kernel, std::tuple<std::decay_t<P>...>(static_cast<std::decay_t<P>>(std::forward<A>(args))...)});
+    if (!launch_config_ok(reinterpret_cast<const void*>(kernel), grid, block, smem)) return;
+    const dim3 g = grid, b = block;
+    const size_t sm = smem;
+    enqueue(stream, [ctx, g, b, sm] {
+      run_grid(g, b, sm,
+               [](void* c) {
+                 auto* x = static_cast<Ctx*>(c);
+                 std::apply(x->kernel, x->params);
+               },
+               ctx.get());
+    });
   }
 };
 
 template <typename... P>
-Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = nullptr) {
-  return Launch<P...>{kernel, grid, block, smem};
+Launch<P...> launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t stream = nullptr) {
+  return Launch<P...>{kernel, grid, block, smem, stream};
 }
 }  // namespace emu
 

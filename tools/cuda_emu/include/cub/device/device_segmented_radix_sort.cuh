@@ -35,25 +35,17 @@ K digits(K key, int begin_bit, int end_bit) {
   return v;
 }
 
-// values_in / values_out may be null (keys only).
+// The sort itself, run on the stream: a stable sort of each segment on the key bits.
 template <typename K, typename V, typename Off>
-cudaError_t sort(void* temp, size_t& temp_bytes_io, const K* keys_in, K* keys_out, const V* values_in, V* values_out,
-                 int num_items, int num_segments, Off begin_offsets, Off end_offsets, int begin_bit, int end_bit) {
-  const size_t need = temp_bytes(num_segments);
-  if (temp == nullptr) {
-    temp_bytes_io = need;
-    return cudaSuccess;
-  }
-  if (temp_bytes_io < need || num_items < 0 || num_segments < 0 || begin_bit < 0 || end_bit > int(8 * sizeof(K)) ||
-      begin_bit >= end_bit)
-    return cudaErrorInvalidValue;
+void run_sort(const K* keys_in, K* keys_out, const V* values_in, V* values_out, int num_items, int num_segments,
+              Off begin_offsets, Off end_offsets, int begin_bit, int end_bit) {
   std::vector<int> order;
   std::vector<K> keys;
   std::vector<V> values;
   for (int s = 0; s < num_segments; ++s) {
     const int b = begin_offsets[s], e = end_offsets[s];
     if (e <= b) continue;
-    if (b < 0 || e > num_items) return cudaErrorInvalidValue;
+    if (b < 0 || e > num_items) emu::detail::kernel_fatal("cub::DeviceSegmentedRadixSort: a segment lies outside the items");
     order.resize(e - b);
     std::iota(order.begin(), order.end(), b);
     std::stable_sort(order.begin(), order.end(), [&](int x, int y) {
@@ -68,6 +60,26 @@ cudaError_t sort(void* temp, size_t& temp_bytes_io, const K* keys_in, K* keys_ou
     }
     std::copy(keys.begin(), keys.end(), keys_out + b);
   }
+}
+
+// values_in / values_out may be null (keys only). The arguments are checked at the call; the
+// sort is queued on `stream` (the offsets are device data, read when it runs).
+template <typename K, typename V, typename Off>
+cudaError_t sort(void* temp, size_t& temp_bytes_io, const K* keys_in, K* keys_out, const V* values_in, V* values_out,
+                 int num_items, int num_segments, Off begin_offsets, Off end_offsets, int begin_bit, int end_bit,
+                 cudaStream_t stream) {
+  const size_t need = temp_bytes(num_segments);
+  if (temp == nullptr) {
+    temp_bytes_io = need;
+    return cudaSuccess;
+  }
+  if (temp_bytes_io < need || num_items < 0 || num_segments < 0 || begin_bit < 0 || end_bit > int(8 * sizeof(K)) ||
+      begin_bit >= end_bit)
+    return cudaErrorInvalidValue;
+  emu::enqueue(stream, [=] {
+    run_sort(keys_in, keys_out, values_in, values_out, num_items, num_segments, begin_offsets, end_offsets, begin_bit,
+             end_bit);
+  });
   return cudaSuccess;
 }
 }  // namespace emu_detail
@@ -76,25 +88,25 @@ struct DeviceSegmentedRadixSort {
   template <typename K, typename V, typename Off>
   static cudaError_t SortPairs(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out, const V* values_in,
                                V* values_out, int num_items, int num_segments, Off begin_offsets, Off end_offsets,
-                               int begin_bit = 0, int end_bit = int(8 * sizeof(K)), cudaStream_t = nullptr) {
+                               int begin_bit = 0, int end_bit = int(8 * sizeof(K)), cudaStream_t stream = nullptr) {
     return emu_detail::sort(temp, temp_bytes, keys_in, keys_out, values_in, values_out, num_items, num_segments,
-                            begin_offsets, end_offsets, begin_bit, end_bit);
+                            begin_offsets, end_offsets, begin_bit, end_bit, stream);
   }
   template <typename K, typename Off>
   static cudaError_t SortKeys(void* temp, size_t& temp_bytes, const K* keys_in, K* keys_out, int num_items,
                               int num_segments, Off begin_offsets, Off end_offsets, int begin_bit = 0,
-                              int end_bit = int(8 * sizeof(K)), cudaStream_t = nullptr) {
+                              int end_bit = int(8 * sizeof(K)), cudaStream_t stream = nullptr) {
     return emu_detail::sort(temp, temp_bytes, keys_in, keys_out, static_cast<const int*>(nullptr),
                             static_cast<int*>(nullptr), num_items, num_segments, begin_offsets, end_offsets,
-                            begin_bit, end_bit);
+                            begin_bit, end_bit, stream);
   }
   template <typename K, typename Off>
   static cudaError_t SortKeys(void* temp, size_t& temp_bytes, DoubleBuffer<K>& keys, int num_items, int num_segments,
                               Off begin_offsets, Off end_offsets, int begin_bit = 0, int end_bit = int(8 * sizeof(K)),
-                              cudaStream_t = nullptr) {
+                              cudaStream_t stream = nullptr) {
     const cudaError_t err = emu_detail::sort(temp, temp_bytes, keys.Current(), keys.Alternate(),
                                              static_cast<const int*>(nullptr), static_cast<int*>(nullptr), num_items,
-                                             num_segments, begin_offsets, end_offsets, begin_bit, end_bit);
+                                             num_segments, begin_offsets, end_offsets, begin_bit, end_bit, stream);
     if (err == cudaSuccess && temp != nullptr) keys.selector ^= 1;
     return err;
   }
