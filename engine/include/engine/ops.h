@@ -120,6 +120,13 @@ Tensor frozen_batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& 
 // ---- joining (ops/concat.cpp) ----
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
 
+// ---- detection heads (ops/flatten_heads.cpp) ----
+// levels[l]: [B, A_l * K, H_l, W_l] head outputs -> [B, sum_l H_l * W_l * A_l, K] in torchvision's
+// order, written by one kernel (kernels/flatten_heads.h has the index map). Equals
+// concat({x.reshape({B, A_l, K, H_l, W_l}).permute({0, 3, 4, 1, 2}).reshape({B, -1, K})...}, 1).
+// f32, f64 or bf16; differentiable (backward scatters the gradient back to each level).
+Tensor flatten_concat_heads(const std::vector<Tensor>& levels, int64_t k);
+
 // ---- softmax family and losses (ops/softmax.cpp, ops/losses.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);
 Tensor log_softmax(const Tensor& x, int64_t dim);

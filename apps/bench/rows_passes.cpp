@@ -1,0 +1,59 @@
+// bench_kernels rows for the "fewer passes over activations" ops (issue 12): the SSD head
+// permute + concat in one kernel against the per-level permute copies + concat it replaces.
+// Memory-bound: GB/s counts each element read once and written once.
+#include <array>
+#include <vector>
+
+#include "bench/bench_common.h"
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/random.h"
+
+namespace bench {
+using namespace eng;
+namespace {
+
+// SSD300's six head levels (anchors per location, feature size) at batch 8, K = 21 classes.
+const std::array<std::array<int64_t, 2>, 6> kLevels = {{{4, 38}, {6, 19}, {6, 10}, {6, 5}, {4, 3}, {4, 1}}};
+constexpr int64_t kBatch = 8, kClasses = 21;
+
+std::vector<Tensor> head_levels(Device d) {
+  std::vector<Tensor> xs;
+  uint64_t seed = 40;
+  for (const auto& l : kLevels) {
+    Generator g(seed++);
+    xs.push_back(randn({kBatch, l[0] * kClasses, l[1], l[1]}, g).to(d));
+  }
+  return xs;
+}
+
+double head_bytes() {
+  double n = 0;
+  for (const auto& l : kLevels) n += static_cast<double>(kBatch * l[0] * kClasses * l[1] * l[1]);
+  return 2.0 * n * 4.0;  // f32 read + write
+}
+
+void flatten_heads_rows(const Options& o, std::vector<Row>& rows) {
+  const char* shape = "SSD300 cls heads, 6 levels, 8x8732x21 f32";
+  bench_engine_op(o, rows, "flatten_concat_heads", shape, 0, head_bytes(), head_levels,
+                  [](const std::vector<Tensor>& in) { NoGradGuard g; return flatten_concat_heads(in, kClasses); });
+  // The composition it replaced: one permute copy per level, then a concat copy.
+  bench_engine_op(o, rows, "heads_permute_concat", shape, 0, head_bytes(), head_levels,
+                  [](const std::vector<Tensor>& in) {
+                    NoGradGuard g;
+                    std::vector<Tensor> flat;
+                    for (const Tensor& x : in)
+                      flat.push_back(x.reshape({kBatch, -1, kClasses, x.size(2), x.size(3)})
+                                         .permute({0, 3, 4, 1, 2})
+                                         .reshape({kBatch, -1, kClasses}));
+                    return concat(flat, 1);
+                  });
+}
+
+const RegisterRows kRows(25, {
+    {"flatten_concat_heads", "eng::flatten_concat_heads vs permute + concat, SSD300 class heads at batch 8",
+     flatten_heads_rows},
+});
+
+}  // namespace
+}  // namespace bench
