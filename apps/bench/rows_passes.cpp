@@ -1,5 +1,6 @@
 // bench_kernels rows for the "fewer passes over activations" ops (issue 12): the SSD head
-// permute + concat in one kernel against the per-level permute copies + concat it replaces.
+// permute + concat in one kernel against the per-level permute copies + concat it replaces,
+// and the in-place ReLU.
 // Memory-bound: GB/s counts each element read once and written once.
 #include <array>
 #include <vector>
@@ -50,9 +51,26 @@ void flatten_heads_rows(const Options& o, std::vector<Row>& rows) {
                   });
 }
 
+// relu_ on a VGG activation: one read + one write in place, against relu's fresh output.
+void relu_inplace_rows(const Options& o, std::vector<Row>& rows) {
+  const Shape s{8, 64, 150, 150};
+  const double n = static_cast<double>(shape_numel(s));
+  auto make = [s](Device d) {
+    Generator g(1);
+    return std::vector<Tensor>{randn(s, g).to(d)};
+  };
+  bench_engine_op(o, rows, "relu_inplace", "8x64x150x150 f32", 0, 2 * n * 4.0, make,
+                  [](const std::vector<Tensor>& in) {
+                    NoGradGuard g;
+                    Tensor x = in[0];  // the same tensor (relu_ is idempotent across reps)
+                    return relu_(x);
+                  });
+}
+
 const RegisterRows kRows(25, {
     {"flatten_concat_heads", "eng::flatten_concat_heads vs permute + concat, SSD300 class heads at batch 8",
      flatten_heads_rows},
+    {"relu_inplace", "eng::relu_ (in place) on a VGG activation 8x64x150x150", relu_inplace_rows},
 });
 
 }  // namespace

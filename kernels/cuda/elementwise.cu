@@ -44,6 +44,13 @@ __global__ void unary_kernel(UnaryOp op, int64_t n, const T* __restrict__ x, T* 
     Elem<T>::store(y, i, math::unary<ComputeT<T>>(op, Elem<T>::load(x, i), p0, p1));
 }
 
+// In place: x is read and written through one pointer (no __restrict__).
+template <typename T>
+__global__ void unary_inplace_kernel(UnaryOp op, int64_t n, T* x, ComputeT<T> p0, ComputeT<T> p1) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    Elem<T>::store(x, i, math::unary<ComputeT<T>>(op, Elem<T>::load(x, i), p0, p1));
+}
+
 template <typename T>
 __global__ void unary_backward_kernel(UnaryOp op, int64_t n, const T* x, const T* y, const T* __restrict__ gy,
                                       T* __restrict__ gx, ComputeT<T> p0, ComputeT<T> p1) {
@@ -86,6 +93,14 @@ void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1
 }
 
 template <typename T>
+void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1, Stream stream) {
+  if (n == 0) return;
+  unary_inplace_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(op, n, x, static_cast<ComputeT<T>>(p0),
+                                                                 static_cast<ComputeT<T>>(p1));
+  KERN_LAUNCH_CHECK();
+}
+
+template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1,
                     Stream stream) {
   if (n == 0) return;
@@ -97,6 +112,7 @@ void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, 
 #define KERN_INSTANTIATE(T)                                                                            \
   template void binary_forward<T>(BinaryOp, const BroadcastDims&, const T*, const T*, T*, Stream);    \
   template void unary_forward<T>(UnaryOp, int64_t, const T*, T*, double, double, Stream);             \
+  template void unary_inplace<T>(UnaryOp, int64_t, T*, double, double, Stream);                          \
   template void unary_backward<T>(UnaryOp, int64_t, const T*, const T*, const T*, T*, double, double, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)

@@ -30,7 +30,14 @@ Tensor sub_scalar(const Tensor& x, double s);   // x - s
 Tensor rsub_scalar(const Tensor& x, double s);  // s - x
 Tensor mul_scalar(const Tensor& x, double s);   // x * s
 Tensor div_scalar(const Tensor& x, double s);   // x / s
-Tensor relu(const Tensor& x);
+Tensor relu(const Tensor& x);  // backward reads the output, not the input
+// In-place ReLU (torch.relu_, nn.ReLU(inplace=True)): x becomes max(x, 0) and returns x; when
+// autograd records, x's history gains a ReLU node that differentiates from the output, so no
+// copy of the activation is made or kept. Refused (eng::Error, one line) when x is a leaf that
+// requires grad (grad mode on), is not contiguous, or shares its memory with any other tensor:
+// a view, or a tensor an op saved for its backward (conv2d's or max_pool2d's input, sigmoid's
+// or relu's output): overwriting it would corrupt that backward. f32, f64, bf16.
+Tensor& relu_(Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);

@@ -79,10 +79,17 @@ class FrozenBatchNorm2d : public Module {
   double eps;
 };
 
+// inplace = true: torch's nn.ReLU(inplace=True), eng::relu_ on the input (which must not be
+// shared with another tensor: see relu_ in engine/ops.h), so no new activation is allocated.
 class ReLU : public Module {
  public:
-  ReLU() : Module("ReLU") {}
-  Tensor forward(const Tensor& x) override { return relu(x); }
+  explicit ReLU(bool inplace = false) : Module("ReLU"), inplace(inplace) {}
+  Tensor forward(const Tensor& x) override {
+    if (!inplace) return relu(x);
+    Tensor y = x;  // the same tensor: relu_ changes the caller's x
+    return relu_(y);
+  }
+  bool inplace;
 };
 
 // stride < 1 means "same as kernel_size" (PyTorch's default).
