@@ -1,6 +1,6 @@
 // bench_kernels rows for the "fewer passes over activations" ops (issue 12): the SSD head
 // permute + concat in one kernel against the per-level permute copies + concat it replaces,
-// and the in-place ReLU.
+// the in-place ReLU, and FrozenBatchNorm2d with cached constants.
 // Memory-bound: GB/s counts each element read once and written once.
 #include <array>
 #include <vector>
@@ -67,10 +67,37 @@ void relu_inplace_rows(const Options& o, std::vector<Row>& rows) {
                   });
 }
 
+// FrozenBatchNorm2d on a ResNet-50 layer1 activation at batch 2 (RetinaNet at 800 px): the
+// op, which derives scale and shift from the four buffers on every call (5 small kernels),
+// against the affine half that nn::FrozenBatchNorm2d runs with its cached scale and shift.
+void frozen_bn_rows(const Options& o, std::vector<Row>& rows) {
+  const Shape s{2, 256, 200, 200};
+  const double bytes = 2.0 * static_cast<double>(shape_numel(s)) * 4.0;
+  auto make = [s](Device d) {
+    Generator g(3);
+    Tensor x = randn(s, g).to(d);
+    Tensor w = (rand({256}, g) + 0.5).to(d), b = randn({256}, g).to(d);
+    Tensor rm = randn({256}, g).to(d), rv = (rand({256}, g) + 0.5).to(d);
+    auto [scale, shift] = frozen_batch_norm2d_scale_shift(w, b, rm, rv);
+    return std::vector<Tensor>{x, w, b, rm, rv, scale, shift};
+  };
+  bench_engine_op(o, rows, "frozen_batch_norm2d", "2x256x200x200 f32, scale/shift per call", 0, bytes, make,
+                  [](const std::vector<Tensor>& in) {
+                    NoGradGuard g;
+                    return frozen_batch_norm2d(in[0], in[1], in[2], in[3], in[4]);
+                  });
+  bench_engine_op(o, rows, "frozen_batch_norm2d_cached", "2x256x200x200 f32, cached scale/shift", 0, bytes, make,
+                  [](const std::vector<Tensor>& in) {
+                    NoGradGuard g;
+                    return frozen_batch_norm2d_affine(in[0], in[5], in[6]);
+                  });
+}
+
 const RegisterRows kRows(25, {
     {"flatten_concat_heads", "eng::flatten_concat_heads vs permute + concat, SSD300 class heads at batch 8",
      flatten_heads_rows},
     {"relu_inplace", "eng::relu_ (in place) on a VGG activation 8x64x150x150", relu_inplace_rows},
+    {"frozen_bn", "eng::frozen_batch_norm2d vs its cached-constant half (nn::FrozenBatchNorm2d)", frozen_bn_rows},
 });
 
 }  // namespace

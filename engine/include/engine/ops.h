@@ -123,6 +123,13 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // shift = b - rm * scale; all four are constants (eps 1e-5 like torchvision's default).
 Tensor frozen_batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Tensor& running_mean, const Tensor& running_var, double eps = 1e-5);
+// Its two halves, so that nn::FrozenBatchNorm2d computes scale and shift once per change of its
+// buffers: the constants (no graph; the buffers' dtype and device), and
+// y[n, c] = x[n, c] * scale[c] + shift[c] with gradient to x only (same checks and kernels).
+std::pair<Tensor, Tensor> frozen_batch_norm2d_scale_shift(const Tensor& weight, const Tensor& bias,
+                                                          const Tensor& running_mean, const Tensor& running_var,
+                                                          double eps = 1e-5);
+Tensor frozen_batch_norm2d_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
 
 // ---- joining (ops/concat.cpp) ----
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);

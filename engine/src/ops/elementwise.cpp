@@ -254,6 +254,7 @@ Tensor& relu_(Tensor& x) {
   ENGINE_CHECK(x.storage().use_count() == 1, "relu_: the input (shape ", shape_str(x.sizes()),
                ") shares its memory with another tensor (a view, or a tensor saved for another op's backward); ",
                "use relu()");
+  x.storage()->bump_version();
   dispatch_float_or_bf16(x, "relu_", [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
