@@ -37,7 +37,7 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx) {
           }
         }
         y[p * out_plane + oh * d.out_w + ow] = xp[best_i];
-        idx[p * out_plane + oh * d.out_w + ow] = static_cast<J>(best_i);
+        if (idx) idx[p * out_plane + oh * d.out_w + ow] = static_cast<J>(best_i);
       }
     }
   }

@@ -45,7 +45,7 @@ __global__ void max_pool2d_forward_kernel(Pool2dDims d, const T* __restrict__ x,
       }
     }
     y[k] = xp[best_i];  // the element itself: no rounding
-    idx[k] = static_cast<J>(best_i);
+    if (idx) idx[k] = static_cast<J>(best_i);
   }
 }
 

@@ -94,6 +94,26 @@ TEST_CASE("max_pool2d: the front-end gives the same values and gradients with ei
   REQUIRE(a.second == b.second);
 }
 
+TEST_CASE("max_pool2d: without a backward no argmax is written, same values") {
+  kern::Pool2dDims d;
+  d.planes = 2, d.in_h = 5, d.in_w = 6, d.kernel_h = d.kernel_w = 2, d.stride_h = d.stride_w = 2;
+  d.out_h = 3, d.out_w = 3;
+  Tensor x = test::random_f32({2, 5, 6}, 30);
+  std::vector<float> y_with(18), y_without(18);
+  std::vector<int32_t> idx(18, -7);
+  kern::cpu::max_pool2d_forward<float, int32_t>(d, x.data<float>(), y_with.data(), idx.data());
+  kern::cpu::max_pool2d_forward<float, int32_t>(d, x.data<float>(), y_without.data(), nullptr);
+  REQUIRE(y_with == y_without);
+  for (int32_t i : idx) REQUIRE(i >= 0);
+  Pool2dParams p;
+  Tensor xl = test::leaf({1, 2, 5, 6}, 31);
+  Tensor y_grad = max_pool2d(xl, p);
+  NoGradGuard ng;
+  Tensor y_nograd = max_pool2d(xl, p);
+  REQUIRE(!y_nograd.requires_grad());
+  REQUIRE(y_nograd.to_vector<double>() == y_grad.to_vector<double>());
+}
+
 namespace {
 
 // Runs f (which builds its inputs on a device and returns the tensors to compare) on the CPU,
@@ -158,6 +178,7 @@ TEST_CASE("index32: max_pool2d kernels, both index widths and argmax types, cuda
     Tensor r = test::random_f32(y.sizes(), 22).to(d);
     sum(mul(y, r)).backward();
     Tensor xb = test::random_bf16({2, 2, 9, 9}, 23).to(d);
-    return std::vector<Tensor>{y.detach(), x.grad(), max_pool2d(xb, p)};
+    NoGradGuard ng;  // no argmax written
+    return std::vector<Tensor>{y.detach(), x.grad(), max_pool2d(xb, p), max_pool2d(x, p)};
   });
 }

@@ -95,9 +95,12 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
   Tensor x = x_in.detach().contiguous();
   const Shape out_shape{x.size(0), x.size(1), d.out_h, d.out_w};
   Tensor y = new_empty(out_shape, x);
-  // The argmax (index inside an input plane) in 32 bits when a plane allows (kernels/pool2d.h).
+  // The argmax (index inside an input plane) in 32 bits when a plane allows (kernels/pool2d.h),
+  // and only when a backward will read it (none is allocated or written otherwise).
+  const bool need_idx = any_requires_grad({x_in});
   const bool idx32 = kern::pool_argmax_int32(H, W);
-  Tensor idx = empty(out_shape, TensorOptions(idx32 ? DType::i32 : DType::i64).device(x.device()));
+  Tensor idx = need_idx ? empty(out_shape, TensorOptions(idx32 ? DType::i32 : DType::i64).device(x.device()))
+                        : Tensor();
   dispatch_float_or_bf16(x, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
     auto run = [&](auto* ip) {
@@ -108,13 +111,15 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
         kern::cpu::max_pool2d_forward<T, J>(d, x.data<T>(), y.data<T>(), ip);
       }
     };
-    if (idx32) {
+    if (!need_idx) {
+      run(static_cast<int32_t*>(nullptr));
+    } else if (idx32) {
       run(idx.data<int32_t>());
     } else {
       run(idx.data<int64_t>());
     }
   });
-  if (any_requires_grad({x_in})) attach(y, std::make_shared<MaxPool2dBackward>(idx, x.sizes(), d), {x_in});
+  if (need_idx) attach(y, std::make_shared<MaxPool2dBackward>(idx, x.sizes(), d), {x_in});
   return y;
 }
 

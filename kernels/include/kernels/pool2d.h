@@ -11,6 +11,7 @@
 //   y[oh, ow]   = max over the window of x[h, w]
 //   idx[oh, ow] = h*W + w of the FIRST maximum in row-major window order (index inside the
 //                 input plane, like torch's return_indices). A NaN wins (the last one, as torch).
+//                 idx may be null (no backward will run): then only y is written.
 // The front-end guarantees every window holds at least one input pixel (pad <= kernel/2
 // and the ceil-mode rule that the last window starts inside the input or left padding).
 //
