@@ -96,6 +96,17 @@ TEST_CASE("relu_: refused where another backward needs the input, with a one-lin
   REQUIRE_THROWS_WITH(relu_(i), Catch::Contains("relu_: expected a f32, f64 or bf16 tensor, got i32"));
 }
 
+TEST_CASE("relu: backward refuses a saved output that was modified in place since the forward") {
+  Tensor x = test::leaf({4}, 35);
+  Tensor y = relu(mul_scalar(x, 2.0));
+  {
+    NoGradGuard ng;  // in-place writes of a tensor that requires grad are allowed here
+    y.fill_(1.0);
+  }
+  REQUIRE_THROWS_WITH(sum(y).backward(),
+                      Catch::Contains("relu backward: a tensor it saved (its output, shape [4]) was modified in place"));
+}
+
 TEST_CASE("relu_: allowed under NoGradGuard and on tensors nobody else holds") {
   NoGradGuard ng;
   Tensor x = test::leaf({6}, 40);  // a leaf requiring grad, but grad mode is off

@@ -171,13 +171,23 @@ bool grad_needs_y(kern::UnaryOp op) {
   return op == U::Relu || op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
 }
 
+// Version of a saved tensor's Storage (0 when none is saved).
+uint64_t storage_version(const Tensor& t) { return t.defined() ? t.storage()->version() : 0; }
+
 struct UnaryBackward : Node {
   kern::UnaryOp op;
   Tensor x, y;
   double p0, p1;
+  // The saved tensors' Storage versions at save time: backward refuses to run on values an
+  // in-place write (copy_, fill_, relu_) changed since, as torch's version counters do.
+  uint64_t x_version, y_version;
   UnaryBackward(kern::UnaryOp o, Tensor xs, Tensor ys, double a, double b)
-      : Node(std::string(unary_name(o)) + "Backward"), op(o), x(std::move(xs)), y(std::move(ys)), p0(a), p1(b) {}
+      : Node(std::string(unary_name(o)) + "Backward"), op(o), x(std::move(xs)), y(std::move(ys)), p0(a), p1(b),
+        x_version(storage_version(x)), y_version(storage_version(y)) {}
   std::vector<Tensor> apply(const Tensor& g_in) override {
+    ENGINE_CHECK(storage_version(x) == x_version && storage_version(y) == y_version, unary_name(op),
+                 " backward: a tensor it saved (its ", x.defined() ? "input" : "output", ", shape ",
+                 shape_str((x.defined() ? x : y).sizes()), ") was modified in place after the forward");
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
     dispatch_float_or_bf16(g, unary_name(op), [&](auto tag) {
