@@ -1,11 +1,13 @@
 #include "kernels/cuda_check.h"
 #include "kernels/bf16.h"
 #include "kernels/flatten_heads.h"
+#include "kernels/index32.h"
 
 // One launch moves up to kMaxHeadLevels levels: one thread per element of the flat output
 // rows those levels own, so the writes (forward) / reads (backward) of the flat tensor are
 // coalesced. The level of an anchor is found by a short scan of the level offsets.
-// Elements are copied unchanged (T = float, double or kern::bf16).
+// Elements are copied unchanged (T = float, double or kern::bf16). Index maths in 32 bits
+// when the sizes allow (kernels/index32.h).
 
 namespace kern::cuda {
 namespace {
@@ -18,42 +20,46 @@ struct LevelPtrs {
 };
 
 // Index of element i (over B x chunk_anchors x K) in the level buffer and in the flat tensor.
+// I: int32_t when every index fits (kernels/index32.h), else int64_t.
+template <typename I>
 struct Pair {
   int level;
-  int64_t src, dst;
+  I src, dst;
 };
 
-__device__ __forceinline__ Pair map_index(const FlattenHeadsDims& d, int64_t chunk_anchors, int64_t i) {
-  const int64_t per_image = chunk_anchors * d.k;
-  const int64_t b = i / per_image, r = i - b * per_image;
-  const int64_t anchor = r / d.k + d.offset[0], k = r % d.k;  // anchor index in the flat tensor
+template <typename I>
+__device__ __forceinline__ Pair<I> map_index(const FlattenHeadsDims& d, I chunk_anchors, I i) {
+  const I K = static_cast<I>(d.k);
+  const I per_image = chunk_anchors * K;
+  const I b = i / per_image, r = i - b * per_image;
+  const I anchor = r / K + static_cast<I>(d.offset[0]), k = r - (r / K) * K;  // anchor index in the flat tensor
   int l = 0;
-  while (l + 1 < d.levels && d.offset[l + 1] <= anchor) ++l;
-  const int64_t local = anchor - d.offset[l], A = d.anchors[l];
-  const int64_t pos = local / A, a = local - pos * A;
-  Pair out;
+  while (l + 1 < d.levels && static_cast<I>(d.offset[l + 1]) <= anchor) ++l;
+  const I local = anchor - static_cast<I>(d.offset[l]), A = static_cast<I>(d.anchors[l]);
+  const I pos = local / A, a = local - pos * A;
+  Pair<I> out;
   out.level = l;
-  out.src = ((b * A + a) * d.k + k) * d.hw[l] + pos;
-  out.dst = (b * d.total + anchor) * d.k + k;
+  out.src = ((b * A + a) * K + k) * static_cast<I>(d.hw[l]) + pos;
+  out.dst = (b * static_cast<I>(d.total) + anchor) * K + k;
   return out;
 }
 
-template <typename T>
-__global__ void flatten_heads_forward_kernel(FlattenHeadsDims d, int64_t chunk_anchors, LevelPtrs<const T> x,
+template <typename T, typename I>
+__global__ void flatten_heads_forward_kernel(FlattenHeadsDims d, I chunk_anchors, LevelPtrs<const T> x,
                                              T* __restrict__ flat) {
-  const int64_t n = d.batch * chunk_anchors * d.k;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const Pair m = map_index(d, chunk_anchors, i);
+  const I n = static_cast<I>(d.batch) * chunk_anchors * static_cast<I>(d.k);
+  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n; i += (I)gridDim.x * (I)blockDim.x) {
+    const Pair<I> m = map_index<I>(d, chunk_anchors, i);
     flat[m.dst] = x.p[m.level][m.src];
   }
 }
 
-template <typename T>
-__global__ void flatten_heads_backward_kernel(FlattenHeadsDims d, int64_t chunk_anchors, const T* __restrict__ flat,
+template <typename T, typename I>
+__global__ void flatten_heads_backward_kernel(FlattenHeadsDims d, I chunk_anchors, const T* __restrict__ flat,
                                               LevelPtrs<T> gx) {
-  const int64_t n = d.batch * chunk_anchors * d.k;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    const Pair m = map_index(d, chunk_anchors, i);
+  const I n = static_cast<I>(d.batch) * chunk_anchors * static_cast<I>(d.k);
+  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n; i += (I)gridDim.x * (I)blockDim.x) {
+    const Pair<I> m = map_index<I>(d, chunk_anchors, i);
     gx.p[m.level][m.src] = flat[m.dst];
   }
 }
@@ -62,6 +68,12 @@ int64_t chunk_anchor_count(const FlattenHeadsDims& d) {
   int64_t a = 0;
   for (int l = 0; l < d.levels; ++l) a += d.anchors[l] * d.hw[l];
   return a;
+}
+
+// Every index the kernels form stays below the flat tensor's element count B * N * K.
+bool flat_index32(const FlattenHeadsDims& d) {
+  const int64_t n = d.batch * d.total * d.k;
+  return index32_fits(n, n);
 }
 
 void check_dims(const FlattenHeadsDims& d) {
@@ -79,7 +91,12 @@ void flatten_heads_forward(const FlattenHeadsDims& d, const T* const* levels, T*
   if (n == 0) return;
   LevelPtrs<const T> x{};
   for (int l = 0; l < d.levels; ++l) x.p[l] = levels[l];
-  flatten_heads_forward_kernel<T><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(d, chunk, x, flat);
+  if (flat_index32(d)) {
+    flatten_heads_forward_kernel<T, int32_t><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(
+        d, static_cast<int32_t>(chunk), x, flat);
+  } else {
+    flatten_heads_forward_kernel<T, int64_t><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(d, chunk, x, flat);
+  }
   KERN_LAUNCH_CHECK();
 }
 
@@ -90,7 +107,12 @@ void flatten_heads_backward(const FlattenHeadsDims& d, const T* flat, T* const* 
   if (n == 0) return;
   LevelPtrs<T> gx{};
   for (int l = 0; l < d.levels; ++l) gx.p[l] = levels[l];
-  flatten_heads_backward_kernel<T><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(d, chunk, flat, gx);
+  if (flat_index32(d)) {
+    flatten_heads_backward_kernel<T, int32_t><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(
+        d, static_cast<int32_t>(chunk), flat, gx);
+  } else {
+    flatten_heads_backward_kernel<T, int64_t><<<kern_grid_1d(n, kBlock), kBlock, 0, stream>>>(d, chunk, flat, gx);
+  }
   KERN_LAUNCH_CHECK();
 }
 

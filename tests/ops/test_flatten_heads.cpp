@@ -1,8 +1,10 @@
 // flatten_concat_heads: every head level permuted to [B, H*W*A, K] and joined in one kernel.
 #include <array>
+#include <memory>
 
 #include "bf16_helpers.h"
 #include "kernels/flatten_heads.h"
+#include "kernels/index32.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -124,8 +126,10 @@ TEST_CASE("flatten_concat_heads: cuda matches cpu", "[cuda]") {
       {{4, 38, 38}, {6, 19, 19}, {6, 10, 10}, {6, 5, 5}, {4, 3, 3}, {4, 1, 1}},
       {{4, 32, 32}, {4, 16, 16}, {4, 8, 8}, {4, 4, 4}, {4, 1, 1}}};
   uint64_t seed = 70;
+  for (bool force64 : {false, true})  // the 32-bit and the 64-bit index instantiations
   for (const auto& spec : specs)
     for (int64_t k : {4, 21}) {
+      std::unique_ptr<kern::ForceIndex64> force = force64 ? std::make_unique<kern::ForceIndex64>() : nullptr;
       std::vector<Tensor> xs = make_levels(spec, 2, k, seed, true);
       seed += 10;
       std::vector<Tensor> c, g;

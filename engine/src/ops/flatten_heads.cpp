@@ -1,6 +1,8 @@
 // flatten_concat_heads front-end: every head level permuted and concatenated into the final
 // [B, N, K] tensor by one kernel per kMaxHeadLevels levels (kernels/flatten_heads.h), instead of a
 // permute copy per level followed by a concat copy.
+#include <algorithm>
+
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
