@@ -1,6 +1,7 @@
 // flatten_concat_heads: every head level permuted to [B, H*W*A, K] and joined in one kernel.
 #include <array>
 #include <memory>
+#include <utility>
 
 #include "bf16_helpers.h"
 #include "kernels/flatten_heads.h"
@@ -126,8 +127,12 @@ TEST_CASE("flatten_concat_heads: cuda matches cpu", "[cuda]") {
       {{4, 38, 38}, {6, 19, 19}, {6, 10, 10}, {6, 5, 5}, {4, 3, 3}, {4, 1, 1}},
       {{4, 32, 32}, {4, 16, 16}, {4, 8, 8}, {4, 4, 4}, {4, 1, 1}}};
   uint64_t seed = 70;
-  for (bool force64 : {false, true})  // the 32-bit and the 64-bit index instantiations
-  for (const auto& spec : specs)
+  // Each case with the 32-bit and with the (forced) 64-bit index instantiation.
+  std::vector<std::pair<bool, size_t>> cases;
+  for (bool force64 : {false, true})
+    for (size_t s = 0; s < specs.size(); ++s) cases.emplace_back(force64, s);
+  for (const auto& [force64, si] : cases) {
+    const auto& spec = specs[si];
     for (int64_t k : {4, 21}) {
       std::unique_ptr<kern::ForceIndex64> force = force64 ? std::make_unique<kern::ForceIndex64>() : nullptr;
       std::vector<Tensor> xs = make_levels(spec, 2, k, seed, true);
@@ -145,6 +150,7 @@ TEST_CASE("flatten_concat_heads: cuda matches cpu", "[cuda]") {
       yg.backward(r.cuda());
       for (size_t i = 0; i < xs.size(); ++i) REQUIRE(g[i].grad().cpu().to_vector<float>() == c[i].grad().to_vector<float>());
     }
+  }
   // bf16 on the device: the same bits as the CPU twin.
   std::vector<Tensor> xs = {test::random_bf16({2, 16, 5, 5}, 90), test::random_bf16({2, 24, 3, 3}, 91)};
   std::vector<Tensor> xg = {xs[0].cuda(), xs[1].cuda()};
