@@ -474,6 +474,7 @@ static void check_inplace(const Tensor& t, const char* op) {
 Tensor& Tensor::fill_(double value) {
   check_inplace(*this, "fill_");
   if (numel() == 0) return *this;
+  storage()->bump_version();
   if (is_contiguous()) {
     if (is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::fill(raw_data(), elem_type(dtype()), numel(), value, cuda::stream()));
@@ -492,6 +493,7 @@ Tensor& Tensor::copy_(const Tensor& src) {
   Tensor s = src.detach();
   if (s.sizes() != sizes()) s = s.expand(sizes());
   copy_strided(s, *this);
+  storage()->bump_version();
   return *this;
 }
 

@@ -47,6 +47,14 @@ void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1
 }
 
 template <typename T>
+void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1) {
+  using C = compute_t<T>;
+  const C q0 = static_cast<C>(p0), q1 = static_cast<C>(p1);
+#pragma omp parallel for if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) x[i] = from_compute<T>(math::unary<C>(op, to_compute(x[i]), q0, q1));
+}
+
+template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1) {
   using C = compute_t<T>;
   const C q0 = static_cast<C>(p0), q1 = static_cast<C>(p1);
@@ -59,6 +67,7 @@ void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, 
 #define KERN_INSTANTIATE(T)                                                                        \
   template void binary_forward<T>(BinaryOp, const BroadcastDims&, const T*, const T*, T*);        \
   template void unary_forward<T>(UnaryOp, int64_t, const T*, T*, double, double);                 \
+  template void unary_inplace<T>(UnaryOp, int64_t, T*, double, double);                              \
   template void unary_backward<T>(UnaryOp, int64_t, const T*, const T*, const T*, T*, double, double);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)

@@ -12,8 +12,8 @@
 
 namespace kern::cpu {
 
-template <typename T>
-void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx) {
+template <typename T, typename J>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx) {
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
 #pragma omp parallel for if (d.planes * out_plane * d.kernel_h * d.kernel_w > (1 << 16))
   for (int64_t p = 0; p < d.planes; ++p) {
@@ -37,14 +37,14 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx) {
           }
         }
         y[p * out_plane + oh * d.out_w + ow] = xp[best_i];
-        idx[p * out_plane + oh * d.out_w + ow] = best_i;
+        if (idx) idx[p * out_plane + oh * d.out_w + ow] = static_cast<J>(best_i);
       }
     }
   }
 }
 
-template <typename T>
-void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T* gx) {
+template <typename T, typename J>
+void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx) {
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
 #pragma omp parallel for if (d.planes * in_plane > (1 << 16))
   for (int64_t p = 0; p < d.planes; ++p) {  // planes are independent: safe to parallelise
@@ -55,12 +55,15 @@ void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T
   }
 }
 
-#define KERN_INSTANTIATE(T)                                                                   \
-  template void max_pool2d_forward<T>(const Pool2dDims&, const T*, T*, int64_t*);             \
-  template void max_pool2d_backward<T>(const Pool2dDims&, const int64_t*, const T*, T*);
-KERN_INSTANTIATE(float)
-KERN_INSTANTIATE(double)
-KERN_INSTANTIATE(bf16)
+#define KERN_INSTANTIATE(T, J)                                                              \
+  template void max_pool2d_forward<T, J>(const Pool2dDims&, const T*, T*, J*);             \
+  template void max_pool2d_backward<T, J>(const Pool2dDims&, const J*, const T*, T*);
+KERN_INSTANTIATE(float, int32_t)
+KERN_INSTANTIATE(double, int32_t)
+KERN_INSTANTIATE(bf16, int32_t)
+KERN_INSTANTIATE(float, int64_t)
+KERN_INSTANTIATE(double, int64_t)
+KERN_INSTANTIATE(bf16, int64_t)
 #undef KERN_INSTANTIATE
 
 }  // namespace kern::cpu

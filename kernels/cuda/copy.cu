@@ -1,9 +1,11 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <type_traits>
 
 #include "kernels/copy.h"
 #include "kernels/cuda_check.h"
+#include "kernels/index32.h"
 
 namespace kern::cuda {
 namespace {
@@ -30,24 +32,25 @@ __host__ __device__ inline D cast_value(S v) {
 }
 
 // One thread per element of the index space; the linear index is unravelled over sizes.
-template <typename S, typename D>
-__global__ void strided_copy_kernel(CopyDims d, int64_t n, const S* __restrict__ src, D* __restrict__ dst) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-    int64_t rem = i, so = 0, doff = 0;
+// I: int32_t when every index and offset fits (kernels/index32.h), else int64_t.
+template <typename S, typename D, typename I>
+__global__ void strided_copy_kernel(CopyDims d, I n, const S* __restrict__ src, D* __restrict__ dst) {
+  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n; i += (I)gridDim.x * (I)blockDim.x) {
+    I rem = i, so = 0, doff = 0;
     for (int k = d.ndim - 1; k >= 0; --k) {
-      int64_t c = rem % d.sizes[k];
-      rem /= d.sizes[k];
-      so += c * d.src_strides[k];
-      doff += c * d.dst_strides[k];
+      const I size = static_cast<I>(d.sizes[k]);
+      const I c = rem % size;
+      rem /= size;
+      so += c * static_cast<I>(d.src_strides[k]);
+      doff += c * static_cast<I>(d.dst_strides[k]);
     }
     dst[doff] = cast_value<D>(src[so]);
   }
 }
 
-template <typename T>
-__global__ void fill_kernel(T* dst, int64_t n, T v) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dst[i] = v;
+template <typename T, typename I>
+__global__ void fill_kernel(T* dst, I n, T v) {
+  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < n; i += (I)gridDim.x * (I)blockDim.x) dst[i] = v;
 }
 
 template <typename S, typename D>
@@ -55,7 +58,13 @@ void launch_copy(const CopyDims& d, const S* src, D* dst, Stream stream) {
   int64_t n = 1;
   for (int i = 0; i < d.ndim; ++i) n *= d.sizes[i];
   if (n == 0) return;
-  strided_copy_kernel<S, D><<<kern_grid_1d(n), 256, 0, stream>>>(d, n, src, dst);
+  const int64_t rs = max_strided_offset(d.ndim, d.sizes, d.src_strides);
+  const int64_t rd = max_strided_offset(d.ndim, d.sizes, d.dst_strides);
+  if (index32_fits(n, (rs < 0 || rd < 0) ? -1 : std::max({rs, rd, n - 1}))) {
+    strided_copy_kernel<S, D, int32_t><<<kern_grid_1d(n), 256, 0, stream>>>(d, static_cast<int32_t>(n), src, dst);
+  } else {
+    strided_copy_kernel<S, D, int64_t><<<kern_grid_1d(n), 256, 0, stream>>>(d, n, src, dst);
+  }
   KERN_LAUNCH_CHECK();
 }
 
@@ -76,7 +85,11 @@ template <typename T>
 void launch_fill(T* dst, int64_t n, double value, Stream stream) {
   if (n == 0) return;
   const T v = cast_value<T>(value);
-  fill_kernel<T><<<kern_grid_1d(n), 256, 0, stream>>>(dst, n, v);
+  if (index32_fits(n, n - 1)) {
+    fill_kernel<T, int32_t><<<kern_grid_1d(n), 256, 0, stream>>>(dst, static_cast<int32_t>(n), v);
+  } else {
+    fill_kernel<T, int64_t><<<kern_grid_1d(n), 256, 0, stream>>>(dst, n, v);
+  }
   KERN_LAUNCH_CHECK();
 }
 

@@ -218,18 +218,15 @@ HeadOutputs SSDVGG16::forward_heads(const Tensor& images) {
   ENGINE_CHECK(images.size(2) == input_size_ && images.size(3) == input_size_, "SSD: expected ", input_size_, "x",
                input_size_, " input, got ", shape_str(images.sizes()));
   std::vector<Tensor> feats = backbone_->forward_features(images);
-  const int64_t B = images.size(0), C = config().num_classes;
-  // [B, A*K, H, W] -> [B, A, K, H, W] -> [B, H, W, A, K] -> [B, H*W*A, K] (torchvision order).
-  auto flat = [B](const Tensor& t, int64_t K) {
-    const int64_t H = t.size(2), W = t.size(3);
-    return t.reshape({B, -1, K, H, W}).permute({0, 3, 4, 1, 2}).reshape({B, -1, K});
-  };
+  const int64_t C = config().num_classes;
+  // Each level [B, A*K, H, W] lands in [B, sum H*W*A, K] in torchvision's order
+  // ([B, A, K, H, W] -> [B, H, W, A, K]), all levels in one kernel (eng::flatten_concat_heads).
   std::vector<Tensor> boxes, logits;
   for (size_t k = 0; k < feats.size(); ++k) {
-    boxes.push_back(flat((*box_heads_)[k]->forward(feats[k]), 4));
-    logits.push_back(flat((*cls_heads_)[k]->forward(feats[k]), C));
+    boxes.push_back((*box_heads_)[k]->forward(feats[k]));
+    logits.push_back((*cls_heads_)[k]->forward(feats[k]));
   }
-  return {concat(boxes, 1), concat(logits, 1)};
+  return {flatten_concat_heads(boxes, 4), flatten_concat_heads(logits, C)};
 }
 
 Tensor SSDVGG16::anchors(Device device) const {

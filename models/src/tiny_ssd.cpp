@@ -44,12 +44,6 @@ ModelConfig resolve(ModelConfig c) {
 
 const double kSizes[5][2] = {{0.2, 0.272}, {0.37, 0.447}, {0.54, 0.619}, {0.71, 0.79}, {0.88, 0.961}};
 
-// [B, K*D, H, W] -> [B, H*W*K, D] (location-major, then anchor: the prior order).
-Tensor flatten_head(const Tensor& y, int64_t d) {
-  const int64_t b = y.size(0);
-  return y.permute({0, 2, 3, 1}).reshape({b, -1, d});
-}
-
 }  // namespace
 
 std::vector<int64_t> TinySSD::feature_sizes(int64_t s) {
@@ -100,10 +94,11 @@ HeadOutputs TinySSD::forward_heads(const Tensor& images) {
   Tensor x = images;
   for (int i = 0; i < kNumScales; ++i) {
     x = blocks_[i]->forward(x);
-    cls.push_back(flatten_head(cls_[i]->forward(x), c));
-    box.push_back(flatten_head(box_[i]->forward(x), 4));
+    cls.push_back(cls_[i]->forward(x));
+    box.push_back(box_[i]->forward(x));
   }
-  return {concat(box, 1), concat(cls, 1)};
+  // [B, A*K, H, W] per scale -> [B, sum H*W*A, K] (permute + concat in one kernel).
+  return {flatten_concat_heads(box, 4), flatten_concat_heads(cls, c)};
 }
 
 Tensor TinySSD::anchors(Device device) const {

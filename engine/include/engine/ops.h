@@ -30,7 +30,14 @@ Tensor sub_scalar(const Tensor& x, double s);   // x - s
 Tensor rsub_scalar(const Tensor& x, double s);  // s - x
 Tensor mul_scalar(const Tensor& x, double s);   // x * s
 Tensor div_scalar(const Tensor& x, double s);   // x / s
-Tensor relu(const Tensor& x);
+Tensor relu(const Tensor& x);  // backward reads the output, not the input
+// In-place ReLU (torch.relu_, nn.ReLU(inplace=True)): x becomes max(x, 0) and returns x; when
+// autograd records, x's history gains a ReLU node that differentiates from the output, so no
+// copy of the activation is made or kept. Refused (eng::Error, one line) when x is a leaf that
+// requires grad (grad mode on), is not contiguous, or shares its memory with any other tensor:
+// a view, or a tensor an op saved for its backward (conv2d's or max_pool2d's input, sigmoid's
+// or relu's output): overwriting it would corrupt that backward. f32, f64, bf16.
+Tensor& relu_(Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
@@ -116,9 +123,23 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // shift = b - rm * scale; all four are constants (eps 1e-5 like torchvision's default).
 Tensor frozen_batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Tensor& running_mean, const Tensor& running_var, double eps = 1e-5);
+// Its two halves, so that nn::FrozenBatchNorm2d computes scale and shift once per change of its
+// buffers: the constants (no graph; the buffers' dtype and device), and
+// y[n, c] = x[n, c] * scale[c] + shift[c] with gradient to x only (same checks and kernels).
+std::pair<Tensor, Tensor> frozen_batch_norm2d_scale_shift(const Tensor& weight, const Tensor& bias,
+                                                          const Tensor& running_mean, const Tensor& running_var,
+                                                          double eps = 1e-5);
+Tensor frozen_batch_norm2d_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
 
 // ---- joining (ops/concat.cpp) ----
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim);
+
+// ---- detection heads (ops/flatten_heads.cpp) ----
+// levels[l]: [B, A_l * K, H_l, W_l] head outputs -> [B, sum_l H_l * W_l * A_l, K] in torchvision's
+// order, written by one kernel (kernels/flatten_heads.h has the index map). Equals
+// concat({x.reshape({B, A_l, K, H_l, W_l}).permute({0, 3, 4, 1, 2}).reshape({B, -1, K})...}, 1).
+// f32, f64 or bf16; differentiable (backward scatters the gradient back to each level).
+Tensor flatten_concat_heads(const std::vector<Tensor>& levels, int64_t k);
 
 // ---- softmax family and losses (ops/softmax.cpp, ops/losses.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim);

@@ -2,6 +2,7 @@
 #include "engine/nn/layers.h"
 
 #include <cmath>
+#include <tuple>
 
 #include "engine/autograd.h"
 #include "engine/error.h"
@@ -115,8 +116,37 @@ FrozenBatchNorm2d::FrozenBatchNorm2d(int64_t channels, double eps_) : Module("Fr
   running_var = register_buffer("running_var", ones({channels}));
 }
 
+void FrozenBatchNorm2d::invalidate_cache() {
+  scale_ = Tensor();
+  shift_ = Tensor();
+}
+
+bool FrozenBatchNorm2d::cache_valid() const {
+  if (!scale_.defined() || cached_eps_ != eps) return false;
+  const Tensor* bufs[4] = {&weight, &bias, &running_mean, &running_var};
+  for (int i = 0; i < 4; ++i) {
+    const Tensor& t = *bufs[i];
+    if (!t.defined()) return false;
+    const std::shared_ptr<Storage> held = sources_[i].storage.lock();
+    if (!held || held != t.storage() || held->version() != sources_[i].version ||
+        sources_[i].offset != t.storage_offset())
+      return false;
+  }
+  return true;
+}
+
 Tensor FrozenBatchNorm2d::forward(const Tensor& x) {
-  return frozen_batch_norm2d(x, weight, bias, running_mean, running_var, eps);
+  if (!cache_valid()) {
+    // Checks the buffers against x first (shapes, dtypes, devices), with the op's messages.
+    Tensor y = frozen_batch_norm2d(x, weight, bias, running_mean, running_var, eps);
+    std::tie(scale_, shift_) = frozen_batch_norm2d_scale_shift(weight, bias, running_mean, running_var, eps);
+    const Tensor* bufs[4] = {&weight, &bias, &running_mean, &running_var};
+    for (int i = 0; i < 4; ++i) sources_[i] = {bufs[i]->storage(), bufs[i]->storage()->version(), bufs[i]->storage_offset()};
+    cached_eps_ = eps;
+    ++computations_;
+    return y;
+  }
+  return frozen_batch_norm2d_affine(x, scale_, shift_);
 }
 
 // ---- MaxPool2d ----

@@ -208,25 +208,28 @@ Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias
   return y;
 }
 
-Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                           const Tensor& running_var, double eps) {
+std::pair<Tensor, Tensor> frozen_batch_norm2d_scale_shift(const Tensor& weight, const Tensor& bias,
+                                                          const Tensor& running_mean, const Tensor& running_var,
+                                                          double eps) {
+  const char* op = "frozen_batch_norm2d";
+  ENGINE_CHECK(weight.defined() && bias.defined() && running_mean.defined() && running_var.defined(), op,
+               ": weight, bias, running_mean and running_var must all be defined");
+  ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
+  // scale = w / sqrt(rv + eps), shift = b - rm * scale: constants, so no graph.
+  NoGradGuard guard;
+  Tensor scale = div(weight.detach(), sqrt(add_scalar(running_var.detach(), eps))).contiguous();
+  Tensor shift = sub(bias.detach(), mul(running_mean.detach(), scale)).contiguous();
+  return {scale, shift};
+}
+
+Tensor frozen_batch_norm2d_affine(const Tensor& x_in, const Tensor& scale, const Tensor& shift) {
   const char* op = "frozen_batch_norm2d";
   check_bn_input(op, x_in);
   const int64_t C = x_in.size(1);
-  check_channel_param(op, weight, "weight", C, x_in, false);
-  check_channel_param(op, bias, "bias", C, x_in, false);
-  check_channel_param(op, running_mean, "running_mean", C, x_in, false);
-  check_channel_param(op, running_var, "running_var", C, x_in, false);
-  check_bn_params(op, x_in, {weight, bias, running_mean, running_var});
-  ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
-
-  // scale = w / sqrt(rv + eps), shift = b - rm * scale: constants, so no graph.
-  Tensor scale, shift;
-  {
-    NoGradGuard guard;
-    scale = div(weight.detach(), sqrt(add_scalar(running_var.detach(), eps))).contiguous();
-    shift = sub(bias.detach(), mul(running_mean.detach(), scale)).contiguous();
-  }
+  check_channel_param(op, scale, "scale", C, x_in, false);
+  check_channel_param(op, shift, "shift", C, x_in, false);
+  check_bn_params(op, x_in, {scale, shift});
+  ENGINE_CHECK(scale.is_contiguous() && shift.is_contiguous(), op, ": scale and shift must be contiguous");
   Tensor x = x_in.detach().contiguous();
   Tensor y = new_empty(x.sizes(), x);
   const kern::BatchNormDims d = bn_dims(x);
@@ -240,8 +243,23 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
       kern::cpu::channel_affine<T>(d, x.data<T>(), scale.data<F>(), shift.data<F>(), y.data<T>());
     }
   });
-  if (any_requires_grad({x_in})) attach(y, std::make_shared<FrozenBatchNormBackward>(scale), {x_in});
+  if (any_requires_grad({x_in})) attach(y, std::make_shared<FrozenBatchNormBackward>(scale.detach()), {x_in});
   return y;
+}
+
+Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                           const Tensor& running_var, double eps) {
+  const char* op = "frozen_batch_norm2d";
+  check_bn_input(op, x_in);
+  const int64_t C = x_in.size(1);
+  check_channel_param(op, weight, "weight", C, x_in, false);
+  check_channel_param(op, bias, "bias", C, x_in, false);
+  check_channel_param(op, running_mean, "running_mean", C, x_in, false);
+  check_channel_param(op, running_var, "running_var", C, x_in, false);
+  check_bn_params(op, x_in, {weight, bias, running_mean, running_var});
+  ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
+  auto [scale, shift] = frozen_batch_norm2d_scale_shift(weight, bias, running_mean, running_var, eps);
+  return frozen_batch_norm2d_affine(x_in, scale, shift);
 }
 
 }  // namespace eng

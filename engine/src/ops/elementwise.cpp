@@ -159,28 +159,41 @@ const char* unary_name(kern::UnaryOp op) {
 }
 
 // Which of x / y the backward formula reads (kernels/elementwise.h).
+// Relu is differentiated from its OUTPUT: f'(x) = [x > 0] = [y > 0] (y = x exactly where
+// x > 0, also in bf16), so the input need not be kept and relu_ can overwrite it; the
+// backward kernel is handed y in place of x.
 bool grad_needs_x(kern::UnaryOp op) {
   using U = kern::UnaryOp;
-  return op == U::Relu || op == U::Log || op == U::Square || op == U::Abs || op == U::Clamp;
+  return op == U::Log || op == U::Square || op == U::Abs || op == U::Clamp;
 }
 bool grad_needs_y(kern::UnaryOp op) {
   using U = kern::UnaryOp;
-  return op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
+  return op == U::Relu || op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
 }
+
+// Version of a saved tensor's Storage (0 when none is saved).
+uint64_t storage_version(const Tensor& t) { return t.defined() ? t.storage()->version() : 0; }
 
 struct UnaryBackward : Node {
   kern::UnaryOp op;
   Tensor x, y;
   double p0, p1;
+  // The saved tensors' Storage versions at save time: backward refuses to run on values an
+  // in-place write (copy_, fill_, relu_) changed since, as torch's version counters do.
+  uint64_t x_version, y_version;
   UnaryBackward(kern::UnaryOp o, Tensor xs, Tensor ys, double a, double b)
-      : Node(std::string(unary_name(o)) + "Backward"), op(o), x(std::move(xs)), y(std::move(ys)), p0(a), p1(b) {}
+      : Node(std::string(unary_name(o)) + "Backward"), op(o), x(std::move(xs)), y(std::move(ys)), p0(a), p1(b),
+        x_version(storage_version(x)), y_version(storage_version(y)) {}
   std::vector<Tensor> apply(const Tensor& g_in) override {
+    ENGINE_CHECK(storage_version(x) == x_version && storage_version(y) == y_version, unary_name(op),
+                 " backward: a tensor it saved (its ", x.defined() ? "input" : "output", ", shape ",
+                 shape_str((x.defined() ? x : y).sizes()), ") was modified in place after the forward");
     Tensor g = g_in.contiguous();
     Tensor gx = new_empty(g.sizes(), g);
     dispatch_float_or_bf16(g, unary_name(op), [&](auto tag) {
       using T = decltype(tag);
-      const T* px = x.defined() ? x.data<T>() : nullptr;
       const T* py = y.defined() ? y.data<T>() : nullptr;
+      const T* px = x.defined() ? x.data<T>() : (op == kern::UnaryOp::Relu ? py : nullptr);
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::unary_backward<T>(op, g.numel(), px, py, g.data<T>(), gx.data<T>(), p0, p1,
                                                      cuda::stream()));
@@ -235,6 +248,41 @@ Tensor div_scalar(const Tensor& x, double s) {
   return unary(kern::UnaryOp::MulScalar, x, 1.0 / s);
 }
 Tensor relu(const Tensor& x) { return unary(kern::UnaryOp::Relu, x); }
+
+// In place: refused where overwriting x could change a result or a gradient (see ops.h).
+Tensor& relu_(Tensor& x) {
+  ENGINE_CHECK(x.defined(), "relu_: undefined input");
+  check_floating_or_bf16("relu_", x);
+  ENGINE_CHECK(!(grad_enabled() && x.requires_grad() && !x.grad_fn()), "relu_: in-place change of a leaf that ",
+               "requires grad (shape ", shape_str(x.sizes()), "); use relu()");
+  ENGINE_CHECK(x.is_contiguous(), "relu_: input of shape ", shape_str(x.sizes()),
+               " is not contiguous; use relu()");
+  // Any other TensorImpl on this Storage is a view the caller holds or a tensor an op saved
+  // for its backward (conv2d's input, sigmoid's or relu's output, ...): overwriting it would
+  // change that tensor or that gradient, so in-place is refused. The check is conservative
+  // (a view nobody reads again also blocks it).
+  ENGINE_CHECK(x.storage().use_count() == 1, "relu_: the input (shape ", shape_str(x.sizes()),
+               ") shares its memory with another tensor (a view, or a tensor saved for another op's backward); ",
+               "use relu()");
+  x.storage()->bump_version();
+  dispatch_float_or_bf16(x, "relu_", [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_IF_CUDA(kern::cuda::unary_inplace<T>(kern::UnaryOp::Relu, x.numel(), x.data<T>(), 0.0, 0.0,
+                                                  cuda::stream()));
+    } else {
+      kern::cpu::unary_inplace<T>(kern::UnaryOp::Relu, x.numel(), x.data<T>(), 0.0, 0.0);
+    }
+  });
+  if (any_requires_grad({x})) {
+    // x's history gains the ReLU: its new node points to x's old grad_fn (attach reads the
+    // edges before it replaces grad_fn) and keeps the output, now in x's memory.
+    auto node = std::make_shared<UnaryBackward>(kern::UnaryOp::Relu, Tensor(), x.detach(), 0.0, 0.0);
+    attach(x, node, {x});
+  }
+  return x;
+}
+
 Tensor sigmoid(const Tensor& x) { return unary(kern::UnaryOp::Sigmoid, x); }
 Tensor exp(const Tensor& x) { return unary(kern::UnaryOp::Exp, x); }
 Tensor log(const Tensor& x) { return unary(kern::UnaryOp::Log, x); }

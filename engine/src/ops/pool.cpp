@@ -1,5 +1,7 @@
 // Pooling front-ends: max_pool2d (PyTorch's output-size rule, ceil mode included) and the
 // global max / average pools.
+#include <type_traits>
+
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
@@ -24,7 +26,7 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
 namespace {
 
 struct MaxPool2dBackward : Node {
-  Tensor idx;  // int64 [N, C, OH, OW], index inside the input plane
+  Tensor idx;  // i32 (i64 for planes past 2^31 elements) [N, C, OH, OW], index inside the input plane
   Shape in_sizes;
   kern::Pool2dDims d;
   MaxPool2dBackward(Tensor i, Shape s, const kern::Pool2dDims& dims)
@@ -34,11 +36,18 @@ struct MaxPool2dBackward : Node {
     Tensor gx = new_empty(in_sizes, g);
     dispatch_float_or_bf16(g, "max_pool2d", [&](auto tag) {
       using T = decltype(tag);
-      if (g.is_cuda()) {
-        ENGINE_IF_CUDA(kern::cuda::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>(),
-                                                          cuda::stream()));
+      auto run = [&](const auto* ip) {
+        using J = std::remove_const_t<std::remove_pointer_t<decltype(ip)>>;
+        if (g.is_cuda()) {
+          ENGINE_IF_CUDA(kern::cuda::max_pool2d_backward<T, J>(d, ip, g.data<T>(), gx.data<T>(), cuda::stream()));
+        } else {
+          kern::cpu::max_pool2d_backward<T, J>(d, ip, g.data<T>(), gx.data<T>());
+        }
+      };
+      if (idx.dtype() == DType::i32) {
+        run(static_cast<const int32_t*>(idx.data<int32_t>()));
       } else {
-        kern::cpu::max_pool2d_backward<T>(d, idx.data<int64_t>(), g.data<T>(), gx.data<T>());
+        run(static_cast<const int64_t*>(idx.data<int64_t>()));
       }
     });
     return {gx};
@@ -86,17 +95,31 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
   Tensor x = x_in.detach().contiguous();
   const Shape out_shape{x.size(0), x.size(1), d.out_h, d.out_w};
   Tensor y = new_empty(out_shape, x);
-  Tensor idx = empty(out_shape, TensorOptions(DType::i64).device(x.device()));
+  // The argmax (index inside an input plane) in 32 bits when a plane allows (kernels/pool2d.h),
+  // and only when a backward will read it (none is allocated or written otherwise).
+  const bool need_idx = any_requires_grad({x_in});
+  const bool idx32 = kern::pool_argmax_int32(H, W);
+  Tensor idx = need_idx ? empty(out_shape, TensorOptions(idx32 ? DType::i32 : DType::i64).device(x.device()))
+                        : Tensor();
   dispatch_float_or_bf16(x, "max_pool2d", [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>(),
-                                                       cuda::stream()));
+    auto run = [&](auto* ip) {
+      using J = std::remove_pointer_t<decltype(ip)>;
+      if (x.is_cuda()) {
+        ENGINE_IF_CUDA(kern::cuda::max_pool2d_forward<T, J>(d, x.data<T>(), y.data<T>(), ip, cuda::stream()));
+      } else {
+        kern::cpu::max_pool2d_forward<T, J>(d, x.data<T>(), y.data<T>(), ip);
+      }
+    };
+    if (!need_idx) {
+      run(static_cast<int32_t*>(nullptr));
+    } else if (idx32) {
+      run(idx.data<int32_t>());
     } else {
-      kern::cpu::max_pool2d_forward<T>(d, x.data<T>(), y.data<T>(), idx.data<int64_t>());
+      run(idx.data<int64_t>());
     }
   });
-  if (any_requires_grad({x_in})) attach(y, std::make_shared<MaxPool2dBackward>(idx, x.sizes(), d), {x_in});
+  if (need_idx) attach(y, std::make_shared<MaxPool2dBackward>(idx, x.sizes(), d), {x_in});
   return y;
 }
 

@@ -45,6 +45,9 @@ template <typename T>
 void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1);
 template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1);
+// x[i] = f(x[i]) in place (relu_): the same maths as unary_forward with y == x.
+template <typename T>
+void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1);
 }  // namespace cpu
 
 namespace cuda {
@@ -52,6 +55,8 @@ template <typename T>
 void binary_forward(BinaryOp op, const BroadcastDims& d, const T* a, const T* b, T* out, Stream stream);
 template <typename T>
 void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1, Stream stream);
+template <typename T>
+void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1, Stream stream);
 template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1,
                     Stream stream);

@@ -1,7 +1,7 @@
 // 2-D max pooling over NCHW, equal to torch.nn.functional.max_pool2d(x, kernel_size,
 // stride, padding, dilation=1, ceil_mode, return_indices=True).
 //
-// Layout: x [N, C, H, W] contiguous; y and idx [N, C, OH, OW] contiguous. The kernels see
+// Layout: x [N, C, H, W] contiguous; y and idx [N, C, OH, OW] contiguous (idx of type J below). The kernels see
 // the N*C planes as one flat batch ("planes"). The output size (OH, OW) is chosen by the
 // front-end (eng::pool_output_size, PyTorch's rule) and passed in.
 //
@@ -11,6 +11,7 @@
 //   y[oh, ow]   = max over the window of x[h, w]
 //   idx[oh, ow] = h*W + w of the FIRST maximum in row-major window order (index inside the
 //                 input plane, like torch's return_indices). A NaN wins (the last one, as torch).
+//                 idx may be null (no backward will run): then only y is written.
 // The front-end guarantees every window holds at least one input pixel (pad <= kernel/2
 // and the ceil-mode rule that the last window starts inside the input or left padding).
 //
@@ -24,7 +25,10 @@
 // T is float, double or kern::bf16 (storage only: compared and summed in float; forward
 // copies the chosen element unchanged, backward rounds each sum once to nearest even).
 #pragma once
+#include <cstdint>
+
 #include "kernels/common.h"
+#include "kernels/index32.h"
 
 namespace kern {
 
@@ -37,18 +41,26 @@ struct Pool2dDims {
   int64_t pad_h = 0, pad_w = 0;
 };
 
+// The argmax type J: int32_t when every index inside an input plane fits (in_h * in_w <=
+// INT32_MAX, i.e. always in practice), else int64_t; half the bytes of torch's int64 indices.
+// A kern::ForceIndex64 scope (kernels/index32.h) picks int64_t so tests run that path too.
+inline bool pool_argmax_int32(int64_t in_h, int64_t in_w) {
+  return force_index64_count().load() == 0 && in_h * in_w <= INT32_MAX;
+}
+
 namespace cpu {
-template <typename T>
-void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx);
-template <typename T>
-void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T* gx);
+template <typename T, typename J>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx);
+template <typename T, typename J>
+void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx);
 }  // namespace cpu
 
+// The CUDA kernels also do their index maths in 32 bits when index32_fits (kernels/index32.h).
 namespace cuda {
-template <typename T>
-void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, int64_t* idx, Stream stream);
-template <typename T>
-void max_pool2d_backward(const Pool2dDims& d, const int64_t* idx, const T* gy, T* gx, Stream stream);
+template <typename T, typename J>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx, Stream stream);
+template <typename T, typename J>
+void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

@@ -70,19 +70,48 @@ class BatchNorm2d : public Module {
 };
 
 // torchvision's FrozenBatchNorm2d: an affine transform whose four tensors are buffers.
+// forward applies scale = w / sqrt(rv + eps) and shift = b - rm * scale computed once and
+// cached: they are recomputed only when a buffer changed, i.e. when its memory was written
+// through the Tensor API (copy_ / fill_, which load_state_dict uses: the Storage version
+// counter), replaced (Module::to, or assigning a new tensor to the member), or eps changed.
+// A write through a raw data pointer is not seen: call invalidate_cache() after one.
 class FrozenBatchNorm2d : public Module {
  public:
   explicit FrozenBatchNorm2d(int64_t channels, double eps = 1e-5);
   Tensor forward(const Tensor& x) override;
+  void invalidate_cache();
+  // How many times forward computed scale and shift (for tests).
+  int64_t scale_shift_computations() const { return computations_; }
 
   Tensor weight, bias, running_mean, running_var;  // buffers [C]
   double eps;
+
+ private:
+  // What scale_ / shift_ were computed from: each buffer's Storage (weakly held, so a freed
+  // and reallocated block cannot pass for it) and its version, the offset, and eps.
+  struct Source {
+    std::weak_ptr<Storage> storage;
+    uint64_t version = 0;
+    int64_t offset = 0;
+  };
+  bool cache_valid() const;
+  Source sources_[4];
+  double cached_eps_ = 0;
+  Tensor scale_, shift_;
+  int64_t computations_ = 0;
 };
 
+// inplace = true: torch's nn.ReLU(inplace=True), eng::relu_ on the input (which must not be
+// shared with another tensor: see relu_ in engine/ops.h), so no new activation is allocated.
 class ReLU : public Module {
  public:
-  ReLU() : Module("ReLU") {}
-  Tensor forward(const Tensor& x) override { return relu(x); }
+  explicit ReLU(bool inplace = false) : Module("ReLU"), inplace(inplace) {}
+  Tensor forward(const Tensor& x) override {
+    if (!inplace) return relu(x);
+    Tensor y = x;  // the same tensor: relu_ changes the caller's x
+    return relu_(y);
+  }
+  bool inplace;
 };
 
 // stride < 1 means "same as kernel_size" (PyTorch's default).
