@@ -89,7 +89,7 @@ std::vector<std::string> split_list(const std::string& text, const char* flag) {
     ENGINE_CHECK(!item.empty(), flag, ": empty name in '", text, "'");
     out.push_back(item);
   }
-  ENGINE_CHECK(!out.empty(), flag, ": empty list");
+  ENGINE_CHECK(!out.empty() && text.back() != ',', flag, ": empty name in '", text, "'");
   return out;
 }
 
