@@ -303,7 +303,7 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
                         {"precision", r.precision}, {"device", r.device},       {"threads", r.threads},
                         {"input_size", r.input_size}, {"median_ms", r.median_ms}, {"img_per_s", r.img_per_s},
                         {"peak_mem_mb", r.peak_mem_mb}, {"reps", r.reps},       {"note", r.note},
-                        {"impl", "ours"}};
+                        {"impl", "ours"}, {"peak_mem_kind", "allocator peak"}};
     j.update(r.extra);
     out["rows"].push_back(j);
   }
