@@ -56,6 +56,9 @@ uint8_t to_u8(double v) {
 // ---- Photometric maths on one pixel (3 floats); the vector functions of detail:: and the
 // fused path of augment_ssd both use these, so they agree bit for bit. ----
 
+// Branch-free (each candidate computed, then selected), so that noisy images do not pay a
+// mispredicted branch per pixel; the selected value is computed exactly as the branchy
+// formula would.
 inline void rgb_to_hsv_px(float* px) {
   const float r = std::min(255.f, std::max(0.f, px[0]));
   const float g = std::min(255.f, std::max(0.f, px[1]));
@@ -63,15 +66,12 @@ inline void rgb_to_hsv_px(float* px) {
   const float v = std::max(r, std::max(g, b));
   const float mn = std::min(r, std::min(g, b));
   const float c = v - mn;  // chroma
-  float h = 0;
-  if (c > 0) {
-    if (v == r) h = 60.f * (g - b) / c;
-    else if (v == g) h = 120.f + 60.f * (b - r) / c;
-    else h = 240.f + 60.f * (r - g) / c;
-    if (h < 0) h += 360.f;
-  }
-  px[0] = h;
-  px[1] = v > 0 ? c / v : 0.f;
+  const float cs = c > 0 ? c : 1.f;  // divisor that is never 0 (the result is unused then)
+  const float hr = 60.f * (g - b) / cs, hg = 120.f + 60.f * (b - r) / cs, hb = 240.f + 60.f * (r - g) / cs;
+  float h = v == r ? hr : (v == g ? hg : hb);
+  h = h < 0 ? h + 360.f : h;
+  px[0] = c > 0 ? h : 0.f;
+  px[1] = v > 0 ? c / (v > 0 ? v : 1.f) : 0.f;
   px[2] = v;
 }
 
@@ -92,18 +92,13 @@ inline void hsv_to_rgb_px(float* px) {
   const int k = static_cast<int>(fl) % 6;
   const float f = h6 - fl;
   const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-  float r, g, b;
-  switch (k) {
-    case 0: r = v; g = t; b = p; break;
-    case 1: r = q; g = v; b = p; break;
-    case 2: r = p; g = v; b = t; break;
-    case 3: r = p; g = q; b = v; break;
-    case 4: r = t; g = p; b = v; break;
-    default: r = v; g = p; b = q; break;
-  }
-  px[0] = r;
-  px[1] = g;
-  px[2] = b;
+  // (R, G, B) per sector as indices into {v, p, q, t}; k outside 0..5 (NaN input) takes 5.
+  static constexpr uint8_t kR[6] = {0, 2, 1, 1, 3, 0}, kG[6] = {3, 0, 0, 2, 1, 1}, kB[6] = {1, 1, 3, 0, 0, 2};
+  const float vals[4] = {v, p, q, t};
+  const int sector = k >= 0 && k < 6 ? k : 5;
+  px[0] = vals[kR[sector]];
+  px[1] = vals[kG[sector]];
+  px[2] = vals[kB[sector]];
 }
 
 // (H + degrees) mod 360 in double, as a float in [0, 360). With |degrees| < 360 and H in

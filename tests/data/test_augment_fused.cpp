@@ -4,7 +4,9 @@
 // maths must equal the whole-buffer helpers it replaced (the same float operations).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -168,4 +170,80 @@ TEST_CASE("hue wrapping without fmod equals fmod", "[data][augment]") {
     INFO("H " << h);
     CHECK(got == want);
   }
+}
+
+namespace {
+
+// The conversions as the spec writes them (branches, a switch), to check the branch-free
+// versions of data/src/augment.cpp against.
+void spec_rgb_to_hsv(float* px) {
+  const float r = std::min(255.f, std::max(0.f, px[0]));
+  const float g = std::min(255.f, std::max(0.f, px[1]));
+  const float b = std::min(255.f, std::max(0.f, px[2]));
+  const float v = std::max(r, std::max(g, b));
+  const float mn = std::min(r, std::min(g, b));
+  const float c = v - mn;
+  float h = 0;
+  if (c > 0) {
+    if (v == r) h = 60.f * (g - b) / c;
+    else if (v == g) h = 120.f + 60.f * (b - r) / c;
+    else h = 240.f + 60.f * (r - g) / c;
+    if (h < 0) h += 360.f;
+  }
+  px[0] = h;
+  px[1] = v > 0 ? c / v : 0.f;
+  px[2] = v;
+}
+
+void spec_hsv_to_rgb(float* px) {
+  float h = std::fmod(px[0], 360.f);
+  if (h < 0) h += 360.f;
+  const float s = px[1], v = px[2];
+  const float h6 = h / 60.f;
+  const float fl = std::floor(h6);
+  const int k = static_cast<int>(fl) % 6;
+  const float f = h6 - fl;
+  const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+  float r, g, b;
+  switch (k) {
+    case 0: r = v; g = t; b = p; break;
+    case 1: r = q; g = v; b = p; break;
+    case 2: r = p; g = v; b = t; break;
+    case 3: r = p; g = q; b = v; break;
+    case 4: r = t; g = p; b = v; break;
+    default: r = v; g = p; b = q; break;
+  }
+  px[0] = r;
+  px[1] = g;
+  px[2] = b;
+}
+
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+}  // namespace
+
+TEST_CASE("rgb_to_hsv and hsv_to_rgb equal the branchy spec bit for bit", "[data][augment]") {
+  // Every 8-bit colour, then floats out of range and with fractions (brightness / contrast
+  // come first in the pipeline), round trip included.
+  std::vector<float> px, spec;
+  px.reserve(3u << 24);
+  for (int r = 0; r < 256; ++r)
+    for (int g = 0; g < 256; ++g)
+      for (int b = 0; b < 256; ++b) px.insert(px.end(), {float(r), float(g), float(b)});
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-40.f, 300.f);
+  for (int i = 0; i < 300000; ++i) px.insert(px.end(), {u(rng), u(rng), u(rng)});
+  spec = px;
+  detail::rgb_to_hsv(px);
+  for (size_t i = 0; i < spec.size(); i += 3) spec_rgb_to_hsv(&spec[i]);
+  size_t bad = 0;
+  for (size_t i = 0; i < px.size(); ++i) bad += !same_bits(px[i], spec[i]);
+  CHECK(bad == 0);
+  // Back, with S scaled past 1 for part of them (saturation factor up to 1.5).
+  for (size_t i = 1; i < px.size(); i += 6) px[i] *= 1.37f, spec[i] *= 1.37f;
+  detail::hsv_to_rgb(px);
+  for (size_t i = 0; i < spec.size(); i += 3) spec_hsv_to_rgb(&spec[i]);
+  bad = 0;
+  for (size_t i = 0; i < px.size(); ++i) bad += !same_bits(px[i], spec[i]);
+  CHECK(bad == 0);
 }
