@@ -48,9 +48,11 @@ void check_options(const AugmentOptions& o) {
                "augment_ssd: need 0 < crop_min_aspect <= crop_max_aspect");
 }
 
+// Clamp to [0, 255], round halves up. After the clamp v + 0.5 > 0, where truncation is
+// floor (a cast, where std::floor would be a libm call without SSE4.1). NaN clamps to 0.
 uint8_t to_u8(double v) {
   v = std::min(255.0, std::max(0.0, v));
-  return static_cast<uint8_t>(std::floor(v + 0.5));
+  return static_cast<uint8_t>(static_cast<int>(v + 0.5));
 }
 
 // ---- Photometric maths on one pixel (3 floats); the vector functions of detail:: and the
@@ -88,7 +90,8 @@ inline void hsv_to_rgb_px(float* px) {
   const float h = wrap_degrees(px[0]);
   const float s = px[1], v = px[2];
   const float h6 = h / 60.f;
-  const float fl = std::floor(h6);
+  // h6 in [0, 6]: truncation is floor (std::floor stays for NaN).
+  const float fl = h6 >= 0.f ? static_cast<float>(static_cast<int>(h6)) : std::floor(h6);
   const int k = static_cast<int>(fl) % 6;
   const float f = h6 - fl;
   const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));

@@ -247,3 +247,19 @@ TEST_CASE("rgb_to_hsv and hsv_to_rgb equal the branchy spec bit for bit", "[data
   for (size_t i = 0; i < px.size(); ++i) bad += !same_bits(px[i], spec[i]);
   CHECK(bad == 0);
 }
+
+TEST_CASE("from_float rounds as clamp then floor(v + 0.5)", "[data][augment]") {
+  std::vector<float> v = {-1e30f, -300.f, -0.5f, -0.f, 0.f, 0.49999997f, 0.5f, 1.5f, 2.5f, 127.49999f, 127.5f,
+                          254.5f, 254.49998f, 255.f, 255.5f, 1e30f, std::nanf("")};
+  std::mt19937 rng(8);
+  std::uniform_real_distribution<float> u(-10.f, 270.f);
+  for (int i = 0; i < 99999; ++i) v.push_back(u(rng));
+  for (float x = 0.f; x < 256.f; x += 0.25f) v.push_back(x);
+  while (v.size() % 3) v.push_back(0.f);
+  const Image im = detail::from_float(v, static_cast<int>(v.size() / 3), 1);
+  for (size_t i = 0; i < v.size(); ++i) {
+    const double c = std::min(255.0, std::max(0.0, static_cast<double>(v[i])));
+    INFO("v " << v[i]);
+    REQUIRE(im.rgb[i] == static_cast<uint8_t>(std::floor(c + 0.5)));
+  }
+}
