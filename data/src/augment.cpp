@@ -496,6 +496,17 @@ AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const Augmen
   out.objects = clip_and_drop(out.objects, W, H);
 
   const bool distort = photo.brightness || photo.contrast || photo.saturation || photo.hue;
+  // Without the HSV part each channel's output depends on that channel's byte alone (the
+  // same brightness and contrast for all three): a 256-entry table of photometric_px.
+  const bool by_table = distort && !photo.saturation && !photo.hue;
+  uint8_t table[256];
+  if (by_table)
+    for (int v = 0; v < 256; ++v) {
+      const uint8_t in3[3] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v), static_cast<uint8_t>(v)};
+      uint8_t out3[3];
+      photometric_px(in3, out3, photo);
+      table[v] = out3[0];
+    }
   const uint8_t fill[3] = {to_u8(options.fill[0]), to_u8(options.fill[1]), to_u8(options.fill[2])};
   Image& img = out.image;
   img.width = W;
@@ -509,6 +520,9 @@ AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const Augmen
       const int sx = r.x0 + (flip ? W - 1 - x : x) - e.left;
       if (src_row == nullptr || sx < 0 || sx >= w) {
         dst[0] = fill[0], dst[1] = fill[1], dst[2] = fill[2];
+      } else if (by_table) {
+        const uint8_t* sp = src_row + static_cast<size_t>(sx) * 3;
+        dst[0] = table[sp[0]], dst[1] = table[sp[1]], dst[2] = table[sp[2]];
       } else if (distort) {
         photometric_px(src_row + static_cast<size_t>(sx) * 3, dst, photo);
       } else {
