@@ -235,7 +235,9 @@ void bench_model(const Options& o, const std::string& arch, eng::Device device, 
     model->eval();
     eng::NoGradGuard no_grad;
     const int big = o.infer_batch > 0 ? o.infer_batch : cpu ? 4 : 32;
-    for (int batch : {1, big}) {
+    std::vector<int> batches = {1};
+    if (big != 1) batches.push_back(big);
+    for (int batch : batches) {
       const eng::Tensor x = eng::randn({batch, 3, size, size}, gen).to(device);
       reset_peak(device);
       int64_t kept = 0;

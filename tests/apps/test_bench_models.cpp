@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -137,5 +138,30 @@ TEST_CASE("bench_models: bad flags give one line on stderr, exit 1 and no JSON",
     CHECK(count_lines(r.err) == 1);
     CHECK(r.err.find(needle) != std::string::npos);
     CHECK_FALSE(fs::exists(out));
+  }
+}
+
+// The CUDA path (device synchronisation, the caching allocator's peak, every precision) on
+// the emulator or a GPU: the rows come back on "cuda" with positive figures.
+TEST_CASE("bench_models: tiny_ssd on cuda in fp32, tf32 and bf16", "[apps][bench_models][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir dir("cuda");
+  for (const char* prec : {"fp32", "tf32", "bf16"}) {
+    INFO(prec);
+    const std::string out = dir / (std::string(prec) + ".json");
+    const test::AppRun r = test::run_app(
+        "bench_models", std::string("--device cuda --precision ") + prec +
+                            " --model tiny_ssd --reps 1 --warmup 0 --input-size 64 --batch 1 --infer-batch 1 --json '" +
+                            out + "'");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const json rows = read_json(out)["rows"];
+    REQUIRE(rows.size() == 2);  // train at 1, infer at 1 (the throughput row is the same batch)
+    for (const json& row : rows) {
+      check_common_fields(row);
+      CHECK(row["device"] == "cuda");
+      CHECK(row["precision"] == prec);
+      CHECK(row["peak_mem_mb"].get<double>() > 0);
+    }
   }
 }
