@@ -107,25 +107,28 @@ fi
 # peers eager in each precision and torch.compile in bf16, and the loader alone (decode + SSD
 # augmentation at 300) on one worker and on every core, ours and torchvision's transforms v2.
 # Every row goes into models.json ({"rows": [...]}, "impl": ours|torch); the tables to bench.txt.
+# GPU_CHECK_MODELS picks the models (default: all but ssd512_vgg16, to keep the check short);
+# torch.compile runs on SSD300 only (its compile takes minutes per model).
 if [ -x build-gpu/apps/bench_models ] && nvidia-smi >/dev/null 2>&1; then
   mdir=$(mktemp -d)
+  models=${GPU_CHECK_MODELS:-tiny_ssd,ssd300_vgg16,retinanet_resnet50_fpn}
   have_torch=0
   python3 -c "import torch, torchvision" >/dev/null 2>&1 && have_torch=1
   for prec in fp32 tf32 bf16; do
     echo "== bench_models --precision $prec" >>"$log/bench.txt"
-    build-gpu/apps/bench_models --device cuda --precision "$prec" --reps 10 --warmup 3 \
+    build-gpu/apps/bench_models --device cuda --model "$models" --precision "$prec" --reps 10 --warmup 3 \
         --json "$mdir/ours_$prec.json" >>"$log/bench.txt" 2>&1 \
       && note "bench_models $prec: ok" || note "bench_models $prec: FAILED (see bench.txt)"
     if [ "$have_torch" = 1 ]; then
       echo "== bench_torch_models --precision $prec" >>"$log/bench.txt"
-      python3 tools/bench_torch_models.py --device cuda --precision "$prec" --reps 10 --warmup 3 \
+      python3 tools/bench_torch_models.py --device cuda --model "$models" --precision "$prec" --reps 10 --warmup 3 \
           --json "$mdir/torch_$prec.json" >>"$log/bench.txt" 2>&1 \
         && note "bench_torch_models $prec: ok" || note "bench_torch_models $prec: FAILED (see bench.txt)"
     fi
   done
   if [ "$have_torch" = 1 ]; then
     echo "== bench_torch_models --precision bf16 --compile" >>"$log/bench.txt"
-    python3 tools/bench_torch_models.py --device cuda --precision bf16 --compile --reps 10 --warmup 3 \
+    python3 tools/bench_torch_models.py --device cuda --model ssd300_vgg16 --precision bf16 --compile --reps 10 --warmup 3 \
         --json "$mdir/torch_bf16_compile.json" >>"$log/bench.txt" 2>&1 \
       && note "bench_torch_models bf16 --compile: ok" || note "bench_torch_models bf16 --compile: FAILED (see bench.txt)"
   else
