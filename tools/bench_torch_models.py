@@ -26,7 +26,8 @@ same size) and post-processing, detections returned as tensors (copied to the ho
 Modes: train (forward + loss + backward + SGD step, momentum 0.9, wd 5e-4), infer at batch
 1 and --infer-batch. Precisions: fp32 (TF32 off), tf32 (TF32 on for matmul and cuDNN), bf16
 (torch.autocast bfloat16, CUDA). --compile wraps the model in torch.compile. On the CPU
-torch.set_num_threads(--threads, default: all cores, as our OpenMP default).
+torch.set_num_threads(--threads, default: OMP_NUM_THREADS, else all cores, as our OpenMP
+default).
 
 --loader DIR times torchvision's transforms v2 SSD pipeline on one thread on the JPEGs of
 a VOC folder (e.g. `ssd_data synth` output): read + decode_jpeg, RandomPhotometricDistort,
@@ -423,7 +424,8 @@ def main():
     p.add_argument("--batch", type=positive, default=None)
     p.add_argument("--infer-batch", type=positive, default=None)
     p.add_argument("--input-size", type=positive, default=None)
-    p.add_argument("--threads", type=positive, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=positive, default=None,
+                   help="CPU threads (default: OMP_NUM_THREADS, else all cores, as ours)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--json", default=None)
     p.add_argument("--loader", default=None, help="time the transforms v2 pipeline on this VOC folder")
@@ -454,7 +456,9 @@ def main():
         device = torch.device(args.device)
         threads = 1
         if device.type == "cpu":
-            threads = args.threads or os.cpu_count()
+            # Ours uses OpenMP's default: OMP_NUM_THREADS when set, else every core.
+            omp = os.environ.get("OMP_NUM_THREADS", "")
+            threads = args.threads or (int(omp) if omp.isdigit() and int(omp) > 0 else os.cpu_count())
             torch.set_num_threads(threads)
         else:
             tf32 = args.precision == "tf32"
