@@ -314,7 +314,7 @@ def bench_model(args, name, device, threads, rows):
     if "infer" in args.modes:
         model.eval()
         big = args.infer_batch or (4 if cpu else 32)
-        for batch in (1, big):
+        for batch in sorted({1, big}):
             x = images_for(name, batch, size, device, gen)
             reset_peak(device)
 
