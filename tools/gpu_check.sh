@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # One call on a GPU machine: configure with CUDA, build, run the whole suite (the [cuda]
 # tests now run), run compute-sanitizer memcheck on every [cuda] test, run bench_kernels (every
-# precision), short ssd_train runs in each --precision, and tools/bench_torch.py (PyTorch on
-# the same shapes), and write everything to a log folder
-# (default gpu-check-logs/, or $1): at most 8 files, so the device tool can bring them back.
+# precision), short ssd_train runs in each --precision, tools/bench_torch.py (PyTorch on
+# the same shapes), bench_models and tools/bench_torch_models.py (end-to-end model timings,
+# ours and PyTorch's, every precision, torch.compile too; the loader alone on 1 and all
+# cores), and write everything to a log folder
+# (default gpu-check-logs/, or $1): at most 8 files, so the device tool can bring them back:
+# summary.txt build.log ctest.log memcheck.log bench.txt bench.json bench_torch.json models.json.
 #
 # On the lent GPU machine (no package registry there), first pack the Debian headers here:
 #   ../shared/device/pack-deps.sh .deps libopenblas-dev libopenblas0-pthread libopenblas-pthread-dev
@@ -94,10 +97,72 @@ fi
 if ! nvidia-smi >/dev/null 2>&1; then
   note "bench_torch: skipped (no GPU)"
 elif python3 -c "import torch, torchvision" >/dev/null 2>&1; then
-  python3 tools/bench_torch.py --device cuda --json "$log/bench_torch.json" >"$log/bench_torch.txt" 2>&1 \
-    && note "bench_torch: ok (bench_torch.txt, bench_torch.json)" || note "bench_torch: FAILED (see bench_torch.txt)"
+  echo "== tools/bench_torch.py" >>"$log/bench.txt"
+  python3 tools/bench_torch.py --device cuda --json "$log/bench_torch.json" >>"$log/bench.txt" 2>&1 \
+    && note "bench_torch: ok (bench.txt, bench_torch.json)" || note "bench_torch: FAILED (see bench.txt)"
 else
   note "bench_torch: skipped (torch/torchvision not importable)"
+fi
+# End-to-end model timings (docs/performance.md): bench_models in each precision, the PyTorch
+# peers eager in each precision and torch.compile in bf16, and the loader alone (decode + SSD
+# augmentation at 300) on one worker and on every core, ours and torchvision's transforms v2.
+# Every row goes into models.json ({"rows": [...]}, "impl": ours|torch); the tables to bench.txt.
+# GPU_CHECK_MODELS picks the models (default: all but ssd512_vgg16, to keep the check short);
+# torch.compile runs on SSD300 only (its compile takes minutes per model).
+if [ -x build-gpu/apps/bench_models ] && nvidia-smi >/dev/null 2>&1; then
+  mdir=$(mktemp -d)
+  models=${GPU_CHECK_MODELS:-tiny_ssd,ssd300_vgg16,retinanet_resnet50_fpn}
+  have_torch=0
+  python3 -c "import torch, torchvision" >/dev/null 2>&1 && have_torch=1
+  for prec in fp32 tf32 bf16; do
+    echo "== bench_models --precision $prec" >>"$log/bench.txt"
+    build-gpu/apps/bench_models --device cuda --model "$models" --precision "$prec" --reps 10 --warmup 3 \
+        --json "$mdir/ours_$prec.json" >>"$log/bench.txt" 2>&1 \
+      && note "bench_models $prec: ok" || note "bench_models $prec: FAILED (see bench.txt)"
+    if [ "$have_torch" = 1 ]; then
+      echo "== bench_torch_models --precision $prec" >>"$log/bench.txt"
+      python3 tools/bench_torch_models.py --device cuda --model "$models" --precision "$prec" --reps 10 --warmup 3 \
+          --json "$mdir/torch_$prec.json" >>"$log/bench.txt" 2>&1 \
+        && note "bench_torch_models $prec: ok" || note "bench_torch_models $prec: FAILED (see bench.txt)"
+    fi
+  done
+  if [ "$have_torch" = 1 ]; then
+    echo "== bench_torch_models --precision bf16 --compile" >>"$log/bench.txt"
+    python3 tools/bench_torch_models.py --device cuda --model ssd300_vgg16 --precision bf16 --compile --reps 10 --warmup 3 \
+        --json "$mdir/torch_bf16_compile.json" >>"$log/bench.txt" 2>&1 \
+      && note "bench_torch_models bf16 --compile: ok" || note "bench_torch_models bf16 --compile: FAILED (see bench.txt)"
+  else
+    note "bench_torch_models: skipped (torch/torchvision not importable)"
+  fi
+  # The loader alone on VOC-sized JPEGs: one worker (the per-core rate) and one per core.
+  build-gpu/apps/ssd_data synth --format voc --out "$mdir/voc" --n 64 --size 500x375 --seed 2 >/dev/null 2>&1
+  for w in 1 "$(nproc)"; do
+    echo "== bench_models --loader --workers $w" >>"$log/bench.txt"
+    build-gpu/apps/bench_models --loader "$mdir/voc" --workers "$w" --loader-images $((64 * w)) \
+        --json "$mdir/ours_loader_$w.json" >>"$log/bench.txt" 2>&1 \
+      && note "bench_models --loader --workers $w: $(grep -o '"img_per_s": [0-9.]*' "$mdir/ours_loader_$w.json" | head -1)" \
+      || note "bench_models --loader --workers $w: FAILED (see bench.txt)"
+  done
+  if [ "$have_torch" = 1 ]; then
+    echo "== bench_torch_models --loader" >>"$log/bench.txt"
+    python3 tools/bench_torch_models.py --loader "$mdir/voc" --loader-images 64 \
+        --json "$mdir/torch_loader.json" >>"$log/bench.txt" 2>&1 \
+      && note "bench_torch_models --loader: $(grep -o '"img_per_s": [0-9.]*' "$mdir/torch_loader.json" | head -1)" \
+      || note "bench_torch_models --loader: FAILED (see bench.txt)"
+  fi
+  python3 - "$log/models.json" "$mdir"/*.json <<'PY' || cp "$mdir/ours_bf16.json" "$log/models.json" 2>/dev/null
+import json, sys
+rows = []
+for path in sys.argv[2:]:
+    try:
+        rows += json.load(open(path))["rows"]
+    except Exception as e:  # a failed run leaves no (or a partial) file
+        print(f"models.json: {path} skipped: {e}")
+json.dump({"rows": rows}, open(sys.argv[1], "w"), indent=1)
+PY
+  rm -rf "$mdir"
+else
+  note "bench_models: skipped (no GPU or not built)"
 fi
 note "memcheck failures: $fails"
 # Exit status: 0 only when every test passed and memcheck found nothing.

@@ -48,24 +48,171 @@ void check_options(const AugmentOptions& o) {
                "augment_ssd: need 0 < crop_min_aspect <= crop_max_aspect");
 }
 
+// Clamp to [0, 255], round halves up. After the clamp v + 0.5 > 0, where truncation is
+// floor (a cast, where std::floor would be a libm call without SSE4.1). NaN clamps to 0.
 uint8_t to_u8(double v) {
   v = std::min(255.0, std::max(0.0, v));
-  return static_cast<uint8_t>(std::floor(v + 0.5));
+  return static_cast<uint8_t>(static_cast<int>(v + 0.5));
+}
+
+// ---- Photometric maths on one pixel (3 floats); the vector functions of detail:: and the
+// fused path of augment_ssd both use these, so they agree bit for bit. ----
+
+// Branch-free (each candidate computed, then selected), so that noisy images do not pay a
+// mispredicted branch per pixel; the selected value is computed exactly as the branchy
+// formula would.
+inline void rgb_to_hsv_px(float* px) {
+  const float r = std::min(255.f, std::max(0.f, px[0]));
+  const float g = std::min(255.f, std::max(0.f, px[1]));
+  const float b = std::min(255.f, std::max(0.f, px[2]));
+  const float v = std::max(r, std::max(g, b));
+  const float mn = std::min(r, std::min(g, b));
+  const float c = v - mn;  // chroma
+  const float cs = c > 0 ? c : 1.f;  // divisor that is never 0 (the result is unused then)
+  const float hr = 60.f * (g - b) / cs, hg = 120.f + 60.f * (b - r) / cs, hb = 240.f + 60.f * (r - g) / cs;
+  float h = v == r ? hr : (v == g ? hg : hb);
+  h = h < 0 ? h + 360.f : h;
+  px[0] = c > 0 ? h : 0.f;
+  px[1] = v > 0 ? c / (v > 0 ? v : 1.f) : 0.f;
+  px[2] = v;
+}
+
+// H mod 360 into [0, 360). For H in [0, 720) (every H this code produces) the subtraction is
+// exact (Sterbenz), so it equals fmod; fmod stays for anything else.
+inline float wrap_degrees(float h) {
+  if (h >= 0.f && h < 360.f) return h;
+  if (h >= 360.f && h < 720.f) return h - 360.f;
+  h = std::fmod(h, 360.f);
+  return h < 0 ? h + 360.f : h;
+}
+
+inline void hsv_to_rgb_px(float* px) {
+  const float h = wrap_degrees(px[0]);
+  const float s = px[1], v = px[2];
+  const float h6 = h / 60.f;
+  // h6 in [0, 6]: truncation is floor (std::floor stays for NaN).
+  const float fl = h6 >= 0.f ? static_cast<float>(static_cast<int>(h6)) : std::floor(h6);
+  const int k = static_cast<int>(fl) % 6;
+  const float f = h6 - fl;
+  const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+  // (R, G, B) per sector as indices into {v, p, q, t}; k outside 0..5 (NaN input) takes 5.
+  static constexpr uint8_t kR[6] = {0, 2, 1, 1, 3, 0}, kG[6] = {3, 0, 0, 2, 1, 1}, kB[6] = {1, 1, 3, 0, 0, 2};
+  const float vals[4] = {v, p, q, t};
+  const int sector = k >= 0 && k < 6 ? k : 5;
+  px[0] = vals[kR[sector]];
+  px[1] = vals[kG[sector]];
+  px[2] = vals[kB[sector]];
+}
+
+// (H + degrees) mod 360 in double, as a float in [0, 360). With |degrees| < 360 and H in
+// [0, 360) the sum lies in (-360, 720), where the branches below are exact, so they equal
+// the fmod they replace (kept for other inputs).
+inline float shift_hue_px(float hue, double degrees) {
+  double h = static_cast<double>(hue) + degrees;
+  if (h >= 360.0 && h < 720.0) {
+    h -= 360.0;
+  } else if (!(h > -360.0 && h < 360.0)) {
+    h = std::fmod(h, 360.0);
+  }
+  if (h < 0) h += 360.0;
+  float hf = static_cast<float>(h);
+  if (hf >= 360.f) hf = 0.f;  // h just below 360 can round up to 360 in float
+  return hf;
+}
+
+// brightness, then [contrast, HSV part] or [HSV part, contrast]; the HSV part is
+// RGB -> HSV, saturation, hue, HSV -> RGB (skipped when neither applies); clamp and round.
+inline void photometric_px(const uint8_t* in, uint8_t* out, const detail::PhotometricParams& p) {
+  float v[3] = {static_cast<float>(in[0]), static_cast<float>(in[1]), static_cast<float>(in[2])};
+  if (p.brightness) {
+    const float d = static_cast<float>(p.brightness_delta);
+    for (float& x : v) x += d;
+  }
+  const float cf = static_cast<float>(p.contrast_factor);
+  if (p.contrast && p.contrast_first)
+    for (float& x : v) x *= cf;
+  if (p.saturation || p.hue) {
+    rgb_to_hsv_px(v);
+    if (p.saturation) v[1] *= static_cast<float>(p.saturation_factor);
+    if (p.hue) v[0] = shift_hue_px(v[0], p.hue_delta);
+    hsv_to_rgb_px(v);
+  }
+  if (p.contrast && !p.contrast_first)
+    for (float& x : v) x *= cf;
+  for (int c = 0; c < 3; ++c) out[c] = to_u8(v[c]);
 }
 
 // ---- The random steps ----
 
-// Zoom-out with probability expand_prob. Returns whether it happened.
-bool random_expand(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+// ---- Box-only geometry (the pixel work is done by the callers) ----
+
+// A zoom-out canvas: cw x ch, the image's top-left corner at (left, top).
+struct Expansion {
+  int cw = 0, ch = 0, left = 0, top = 0;
+};
+
+// Zoom-out with probability expand_prob for a w x h image: the draws, no pixels.
+bool draw_expand(int w, int h, eng::Generator& gen, const AugmentOptions& o, Expansion& e) {
   if (!coin(gen, o.expand_prob)) return false;
   const double ratio = uniform(gen, 1.0, o.expand_max_ratio);
-  const int w = s.image.width, h = s.image.height;
   // floor(ratio * side) >= side since ratio >= 1; max() guards against rounding.
-  const int cw = std::max(w, static_cast<int>(std::floor(ratio * w)));
-  const int ch = std::max(h, static_cast<int>(std::floor(ratio * h)));
-  const int left = uniform_int(gen, cw - w);
-  const int top = uniform_int(gen, ch - h);
-  s = detail::expand_canvas(s, cw, ch, left, top, o.fill);
+  e.cw = std::max(w, static_cast<int>(std::floor(ratio * w)));
+  e.ch = std::max(h, static_cast<int>(std::floor(ratio * h)));
+  e.left = uniform_int(gen, e.cw - w);
+  e.top = uniform_int(gen, e.ch - h);
+  return true;
+}
+
+void shift_objects(std::vector<Object>& objects, int left, int top) {
+  for (Object& ob : objects) {
+    ob.box = Box{ob.box.x1 + left, ob.box.y1 + top, ob.box.x2 + left, ob.box.y2 + top};
+    ob.area = -1;
+  }
+}
+
+bool centre_inside(const Box& b, const Box& rect);
+
+// The objects of a crop [x0, x1) x [y0, y1): centre strictly inside, clipped, shifted.
+std::vector<Object> crop_objects(const std::vector<Object>& objects, int x0, int y0, int x1, int y1) {
+  const Box rect{double(x0), double(y0), double(x1), double(y1)};
+  std::vector<Object> out;
+  for (const Object& ob : objects) {
+    if (!centre_inside(ob.box, rect)) continue;
+    Object o = ob;
+    o.box = Box{std::max(ob.box.x1, rect.x1) - x0, std::max(ob.box.y1, rect.y1) - y0,
+                std::min(ob.box.x2, rect.x2) - x0, std::min(ob.box.y2, rect.y2) - y0};
+    o.area = -1;
+    out.push_back(o);
+  }
+  return out;
+}
+
+void flip_objects(std::vector<Object>& objects, int w) {
+  for (Object& ob : objects) {
+    ob.box = Box{w - ob.box.x2, ob.box.y1, w - ob.box.x1, ob.box.y2};
+    ob.area = -1;
+  }
+}
+
+std::vector<Object> clip_and_drop(const std::vector<Object>& objects, double W, double H) {
+  std::vector<Object> kept;
+  kept.reserve(objects.size());
+  for (Object ob : objects) {
+    const Box b = ob.box;
+    const Box c{std::max(0.0, b.x1), std::max(0.0, b.y1), std::min(W, b.x2), std::min(H, b.y2)};
+    if (!(c.x2 - c.x1 >= 1 && c.y2 - c.y1 >= 1)) continue;  // also drops NaN boxes
+    if (c.x1 != b.x1 || c.y1 != b.y1 || c.x2 != b.x2 || c.y2 != b.y2) ob.area = -1;
+    ob.box = c;
+    kept.push_back(ob);
+  }
+  return kept;
+}
+
+// Zoom-out with probability expand_prob. Returns whether it happened.
+bool random_expand(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+  Expansion e;
+  if (!draw_expand(s.image.width, s.image.height, gen, o, e)) return false;
+  s = detail::expand_canvas(s, e.cw, e.ch, e.left, e.top, o.fill);
   return true;
 }
 
@@ -84,7 +231,15 @@ bool centre_inside(const Box& b, const Box& rect) {
 // SSD's batch sampler: draw a mode from {none, 0.1, 0.3, 0.5, 0.7, 0.9, any}; a threshold
 // mode gets detail::min_iou_crop_trials. A mode whose trials all fail draws a new mode;
 // after kMaxModeDraws draws the sample is left unchanged (so this can never loop forever).
-bool random_min_iou_crop(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+struct CropRect {
+  int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+};
+
+bool find_crop(const std::vector<Object>& objects, int W, int H, eng::Generator& gen, const AugmentOptions& o,
+               double min_iou, CropRect& r);
+
+bool random_crop_rect(const std::vector<Object>& objects, int W, int H, eng::Generator& gen,
+                      const AugmentOptions& o, CropRect& r) {
   constexpr int kMaxModeDraws = 50;
   const double kInf = std::numeric_limits<double>::infinity();
   const double modes[] = {kInf /* none */, 0.1, 0.3, 0.5, 0.7, 0.9, -kInf /* any */};
@@ -92,7 +247,45 @@ bool random_min_iou_crop(AnnotatedImage& s, eng::Generator& gen, const AugmentOp
   for (int draw = 0; draw < kMaxModeDraws; ++draw) {
     const double min_iou = modes[uniform_int(gen, kModes - 1)];
     if (min_iou == kInf) return false;  // "none": keep the whole image
-    if (detail::min_iou_crop_trials(s, gen, o, min_iou)) return true;
+    if (find_crop(objects, W, H, gen, o, min_iou, r)) return true;
+  }
+  return false;
+}
+
+bool random_min_iou_crop(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o) {
+  CropRect r;
+  if (!random_crop_rect(s.objects, s.image.width, s.image.height, gen, o, r)) return false;
+  s = detail::crop_annotated(s, r.x0, r.y0, r.x1, r.y1);
+  return true;
+}
+
+// Up to crop_max_trials trials: crop side w = uniform(min_scale W, W), h likewise, rejected
+// unless min_aspect <= w / h <= max_aspect; origin uniform over the positions that fit; the
+// rectangle is truncated to whole pixels. Accepted when min over GT boxes of IoU(box, crop)
+// >= min_iou and at least one box centre lies strictly inside. Without objects the first
+// crop of valid shape is accepted (the IoU and centre rules are vacuous).
+bool find_crop(const std::vector<Object>& objects, int W, int H, eng::Generator& gen, const AugmentOptions& o,
+               double min_iou, CropRect& r) {
+  for (int trial = 0; trial < o.crop_max_trials; ++trial) {
+    const double w = uniform(gen, o.crop_min_scale * W, W);
+    const double h = uniform(gen, o.crop_min_scale * H, H);
+    const double aspect = w / h;
+    if (aspect < o.crop_min_aspect || aspect > o.crop_max_aspect) continue;
+    const double left = uniform(gen, 0.0, W - w);
+    const double top = uniform(gen, 0.0, H - h);
+    // Integer pixel rectangle [x0, x1) x [y0, y1) inside the image, at least 1 px each way.
+    const int x0 = static_cast<int>(left), y0 = static_cast<int>(top);
+    const int x1 = std::min(W, static_cast<int>(left + w)), y1 = std::min(H, static_cast<int>(top + h));
+    if (x1 - x0 < 1 || y1 - y0 < 1) continue;
+    const Box rect{double(x0), double(y0), double(x1), double(y1)};
+    if (!objects.empty()) {
+      if (!overlap_ok(objects, rect, min_iou)) continue;
+      const bool any_kept =
+          std::any_of(objects.begin(), objects.end(), [&](const Object& ob) { return centre_inside(ob.box, rect); });
+      if (!any_kept) continue;
+    }
+    r = {x0, y0, x1, y1};
+    return true;
   }
   return false;
 }
@@ -131,52 +324,14 @@ void scale_contrast(std::vector<float>& rgb, double factor) {
 //     120 + 60 * (B - R) / (V - min)  when V = G,
 //     240 + 60 * (R - G) / (V - min)  when V = B   (0 for greys), then wrapped into [0, 360).
 void rgb_to_hsv(std::vector<float>& px) {
-  for (size_t i = 0; i + 2 < px.size(); i += 3) {
-    const float r = std::min(255.f, std::max(0.f, px[i]));
-    const float g = std::min(255.f, std::max(0.f, px[i + 1]));
-    const float b = std::min(255.f, std::max(0.f, px[i + 2]));
-    const float v = std::max(r, std::max(g, b));
-    const float mn = std::min(r, std::min(g, b));
-    const float c = v - mn;  // chroma
-    float h = 0;
-    if (c > 0) {
-      if (v == r) h = 60.f * (g - b) / c;
-      else if (v == g) h = 120.f + 60.f * (b - r) / c;
-      else h = 240.f + 60.f * (r - g) / c;
-      if (h < 0) h += 360.f;
-    }
-    px[i] = h;
-    px[i + 1] = v > 0 ? c / v : 0.f;
-    px[i + 2] = v;
-  }
+  for (size_t i = 0; i + 2 < px.size(); i += 3) rgb_to_hsv_px(&px[i]);
 }
 
 // Sector k = floor(H / 60) mod 6, f = H / 60 - floor(H / 60);
 // p = V (1 - S), q = V (1 - S f), t = V (1 - S (1 - f)); (R, G, B) per sector:
 // 0: (V, t, p)  1: (q, V, p)  2: (p, V, t)  3: (p, q, V)  4: (t, p, V)  5: (V, p, q).
 void hsv_to_rgb(std::vector<float>& px) {
-  for (size_t i = 0; i + 2 < px.size(); i += 3) {
-    float h = std::fmod(px[i], 360.f);
-    if (h < 0) h += 360.f;
-    const float s = px[i + 1], v = px[i + 2];
-    const float h6 = h / 60.f;
-    const float fl = std::floor(h6);
-    const int k = static_cast<int>(fl) % 6;
-    const float f = h6 - fl;
-    const float p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-    float r, g, b;
-    switch (k) {
-      case 0: r = v; g = t; b = p; break;
-      case 1: r = q; g = v; b = p; break;
-      case 2: r = p; g = v; b = t; break;
-      case 3: r = p; g = q; b = v; break;
-      case 4: r = t; g = p; b = v; break;
-      default: r = v; g = p; b = q; break;
-    }
-    px[i] = r;
-    px[i + 1] = g;
-    px[i + 2] = b;
-  }
+  for (size_t i = 0; i + 2 < px.size(); i += 3) hsv_to_rgb_px(&px[i]);
 }
 
 void scale_saturation(std::vector<float>& hsv, double factor) {
@@ -185,13 +340,7 @@ void scale_saturation(std::vector<float>& hsv, double factor) {
 }
 
 void shift_hue(std::vector<float>& hsv, double degrees) {
-  for (size_t i = 0; i < hsv.size(); i += 3) {
-    double h = std::fmod(static_cast<double>(hsv[i]) + degrees, 360.0);
-    if (h < 0) h += 360.0;
-    float hf = static_cast<float>(h);
-    if (hf >= 360.f) hf = 0.f;  // h just below 360 can round up to 360 in float
-    hsv[i] = hf;
-  }
+  for (size_t i = 0; i < hsv.size(); i += 3) hsv[i] = shift_hue_px(hsv[i], degrees);
 }
 
 // Draw order: brightness gate (+ delta), order coin, contrast gate (+ factor),
@@ -208,18 +357,13 @@ PhotometricParams draw_photometric(eng::Generator& gen, const AugmentOptions& o)
 
 // brightness, then [contrast, HSV part] or [HSV part, contrast]; the HSV part is
 // RGB -> HSV, saturation, hue, HSV -> RGB. Skipped entirely when neither applies.
+// Pixel by pixel (photometric_px), which gives what the steps above give on the whole float
+// buffer: the same float operations in the same order.
 Image apply_photometric(const Image& image, const PhotometricParams& p) {
-  std::vector<float> px = to_float(image);
-  if (p.brightness) add_brightness(px, p.brightness_delta);
-  if (p.contrast && p.contrast_first) scale_contrast(px, p.contrast_factor);
-  if (p.saturation || p.hue) {
-    rgb_to_hsv(px);
-    if (p.saturation) scale_saturation(px, p.saturation_factor);
-    if (p.hue) shift_hue(px, p.hue_delta);
-    hsv_to_rgb(px);
-  }
-  if (p.contrast && !p.contrast_first) scale_contrast(px, p.contrast_factor);
-  return from_float(px, image.width, image.height);
+  Image out = image;
+  const size_t n = image.rgb.size() / 3;
+  for (size_t i = 0; i < n; ++i) photometric_px(&image.rgb[3 * i], &out.rgb[3 * i], p);
+  return out;
 }
 
 // ============================== detail: geometry ==============================
@@ -254,10 +398,7 @@ AnnotatedImage expand_canvas(const AnnotatedImage& in, int canvas_w, int canvas_
     std::copy(src, src + src_row, out.image.rgb.begin() + dst);
   }
   out.objects = in.objects;
-  for (Object& ob : out.objects) {
-    ob.box = Box{ob.box.x1 + left, ob.box.y1 + top, ob.box.x2 + left, ob.box.y2 + top};
-    ob.area = -1;
-  }
+  shift_objects(out.objects, left, top);
   return out;
 }
 
@@ -275,48 +416,15 @@ AnnotatedImage crop_annotated(const AnnotatedImage& in, int x0, int y0, int x1, 
     const auto src = in.image.rgb.begin() + (static_cast<size_t>(y) * in.image.width + x0) * 3;
     std::copy(src, src + row, out.image.rgb.begin() + (y - y0) * row);
   }
-  const Box rect{double(x0), double(y0), double(x1), double(y1)};
-  for (const Object& ob : in.objects) {
-    if (!centre_inside(ob.box, rect)) continue;
-    Object o = ob;
-    o.box = Box{std::max(ob.box.x1, rect.x1) - x0, std::max(ob.box.y1, rect.y1) - y0,
-                std::min(ob.box.x2, rect.x2) - x0, std::min(ob.box.y2, rect.y2) - y0};
-    o.area = -1;
-    out.objects.push_back(o);
-  }
+  out.objects = crop_objects(in.objects, x0, y0, x1, y1);
   return out;
 }
 
-// Up to crop_max_trials trials: crop side w = uniform(min_scale W, W), h likewise, rejected
-// unless min_aspect <= w / h <= max_aspect; origin uniform over the positions that fit; the
-// rectangle is truncated to whole pixels. Accepted when min over GT boxes of IoU(box, crop)
-// >= min_iou and at least one box centre lies strictly inside. Without objects the first
-// crop of valid shape is accepted (the IoU and centre rules are vacuous).
 bool min_iou_crop_trials(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions& o, double min_iou) {
-  const int W = s.image.width, H = s.image.height;
-  for (int trial = 0; trial < o.crop_max_trials; ++trial) {
-    const double w = uniform(gen, o.crop_min_scale * W, W);
-    const double h = uniform(gen, o.crop_min_scale * H, H);
-    const double aspect = w / h;
-    if (aspect < o.crop_min_aspect || aspect > o.crop_max_aspect) continue;
-    const double left = uniform(gen, 0.0, W - w);
-    const double top = uniform(gen, 0.0, H - h);
-    // Integer pixel rectangle [x0, x1) x [y0, y1) inside the image, at least 1 px each way.
-    const int x0 = static_cast<int>(left), y0 = static_cast<int>(top);
-    const int x1 = std::min(W, static_cast<int>(left + w)), y1 = std::min(H, static_cast<int>(top + h));
-    if (x1 - x0 < 1 || y1 - y0 < 1) continue;
-    const Box rect{double(x0), double(y0), double(x1), double(y1)};
-
-    if (!s.objects.empty()) {
-      if (!overlap_ok(s.objects, rect, min_iou)) continue;
-      const bool any_kept = std::any_of(s.objects.begin(), s.objects.end(),
-                                        [&](const Object& ob) { return centre_inside(ob.box, rect); });
-      if (!any_kept) continue;
-    }
-    s = crop_annotated(s, x0, y0, x1, y1);
-    return true;
-  }
-  return false;
+  CropRect r;
+  if (!find_crop(s.objects, s.image.width, s.image.height, gen, o, min_iou, r)) return false;
+  s = crop_annotated(s, r.x0, r.y0, r.x1, r.y1);
+  return true;
 }
 
 AnnotatedImage hflip(const AnnotatedImage& in) {
@@ -328,33 +436,18 @@ AnnotatedImage hflip(const AnnotatedImage& in) {
     for (int x = 0; x < w; ++x)
       for (int c = 0; c < 3; ++c) out.image.rgb[row + x * 3 + c] = in.image.rgb[row + (w - 1 - x) * 3 + c];
   }
-  for (Object& ob : out.objects) {
-    ob.box = Box{w - ob.box.x2, ob.box.y1, w - ob.box.x1, ob.box.y2};
-    ob.area = -1;
-  }
+  flip_objects(out.objects, w);
   return out;
 }
 
-void clip_and_drop_degenerate(AnnotatedImage& s) {
-  const double W = s.image.width, H = s.image.height;
-  std::vector<Object> kept;
-  kept.reserve(s.objects.size());
-  for (Object ob : s.objects) {
-    const Box b = ob.box;
-    const Box c{std::max(0.0, b.x1), std::max(0.0, b.y1), std::min(W, b.x2), std::min(H, b.y2)};
-    if (!(c.x2 - c.x1 >= 1 && c.y2 - c.y1 >= 1)) continue;  // also drops NaN boxes
-    if (c.x1 != b.x1 || c.y1 != b.y1 || c.x2 != b.x2 || c.y2 != b.y2) ob.area = -1;
-    ob.box = c;
-    kept.push_back(ob);
-  }
-  s.objects = std::move(kept);
-}
+void clip_and_drop_degenerate(AnnotatedImage& s) { s.objects = clip_and_drop(s.objects, s.image.width, s.image.height); }
 
 }  // namespace detail
 
 // ============================== public API ==============================
 
-AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const AugmentOptions& options) {
+// The step-by-step pipeline: every step makes its whole image (the zoom-out canvas too).
+AnnotatedImage detail::augment_ssd_reference(const AnnotatedImage& in, uint64_t seed, const AugmentOptions& options) {
   check_sample(in, "augment_ssd");
   check_options(options);
   eng::Generator gen(seed);
@@ -368,6 +461,76 @@ AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const Augmen
 
   detail::clip_and_drop_degenerate(s);
   return s;
+}
+
+// The same draws in the same order, but only the boxes follow each step; the pixels are
+// made once at the end. Output pixel (x, y) is canvas pixel (x0 + x', y0 + y) with x' = x, or
+// W - 1 - x when flipped (W: the output width); a canvas pixel is the source pixel
+// (X - left, Y - top) put through the photometric distortion when inside the source, else
+// the fill colour. The photometric maths is per pixel, so distorting only the pixels that
+// survive the crop gives the reference's bytes (test: "augment_ssd equals the step-by-step
+// reference").
+AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const AugmentOptions& options) {
+  check_sample(in, "augment_ssd");
+  check_options(options);
+  eng::Generator gen(seed);
+  const int w = in.image.width, h = in.image.height;
+  AnnotatedImage out;
+  out.objects = clip_and_drop(in.objects, w, h);
+
+  detail::PhotometricParams photo;  // all gates closed: the identity
+  if (options.photometric) photo = detail::draw_photometric(gen, options);
+  Expansion e{w, h, 0, 0};
+  if (options.expand && draw_expand(w, h, gen, options, e)) shift_objects(out.objects, e.left, e.top);
+  CropRect r{0, 0, e.cw, e.ch};
+  if (options.crop) {
+    CropRect c;
+    if (random_crop_rect(out.objects, e.cw, e.ch, gen, options, c)) {
+      r = c;
+      out.objects = crop_objects(out.objects, r.x0, r.y0, r.x1, r.y1);
+    }
+  }
+  const int W = r.x1 - r.x0, H = r.y1 - r.y0;
+  const bool flip = options.flip && coin(gen, 0.5);
+  if (flip) flip_objects(out.objects, W);
+  out.objects = clip_and_drop(out.objects, W, H);
+
+  const bool distort = photo.brightness || photo.contrast || photo.saturation || photo.hue;
+  // Without the HSV part each channel's output depends on that channel's byte alone (the
+  // same brightness and contrast for all three): a 256-entry table of photometric_px.
+  const bool by_table = distort && !photo.saturation && !photo.hue;
+  uint8_t table[256];
+  if (by_table)
+    for (int v = 0; v < 256; ++v) {
+      const uint8_t in3[3] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v), static_cast<uint8_t>(v)};
+      uint8_t out3[3];
+      photometric_px(in3, out3, photo);
+      table[v] = out3[0];
+    }
+  const uint8_t fill[3] = {to_u8(options.fill[0]), to_u8(options.fill[1]), to_u8(options.fill[2])};
+  Image& img = out.image;
+  img.width = W;
+  img.height = H;
+  img.rgb.resize(static_cast<size_t>(W) * H * 3);
+  for (int y = 0; y < H; ++y) {
+    uint8_t* dst = &img.rgb[static_cast<size_t>(y) * W * 3];
+    const int sy = r.y0 + y - e.top;
+    const uint8_t* src_row = sy >= 0 && sy < h ? &in.image.rgb[static_cast<size_t>(sy) * w * 3] : nullptr;
+    for (int x = 0; x < W; ++x, dst += 3) {
+      const int sx = r.x0 + (flip ? W - 1 - x : x) - e.left;
+      if (src_row == nullptr || sx < 0 || sx >= w) {
+        dst[0] = fill[0], dst[1] = fill[1], dst[2] = fill[2];
+      } else if (by_table) {
+        const uint8_t* sp = src_row + static_cast<size_t>(sx) * 3;
+        dst[0] = table[sp[0]], dst[1] = table[sp[1]], dst[2] = table[sp[2]];
+      } else if (distort) {
+        photometric_px(src_row + static_cast<size_t>(sx) * 3, dst, photo);
+      } else {
+        std::copy(src_row + static_cast<size_t>(sx) * 3, src_row + static_cast<size_t>(sx) * 3 + 3, dst);
+      }
+    }
+  }
+  return out;
 }
 
 AnnotatedImage resize_annotated(const AnnotatedImage& in, int out_w, int out_h) {

@@ -106,5 +106,10 @@ AnnotatedImage hflip(const AnnotatedImage& in);
 // Clips boxes to the image and drops those narrower or shorter than 1 px.
 void clip_and_drop_degenerate(AnnotatedImage& sample);
 
+// augment_ssd done step by step with the functions above (each step makes its whole image,
+// the zoom-out canvas included): the simple version that augment_ssd, which makes only the
+// output pixels, must equal byte for byte (tests/data/test_augment*.cpp).
+AnnotatedImage augment_ssd_reference(const AnnotatedImage& in, uint64_t seed, const AugmentOptions& options = {});
+
 }  // namespace detail
 }  // namespace data
