@@ -12,6 +12,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/elementwise.h"
+#include "kernels/reduce_multiblock.h"
 
 namespace eng {
 using namespace detail;
@@ -142,9 +143,18 @@ void im2col_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w
     const T* px = ptr_or_null<T>(x);
     const T* pw = ptr_or_null<T>(w);
     if (g.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
-                                                    ptr_or_null<T>(gb), ptr_or_null<T>(col), cuda::blas(),
-                                                    cuda::stream()));
+      // The bias gradient by the multi-block two-pass sum over (n, h, w) (kernels/
+      // reduce_multiblock.h) rather than the kernel's one block per channel.
+      ENGINE_IF_CUDA({
+        kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw), nullptr,
+                                       ptr_or_null<T>(col), cuda::blas(), cuda::stream());
+        if (gb.defined()) {
+          const int64_t np = kern::sum_outer_inner_partials(d.N, d.O, d.Ho * d.Wo);
+          Tensor partials = np > 0 ? empty({np}, TensorOptions(DType::f64).device(g.device())) : Tensor();
+          kern::cuda::sum_outer_inner<T>(d.N, d.O, d.Ho * d.Wo, g.data<T>(), gb.data<T>(), 1.0,
+                                         np > 0 ? partials.data<double>() : nullptr, cuda::stream());
+        }
+      });
     } else {
       kern::cpu::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
                                     ptr_or_null<T>(gb), ptr_or_null<T>(col));
