@@ -33,7 +33,7 @@ void element(RowKind kind, int64_t label, int64_t c, T xv, const FocalLossParams
 template <typename S>
 void focal_weighted_sum_forward(const FocalWeightedDims& d, const FocalLossParams& p, const S* x,
                                 const int64_t* labels, const compute_t<S>* weights, compute_t<S>* out,
-                                double* partials) {
+                                double* partials, compute_t<S>* dloss_w) {
   using T = compute_t<S>;
   const int64_t rows = d.B * d.A, C = d.C;
   if (rows * C == 0) {
@@ -48,11 +48,13 @@ void focal_weighted_sum_forward(const FocalWeightedDims& d, const FocalLossParam
     double s = 0.0;
     for (int64_t m = part * per_part; m < std::min(rows, (part + 1) * per_part); ++m) {
       const RowKind kind = row_kind(labels[m], C, p);
-      const double w = static_cast<double>(weights[m / d.A]);
+      const T wt = weights[m / d.A];
+      const double w = static_cast<double>(wt);
       for (int64_t c = 0; c < C; ++c) {
         T l, dl;
         element<T>(kind, labels[m], c, to_compute(x[m * C + c]), p, &l, &dl);
         s += static_cast<double>(l) * w;
+        if (dloss_w) dloss_w[m * C + c] = dl * wt;
       }
     }
     partials[part] = s;
@@ -81,7 +83,8 @@ void focal_weighted_sum_backward(const FocalWeightedDims& d, const FocalLossPara
 
 #define KERN_INSTANTIATE(S)                                                                                      \
   template void focal_weighted_sum_forward<S>(const FocalWeightedDims&, const FocalLossParams&, const S*,         \
-                                              const int64_t*, const compute_t<S>*, compute_t<S>*, double*);       \
+                                              const int64_t*, const compute_t<S>*, compute_t<S>*, double*,        \
+                                              compute_t<S>*);                                                     \
   template void focal_weighted_sum_backward<S>(const FocalWeightedDims&, const FocalLossParams&, const S*,        \
                                                const int64_t*, const compute_t<S>*, const compute_t<S>*, S*);
 KERN_INSTANTIATE(float)

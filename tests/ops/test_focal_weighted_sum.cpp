@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/focal_weighted_sum.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -57,6 +58,37 @@ TEST_CASE("focal_weighted_sum: equals the unfused weighted sum, value and gradie
     ref.backward(full({}, 2.5, TensorOptions(DType::f64)));
     REQUIRE_CLOSE(xa.grad(), xb.grad(), 1e-12, 1e-10);
   }
+}
+
+// The CPU engine saves dloss/dx * w[b] in the forward; the recomputing backward kernel (the
+// reference of the CUDA one) gives the same gradient.
+TEST_CASE("focal_weighted_sum: cpu saved derivative equals the recomputing backward") {
+  const int64_t B = 2, A = 40, C = 6;
+  Tensor lab = test::labels(mixed_labels(B * A, C), {B, A});
+  Tensor x = test::random_f32({B, A, C}, 41, -6.0, 6.0);
+  Tensor w = weights_for(B, DType::f32);
+  kern::FocalWeightedDims d;
+  d.B = B, d.A = A, d.C = C;
+  kern::FocalLossParams p;
+  p.gamma = 1.5;
+  std::vector<float> dloss_w(static_cast<size_t>(B * A * C)), gx_saved(dloss_w.size()), gx_re(dloss_w.size());
+  std::vector<double> partials(kern::kFocalWeightedPartials);
+  float out_plain = 0, out_saving = 0;
+  const float g = 0.5f;
+  kern::cpu::focal_weighted_sum_forward<float>(d, p, x.data<float>(), lab.data<int64_t>(), w.data<float>(),
+                                               &out_plain, partials.data());
+  kern::cpu::focal_weighted_sum_forward<float>(d, p, x.data<float>(), lab.data<int64_t>(), w.data<float>(),
+                                               &out_saving, partials.data(), dloss_w.data());
+  REQUIRE(out_plain == out_saving);
+  kern::cpu::sigmoid_focal_loss_backward<float>(B * A * C, dloss_w.data(), &g, 0, gx_saved.data());
+  kern::cpu::focal_weighted_sum_backward<float>(d, p, x.data<float>(), lab.data<int64_t>(), w.data<float>(), &g,
+                                                gx_re.data());
+  int nonzero = 0;
+  for (size_t k = 0; k < gx_re.size(); ++k) {
+    REQUIRE(gx_saved[k] == Approx(gx_re[k]).epsilon(1e-6).margin(1e-12));
+    nonzero += gx_re[k] != 0.0f;
+  }
+  REQUIRE(nonzero > static_cast<int>(gx_re.size()) / 2);  // ignored rows (1 in 5) give zeros
 }
 
 TEST_CASE("focal_weighted_sum: gradcheck", "[gradcheck]") {

@@ -80,6 +80,18 @@ Tensor sum_raw(const Tensor& x_in, const std::vector<int64_t>& dims, double scal
     });
     return y;
   }
+  // CPU: reduced dims on both sides of the kept ones (a bias gradient's {0, 2, 3}) are summed
+  // in place, threads over the outputs, instead of through a permute copy.
+  if (!x.is_cuda() && outer_inner_split(x, dims, &A, &O, &B) && A > 1 && B > 1) {
+    x = x.contiguous();
+    Tensor y = new_empty(reduced_shape(x_in.sizes(), dims, true), x);
+    const double scale = scale_per_elem < 0 ? 1.0 / static_cast<double>(A * B) : scale_per_elem;
+    dispatch_float_or_bf16(x, op, [&](auto tag) {
+      using T = decltype(tag);
+      kern::cpu::sum_outer_inner<T>(A, O, B, x.data<T>(), y.data<T>(), scale);
+    });
+    return y;
+  }
   int64_t outer = 1, R = 1, inner = 1;
   const bool adjacent = dims.empty() || dims.back() - dims.front() + 1 == static_cast<int64_t>(dims.size());
   if (adjacent && !dims.empty()) {

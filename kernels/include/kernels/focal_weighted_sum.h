@@ -34,11 +34,16 @@ struct FocalWeightedDims {
 
 constexpr int64_t kFocalWeightedPartials = 1024;
 
+// CPU. The forward may also write dloss_w[k] = dloss/dx[k] * w[b] (nullable): on the CPU the
+// exp / log1p / pow work, not memory, bounds the op, so the engine saves this derivative
+// and its backward is gx = dloss_w * g[0] (cpu::sigmoid_focal_loss_backward with
+// g_stride 0) instead of recomputing. focal_weighted_sum_backward (recompute) is the
+// reference of the CUDA backward.
 namespace cpu {
 template <typename S>
 void focal_weighted_sum_forward(const FocalWeightedDims& d, const FocalLossParams& p, const S* x,
                                 const int64_t* labels, const compute_t<S>* weights, compute_t<S>* out,
-                                double* partials);
+                                double* partials, compute_t<S>* dloss_w = nullptr);
 template <typename S>
 void focal_weighted_sum_backward(const FocalWeightedDims& d, const FocalLossParams& p, const S* x,
                                  const int64_t* labels, const compute_t<S>* weights, const compute_t<S>* g, S* gx);
