@@ -86,7 +86,9 @@ void sum_large(const Options& o, std::vector<Row>& rows, bool baseline) {
 void sum_small(const Options& o, std::vector<Row>& rows, bool baseline) {
   bench_engine_op(o, rows, baseline ? "sum_small_1block" : "sum_small", "65536 f32 -> scalar", 0, 4.0 * 65536,
                   [](Device d) { return std::vector<Tensor>{randn_on({65536}, 2, d)}; },
-                  [baseline](const std::vector<Tensor>& in) { return baseline ? sum_rows_1block(in[0], 1) : sum(in[0]); });
+                  [baseline](const std::vector<Tensor>& in) {
+                    return baseline ? sum_rows_1block(in[0], 1) : sum(in[0]);
+                  });
 }
 
 void sum_dim_rows(const Options& o, std::vector<Row>& rows, bool baseline) {

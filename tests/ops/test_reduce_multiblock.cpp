@@ -6,6 +6,7 @@
 
 #include "engine/cuda_context.h"
 #include "kernels/bf16.h"
+#include "kernels/conv2d.h"
 #include "kernels/reduce.h"
 #include "kernels/reduce_multiblock.h"
 #include "test_helpers.h"
@@ -99,8 +100,8 @@ TEST_CASE("sum_outer_inner: cuda matches cpu and the single-block baseline", "[c
     REQUIRE_CLOSE(run_multiblock<double>(x64.cuda(), s, 1.0), run_cpu<double>(x64, s, 1.0), 1e-12, 1e-12);
     // bf16: both round the double sum once, so they agree to one bf16 step at most.
     Tensor xb = x.to(DType::bf16);
-    REQUIRE_CLOSE(run_multiblock<kern::bf16>(xb.cuda(), s, scale).to(DType::f32), run_cpu<kern::bf16>(xb, s, scale).to(DType::f32),
-                  1e-2, 8e-3);
+    Tensor got_b = run_multiblock<kern::bf16>(xb.cuda(), s, scale).to(DType::f32);
+    REQUIRE_CLOSE(got_b, run_cpu<kern::bf16>(xb, s, scale).to(DType::f32), 1e-2, 8e-3);
   }
 }
 
@@ -122,6 +123,25 @@ TEST_CASE("sum: cuda multi-block sums are bit-identical run to run", "[cuda]") {
   REQUIRE(same_bits(sum(g, {0, 2, 3}).cpu(), sum(g, {0, 2, 3}).cpu()));
   Tensor r = test::random_f32({2, 300000}, 79).cuda();  // few long rows
   REQUIRE(same_bits(mean(r, {1}).cpu(), mean(r, {1}).cpu()));
+}
+
+// The conv bias gradient: the multi-block sum against conv2d_backward's one block per
+// channel (the baseline bench_kernels times beside it) and the CPU reference.
+TEST_CASE("sum_outer_inner: bias gradient matches the one-block-per-channel kernel", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  for (const Shape3& s : {Shape3{4, 32, 1444}, Shape3{3, 16, 25}, Shape3{2, 2048, 9}}) {
+    INFO("N " << s.A << " O " << s.O << " HW " << s.B);
+    Tensor gy = test::random_f32({s.A * s.O * s.B}, 90);
+    Tensor gyd = gy.cuda();
+    kern::Conv2dDims d;
+    d.N = s.A, d.O = s.O, d.Ho = s.B, d.Wo = 1, d.C = 1, d.H = s.B, d.W = 1;
+    Tensor base = empty({s.O}, TensorOptions(DType::f32).device(Device::cuda()));
+    kern::cuda::conv2d_backward<float>(d, nullptr, nullptr, gyd.data<float>(), nullptr, nullptr, base.data<float>(),
+                                       nullptr, cuda::blas(), cuda::stream());
+    Tensor got = run_multiblock<float>(gyd, s, 1.0);
+    REQUIRE_CLOSE(got, base.cpu(), test::kReductionAtol, test::kReductionRtol);
+    REQUIRE_CLOSE(got, run_cpu<float>(gy, s, 1.0), test::kReductionAtol, test::kReductionRtol);
+  }
 }
 
 #endif  // ENGINE_WITH_CUDA
