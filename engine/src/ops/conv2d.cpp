@@ -188,10 +188,11 @@ struct Conv2dBackward : Node {
       ENGINE_IF_CUDA({
         if (need_x) cuda::cudnn::conv_backward_data(d, g.dtype(), w.raw_data(), g.raw_data(), gx.raw_data());
         if (need_w) cuda::cudnn::conv_backward_filter(d, g.dtype(), x.raw_data(), g.raw_data(), gw.raw_data());
-        // The bias gradient of a bf16 conv is summed in FP32 (the engine's sum), then rounded.
+        // The bias gradient of a bf16 conv: the engine's multi-block sum reads the bf16 values,
+        // adds them in double and rounds once to bf16 (no f32 copy of g).
         if (need_b && g.dtype() != DType::bf16) cuda::cudnn::conv_backward_bias(d, g.dtype(), g.raw_data(), gb.raw_data());
       });
-      if (need_b && g.dtype() == DType::bf16) gb = sum(g.to(DType::f32), {0, 2, 3}).to(DType::bf16);
+      if (need_b && g.dtype() == DType::bf16) gb = sum(g, {0, 2, 3});
       return {gx, gw, gb};
     }
     if (path == Path::implicit_gemm) {
@@ -208,8 +209,9 @@ struct Conv2dBackward : Node {
                                                      gw.data<float>(), cuda::stream());
         }
       });
-      // The kernels leave the bias gradient to a sum over (n, h, w), in FP32.
-      if (need_b) gb = sum(as_f32(g), {0, 2, 3}).to(g.dtype());
+      // The kernels leave the bias gradient to the engine's multi-block sum over (n, h, w)
+      // (double accumulation, one rounding to g's dtype, no f32 copy of a bf16 g).
+      if (need_b) gb = sum(g, {0, 2, 3});
       return {gx, gw, gb};
     }
     if (g.dtype() == DType::bf16) {
