@@ -1,4 +1,5 @@
 #include "kernels/reduce.h"
+#include "kernels/reduce_multiblock.h"
 
 #include <vector>
 
@@ -73,4 +74,24 @@ KERN_INSTANTIATE(double)
 KERN_INSTANTIATE(bf16)
 #undef KERN_INSTANTIATE
 
+}  // namespace kern::cpu
+
+// The reference of kernels/reduce_multiblock.h: y[o] = scale * sum_{a, b} x[(a * O + o) * B + b].
+namespace kern::cpu {
+template <typename T>
+void sum_outer_inner(int64_t A, int64_t O, int64_t B, const T* x, T* y, double scale) {
+#pragma omp parallel for if (A * O * B > (1 << 16))
+  for (int64_t o = 0; o < O; ++o) {
+    double acc = 0;
+    for (int64_t a = 0; a < A; ++a) {
+      const T* row = x + (a * O + o) * B;
+      for (int64_t b = 0; b < B; ++b) acc += to_compute(row[b]);
+    }
+    if constexpr (std::is_same_v<T, bf16>) y[o] = double_to_bf16_rne(acc * scale);
+    else y[o] = static_cast<T>(acc * scale);
+  }
+}
+template void sum_outer_inner<float>(int64_t, int64_t, int64_t, const float*, float*, double);
+template void sum_outer_inner<double>(int64_t, int64_t, int64_t, const double*, double*, double);
+template void sum_outer_inner<bf16>(int64_t, int64_t, int64_t, const bf16*, bf16*, double);
 }  // namespace kern::cpu

@@ -174,5 +174,15 @@ Tensor l2norm(const Tensor& x, const Tensor& scale, double eps = 1e-12);
 Tensor sigmoid_focal_loss(const Tensor& logits, const Tensor& labels, double alpha = 0.25, double gamma = 2.0,
                           Reduction reduction = Reduction::Sum, int64_t background_label = -1,
                           int64_t ignore_index = -2);
+// RetinaNet's classification loss in one pass (ops/focal_weighted_sum.cpp): logits
+// [B, A, C] (f32, f64 or bf16), labels i64 [B, A] (conventions of sigmoid_focal_loss),
+// weights [B] (one per image, constants: refused if they require grad) ->
+//   0-d tensor = sum(sigmoid_focal_loss(logits, labels, alpha, gamma, None) * weights[b])
+// in the compute dtype (f32 for bf16 logits). Never stores the [B, A, C] loss; backward
+// recomputes from the logits. Deterministic (fixed-order two-pass sum). Bad labels: an
+// error on the CPU; NaN loss on CUDA (labels are not copied to the host).
+Tensor sigmoid_focal_loss_weighted_sum(const Tensor& logits, const Tensor& labels, const Tensor& weights,
+                                       double alpha = 0.25, double gamma = 2.0, int64_t background_label = -1,
+                                       int64_t ignore_index = -2);
 
 }  // namespace eng

@@ -12,6 +12,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/elementwise.h"
+#include "kernels/reduce_multiblock.h"
 
 namespace eng {
 using namespace detail;
@@ -142,9 +143,18 @@ void im2col_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w
     const T* px = ptr_or_null<T>(x);
     const T* pw = ptr_or_null<T>(w);
     if (g.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
-                                                    ptr_or_null<T>(gb), ptr_or_null<T>(col), cuda::blas(),
-                                                    cuda::stream()));
+      // The bias gradient by the multi-block two-pass sum over (n, h, w) (kernels/
+      // reduce_multiblock.h) rather than the kernel's one block per channel.
+      ENGINE_IF_CUDA({
+        kern::cuda::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw), nullptr,
+                                       ptr_or_null<T>(col), cuda::blas(), cuda::stream());
+        if (gb.defined()) {
+          const int64_t np = kern::sum_outer_inner_partials(d.N, d.O, d.Ho * d.Wo);
+          Tensor partials = np > 0 ? empty({np}, TensorOptions(DType::f64).device(g.device())) : Tensor();
+          kern::cuda::sum_outer_inner<T>(d.N, d.O, d.Ho * d.Wo, g.data<T>(), gb.data<T>(), 1.0,
+                                         np > 0 ? partials.data<double>() : nullptr, cuda::stream());
+        }
+      });
     } else {
       kern::cpu::conv2d_backward<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
                                     ptr_or_null<T>(gb), ptr_or_null<T>(col));
@@ -178,10 +188,11 @@ struct Conv2dBackward : Node {
       ENGINE_IF_CUDA({
         if (need_x) cuda::cudnn::conv_backward_data(d, g.dtype(), w.raw_data(), g.raw_data(), gx.raw_data());
         if (need_w) cuda::cudnn::conv_backward_filter(d, g.dtype(), x.raw_data(), g.raw_data(), gw.raw_data());
-        // The bias gradient of a bf16 conv is summed in FP32 (the engine's sum), then rounded.
+        // The bias gradient of a bf16 conv: the engine's multi-block sum reads the bf16 values,
+        // adds them in double and rounds once to bf16 (no f32 copy of g).
         if (need_b && g.dtype() != DType::bf16) cuda::cudnn::conv_backward_bias(d, g.dtype(), g.raw_data(), gb.raw_data());
       });
-      if (need_b && g.dtype() == DType::bf16) gb = sum(g.to(DType::f32), {0, 2, 3}).to(DType::bf16);
+      if (need_b && g.dtype() == DType::bf16) gb = sum(g, {0, 2, 3});
       return {gx, gw, gb};
     }
     if (path == Path::implicit_gemm) {
@@ -198,8 +209,9 @@ struct Conv2dBackward : Node {
                                                      gw.data<float>(), cuda::stream());
         }
       });
-      // The kernels leave the bias gradient to a sum over (n, h, w), in FP32.
-      if (need_b) gb = sum(as_f32(g), {0, 2, 3}).to(g.dtype());
+      // The kernels leave the bias gradient to the engine's multi-block sum over (n, h, w)
+      // (double accumulation, one rounding to g's dtype, no f32 copy of a bf16 g).
+      if (need_b) gb = sum(g, {0, 2, 3});
       return {gx, gw, gb};
     }
     if (g.dtype() == DType::bf16) {

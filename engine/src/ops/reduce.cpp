@@ -1,6 +1,10 @@
 // Reduction front-ends: sum / mean over any set of dims, max / argmax over one dim.
 // A set of adjacent dims reduces in place as [outer, R, inner]; any other set is first
 // permuted to the end (one copy), then reduced as [outer, R, 1].
+// On CUDA, a sum whose kept dims form one run ([A, kept..., B]: whole-tensor sums, sums over
+// trailing dims, the conv bias gradient's {0, 2, 3}) takes the multi-block two-pass kernel
+// of kernels/reduce_multiblock.h instead, with its partials in a tensor from the caching
+// allocator (no permute copy, no host synchronisation, the same bits on every run).
 #include <algorithm>
 #include <numeric>
 
@@ -9,6 +13,7 @@
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
 #include "kernels/reduce.h"
+#include "kernels/reduce_multiblock.h"
 
 namespace eng {
 using namespace detail;
@@ -33,9 +38,60 @@ Shape reduced_shape(const Shape& in, const std::vector<int64_t>& dims, bool keep
   return out;
 }
 
+// When the reduced `dims` (sorted, unique, not empty) are a leading run and a trailing run
+// around the kept dims, x reads as [A, O, B] (sum over A and B): fills A, O, B and returns true.
+bool outer_inner_split(const Tensor& x, const std::vector<int64_t>& dims, int64_t* A, int64_t* O, int64_t* B) {
+  const int64_t nd = x.dim(), nr = static_cast<int64_t>(dims.size());
+  if (nr == 0) return false;
+  int64_t lead = 0;
+  while (lead < nr && dims[lead] == lead) ++lead;
+  for (int64_t j = lead; j < nr; ++j)
+    if (dims[j] != nd - (nr - j)) return false;  // not one trailing run
+  *A = *O = *B = 1;
+  for (int64_t i = 0; i < nd; ++i) {
+    if (i < lead) *A *= x.size(i);
+    else if (i >= nd - (nr - lead)) *B *= x.size(i);
+    else *O *= x.size(i);
+  }
+  if (*O == 1) {  // everything reduced: one long row (no division in the kernel)
+    *B *= *A;
+    *A = 1;
+  }
+  return true;
+}
+
 // y = scale * sum over `dims` (sorted, unique), result in keepdim layout.
 Tensor sum_raw(const Tensor& x_in, const std::vector<int64_t>& dims, double scale_per_elem, const char* op) {
   Tensor x = x_in.detach();
+  int64_t A = 1, O = 1, B = 1;
+  // Multi-block path, except for a sum over leading dims only into many outputs (B == 1,
+  // O >= 64), where the strided kernel's threads read along the kept dims, coalesced.
+  if (x.is_cuda() && outer_inner_split(x, dims, &A, &O, &B) && !(B == 1 && O >= 64) && O <= 2147483647LL) {
+    x = x.contiguous();
+    Tensor y = new_empty(reduced_shape(x_in.sizes(), dims, true), x);
+    const double scale =
+        scale_per_elem < 0 ? 1.0 / static_cast<double>(std::max<int64_t>(A * B, 1)) : scale_per_elem;
+    const int64_t np = kern::sum_outer_inner_partials(A, O, B);
+    Tensor partials = np > 0 ? empty({np}, TensorOptions(DType::f64).device(x.device())) : Tensor();
+    dispatch_float_or_bf16(x, op, [&](auto tag) {
+      using T = decltype(tag);
+      ENGINE_IF_CUDA(kern::cuda::sum_outer_inner<T>(A, O, B, x.data<T>(), y.data<T>(), scale,
+                                                    np > 0 ? partials.data<double>() : nullptr, cuda::stream()));
+    });
+    return y;
+  }
+  // CPU: reduced dims on both sides of the kept ones (a bias gradient's {0, 2, 3}) are summed
+  // in place, threads over the outputs, instead of through a permute copy.
+  if (!x.is_cuda() && outer_inner_split(x, dims, &A, &O, &B) && A > 1 && B > 1) {
+    x = x.contiguous();
+    Tensor y = new_empty(reduced_shape(x_in.sizes(), dims, true), x);
+    const double scale = scale_per_elem < 0 ? 1.0 / static_cast<double>(A * B) : scale_per_elem;
+    dispatch_float_or_bf16(x, op, [&](auto tag) {
+      using T = decltype(tag);
+      kern::cpu::sum_outer_inner<T>(A, O, B, x.data<T>(), y.data<T>(), scale);
+    });
+    return y;
+  }
   int64_t outer = 1, R = 1, inner = 1;
   const bool adjacent = dims.empty() || dims.back() - dims.front() + 1 == static_cast<int64_t>(dims.size());
   if (adjacent && !dims.empty()) {
