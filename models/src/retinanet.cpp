@@ -135,14 +135,15 @@ LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
     det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, -1, -2);
     Tensor w = detail::retinanet_image_weights(t.num_positive);  // f32 [B]
     labels_t = t.labels;
-    cls_w_t = w.reshape({B, 1, 1});
+    cls_w_t = w;
     mask_t = mul(t.positive, w.reshape({B, 1})).unsqueeze(2);  // w on foreground anchors, else 0
     target_deltas = det::box_encode(t.boxes, anc, det::BoxCoderWeights{1, 1, 1, 1});
   }
 
   LossParts out;
-  Tensor focal = sigmoid_focal_loss(heads.class_logits, labels_t, 0.25, 2.0, Reduction::None);  // [B, A, C]
-  out.classification = sum(focal * cls_w_t);
+  // sum_{b,a,c} focal(b, a, c) * w[b] in one pass: the [B, A, C] loss is never stored.
+  out.classification = sigmoid_focal_loss_weighted_sum(heads.class_logits, labels_t, cls_w_t, 0.25, 2.0)
+                           .to(heads.class_logits.dtype());
   Tensor l1 = l1_loss(heads.box_regression, target_deltas.to(heads.box_regression.dtype()), Reduction::None);
   out.box_regression = sum(l1 * mask_t);
   out.total = out.classification + out.box_regression;
