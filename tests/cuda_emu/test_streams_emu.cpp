@@ -162,6 +162,11 @@ TEST_CASE("cuda_emu streams: cudaEventQuery reports deferred work as not ready, 
   REQUIRE(cudaEventSynchronize(done) == cudaSuccess);
   CHECK(read(buf, kN) == std::vector<int>(kN, 6));
   CHECK(cudaEventElapsedTime(&ms, start, done) == cudaSuccess);
+  cudaEvent_t untimed = nullptr;  // created with cudaEventDisableTiming: no elapsed time
+  REQUIRE(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming) == cudaSuccess);
+  REQUIRE(cudaEventRecord(untimed, st.producer) == cudaSuccess);
+  CHECK(cudaEventElapsedTime(&ms, start, untimed) == cudaErrorInvalidResourceHandle);
+  cudaEventDestroy(untimed);
 
   // Stream synchronisation drains that stream only; the device synchronisation drains all.
   emu::launch(fill_kernel, 1, kN, 0, st.producer)(buf, kN, 8);

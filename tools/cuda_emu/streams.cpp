@@ -52,6 +52,7 @@ struct CUstream_st {
 struct CUevent_st {
   std::shared_ptr<StreamState> stream;
   uint64_t seq = 0;
+  bool timing = true;  // false with cudaEventDisableTiming: no elapsed time
 };
 
 namespace {
@@ -196,9 +197,10 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 }
 
 // ---- events -----------------------------------------------------------------------------------
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
   if (!event) return cudaErrorInvalidValue;
   *event = new CUevent_st();
+  (*event)->timing = (flags & cudaEventDisableTiming) == 0;
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
@@ -236,6 +238,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   if (!ms || !start || !end) return cudaErrorInvalidValue;
+  if (!start->timing || !end->timing) return cudaErrorInvalidResourceHandle;  // as CUDA answers
   std::lock_guard<std::recursive_mutex> lock(mu());
   if (!complete(*start) || !complete(*end)) return cudaErrorNotReady;
   *ms = 0.0f;  // the emulator has no clock worth reporting
