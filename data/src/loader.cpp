@@ -141,14 +141,23 @@ Batch Loader::build(int64_t number) {
   const int64_t n = static_cast<int64_t>(good.size());
   // Training: one size per batch; evaluation: every test size.
   const std::vector<int> sizes = options_.train ? std::vector<int>{s} : options_.input_sizes;
+  const eng::DType dt = options_.uint8_images ? eng::DType::u8 : eng::DType::f32;
   for (int size : sizes) {
-    eng::Tensor t = options_.pinned ? eng::empty_pinned({n, 3, size, size}, eng::DType::f32)
-                                    : eng::empty({n, 3, size, size}, eng::TensorOptions(eng::DType::f32));
-    float* dst = n > 0 ? t.data<float>() : nullptr;
+    eng::Tensor t = options_.pinned ? eng::empty_pinned({n, 3, size, size}, dt)
+                                    : eng::empty({n, 3, size, size}, eng::TensorOptions(dt));
     const size_t per = static_cast<size_t>(3) * size * size;
+    std::vector<float> scratch(options_.uint8_images ? per : 0);
     for (int64_t k = 0; k < n; ++k) {
       const Image& img = items[static_cast<size_t>(good[static_cast<size_t>(k)])].image;
-      resize_normalize_into(img, size, size, options_.mean, options_.std, dst + static_cast<size_t>(k) * per);
+      if (!options_.uint8_images) {
+        resize_normalize_into(img, size, size, options_.mean, options_.std,
+                              t.data<float>() + static_cast<size_t>(k) * per);
+        continue;
+      }
+      // Resize only (mean 0, std 1), then round to 8 bits: the device normalises.
+      resize_normalize_into(img, size, size, {0, 0, 0}, {1, 1, 1}, scratch.data());
+      uint8_t* dst = t.data<uint8_t>() + static_cast<size_t>(k) * per;
+      for (size_t i = 0; i < per; ++i) dst[i] = static_cast<uint8_t>(std::lround(std::clamp(scratch[i], 0.0f, 255.0f)));
     }
     batch.images_at.push_back(t);
   }

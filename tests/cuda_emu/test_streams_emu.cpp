@@ -4,8 +4,10 @@
 // cudaStreamWaitEvent orders them, synchronisation drains, cudaEventQuery reports deferred
 // work as not ready, and copies follow CUDA's pageable / pinned rules.
 #include <catch2/catch.hpp>
+#include <cub/device/device_segmented_radix_sort.cuh>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 #include <vector>
 
@@ -160,6 +162,12 @@ TEST_CASE("cuda_emu streams: cudaEventQuery reports deferred work as not ready, 
   REQUIRE(cudaEventSynchronize(done) == cudaSuccess);
   CHECK(read(buf, kN) == std::vector<int>(kN, 6));
   CHECK(cudaEventElapsedTime(&ms, start, done) == cudaSuccess);
+  cudaEvent_t untimed = nullptr;  // created with cudaEventDisableTiming: no elapsed time
+  REQUIRE(cudaEventCreateWithFlags(&untimed, cudaEventDisableTiming) == cudaSuccess);
+  REQUIRE(cudaEventRecord(untimed, st.producer) == cudaSuccess);
+  CHECK(cudaEventElapsedTime(&ms, start, untimed) == cudaErrorInvalidResourceHandle);
+  CHECK(cudaGetLastError() == cudaErrorInvalidResourceHandle);  // a refused call sets the last error
+  cudaEventDestroy(untimed);
 
   // Stream synchronisation drains that stream only; the device synchronisation drains all.
   emu::launch(fill_kernel, 1, kN, 0, st.producer)(buf, kN, 8);
@@ -265,4 +273,55 @@ TEST_CASE("cuda_emu streams: a bad launch on a stream fails at the launch, cuBLA
   cudaFree(buf);
   cudaFree(A);
   cudaFree(C);
+}
+
+TEST_CASE("cuda_emu streams: cuDNN and cub work runs on the handle's / call's stream", "[cuda_emu]") {
+  Streams st;
+  // cuDNN: C += A (4 floats), queued on the handle's stream.
+  float* A = device_array<float>(4);
+  float* C = device_array<float>(4);
+  for (int i = 0; i < 4; ++i) A[i] = static_cast<float>(i + 1), C[i] = 10.0f;
+  cudnnHandle_t h = nullptr;
+  REQUIRE(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetStream(h, st.producer) == CUDNN_STATUS_SUCCESS);
+  cudnnTensorDescriptor_t d = nullptr;
+  REQUIRE(cudnnCreateTensorDescriptor(&d) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 4, 1, 1) == CUDNN_STATUS_SUCCESS);
+  const float one = 1;
+  REQUIRE(cudnnAddTensor(h, &one, d, A, &one, d, C) == CUDNN_STATUS_SUCCESS);
+  REQUIRE(cudnnDestroyTensorDescriptor(d) == CUDNN_STATUS_SUCCESS);  // read at the call
+  CHECK(emu::pending(st.producer) == 1);
+  CHECK(C[0] == 10.0f);
+  REQUIRE(cudaStreamSynchronize(st.producer) == cudaSuccess);
+  CHECK(std::vector<float>(C, C + 4) == std::vector<float>{11, 12, 13, 14});
+  cudnnDestroy(h);
+
+  // cub: the sort reads keys and offsets when the stream runs it.
+  int* keys_in = device_array<int>(4);
+  int* keys_out = device_array<int>(4);
+  int* offsets = device_array<int>(2);
+  offsets[0] = 0;
+  offsets[1] = 4;
+  for (int i = 0; i < 4; ++i) keys_in[i] = 0;
+  size_t bytes = 0;
+  REQUIRE(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, bytes, keys_in, keys_out, 4, 1, offsets, offsets + 1) ==
+          cudaSuccess);
+  std::vector<char> temp(bytes);
+  emu::launch(fill_kernel, 1, 4, 0, st.consumer)(keys_in, 4, 0);  // queued before the sort
+  REQUIRE(cub::DeviceSegmentedRadixSort::SortKeys(temp.data(), bytes, keys_in, keys_out, 4, 1, offsets, offsets + 1,
+                                                  0, 32, st.consumer) == cudaSuccess);
+  for (int i = 0; i < 4; ++i) keys_in[i] = 4 - i;  // the host writes now (too early) ...
+  CHECK(emu::pending(st.consumer) == 2);
+  CHECK(keys_out[0] == -1);  // nothing sorted yet (fresh memory is 0xFF bytes)
+  REQUIRE(cudaStreamSynchronize(st.consumer) == cudaSuccess);
+  // ... and the fill queued before the sort runs first: the sort sorted its zeros.
+  CHECK(std::vector<int>(keys_out, keys_out + 4) == std::vector<int>{0, 0, 0, 0});
+  for (int i = 0; i < 4; ++i) keys_in[i] = 4 - i;
+  REQUIRE(cub::DeviceSegmentedRadixSort::SortKeys(temp.data(), bytes, keys_in, keys_out, 4, 1, offsets, offsets + 1,
+                                                  0, 32, st.consumer) == cudaSuccess);
+  REQUIRE(cudaStreamSynchronize(st.consumer) == cudaSuccess);
+  CHECK(std::vector<int>(keys_out, keys_out + 4) == std::vector<int>{1, 2, 3, 4});
+  for (void* p : {static_cast<void*>(A), static_cast<void*>(C), static_cast<void*>(keys_in),
+                  static_cast<void*>(keys_out), static_cast<void*>(offsets)})
+    cudaFree(p);
 }

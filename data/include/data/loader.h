@@ -28,6 +28,13 @@
 // are being built or waiting, ahead of the one being consumed. workers = 0 builds each batch in next() on the
 // calling thread. With pinned = true, batch images live in pinned host memory, so
 // images.to(Device::cuda()) is an asynchronous copy.
+//
+// With uint8_images = true, images are resized but not normalised: Batch::images (and
+// images_at) are u8 [n, 3, S, S], the bilinear result rounded to the nearest integer, 4x
+// fewer bytes to copy; the device normalises them (eng::normalize_images, or
+// apps/common/batch_upload.h). The rounding to 8 bits after the resize is the one
+// difference from the float path (at most 0.5 / std per value), as in torchvision's
+// uint8 pipelines. The CPU path keeps the default (float, normalised on the host).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -59,6 +66,7 @@ struct LoaderOptions {
   AugmentOptions augment;                  // training only
   bool keep_difficult = false;             // training: keep difficult objects as targets
   bool pinned = false;
+  bool uint8_images = false;               // u8 images, not normalised (see above)
   bool keep_images = false;                // evaluation: also hand out the decoded originals
   ImageLimits limits;
 };
@@ -67,7 +75,7 @@ struct Batch {
   int64_t number = 0;  // training: global batch number; evaluation: batch index
   int64_t epoch = 0;
   int input_size = 0;
-  eng::Tensor images;                        // f32 [n, 3, S, S]
+  eng::Tensor images;                        // f32 [n, 3, S, S] (u8 with uint8_images)
   std::vector<eng::Tensor> images_at;        // evaluation: one per input size (training: {images})
   std::vector<int> samples;                  // dataset index of each item
   std::vector<std::vector<Object>> objects;  // training: targets in input pixels

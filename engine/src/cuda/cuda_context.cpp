@@ -168,7 +168,12 @@ Tensor upload(const Tensor& host) {
   if (nbytes > 0) {
     const cudaError_t err = cudaMemcpyAsync(dev.raw_data(), host.raw_data(), nbytes, cudaMemcpyHostToDevice, copy);
     ENGINE_CHECK(err == cudaSuccess, "upload: cudaMemcpyAsync of ", nbytes, " bytes failed: ", cudaGetErrorString(err));
-    if (host.storage()->pinned()) pinned::record_stream(host.storage()->data(), copy);  // rule 3
+    kern::counters::add_bytes_h2d(nbytes);
+    if (host.storage()->pinned()) {
+      pinned::record_stream(host.storage()->data(), copy);  // rule 3
+    } else {
+      kern::counters::add_host_sync();  // the driver stages pageable memory: the host waits
+    }
   }
   alloc::record_stream(dev.storage()->data(), stream());  // rule 2: the compute stream reads it
   Event done;
