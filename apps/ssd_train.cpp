@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   cli.add_option("--input-size", c.input_size, "input side (default: the architecture's)");
   cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
   cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: bf16 on cuda, fp32 on cpu)");
+  cli.add_option("--image-transfer", c.image_transfer,
+                 "how images reach the device: u8 (normalised on the device), f32, or auto (u8 on cuda)")
+      ->check(CLI::IsMember({"auto", "u8", "f32"}));
   cli.add_flag("--deterministic", c.deterministic, "deterministic cuDNN algorithms and fixed-order sums (cuda)");
   cli.add_option("--batch", c.batch, "images per batch")->capture_default_str();
   cli.add_option("--iters", c.iters, "training iterations");

@@ -315,9 +315,11 @@ int Run::execute() {
   lo.augment.fill = model_->pixel_mean();
   if (!c_.augment) lo.augment.photometric = lo.augment.expand = lo.augment.crop = lo.augment.flip = false;
   lo.pinned = device_.is_cuda();
-  // On CUDA the images travel as uint8 (4x fewer bytes) on the copy stream and are
-  // normalised on the device (app::batch_images_on).
-  lo.uint8_images = device_.is_cuda();
+  // By default on CUDA the images travel as uint8 (4x fewer bytes) on the copy stream and
+  // are normalised on the device (app::batch_images_on); u8 on the CPU normalises there.
+  ENGINE_CHECK(c_.image_transfer == "auto" || c_.image_transfer == "u8" || c_.image_transfer == "f32",
+               "--image-transfer must be auto, u8 or f32, got '", c_.image_transfer, "'");
+  lo.uint8_images = c_.image_transfer == "u8" || (c_.image_transfer == "auto" && device_.is_cuda());
   data::Loader loader(train_set_, lo);
 
   const int64_t total = c_.iters > 0    ? c_.iters

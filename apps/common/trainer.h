@@ -21,6 +21,9 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string precision;                                   // fp32 | tf32 | bf16; "": the device's default
   bool deterministic = false;                              // cuDNN deterministic algorithms, fixed-order sums
+  // How images travel to the device: "u8" (uint8, normalised on the device: 4x fewer
+  // bytes), "f32" (normalised on the host), "auto" (u8 on cuda, f32 on cpu).
+  std::string image_transfer = "auto";
   // Tests only (no flag): with device cpu, run precision bf16's numerics on the CPU's bf16
   // twins (engine/autocast.h), so the accuracy of BF16 training is checked at CPU speed.
   bool bf16_cpu_twin = false;

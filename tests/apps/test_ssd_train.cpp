@@ -131,6 +131,9 @@ TEST_CASE("ssd_train: training on cuda follows training on cpu", "[apps][ssd_tra
   TempDir on_cpu("ssd_train_on_cpu"), on_cuda("ssd_train_on_cuda");
   app::TrainConfig c = small_config(on_cpu.path.string());
   c.iters = 3;
+  // The same inputs on both devices: CUDA's default sends uint8 images and normalises them
+  // on the device (the resized pixel rounded to 8 bits); u8 on the CPU does the same there.
+  c.image_transfer = "u8";
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
   c.device = "cuda";
@@ -204,6 +207,9 @@ TEST_CASE("ssd_train: bf16 on cuda follows fp32 on cpu, weights stay f32", "[app
   TempDir on_cpu("ssd_train_bf16_cpu"), on_cuda("ssd_train_bf16_cuda");
   app::TrainConfig c = small_config(on_cpu.path.string());
   c.iters = 3;
+  // The same inputs on both devices: CUDA's default sends uint8 images and normalises them
+  // on the device (the resized pixel rounded to 8 bits); u8 on the CPU does the same there.
+  c.image_transfer = "u8";
   REQUIRE(app::train(c) == 0);
   c.out = on_cuda.path.string();
   c.device = "cuda";  // bf16 by default on cuda
@@ -305,6 +311,18 @@ TEST_CASE("ssd_train: --precision values the device cannot run are one-line erro
   REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision bf16 needs --device cuda"));
   c.precision = "fp16";
   REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--precision must be fp32, tf32 or bf16, got 'fp16'"));
+}
+
+TEST_CASE("ssd_train: --image-transfer u8 on the cpu trains, an unknown value is a one-line error",
+          "[apps][ssd_train]") {
+  TempDir out("ssd_train_image_transfer");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 2;
+  c.image_transfer = "u8";  // uint8 batches normalised on the CPU
+  REQUIRE(app::train(c) == 0);
+  CHECK(std::filesystem::exists(out / "last.safetensors"));
+  c.image_transfer = "fp16";
+  REQUIRE_THROWS_WITH(app::train(c), Catch::Contains("--image-transfer must be auto, u8 or f32, got 'fp16'"));
 }
 
 TEST_CASE("ssd_train: a non-finite loss stops the run with a message and no checkpoint", "[apps][ssd_train]") {
