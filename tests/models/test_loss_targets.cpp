@@ -381,3 +381,33 @@ TEST_CASE("detection losses: a matched label outside [0, C) on the device gives 
     REQUIRE(std::isfinite(l.box_regression.item()));
   }
 }
+
+// Bad input (issue 12): boxes of zero width or height. The data pipeline never hands them to
+// a loss (datasets drop boxes without area, augmentation clips and drops degenerate boxes:
+// data/src/dataset.cpp, data/src/augment.cpp). Given one directly, RetinaNet's matcher leaves
+// it unmatched (IoU 0) and its loss stays finite; the SSD matchers still give every GT its
+// best anchor, and encoding a zero-width box takes log(0): the box loss is +inf, which the
+// trainer's non-finite stop reports (torchvision's SSD raises for such boxes). No crash, no
+// NaN in the classification part.
+TEST_CASE("detection losses: all-degenerate boxes give a finite RetinaNet loss and an infinite SSD box loss") {
+  for (const char* arch : {"tiny_ssd", "retinanet_resnet50_fpn", "ssd300_vgg16"}) {
+    INFO(arch);
+    Case& c = get_case(arch);
+    models::Targets t = make_targets(c.size, {2, 1}, 2, c.classes, 1, 41);
+    std::vector<float> b = t.boxes.to_vector<float>();
+    for (size_t i = 0; i < b.size(); i += 4) b[i + 2] = b[i];  // x2 = x1: zero width
+    t.boxes = from_vector(b, {2, 2, 4});
+    const int64_t A = c.model->anchors(Device::cpu()).size(0);
+    models::HeadOutputs h{zeros({2, A, 4}), zeros({2, A, c.classes})};
+    models::LossParts l = c.model->loss(h, t);
+    const double cls = l.classification.item(), box = l.box_regression.item();
+    INFO("classification " << cls << ", box " << box);
+    CHECK(std::isfinite(cls));
+    if (std::string(arch) == "retinanet_resnet50_fpn") {
+      CHECK(std::isfinite(box));
+    } else {
+      CHECK(std::isinf(box));
+      CHECK(box > 0);
+    }
+  }
+}
