@@ -345,7 +345,7 @@ TEST_CASE("detection losses: device targets on cuda match the host-loop referenc
     check_model(arch, Device::cuda(), 1e-5);
 }
 
-TEST_CASE("detection losses: a matched label outside [0, C) is one error on the cpu") {
+TEST_CASE("detection losses: a matched label outside 0..C-1 is one error on the cpu") {
   Case& c = get_case("retinanet_resnet50_fpn");
   models::Targets t = make_targets(c.size, {2}, 2, c.classes, 0, 31);
   t.labels = from_vector<int64_t>({1, 6}, {1, 2});  // C = 6
@@ -366,7 +366,7 @@ TEST_CASE("detection models: cached_anchors is computed once per device and foll
   REQUIRE_CLOSE(b, m->anchors(Device::cpu()), 0, 0);
 }
 
-TEST_CASE("detection losses: a matched label outside [0, C) on the device gives a NaN loss, not a crash",
+TEST_CASE("detection losses: a matched label outside 0..C-1 on the device gives a NaN loss, not a crash",
           "[cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   for (const char* arch : {"tiny_ssd", "retinanet_resnet50_fpn"}) {
