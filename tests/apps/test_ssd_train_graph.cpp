@@ -207,6 +207,32 @@ TEST_CASE("ssd_train --cuda-graph: a replayed step is one launch, no host sync, 
   CHECK(meter.take_interval().steps == 4);
 }
 
+TEST_CASE("ssd_train --cuda-graph --profile: a replayed step is one launch with no host sync",
+          "[apps][ssd_train][cuda][step_cost]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir out("train_graph_profile");
+  app::TrainConfig c = config(out.path.string(), true);
+  c.iters = 5;
+  c.profile = 3;  // steps 1-2 eager, 3 captured, 4 (the profiled one) replayed
+  REQUIRE(app::train(c) == 0);
+  std::vector<nlohmann::json> profiles;
+  std::ifstream in(out.path / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line);
+    if (j.value("event", "") == "profile") profiles.push_back(j);
+  }
+  REQUIRE(profiles.size() == 1);
+  const auto& p = profiles[0];
+  INFO(p.dump());
+  CHECK(p["iteration"].get<int64_t>() == 4);
+  CHECK(p["launches"].get<int64_t>() == 1);
+  CHECK(p["host_syncs"].get<int64_t>() == 0);
+  CHECK(p["device_allocs"].get<int64_t>() == 0);
+  CHECK(p["bytes_d2h"].get<int64_t>() == 0);
+  CHECK(p["phases"]["forward"]["launches"].get<int64_t>() == 1);  // the whole graph
+}
+
 TEST_CASE("ssd_train --cuda-graph: more boxes than --max-gt is a one-line error naming the image",
           "[apps][ssd_train][cuda]") {
   REQUIRE_CUDA_OR_SKIP();
