@@ -11,6 +11,10 @@ namespace app {
 struct GraphedTrainStep::Entry {
   eng::Tensor images;       // static device inputs (the graph reads these addresses)
   models::Targets targets;
+  // The model's anchors for this size, which the loss reads: the model caches one set per
+  // device and replaces it when the input size changes; holding it here keeps the block the
+  // graph reads from being freed and reused while another size trains.
+  eng::Tensor anchors;
   bool warm = false;        // an eager step ran here with every gradient already allocated
   int64_t warm_mark = -1;   // events_ after that step: captured only if nothing happened since
   eng::cuda::Graph graph;
@@ -99,6 +103,7 @@ GraphedTrainStep::Mode GraphedTrainStep::step(const eng::Tensor& images, const m
   if (e.warm && e.warm_mark == events_) {
     ++events_;
     optimizer_.prepare_step();
+    e.anchors = model_.cached_anchors(dev);  // this size's (computed by the warm-up)
     const eng::cuda::Counters before = eng::cuda::counters();
     e.graph.capture([&] { body(e.images, e.targets, true); });
     const eng::cuda::Counters cost = eng::cuda::counters() - before;

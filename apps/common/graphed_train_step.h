@@ -19,6 +19,11 @@
 // unreadable images; the loader drops an epoch's last incomplete batch, so only those) runs
 // eagerly on its own device copies, with the same gradients.
 //
+// Tensors made before a capture that its graph reads stay alive with it: the static inputs,
+// the loss sums, the optimizer's state and device blocks, and the model's anchors of that size
+// (DetectionModel::cached_anchors keeps one set per device and drops it when the size
+// changes; without the reference a multiscale run would replay from a freed, reused block).
+//
 // Requirements: the model and the optimizer live on CUDA; nothing in the step may wait on
 // the host or upload from host memory (the losses build their targets on the device); the
 // optimizer's parameter set with gradients must be the same at every step.

@@ -5,6 +5,7 @@
 // --max-gt is a one-line error naming it; on the CPU the flag is refused.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -143,40 +144,61 @@ TEST_CASE("ssd_train --cuda-graph: multiscale, one graph per input size, same as
   check_same_as_eager({64, 80}, 10);
 }
 
+namespace {
+
+// tiny_ssd at `size` on CUDA with SGD, a pinned batch of 2 images and targets padded to 100.
+struct SmallSetup {
+  static constexpr int64_t batch = 2, max_gt = 100;
+  int64_t size;
+  std::shared_ptr<models::DetectionModel> model;
+  std::unique_ptr<eng::optim::SGD> opt;
+  Tensor images;
+  models::Targets targets;
+
+  explicit SmallSetup(int64_t s) : size(s) {
+    eng::manual_seed(3);
+    models::ModelConfig mc;
+    mc.arch = "tiny_ssd";
+    mc.num_classes = 4;
+    mc.input_size = size;
+    mc.anchor_preset = "voc";
+    model = models::create_model(mc);
+    model->to(eng::Device::cuda());
+    model->train();
+    eng::optim::SGDOptions o;
+    o.lr = 1e-3;
+    o.momentum = 0.9;
+    o.weight_decay = 5e-4;
+    opt = std::make_unique<eng::optim::SGD>(model->named_parameters(), o);
+    images = make_images(size);
+    std::vector<float> boxes(static_cast<size_t>(batch * max_gt * 4), 0.0f);
+    std::vector<int64_t> labels(static_cast<size_t>(batch * max_gt), 0), counts = {2, 1};
+    const float box[2][4] = {{6, 9, 38, 45}, {25, 19, 60, 58}};
+    for (int64_t i = 0; i < batch; ++i) {
+      for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) {
+        std::memcpy(&boxes[static_cast<size_t>((i * max_gt + j) * 4)], box[j], sizeof box[j]);
+        labels[static_cast<size_t>(i * max_gt + j)] = 1 + (i + j) % 3;
+      }
+    }
+    targets = {pinned(boxes, {batch, max_gt, 4}, eng::DType::f32), pinned(labels, {batch, max_gt}, eng::DType::i64),
+               pinned(counts, {batch}, eng::DType::i64)};
+  }
+  static Tensor make_images(int64_t size) {
+    return pinned(eng::randn({batch, 3, size, size}).to_vector<float>(), {batch, 3, size, size}, eng::DType::f32);
+  }
+};
+
+}  // namespace
+
 TEST_CASE("ssd_train --cuda-graph: a replayed step is one launch, no host sync, no driver allocation",
           "[apps][ssd_train][cuda][step_cost]") {
   REQUIRE_CUDA_OR_SKIP();
-  const int64_t batch = 2, size = 64, max_gt = 100;
-  eng::manual_seed(3);
-  models::ModelConfig mc;
-  mc.arch = "tiny_ssd";
-  mc.num_classes = 4;
-  mc.input_size = size;
-  mc.anchor_preset = "voc";
-  auto model = models::create_model(mc);
-  model->to(eng::Device::cuda());
-  model->train();
-  eng::optim::SGDOptions o;
-  o.lr = 1e-3;
-  o.momentum = 0.9;
-  o.weight_decay = 5e-4;
-  eng::optim::SGD opt(model->named_parameters(), o);
-  const Tensor images = pinned(eng::randn({batch, 3, size, size}).to_vector<float>(), {batch, 3, size, size},
-                               eng::DType::f32);
-  std::vector<float> boxes(static_cast<size_t>(batch * max_gt * 4), 0.0f);
-  std::vector<int64_t> labels(static_cast<size_t>(batch * max_gt), 0), counts = {2, 1};
-  const float box[2][4] = {{6, 9, 38, 45}, {25, 19, 60, 58}};
-  for (int64_t i = 0; i < batch; ++i) {
-    for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) {
-      std::memcpy(&boxes[static_cast<size_t>((i * max_gt + j) * 4)], box[j], sizeof box[j]);
-      labels[static_cast<size_t>(i * max_gt + j)] = 1 + (i + j) % 3;
-    }
-  }
-  const models::Targets targets{pinned(boxes, {batch, max_gt, 4}, eng::DType::f32),
-                                pinned(labels, {batch, max_gt}, eng::DType::i64),
-                                pinned(counts, {batch}, eng::DType::i64)};
-
-  app::GraphedTrainStep step(*model, opt);
+  SmallSetup su(64);
+  const int64_t batch = su.batch, size = su.size, max_gt = su.max_gt;
+  eng::optim::SGD& opt = *su.opt;
+  const Tensor& images = su.images;
+  const models::Targets& targets = su.targets;
+  app::GraphedTrainStep step(*su.model, opt);
   std::vector<app::GraphedTrainStep::Mode> modes;
   int64_t iteration = 0;
   const eng::cuda::Counters c = test::step_cost(
@@ -205,6 +227,33 @@ TEST_CASE("ssd_train --cuda-graph: a replayed step is one launch, no host sync, 
   CHECK(r.first_iteration == 1);
   CHECK(r.last_iteration == 4);
   CHECK(meter.take_interval().steps == 4);
+}
+
+TEST_CASE("ssd_train --cuda-graph: a graph keeps its size's anchors alive across a size change",
+          "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  SmallSetup su(64);
+  app::GraphedTrainStep step(*su.model, *su.opt);
+  using M = app::GraphedTrainStep::Mode;
+  for (int64_t it = 1; it <= 3; ++it) step.step(su.images, su.targets, it);  // eager, eager, captured
+  REQUIRE(step.graphs() == 1);
+  app::LossMeter meter;
+  step.flush(meter);
+  REQUIRE(meter.check().finite);
+  // Another size replaces the model's cached anchors (the 64 ones are dropped from its
+  // cache); NaN tensors of the same size then take any block that was freed.
+  const eng::Shape anchor_shape = su.model->cached_anchors(eng::Device::cuda()).sizes();
+  su.model->set_input_size(80);
+  (void)su.model->cached_anchors(eng::Device::cuda());
+  std::vector<Tensor> junk;
+  for (int k = 0; k < 8; ++k) {
+    junk.push_back(eng::empty(anchor_shape, eng::TensorOptions().device(eng::Device::cuda())));
+    junk.back().fill_(std::nan(""));
+  }
+  su.model->set_input_size(64);
+  REQUIRE(step.step(su.images, su.targets, 4) == M::replayed);
+  step.flush(meter);
+  CHECK(meter.check().finite);  // the replay read the 64 anchors, not a reused block
 }
 
 TEST_CASE("ssd_train --cuda-graph --profile: a replayed step is one launch with no host sync",
