@@ -101,10 +101,11 @@ Tensor pinned(const std::vector<T>& values, const eng::Shape& shape, eng::DType 
 namespace {
 
 // Trains with and without --cuda-graph and requires the same metrics and checkpoint.
-void check_same_as_eager(const std::vector<int>& multiscale, int64_t iters) {
+void check_same_as_eager(const std::vector<int>& multiscale, int64_t iters, const std::string& precision = "fp32") {
   TempDir eager_dir("train_graph_eager"), graph_dir("train_graph_replay");
   app::TrainConfig ce = config(eager_dir.path.string(), false), cg = config(graph_dir.path.string(), true);
   ce.multiscale = cg.multiscale = multiscale;
+  ce.precision = cg.precision = precision;
   ce.iters = cg.iters = iters;
   REQUIRE(app::train(ce) == 0);
   REQUIRE(app::train(cg) == 0);
@@ -136,6 +137,38 @@ TEST_CASE("ssd_train --cuda-graph: same losses and final weights as the eager lo
   REQUIRE_CUDA_OR_SKIP();
   // Iterations 1-2 are the eager warm-ups, 3 is captured (and replayed once), 4-6 replay.
   check_same_as_eager({}, 6);
+}
+
+TEST_CASE("ssd_train --cuda-graph: same losses and final weights as the eager loop in bf16",
+          "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  check_same_as_eager({}, 5, "bf16");  // ssd_train's default precision on CUDA
+}
+
+TEST_CASE("ssd_train --cuda-graph: the NaN stop names the same iterations as the eager loop",
+          "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  std::vector<nlohmann::json> events[2];
+  for (int graph = 0; graph < 2; ++graph) {
+    TempDir out(graph ? "train_graph_nan_g" : "train_graph_nan_e");
+    app::TrainConfig c = config(out.path.string(), graph == 1);
+    c.lr = 1e12;  // diverges within a few steps
+    c.warmup = 0;
+    c.iters = 12;
+    c.log_every = 4;
+    REQUIRE(app::train(c) == 1);
+    std::ifstream in(out.path / "metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      if (line.empty()) continue;
+      const auto j = nlohmann::json::parse(line);
+      if (j.value("event", "") == "non-finite loss") events[graph].push_back(j);
+    }
+    CHECK_FALSE(fs::exists(out.path / "last.safetensors"));  // the diverged model is never saved
+  }
+  REQUIRE(events[0].size() == 1);
+  REQUIRE(events[1].size() == 1);
+  CHECK(events[1][0]["iteration"] == events[0][0]["iteration"]);
+  CHECK(events[1][0]["first_iteration"] == events[0][0]["first_iteration"]);
 }
 
 TEST_CASE("ssd_train --cuda-graph: multiscale, one graph per input size, same as the eager loop",
@@ -227,6 +260,28 @@ TEST_CASE("ssd_train --cuda-graph: a replayed step is one launch, no host sync, 
   CHECK(r.first_iteration == 1);
   CHECK(r.last_iteration == 4);
   CHECK(meter.take_interval().steps == 4);
+}
+
+TEST_CASE("ssd_train --cuda-graph: a batch of another size runs eagerly beside the graph",
+          "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  SmallSetup su(64);
+  app::GraphedTrainStep step(*su.model, *su.opt);
+  using M = app::GraphedTrainStep::Mode;
+  for (int64_t it = 1; it <= 3; ++it) step.step(su.images, su.targets, it);  // eager, eager, captured
+  // One image (another left out as unreadable): eager, with the same gradients.
+  const Tensor one_image = su.images.narrow(0, 0, 1).contiguous();
+  const models::Targets one{su.targets.boxes.narrow(0, 0, 1).contiguous(),
+                            su.targets.labels.narrow(0, 0, 1).contiguous(),
+                            su.targets.counts.narrow(0, 0, 1).contiguous()};
+  CHECK(step.step(one_image, one, 4) == M::eager);
+  CHECK(step.step(su.images, su.targets, 5) == M::replayed);
+  CHECK(step.graphs() == 1);
+  app::LossMeter meter;
+  step.flush(meter);
+  const app::LossMeter::Check r = meter.check();
+  CHECK(r.finite);
+  CHECK(r.last_iteration == 5);
 }
 
 TEST_CASE("ssd_train --cuda-graph: a graph keeps its size's anchors alive across a size change",
