@@ -46,8 +46,11 @@ class GraphedTrainStep {
   GraphedTrainStep& operator=(const GraphedTrainStep&) = delete;
 
   enum class Mode { eager, captured, replayed };
-  // One training step on `images` (host f32 [B, 3, S, S], S = the model's input size) and
-  // `targets` (host, padded to a fixed G); pinned host memory keeps the copies asynchronous.
+  // One training step on `images` (f32 [B, 3, S, S], S = the model's input size) and
+  // `targets` (padded to a fixed G). Host tensors should be pinned (asynchronous copies);
+  // device tensors (e.g. images normalised on the device by another upload path) are copied
+  // on the compute stream: work on another stream that wrote them must be waited for by the
+  // compute stream (an event) before this call, since a capture cannot wait on it.
   // `iteration`: the 1-based number of this step (the loss sums name it). Returns how it ran
   // (captured: recorded, then replayed once).
   Mode step(const eng::Tensor& images, const models::Targets& targets, int64_t iteration);

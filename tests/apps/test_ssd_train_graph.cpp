@@ -32,7 +32,8 @@ using test::TempDir;
 
 namespace {
 
-// 12 small generated images with 1 to 4 objects each, written once per test process.
+// 12 small generated training images (and 3 in the "test" split) with 1 to 4 objects each,
+// written once per test process.
 const std::string& dataset_root() {
   static TempDir dir("ssd_train_graph_data");
   static const bool written = [] {
@@ -42,7 +43,7 @@ const std::string& dataset_root() {
     o.num_classes = 3;
     o.min_objects = 1;
     o.max_objects = 4;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 12, 0, 23, o);
+    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 12, 3, 23, o);
     return true;
   }();
   (void)written;
@@ -101,9 +102,14 @@ Tensor pinned(const std::vector<T>& values, const eng::Shape& shape, eng::DType 
 namespace {
 
 // Trains with and without --cuda-graph and requires the same metrics and checkpoint.
-void check_same_as_eager(const std::vector<int>& multiscale, int64_t iters, const std::string& precision = "fp32") {
+void check_same_as_eager(const std::vector<int>& multiscale, int64_t iters, const std::string& precision = "fp32",
+                         int64_t eval_every = 0) {
   TempDir eager_dir("train_graph_eager"), graph_dir("train_graph_replay");
   app::TrainConfig ce = config(eager_dir.path.string(), false), cg = config(graph_dir.path.string(), true);
+  if (eval_every > 0) {
+    ce.val = cg.val = dataset_root();
+    ce.eval_every = cg.eval_every = eval_every;
+  }
   ce.multiscale = cg.multiscale = multiscale;
   ce.precision = cg.precision = precision;
   ce.iters = cg.iters = iters;
@@ -143,6 +149,12 @@ TEST_CASE("ssd_train --cuda-graph: same losses and final weights as the eager lo
           "[apps][ssd_train][cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   check_same_as_eager({}, 5, "bf16");  // ssd_train's default precision on CUDA
+}
+
+TEST_CASE("ssd_train --cuda-graph: evaluations between replays change nothing", "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  // The evaluation runs the model eagerly (eval mode, the base size) between replays.
+  check_same_as_eager({}, 6, "fp32", /*eval_every=*/2);
 }
 
 TEST_CASE("ssd_train --cuda-graph: the NaN stop names the same iterations as the eager loop",
@@ -276,12 +288,16 @@ TEST_CASE("ssd_train --cuda-graph: a batch of another size runs eagerly beside t
                             su.targets.counts.narrow(0, 0, 1).contiguous()};
   CHECK(step.step(one_image, one, 4) == M::eager);
   CHECK(step.step(su.images, su.targets, 5) == M::replayed);
+  // Images already on the device (as an upload on another path gives them): a device copy
+  // into the static input, then the replay.
+  const Tensor on_device = su.images.to(eng::Device::cuda());
+  CHECK(step.step(on_device, su.targets, 6) == M::replayed);
   CHECK(step.graphs() == 1);
   app::LossMeter meter;
   step.flush(meter);
   const app::LossMeter::Check r = meter.check();
   CHECK(r.finite);
-  CHECK(r.last_iteration == 5);
+  CHECK(r.last_iteration == 6);
 }
 
 TEST_CASE("ssd_train --cuda-graph: a graph keeps its size's anchors alive across a size change",
