@@ -109,7 +109,8 @@ GraphedTrainStep::Mode GraphedTrainStep::step(const eng::Tensor& images, const m
     const eng::cuda::Counters cost = eng::cuda::counters() - before;
     if (cost.bytes_h2d != 0) {
       // A copy from host memory inside the step would replay from a host block that is
-      // reused by then: refuse rather than train on stale data.
+      // reused by then: refuse rather than train on stale data. (The counters are
+      // process-wide: a thread that uploads during the capture would trip this too.)
       e.graph.reset();
       ENGINE_FAIL("--cuda-graph: the captured training step copies ", cost.bytes_h2d,
                   " bytes from host memory; a graph would replay them from a stale host block");

@@ -191,7 +191,8 @@ TEST_CASE("ssd_train --cuda-graph: multiscale, one graph per input size, same as
 
 namespace {
 
-// tiny_ssd at `size` on CUDA with SGD, a pinned batch of 2 images and targets padded to 100.
+// `arch` (tiny_ssd by default) at `size` on CUDA with SGD, a pinned batch of 2 images and
+// targets padded to 100.
 struct SmallSetup {
   static constexpr int64_t batch = 2, max_gt = 100;
   int64_t size;
@@ -200,10 +201,10 @@ struct SmallSetup {
   Tensor images;
   models::Targets targets;
 
-  explicit SmallSetup(int64_t s) : size(s) {
+  explicit SmallSetup(int64_t s, const std::string& arch = "tiny_ssd") : size(s) {
     eng::manual_seed(3);
     models::ModelConfig mc;
-    mc.arch = "tiny_ssd";
+    mc.arch = arch;
     mc.num_classes = 4;
     mc.input_size = size;
     mc.anchor_preset = "voc";
@@ -218,10 +219,11 @@ struct SmallSetup {
     images = make_images(size);
     std::vector<float> boxes(static_cast<size_t>(batch * max_gt * 4), 0.0f);
     std::vector<int64_t> labels(static_cast<size_t>(batch * max_gt), 0), counts = {2, 1};
-    const float box[2][4] = {{6, 9, 38, 45}, {25, 19, 60, 58}};
+    const float box[2][4] = {{6, 9, 38, 45}, {25, 19, 60, 58}};  // at 64 pixels
+    const float k = static_cast<float>(size) / 64.0f;
     for (int64_t i = 0; i < batch; ++i) {
       for (int64_t j = 0; j < counts[static_cast<size_t>(i)]; ++j) {
-        std::memcpy(&boxes[static_cast<size_t>((i * max_gt + j) * 4)], box[j], sizeof box[j]);
+        for (int c = 0; c < 4; ++c) boxes[static_cast<size_t>((i * max_gt + j) * 4 + c)] = box[j][c] * k;
         labels[static_cast<size_t>(i * max_gt + j)] = 1 + (i + j) % 3;
       }
     }
@@ -351,6 +353,45 @@ TEST_CASE("ssd_train --cuda-graph --profile: a replayed step is one launch with 
   CHECK(p["device_allocs"].get<int64_t>() == 0);
   CHECK(p["bytes_d2h"].get<int64_t>() == 0);
   CHECK(p["phases"]["forward"]["launches"].get<int64_t>() == 1);  // the whole graph
+}
+
+namespace {
+
+// The graphed step of `arch`: eager, eager, captured, then a replayed step that costs one
+// launch, no host sync, no driver allocation and reads nothing back.
+void check_graphed_step(const std::string& arch, int64_t size) {
+  SmallSetup su(size, arch);
+  app::GraphedTrainStep step(*su.model, *su.opt);
+  int64_t iteration = 0;
+  std::vector<app::GraphedTrainStep::Mode> modes;
+  const eng::cuda::Counters c = test::step_cost(
+      [&] { modes.push_back(step.step(su.images, su.targets, ++iteration)); }, /*warmup=*/3);
+  using M = app::GraphedTrainStep::Mode;
+  REQUIRE(modes == std::vector<M>{M::eager, M::eager, M::captured, M::replayed});
+  WARN("replayed " << arch << " step at " << size << ", batch 2: " << c.str());
+  CHECK(c.launches == 1);
+  CHECK(c.host_syncs == 0);
+  CHECK(c.driver_allocs() == 0);
+  CHECK(c.bytes_d2h == 0);
+  app::LossMeter meter;
+  step.flush(meter);
+  CHECK(meter.check().finite);
+}
+
+}  // namespace
+
+// Four steps of a ResNet-50 model: about 30 s on the emulator.
+TEST_CASE("ssd_train --cuda-graph: retinanet_resnet50_fpn's step captures and replays as one launch",
+          "[apps][ssd_train][cuda][step_cost]") {
+  REQUIRE_CUDA_OR_SKIP();
+  check_graphed_step("retinanet_resnet50_fpn", 128);
+}
+
+// Four steps of VGG16 at 268, batch 2: about 3.5 min on the emulator.
+TEST_CASE("ssd_train --cuda-graph: ssd300_vgg16's step captures and replays as one launch",
+          "[apps][ssd_train][cuda][step_cost][slow]") {
+  REQUIRE_CUDA_OR_SKIP();
+  check_graphed_step("ssd300_vgg16", 268);  // its smallest input
 }
 
 TEST_CASE("ssd_train --cuda-graph: more boxes than --max-gt is a one-line error naming the image",
