@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
   cli.add_option("--profile", c.profile,
                  "after N steps, profile one step: launches, host syncs, driver allocations, bytes copied, time "
                  "per phase (printed and in metrics.jsonl)");
+  cli.add_flag("--cuda-graph", c.cuda_graph,
+               "cuda: capture each input size's training step (forward, loss, backward, optimizer) into a CUDA "
+               "graph after eager warm-up steps and replay it (off by default: not yet validated on a GPU)");
+  cli.add_option("--max-gt", c.max_gt,
+                 "with --cuda-graph: boxes per image the targets are padded to (static shapes); an image with "
+                 "more is an error")
+      ->capture_default_str();
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "common/loss_meter.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -23,6 +24,28 @@ void LossMeter::add(const models::LossParts& parts, int64_t iteration) {
   }
   last_pending_ = iteration;
   ++pending_;
+}
+
+void LossMeter::add_sums(const eng::Tensor& sums, int64_t first_iteration, int64_t last_iteration) {
+  ENGINE_CHECK(sums.numel() == 3 && last_iteration >= first_iteration, "LossMeter::add_sums: expected 3 sums over ",
+               "iterations first <= last, got ", sums.numel(), " over ", first_iteration, "-", last_iteration);
+  eng::NoGradGuard no_grad;
+  const eng::Tensor flat = sums.detach().reshape({3});
+  const eng::Tensor t = flat.select(0, 0), c = flat.select(0, 1), b = flat.select(0, 2);
+  if (pending_ == 0) {
+    total_ = t;
+    cls_ = c;
+    box_ = b;
+    first_pending_ = first_iteration;
+    last_pending_ = last_iteration;
+  } else {
+    total_ = eng::add(total_, t);
+    cls_ = eng::add(cls_, c);
+    box_ = eng::add(box_, b);
+    first_pending_ = std::min(first_pending_, first_iteration);
+    last_pending_ = std::max(last_pending_, last_iteration);
+  }
+  pending_ += last_iteration - first_iteration + 1;
 }
 
 LossMeter::Check LossMeter::check() {

@@ -16,6 +16,10 @@ class LossMeter {
  public:
   // The loss parts of the step that ends at `iteration` (1-based).
   void add(const models::LossParts& parts, int64_t iteration);
+  // Sums already made on the device over the steps first_iteration..last_iteration (a
+  // replayed CUDA graph accumulates its losses itself): `sums` is f32 [3] (total,
+  // classification, box) and must not be written afterwards (pass a copy).
+  void add_sums(const eng::Tensor& sums, int64_t first_iteration, int64_t last_iteration);
 
   struct Check {
     bool finite = true;

@@ -13,6 +13,7 @@
 
 #include "common/batch_upload.h"
 #include "common/checkpoint.h"
+#include "common/graphed_train_step.h"
 #include "common/loss_meter.h"
 #include "common/step_profile.h"
 #include "common/precision.h"
@@ -79,11 +80,23 @@ eng::Tensor host_zeros(const eng::Shape& shape, eng::DType dtype, eng::Device ta
   return t;
 }
 
-// Padded targets of a batch (boxes in input pixels, labels = dataset label + 1).
-models::Targets make_targets(const data::Batch& b, eng::Device device) {
+// Padded targets of a batch (boxes in input pixels, labels = dataset label + 1), on the host
+// (pinned when `device` is CUDA). Padded to the batch's largest count, or to `pad_to` when
+// > 0 (static shapes for --cuda-graph; more boxes than that is an error naming the image).
+models::Targets host_targets(const data::Batch& b, eng::Device device, const data::Dataset* dataset = nullptr,
+                             int64_t pad_to = 0) {
   const int64_t n = b.size();
   int64_t g = 1;
   for (const auto& objs : b.objects) g = std::max<int64_t>(g, static_cast<int64_t>(objs.size()));
+  if (pad_to > 0) {
+    for (int64_t i = 0; i < n; ++i) {
+      const auto count = static_cast<int64_t>(b.objects[static_cast<size_t>(i)].size());
+      ENGINE_CHECK(count <= pad_to, dataset->samples[static_cast<size_t>(b.samples[static_cast<size_t>(i)])].image_path,
+                   ": ", count, " training boxes, more than --max-gt ", pad_to,
+                   " (the padded maximum of --cuda-graph); raise --max-gt");
+    }
+    g = pad_to;
+  }
   eng::Tensor boxes = host_zeros({n, g, 4}, eng::DType::f32, device);
   eng::Tensor labels = host_zeros({n, g}, eng::DType::i64, device);
   eng::Tensor counts = host_zeros({n}, eng::DType::i64, device);
@@ -102,8 +115,24 @@ models::Targets make_targets(const data::Batch& b, eng::Device device) {
       pl[i * g + static_cast<int64_t>(j)] = objs[j].label + 1;
     }
   }
-  if (device.is_cpu()) return {boxes, labels, counts};
-  return {boxes.to(device), labels.to(device), counts.to(device)};
+  return {boxes, labels, counts};
+}
+
+models::Targets make_targets(const data::Batch& b, eng::Device device) {
+  models::Targets t = host_targets(b, device);
+  if (device.is_cpu()) return t;
+  return {t.boxes.to(device), t.labels.to(device), t.counts.to(device)};
+}
+
+// --cuda-graph: every training image must fit the padded maximum (checked before training,
+// on the annotations: augmentation only drops boxes; each batch is checked again).
+void check_max_gt(const data::Dataset& d, int64_t max_gt) {
+  for (const data::Sample& s : d.samples) {
+    int64_t count = 0;
+    for (const data::Object& o : s.objects) count += (!o.difficult && !o.iscrowd) ? 1 : 0;
+    ENGINE_CHECK(count <= max_gt, s.image_path, ": ", count, " training boxes, more than --max-gt ", max_gt,
+                 " (the padded maximum of --cuda-graph); raise --max-gt");
+  }
 }
 
 double memory_mb(eng::Device device) {
@@ -155,6 +184,7 @@ class Run {
   int64_t base_size_ = 0;
   int64_t last_eval_iteration_ = -1;
   LossMeter meter_;
+  std::unique_ptr<GraphedTrainStep> graphed_;  // --cuda-graph
   std::filesystem::path out_;
 };
 
@@ -164,6 +194,9 @@ Run::Run(const TrainConfig& c)
       precision_(c.bf16_cpu_twin ? Precision::bf16 : resolve_precision(c.precision, device_)),
       out_(c.out) {
   ENGINE_CHECK(c.batch >= 1, "--batch must be at least 1");
+  ENGINE_CHECK(!c.cuda_graph || device_.is_cuda(),
+               "--cuda-graph needs --device cuda (a CUDA graph replays device work; the CPU has none to capture)");
+  ENGINE_CHECK(!c.cuda_graph || c.max_gt >= 1, "--max-gt must be at least 1, got ", c.max_gt);
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
   std::error_code ec;
@@ -261,6 +294,7 @@ void Run::save_last() {
 // not known: the loop does not wait for the device each step). Called before every log
 // line, evaluation and checkpoint, so a diverged model is never evaluated or saved.
 bool Run::read_losses() {
+  if (graphed_) graphed_->flush(meter_);
   const LossMeter::Check r = meter_.check();
   if (r.finite) return true;
   const std::string what = std::isnan(r.loss) ? "NaN" : "infinite";
@@ -321,6 +355,12 @@ int Run::execute() {
                "--image-transfer must be auto, u8 or f32, got '", c_.image_transfer, "'");
   lo.uint8_images = c_.image_transfer == "u8" || (c_.image_transfer == "auto" && device_.is_cuda());
   data::Loader loader(train_set_, lo);
+  if (c_.cuda_graph) {
+    check_max_gt(train_set_, c_.max_gt);
+    graphed_ = std::make_unique<GraphedTrainStep>(*model_, *optimizer_);
+    log_->say("cuda graphs: the step of each input size is captured after eager warm-up steps and replayed; "
+              "targets padded to --max-gt " + std::to_string(c_.max_gt));
+  }
 
   const int64_t total = c_.iters > 0    ? c_.iters
                         : c_.epochs > 0 ? c_.epochs * loader.batches_per_epoch()
@@ -359,24 +399,43 @@ int Run::execute() {
     loader.next(batch);
     for (const auto& w : loader.take_warnings()) log_->say("warning: " + w);
     if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
-    const eng::Tensor x = batch_images_on(batch, device_, lo.mean, lo.std);
-    const models::Targets targets = make_targets(batch, device_);
-    if (prof) prof->mark(Phase::data);
+    if (graphed_) {
+      // The whole step replays from a graph (forward, loss, backward and optimizer in one
+      // launch: --profile counts it all in the forward phase). Images and padded targets go
+      // to the graph's static inputs from pinned memory inside step().
+      // uint8 images are uploaded on the copy stream and normalised on the compute stream
+      // after the copy's event, before (and outside) the captured step.
+      const eng::Tensor x = batch_images_on(batch, device_, lo.mean, lo.std);
+      const models::Targets targets = host_targets(batch, device_, &train_set_, c_.max_gt);
+      if (prof) prof->mark(Phase::data);
+      optimizer_->set_lr(schedule_->lr_at(state_.iteration));
+      graphed_->step(x, targets, state_.iteration + 1);
+      if (prof) {
+        prof->mark(Phase::forward);
+        prof->mark(Phase::loss);
+        prof->mark(Phase::backward);
+        prof->mark(Phase::optimizer);
+      }
+    } else {
+      const eng::Tensor x = batch_images_on(batch, device_, lo.mean, lo.std);
+      const models::Targets targets = make_targets(batch, device_);
+      if (prof) prof->mark(Phase::data);
 
-    optimizer_->set_lr(schedule_->lr_at(state_.iteration));
-    optimizer_->zero_grad();
-    models::LossParts parts;
-    {
-      const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
-      if (prof) prof->mark(Phase::forward);
-      parts = model_->loss(heads, targets);
+      optimizer_->set_lr(schedule_->lr_at(state_.iteration));
+      optimizer_->zero_grad();
+      models::LossParts parts;
+      {
+        const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
+        if (prof) prof->mark(Phase::forward);
+        parts = model_->loss(heads, targets);
+      }
+      meter_.add(parts, state_.iteration + 1);
+      if (prof) prof->mark(Phase::loss);
+      parts.total.backward();
+      if (prof) prof->mark(Phase::backward);
+      optimizer_->step();
+      if (prof) prof->mark(Phase::optimizer);
     }
-    meter_.add(parts, state_.iteration + 1);
-    if (prof) prof->mark(Phase::loss);
-    parts.total.backward();
-    if (prof) prof->mark(Phase::backward);
-    optimizer_->step();
-    if (prof) prof->mark(Phase::optimizer);
     ++state_.iteration;
     ++steps_run;
     state_.next_batch = batch.number + 1;
@@ -428,6 +487,9 @@ int Run::execute() {
   if (c_.profile >= 0 && steps_run <= c_.profile)
     log_->say("--profile " + std::to_string(c_.profile) + ": the run ended after " + std::to_string(steps_run) +
               " steps, before the step to profile");
+  if (graphed_)
+    log_->say("cuda graphs: " + std::to_string(graphed_->graphs()) + " captured (one per input size), " +
+              std::to_string(graphed_->replays()) + " steps replayed");
   if (have_val_ && last_eval_iteration_ != state_.iteration) evaluate_now();
   save_last();
   log_->say(std::string(stopped_by_time ? "stopped by the time limit" : "done") + " after " +

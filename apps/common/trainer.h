@@ -47,6 +47,13 @@ struct TrainConfig {
   // --profile N: after N steps of this run, profile the next one (counters and time per
   // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.
   int64_t profile = -1;
+  // --cuda-graph (CUDA only; off by default): each input size's training step is captured
+  // into a CUDA graph after eager warm-up steps and replayed (common/graphed_train_step.h).
+  bool cuda_graph = false;
+  // --max-gt N: with --cuda-graph, every image's targets are padded to N boxes (static
+  // shapes); an image with more training boxes is a one-line error naming it and N.
+  int64_t max_gt = kDefaultMaxGt;
+  static constexpr int64_t kDefaultMaxGt = 100;  // COCO's usual cap on detections per image
 };
 
 // Runs a whole training; returns the process exit status (0 done, 1 error or NaN stop,

@@ -6,8 +6,9 @@
 namespace kern::cpu {
 
 template <typename T>
-void sgd_step(const SgdHyper& h, int64_t step, const OptimTensor* tensors, int64_t count) {
-  const T lr = static_cast<T>(h.lr);
+void sgd_step(const SgdHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count) {
+  const int64_t step = scalars->step;
+  const T lr = static_cast<T>(scalars->lr);
   const T momentum = static_cast<T>(h.momentum);
   const T keep = static_cast<T>(1.0 - h.dampening);  // weight of the new gradient in the buffer
   for (int64_t k = 0; k < count; ++k) {
@@ -31,7 +32,9 @@ void sgd_step(const SgdHyper& h, int64_t step, const OptimTensor* tensors, int64
 }
 
 template <typename T>
-void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int64_t count) {
+void adam_step(const AdamHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count) {
+  const int64_t step = scalars->step;
+  const double lr = scalars->lr;
   const T beta1 = static_cast<T>(h.beta1), beta2 = static_cast<T>(h.beta2);
   const T one_minus_beta1 = static_cast<T>(1.0 - h.beta1), one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
   const T eps = static_cast<T>(h.eps);
@@ -44,10 +47,10 @@ void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int
     const double t = static_cast<double>(step - d.step_lag);
     const double bc1 = 1.0 - std::pow(h.beta1, t);
     const double bc2 = 1.0 - std::pow(h.beta2, t);
-    const T step_size = static_cast<T>(h.lr / bc1);
+    const T step_size = static_cast<T>(lr / bc1);
     const T sqrt_bc2 = static_cast<T>(std::sqrt(bc2));
     const T wd = static_cast<T>(d.weight_decay);
-    const T decay_factor = static_cast<T>(1.0 - h.lr * d.weight_decay);  // AdamW
+    const T decay_factor = static_cast<T>(1.0 - lr * d.weight_decay);  // AdamW
     const bool coupled_decay = !h.decoupled && d.weight_decay != 0;
     const bool decoupled_decay = h.decoupled && d.weight_decay != 0;
 #pragma omp parallel for if (d.numel > (1 << 16))
@@ -65,8 +68,8 @@ void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int
 }
 
 #define KERN_INSTANTIATE(T)                                                                  \
-  template void sgd_step<T>(const SgdHyper&, int64_t, const OptimTensor*, int64_t);         \
-  template void adam_step<T>(const AdamHyper&, int64_t, const OptimTensor*, int64_t);
+  template void sgd_step<T>(const SgdHyper&, const OptimScalars*, const OptimTensor*, int64_t); \
+  template void adam_step<T>(const AdamHyper&, const OptimScalars*, const OptimTensor*, int64_t);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

@@ -41,14 +41,15 @@ __device__ void block_tensor(const OptimTensor* tensors, int64_t count, OptimTen
 }
 
 template <typename T>
-__global__ void sgd_kernel(SgdHyper h, int64_t step, const OptimTensor* tensors, int64_t count) {
+__global__ void sgd_kernel(SgdHyper h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count) {
+  const int64_t step = scalars->step;  // read at run time (a replayed graph sees the new value)
   OptimTensor d;
   int64_t begin, end;
   block_tensor(tensors, count, d, begin, end);
   T* p = static_cast<T*>(d.param);
   const T* grad = static_cast<const T*>(d.grad);
   T* buf = static_cast<T*>(d.buf1);
-  const T lr = static_cast<T>(h.lr);
+  const T lr = static_cast<T>(scalars->lr);
   const T momentum = static_cast<T>(h.momentum);
   const T keep = static_cast<T>(1.0 - h.dampening);
   const T wd = static_cast<T>(d.weight_decay);
@@ -67,7 +68,9 @@ __global__ void sgd_kernel(SgdHyper h, int64_t step, const OptimTensor* tensors,
 }
 
 template <typename T>
-__global__ void adam_kernel(AdamHyper h, int64_t step, const OptimTensor* tensors, int64_t count) {
+__global__ void adam_kernel(AdamHyper h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count) {
+  const int64_t step = scalars->step;  // read at run time (a replayed graph sees the new values)
+  const double lr = scalars->lr;
   OptimTensor d;
   int64_t begin, end;
   block_tensor(tensors, count, d, begin, end);
@@ -79,13 +82,13 @@ __global__ void adam_kernel(AdamHyper h, int64_t step, const OptimTensor* tensor
   const double t = static_cast<double>(step - d.step_lag);
   const double bc1 = 1.0 - pow(h.beta1, t);
   const double bc2 = 1.0 - pow(h.beta2, t);
-  const T step_size = static_cast<T>(h.lr / bc1);
+  const T step_size = static_cast<T>(lr / bc1);
   const T sqrt_bc2 = static_cast<T>(sqrt(bc2));
   const T beta1 = static_cast<T>(h.beta1), beta2 = static_cast<T>(h.beta2);
   const T one_minus_beta1 = static_cast<T>(1.0 - h.beta1), one_minus_beta2 = static_cast<T>(1.0 - h.beta2);
   const T eps = static_cast<T>(h.eps);
   const T wd = static_cast<T>(d.weight_decay);
-  const T decay_factor = static_cast<T>(1.0 - h.lr * d.weight_decay);
+  const T decay_factor = static_cast<T>(1.0 - lr * d.weight_decay);
   const bool coupled_decay = !h.decoupled && d.weight_decay != 0;
   const bool decoupled_decay = h.decoupled && d.weight_decay != 0;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
@@ -109,26 +112,26 @@ void check_grid(int64_t num_chunks) {
 }  // namespace
 
 template <typename T>
-void sgd_step(const SgdHyper& h, int64_t step, const OptimTensor* tensors, int64_t count, int64_t num_chunks,
-              Stream stream) {
+void sgd_step(const SgdHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count,
+              int64_t num_chunks, Stream stream) {
   if (count == 0 || num_chunks == 0) return;
   check_grid(num_chunks);
-  sgd_kernel<T><<<static_cast<unsigned>(num_chunks), kBlock, 0, stream>>>(h, step, tensors, count);
+  sgd_kernel<T><<<static_cast<unsigned>(num_chunks), kBlock, 0, stream>>>(h, scalars, tensors, count);
   KERN_LAUNCH_CHECK();
 }
 
 template <typename T>
-void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int64_t count, int64_t num_chunks,
-               Stream stream) {
+void adam_step(const AdamHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count,
+               int64_t num_chunks, Stream stream) {
   if (count == 0 || num_chunks == 0) return;
   check_grid(num_chunks);
-  adam_kernel<T><<<static_cast<unsigned>(num_chunks), kBlock, 0, stream>>>(h, step, tensors, count);
+  adam_kernel<T><<<static_cast<unsigned>(num_chunks), kBlock, 0, stream>>>(h, scalars, tensors, count);
   KERN_LAUNCH_CHECK();
 }
 
 #define KERN_INSTANTIATE(T)                                                                             \
-  template void sgd_step<T>(const SgdHyper&, int64_t, const OptimTensor*, int64_t, int64_t, Stream);   \
-  template void adam_step<T>(const AdamHyper&, int64_t, const OptimTensor*, int64_t, int64_t, Stream);
+  template void sgd_step<T>(const SgdHyper&, const OptimScalars*, const OptimTensor*, int64_t, int64_t, Stream); \
+  template void adam_step<T>(const AdamHyper&, const OptimScalars*, const OptimTensor*, int64_t, int64_t, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

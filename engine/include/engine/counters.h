@@ -21,7 +21,7 @@
 namespace eng::cuda {
 
 struct Counters {
-  uint64_t launches = 0;       // kernel launches + cuBLAS / cuDNN calls (one each)
+  uint64_t launches = 0;       // kernel launches + cuBLAS / cuDNN calls + CUDA graph replays (one each)
   uint64_t host_syncs = 0;     // times the host waited for the device
   uint64_t device_allocs = 0;  // cudaMalloc calls (caching allocator misses)
   uint64_t pinned_allocs = 0;  // cudaHostAlloc calls (pinned allocator misses)

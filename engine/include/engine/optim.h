@@ -17,6 +17,16 @@
 // tensors, not copies). load_state(state, step_count) restores exactly that state (copying
 // values onto the parameters' device), so training resumes bit for bit.
 //
+// The learning rate and the step count reach the update kernels through memory (a small
+// device block on CUDA, written by an asynchronous copy from pinned memory in
+// prepare_step()), never as launch arguments, so an update recorded in a CUDA graph uses
+// the current values at each replay:
+//   opt.set_lr(sched.lr_at(it));
+//   opt.prepare_step();   // host half, OUTSIDE the capture: counts the step, uploads lr/step
+//   graph.replay();       // whose capture called opt.launch_step() after the backward
+// step() is prepare_step() + launch_step(). zero_grad(false) zeroes the gradients in
+// place (same addresses), which a graph needs; backward then accumulates into them.
+//
 // Typical loop:
 //   optim::SGDOptions o;
 //   o.lr = 0.01; o.momentum = 0.9; o.weight_decay = 5e-4; o.no_decay_bias_and_norm = true;
@@ -38,9 +48,7 @@
 
 #include "engine/tensor.h"
 
-namespace kern {
-struct OptimTensor;  // kernels/optim.h: one parameter tensor of a fused update
-}
+#include "kernels/optim.h"  // OptimTensor, OptimScalars (plain structs)
 
 namespace eng::optim {
 
@@ -58,9 +66,22 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   // Updates every parameter that has a grad (under NoGradGuard), then counts one step.
+  // Same as prepare_step(); launch_step().
   void step();
-  // Drops every parameter's grad (PyTorch's set_to_none=True): the next backward writes it.
-  void zero_grad();
+  // The host half of step(): checks the gradients, creates missing state, counts the step,
+  // builds the per-parameter descriptors (uploaded when they changed) and writes lr and the
+  // step number where the update reads them (on CUDA: an asynchronous copy from pinned
+  // memory into a device block whose address never changes). Refused during a CUDA graph
+  // capture (a copy from a temporary pinned block must not be recorded).
+  void prepare_step();
+  // The device half: the update itself (on CUDA one fused launch that reads lr and step from
+  // device memory, so it may be captured into a CUDA graph and replayed after each
+  // prepare_step()). Needs a prepare_step() before it.
+  void launch_step();
+  // set_to_none (PyTorch's default): drops every parameter's grad, the next backward writes
+  // it afresh. false: zeroes the existing grads in place (same tensors, same addresses; a
+  // grad that does not exist stays undefined), as a CUDA graph needs.
+  void zero_grad(bool set_to_none = true);
 
   void set_lr(double lr);
   double lr() const { return lr_; }
@@ -85,15 +106,11 @@ class Optimizer {
   Optimizer(const char* kind, NamedTensors params, double lr, double weight_decay, bool no_decay_bias_and_norm,
             std::vector<std::string> buffer_names);
 
-  // Runs the update for one step over `tensors` (host descriptors of the parameters that
-  // have a grad, step_lag filled in), all of `dtype` on `device`. `step` is the group step.
-  // For CUDA, upload() gives the device copy of the descriptors.
-  virtual void update(std::vector<kern::OptimTensor>& tensors, int64_t step, DType dtype, Device device) = 0;
-
-  // The device copy of `tensors` (planned with kern::plan_chunks); uploads only when
-  // the descriptors differ from the last upload. Returns the device pointer and sets
-  // `num_chunks`.
-  const kern::OptimTensor* upload(std::vector<kern::OptimTensor>& tensors, int64_t& num_chunks);
+  // Queues the update of `count` tensors, all of `dtype` on `device`. On CUDA `scalars` and
+  // `tensors` are device pointers (the descriptors planned by kern::plan_chunks, which gave
+  // `num_chunks`); on the CPU host pointers.
+  virtual void update(const kern::OptimScalars* scalars, const kern::OptimTensor* tensors, int64_t count,
+                      int64_t num_chunks, DType dtype, Device device) = 0;
 
   const char* kind_;
   double lr_;
@@ -111,10 +128,26 @@ class Optimizer {
   std::vector<std::string> buffer_names_;
   int64_t step_count_ = 0;
 
+  // The device copy of `tensors` (planned with kern::plan_chunks); uploads only when
+  // the descriptors differ from the last upload. Sets `num_chunks`.
+  const kern::OptimTensor* upload(std::vector<kern::OptimTensor>& tensors, int64_t& num_chunks);
+
   // Device copy of the descriptors and the host copy it was made from.
   Tensor device_descriptors_;
   std::vector<kern::OptimTensor> uploaded_;
   int64_t uploads_ = 0;
+
+  // What prepare_step() leaves for launch_step().
+  struct Prepared {
+    bool ready = false;
+    std::vector<kern::OptimTensor> tensors;  // host descriptors
+    std::vector<Tensor> grads;                // kept alive until the update is queued
+    const kern::OptimTensor* device_tensors = nullptr;
+    int64_t num_chunks = 0;
+    kern::OptimScalars scalars;               // host copy (the CPU update reads this one)
+  };
+  Prepared prepared_;
+  Tensor device_scalars_;  // CUDA: one kern::OptimScalars, allocated once (fixed address)
 };
 
 struct SGDOptions {
@@ -133,7 +166,8 @@ class SGD : public Optimizer {
   const SGDOptions& options() const { return options_; }
 
  protected:
-  void update(std::vector<kern::OptimTensor>& tensors, int64_t step, DType dtype, Device device) override;
+  void update(const kern::OptimScalars* scalars, const kern::OptimTensor* tensors, int64_t count, int64_t num_chunks,
+              DType dtype, Device device) override;
 
  private:
   SGDOptions options_;
@@ -157,7 +191,8 @@ class Adam : public Optimizer {
 
  protected:
   Adam(const char* kind, NamedTensors params, const AdamOptions& options, bool decoupled);
-  void update(std::vector<kern::OptimTensor>& tensors, int64_t step, DType dtype, Device device) override;
+  void update(const kern::OptimScalars* scalars, const kern::OptimTensor* tensors, int64_t count, int64_t num_chunks,
+              DType dtype, Device device) override;
 
  private:
   AdamOptions options_;

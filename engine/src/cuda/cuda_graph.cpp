@@ -9,6 +9,7 @@
 
 #include "engine/cuda_context.h"
 #include "engine/error.h"
+#include "kernels/counters.h"
 
 namespace eng::cuda {
 
@@ -92,6 +93,9 @@ void Graph::replay() {
   ENGINE_CHECK(exec_, "Graph::replay: nothing was captured");
   const cudaError_t err = cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream());
   ENGINE_CHECK(err == cudaSuccess, "Graph::replay: cudaGraphLaunch failed: ", cudaGetErrorString(err));
+  // One launch in the device counters (engine/counters.h): the kernels inside were counted
+  // once, at capture, where their launch calls ran.
+  kern::counters::add_launches(1);
 }
 
 }  // namespace eng::cuda

@@ -34,22 +34,19 @@ AdamW::AdamW(NamedTensors params, const AdamOptions& options) : Adam("AdamW", st
 AdamW::AdamW(const std::vector<Tensor>& params, const AdamOptions& options)
     : Adam("AdamW", name_by_index(params), options, true) {}
 
-void Adam::update(std::vector<kern::OptimTensor>& tensors, int64_t step, DType dtype, Device device) {
+void Adam::update(const kern::OptimScalars* scalars, const kern::OptimTensor* tensors, int64_t count,
+                  [[maybe_unused]] int64_t num_chunks, DType dtype, Device device) {
   kern::AdamHyper h;
-  h.lr = lr_;
   h.beta1 = options_.beta1;
   h.beta2 = options_.beta2;
   h.eps = options_.eps;
   h.decoupled = decoupled_;
-  const int64_t count = static_cast<int64_t>(tensors.size());
   dispatch_float(dtype, kind_, [&](auto tag) {
     using T = decltype(tag);
     if (device.is_cuda()) {
-      int64_t num_chunks = 0;
-      [[maybe_unused]] const kern::OptimTensor* d = upload(tensors, num_chunks);
-      ENGINE_IF_CUDA(kern::cuda::adam_step<T>(h, step, d, count, num_chunks, cuda::stream()));
+      ENGINE_IF_CUDA(kern::cuda::adam_step<T>(h, scalars, tensors, count, num_chunks, cuda::stream()));
     } else {
-      kern::cpu::adam_step<T>(h, step, tensors.data(), count);
+      kern::cpu::adam_step<T>(h, scalars, tensors, count);
     }
   });
 }

@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
 #include "engine/optim.h"
@@ -67,13 +68,29 @@ void Optimizer::set_lr(double lr) {
   lr_ = lr;
 }
 
-void Optimizer::zero_grad() {
-  for (Slot& s : slots_) s.param.zero_grad();
+void Optimizer::zero_grad(bool set_to_none) {
+  if (set_to_none) {
+    for (Slot& s : slots_) s.param.zero_grad();
+    return;
+  }
+  NoGradGuard no_grad;
+  for (Slot& s : slots_) {
+    Tensor g = s.param.grad();
+    if (g.defined()) g.zero_();  // in place: the address a graph captured stays valid
+  }
 }
 
 void Optimizer::step() {
+  prepare_step();
+  launch_step();
+}
+
+void Optimizer::prepare_step() {
   NoGradGuard no_grad;
   const Tensor& first = slots_.front().param;
+  ENGINE_CHECK(!(first.device().is_cuda() && cuda::alloc::capturing()), kind_,
+               ": prepare_step() (or step()) during a CUDA graph capture; call prepare_step() before the "
+               "capture and before each replay, and launch_step() inside the capture");
   const int64_t step = step_count_ + 1;
 
   // Check every gradient before changing any state, so that an error leaves none behind.
@@ -110,8 +127,47 @@ void Optimizer::step() {
     d.step_lag = step - s.steps;
     tensors.push_back(d);
   }
-  update(tensors, step, first.dtype(), first.device());
+
+  Prepared p;
+  p.scalars.lr = lr_;
+  p.scalars.step = step;
+  if (first.device().is_cuda()) {
+    p.device_tensors = upload(tensors, p.num_chunks);
+    // lr and step: a block allocated once (its address is what a captured update reads),
+    // written by an asynchronous copy from a fresh pinned block on the kernels' stream (so
+    // an update queued earlier still reads the old values; the pinned allocator keeps the
+    // host block from reuse until the copy has passed).
+    constexpr int64_t kBytes = static_cast<int64_t>(sizeof(kern::OptimScalars));
+    if (!device_scalars_.defined())
+      device_scalars_ = empty({kBytes}, TensorOptions(DType::u8).device(first.device()));
+    Tensor staging = empty_pinned({kBytes}, DType::u8);
+    std::memcpy(staging.raw_data(), &p.scalars, sizeof(kern::OptimScalars));
+    ENGINE_IF_CUDA(kern::cuda::memcpy_h2d_async(device_scalars_.raw_data(), staging.raw_data(),
+                                                sizeof(kern::OptimScalars), cuda::stream()));
+  } else {
+    p.num_chunks = kern::plan_chunks(tensors.data(), static_cast<int64_t>(tensors.size()));
+  }
+  p.tensors = std::move(tensors);
+  p.grads = std::move(grads);
+  p.ready = true;
+  prepared_ = std::move(p);
   step_count_ = step;
+}
+
+void Optimizer::launch_step() {
+  ENGINE_CHECK(prepared_.ready, kind_, ": launch_step() without a prepare_step() before it");
+  NoGradGuard no_grad;
+  const Tensor& first = slots_.front().param;
+  const int64_t count = static_cast<int64_t>(prepared_.tensors.size());
+  if (first.device().is_cuda()) {
+    update(static_cast<const kern::OptimScalars*>(device_scalars_.raw_data()), prepared_.device_tensors, count,
+           prepared_.num_chunks, first.dtype(), first.device());
+  } else {
+    update(&prepared_.scalars, prepared_.tensors.data(), count, prepared_.num_chunks, first.dtype(),
+           first.device());
+  }
+  // The grads stay referenced by their parameters; only the contiguous copies are dropped.
+  prepared_ = Prepared();
 }
 
 const kern::OptimTensor* Optimizer::upload(std::vector<kern::OptimTensor>& tensors, int64_t& num_chunks) {

@@ -32,21 +32,18 @@ SGD::SGD(NamedTensors params, const SGDOptions& options)
 
 SGD::SGD(const std::vector<Tensor>& params, const SGDOptions& options) : SGD(name_by_index(params), options) {}
 
-void SGD::update(std::vector<kern::OptimTensor>& tensors, int64_t step, DType dtype, Device device) {
+void SGD::update(const kern::OptimScalars* scalars, const kern::OptimTensor* tensors, int64_t count,
+                 [[maybe_unused]] int64_t num_chunks, DType dtype, Device device) {
   kern::SgdHyper h;
-  h.lr = lr_;
   h.momentum = options_.momentum;
   h.dampening = options_.dampening;
   h.nesterov = options_.nesterov;
-  const int64_t count = static_cast<int64_t>(tensors.size());
   dispatch_float(dtype, "SGD", [&](auto tag) {
     using T = decltype(tag);
     if (device.is_cuda()) {
-      int64_t num_chunks = 0;
-      [[maybe_unused]] const kern::OptimTensor* d = upload(tensors, num_chunks);
-      ENGINE_IF_CUDA(kern::cuda::sgd_step<T>(h, step, d, count, num_chunks, cuda::stream()));
+      ENGINE_IF_CUDA(kern::cuda::sgd_step<T>(h, scalars, tensors, count, num_chunks, cuda::stream()));
     } else {
-      kern::cpu::sgd_step<T>(h, step, tensors.data(), count);
+      kern::cpu::sgd_step<T>(h, scalars, tensors, count);
     }
   });
 }

@@ -28,13 +28,17 @@
 // computed in double once per tensor and then rounded to T; the per-element arithmetic
 // is done in T.
 //
+// The per-step values (the learning rate and the group step) come in an OptimScalars that
+// the update READS FROM MEMORY (host memory for the CPU loops, device memory for CUDA), not
+// as launch arguments: a launch recorded in a CUDA graph then uses whatever the caller wrote
+// there before each replay (the current schedule value), not the value at capture.
+//
 // CPU: loops tensor by tensor over a host array of descriptors.
 // CUDA: ONE launch for the whole list. `tensors` is then a DEVICE array of descriptors
 // whose first_chunk fields were filled by plan_chunks(): each tensor is cut into chunks of
 // kOptimChunk elements, one thread block per chunk, and a block finds its tensor by a
-// binary search over first_chunk. The descriptors hold no per-step value (the group step
-// comes as an argument), so the caller can keep the device copy while pointers do not
-// change.
+// binary search over first_chunk. The descriptors hold no per-step value, so the caller
+// can keep the device copy while pointers do not change.
 #pragma once
 #include "kernels/common.h"
 
@@ -57,15 +61,19 @@ inline bool operator==(const OptimTensor& a, const OptimTensor& b) {
 }
 inline bool operator!=(const OptimTensor& a, const OptimTensor& b) { return !(a == b); }
 
+// The values that change from step to step; read from memory by the updates (see above).
+struct OptimScalars {
+  double lr = 0;      // learning rate of this step
+  int64_t step = 0;   // the group step: how many steps have run, this one included (>= 1)
+};
+
 struct SgdHyper {
-  double lr = 0;
   double momentum = 0;
   double dampening = 0;
   bool nesterov = false;
 };
 
 struct AdamHyper {
-  double lr = 0;
   double beta1 = 0.9;
   double beta2 = 0.999;
   double eps = 1e-8;
@@ -87,22 +95,23 @@ inline int64_t plan_chunks(OptimTensor* tensors, int64_t count) {
 }
 
 namespace cpu {
-// `tensors`: host array of `count` descriptors. `step`: the group's step number.
+// `tensors`: host array of `count` descriptors. `scalars`: host pointer to lr and step.
 template <typename T>
-void sgd_step(const SgdHyper& h, int64_t step, const OptimTensor* tensors, int64_t count);
+void sgd_step(const SgdHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count);
 template <typename T>
-void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int64_t count);
+void adam_step(const AdamHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count);
 }  // namespace cpu
 
 namespace cuda {
 // `tensors`: DEVICE array of `count` descriptors planned by plan_chunks(), which returned
-// `num_chunks`. One kernel launch.
+// `num_chunks`; `scalars`: DEVICE pointer to lr and step, read when the kernel runs. One
+// kernel launch.
 template <typename T>
-void sgd_step(const SgdHyper& h, int64_t step, const OptimTensor* tensors, int64_t count, int64_t num_chunks,
-              Stream stream);
+void sgd_step(const SgdHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count,
+              int64_t num_chunks, Stream stream);
 template <typename T>
-void adam_step(const AdamHyper& h, int64_t step, const OptimTensor* tensors, int64_t count, int64_t num_chunks,
-               Stream stream);
+void adam_step(const AdamHyper& h, const OptimScalars* scalars, const OptimTensor* tensors, int64_t count,
+               int64_t num_chunks, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern
