@@ -91,6 +91,18 @@ if [ -x build-gpu/apps/ssd_train ] && nvidia-smi >/dev/null 2>&1; then
       { echo "== ssd_train $1 batch $2 --precision $prec"; cat "$out.log"; } >>"$log/bench.txt"
     done
   done
+  # What a step costs on the GPU (counters and CUDA-event phase times), eager and with the
+  # whole step replayed from a CUDA graph (docs/gpu-step.md).
+  for graph in "" "--cuda-graph"; do
+    out="$data/profile${graph:+_graph}"
+    if build-gpu/apps/ssd_train --arch ssd300_vgg16 --data "$data/train" --device cuda --batch 32 --iters 8 \
+        --profile 5 $graph --log-every 4 --save-every 100000 --workers 4 --out "$out" >"$out.log" 2>&1; then
+      note "ssd_train --profile ${graph:-(eager)}: ok, $(grep -m1 '^profile of' "$out.log")"
+    else
+      note "ssd_train --profile $graph: FAILED: $(tail -1 "$out.log")"
+    fi
+    { echo "== ssd_train --profile 5 $graph"; cat "$out.log"; } >>"$log/bench.txt"
+  done
   rm -rf "$data"
 fi
 # PyTorch / torchvision on the same shapes, for the ratio columns of docs/kernels.md.

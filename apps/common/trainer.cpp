@@ -118,10 +118,12 @@ models::Targets host_targets(const data::Batch& b, eng::Device device, const dat
   return {boxes, labels, counts};
 }
 
+// The batch's targets on `device`: on CUDA uploaded from pinned memory on the copy stream,
+// the compute stream waiting for each copy's event (eng::cuda::upload), as the images are.
 models::Targets make_targets(const data::Batch& b, eng::Device device) {
   models::Targets t = host_targets(b, device);
   if (device.is_cpu()) return t;
-  return {t.boxes.to(device), t.labels.to(device), t.counts.to(device)};
+  return {eng::cuda::upload(t.boxes), eng::cuda::upload(t.labels), eng::cuda::upload(t.counts)};
 }
 
 // --cuda-graph: every training image must fit the padded maximum (checked before training,
