@@ -250,7 +250,7 @@ TEST_CASE("safetensors: bad file: header length past the end or absurdly large")
   REQUIRE_THROWS_WITH(load_safetensors(p.string()),
                       Catch::StartsWith(p.string()) && Catch::Contains("header length 100 runs past the end of the file"));
   write_file(p, u64_le(~0ull) + "{}");
-  REQUIRE_THROWS_WITH(load_safetensors(p.string()), Catch::StartsWith(p.string()) && Catch::Contains("absurdly large"));
+  REQUIRE_THROWS_WITH(load_safetensors(p.string()), Catch::StartsWith(p.string()) && Catch::Contains("larger than the limit of 104857600 bytes"));
 }
 
 TEST_CASE("safetensors: bad file: header not valid JSON") {
@@ -271,7 +271,7 @@ TEST_CASE("safetensors: bad file: entry not an object or missing dtype, shape or
   p = bad_file("noshape", R"({"w": {"dtype": "F32", "data_offsets": [0, 8]}})", kF32Pair);
   REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("tensor 'w' is missing a \"shape\""));
   p = bad_file("negshape", R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", kF32Pair);
-  REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("not a non-negative integer"));
+  REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("\"shape\" entry -2 is not an integer"));
   p = bad_file("nooffsets", R"({"w": {"dtype": "F32", "shape": [2]}})", kF32Pair);
   REQUIRE_THROWS_WITH(load_safetensors(p),
                       Catch::StartsWith(p) && Catch::Contains("tensor 'w' is missing a \"data_offsets\" pair"));
@@ -289,10 +289,10 @@ TEST_CASE("safetensors: bad file: shape and byte length disagree") {
   std::string p = bad_file("size", R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", kF32Pair);
   REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("tensor 'w' has shape [3]") &&
                                                Catch::Contains("span 8 bytes (size mismatch)"));
-  // A shape whose element count overflows 64 bits is a mismatch, not a crash.
+  // A shape whose element count overflows 64 bits is refused, not a crash.
   p = bad_file("huge", R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 8]}})",
                kF32Pair);
-  REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("size mismatch"));
+  REQUIRE_THROWS_WITH(load_safetensors(p), Catch::StartsWith(p) && Catch::Contains("more elements than fit in int64"));
 }
 
 TEST_CASE("safetensors: bad file: offsets out of range") {

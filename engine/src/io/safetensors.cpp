@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -18,6 +17,8 @@
 
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "engine/io/limits.h"
+#include "engine/io/read_file.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.cpp assumes a little-endian host (the file format is little-endian)"
@@ -28,10 +29,6 @@ namespace eng::io {
 namespace {
 
 using Json = nlohmann::ordered_json;  // keeps the header's key order
-
-// A header longer than this is treated as damage, not as a real file (the reference
-// implementation uses the same limit).
-constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 // ---- dtypes ----
 struct FileDType {
@@ -91,11 +88,61 @@ std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
 std::string shape_text(const Shape& s) { return shape_str(s); }
 
+// A JSON value as it appears in the header, cut short for messages (never throws: invalid
+// UTF-8 is replaced).
+std::string value_text(const Json& j) {
+  std::string t = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (t.size() > 60) t = t.substr(0, 57) + "...";
+  return t;
+}
+
 // A JSON number that is a non-negative integer fitting in int64.
 bool as_index(const Json& j, uint64_t& out) {
   if (!j.is_number_unsigned()) return false;
   out = j.get<uint64_t>();
   return out <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
+}
+
+// Real headers nest three deep (object, entry, list); anything far deeper is damage.
+constexpr int kMaxHeaderDepth = 16;
+// More dimensions than any tensor the engine makes.
+constexpr size_t kMaxDims = 16;
+
+// Thrown by the parse callback; turned into one line naming the file.
+struct HeaderProblem {
+  std::string what;
+};
+
+// Parses the header, refusing duplicated keys at any level (nlohmann would keep the last
+// one silently) and absurd nesting. Every exception becomes one line naming the file.
+Json parse_header(const std::string& path, const std::string& text) {
+  std::vector<std::set<std::string>> open_objects;  // keys seen in each open object
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) -> bool {
+    if (depth > kMaxHeaderDepth)
+      throw HeaderProblem{"header nests deeper than " + std::to_string(kMaxHeaderDepth) + " levels"};
+    switch (event) {
+      case Json::parse_event_t::object_start: open_objects.emplace_back(); break;
+      case Json::parse_event_t::object_end:
+        if (!open_objects.empty()) open_objects.pop_back();
+        break;
+      case Json::parse_event_t::key: {
+        const std::string key = parsed.get<std::string>();
+        if (!open_objects.empty() && !open_objects.back().insert(key).second)
+          throw HeaderProblem{"header has the key " + quoted(key) + " twice" +
+                              (open_objects.size() == 1 ? " (duplicated tensor name)" : "")};
+        break;
+      }
+      default: break;
+    }
+    return true;
+  };
+  try {
+    return Json::parse(text, callback);
+  } catch (const HeaderProblem& p) {
+    fail(path, p.what);
+  } catch (const Json::exception& e) {  // parse_error, out_of_range (e.g. 1e400), type_error, ...
+    fail(path, std::string("header is not valid JSON: ") + e.what());
+  }
 }
 
 // One validated header entry.
@@ -106,9 +153,11 @@ struct Entry {
   uint64_t begin, end;  // relative to the data section
 };
 
-Entry parse_entry(const std::string& path, const std::string& name, const Json& j, uint64_t data_bytes) {
+Entry parse_entry(const std::string& path, const std::string& name, const Json& j, uint64_t data_bytes,
+                  const ReadLimits& limits) {
   const std::string what = "tensor " + quoted(name);
-  if (!j.is_object()) fail(path, "header entry for " + what + " is not a JSON object");
+  if (name.empty()) fail(path, "header has a tensor with an empty name");
+  if (!j.is_object()) fail(path, "header entry for " + what + " is not a JSON object: " + value_text(j));
 
   auto dt = j.find("dtype");
   if (dt == j.end() || !dt->is_string()) fail(path, "header entry for " + what + " is missing a \"dtype\" string");
@@ -121,18 +170,32 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
   auto sh = j.find("shape");
   if (sh == j.end() || !sh->is_array())
     fail(path, "header entry for " + what + " is missing a \"shape\" list");
+  if (sh->size() > kMaxDims)
+    fail(path, what + " \"shape\" has " + std::to_string(sh->size()) + " dimensions (at most " +
+                   std::to_string(kMaxDims) + ")");
   Shape shape;
   for (const Json& d : *sh) {
     uint64_t v;
-    if (!as_index(d, v)) fail(path, what + " has a shape entry that is not a non-negative integer");
+    if (!as_index(d, v))
+      fail(path, what + " \"shape\" entry " + value_text(d) + " is not an integer in [0, 2^63 - 1]");
     shape.push_back(static_cast<int64_t>(v));
   }
+  // The element count must fit in int64 even when a zero dimension makes it 0 (strides are
+  // products of the other dimensions).
+  int64_t numel = 1, numel_nonzero = 1;
+  for (int64_t d : shape) {
+    if (d != 0 && __builtin_mul_overflow(numel_nonzero, d, &numel_nonzero))
+      fail(path, what + " \"shape\" " + shape_text(shape) + " has more elements than fit in int64");
+    numel = d == 0 ? 0 : numel;
+  }
+  if (numel != 0) numel = numel_nonzero;
 
   auto off = j.find("data_offsets");
   uint64_t begin = 0, end = 0;
-  if (off == j.end() || !off->is_array() || off->size() != 2 || !as_index((*off)[0], begin) ||
-      !as_index((*off)[1], end))
+  if (off == j.end() || !off->is_array() || off->size() != 2)
     fail(path, "header entry for " + what + " is missing a \"data_offsets\" pair of non-negative integers");
+  if (!as_index((*off)[0], begin) || !as_index((*off)[1], end))
+    fail(path, what + " \"data_offsets\" " + value_text(*off) + " are not integers in [0, 2^63 - 1]");
   if (begin > end)
     fail(path, what + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                    "] with begin > end");
@@ -140,50 +203,35 @@ Entry parse_entry(const std::string& path, const std::string& name, const Json& 
     fail(path, what + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
                    "] past the end of the data section (" + std::to_string(data_bytes) + " bytes)");
 
-  // numel * itemsize must equal the byte span; guard the product against overflow.
-  uint64_t numel = 1;
-  bool has_zero = std::find(shape.begin(), shape.end(), 0) != shape.end();
-  if (!has_zero) {
-    for (int64_t d : shape) {
-      if (numel > data_bytes / static_cast<uint64_t>(d)) {
-        numel = std::numeric_limits<uint64_t>::max();  // larger than any span we can have
-        break;
-      }
-      numel *= static_cast<uint64_t>(d);
-    }
-  } else {
-    numel = 0;
-  }
+  // numel * itemsize must equal the byte span (span <= file size, so a match cannot overflow).
   const uint64_t span = end - begin;
-  if (numel == std::numeric_limits<uint64_t>::max() || numel * dtype->itemsize != span)
+  const uint64_t n = static_cast<uint64_t>(numel);
+  if (n > span / dtype->itemsize || n * dtype->itemsize != span)
     fail(path, what + " has shape " + shape_text(shape) + " and dtype " + dtype->name + " but data_offsets span " +
                    std::to_string(span) + " bytes (size mismatch)");
+  // In memory (F16 is widened to f32), against the per-tensor limit.
+  const uint64_t loaded = n * dtype_size(dtype->loads_as);
+  if (loaded > limits.tensor_bytes)
+    fail(path, what + " needs " + std::to_string(loaded) + " bytes, more than the limit of " +
+                   std::to_string(limits.tensor_bytes) + " bytes per tensor (ENGINE_MAX_TENSOR_BYTES)");
   return Entry{name, dtype, shape, begin, end};
 }
 
-// Reads `n` bytes at `pos` (already checked against the file size).
-void read_at(std::ifstream& in, const std::string& path, uint64_t pos, void* dst, uint64_t n) {
-  if (n == 0) return;
-  in.seekg(static_cast<std::streamoff>(pos));
-  in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
-  if (!in || static_cast<uint64_t>(in.gcount()) != n) fail(path, "read error (file changed or unreadable)");
-}
-
-Tensor read_tensor(std::ifstream& in, const std::string& path, const Entry& e, uint64_t data_start) {
+Tensor read_tensor(const InputFile& in, const Entry& e, uint64_t data_start) {
   Tensor t = empty(e.shape, TensorOptions(e.dtype->loads_as));
   const uint64_t bytes = e.end - e.begin;
   const uint64_t pos = data_start + e.begin;
   const std::string name = e.dtype->name;
   if (name == "F16") {
     std::vector<unsigned char> raw(bytes);
-    read_at(in, path, pos, raw.data(), bytes);
+    in.read_at(pos, raw.data(), bytes);
     float* out = t.data<float>();
     for (uint64_t i = 0; i < bytes / 2; ++i) {
       const uint16_t v = static_cast<uint16_t>(raw[2 * i] | (raw[2 * i + 1] << 8));  // little-endian
       out[i] = half_to_float(v);
     }
   } else {  // BF16 included: little-endian uint16 bits, kern::bf16's layout on this host
-    read_at(in, path, pos, t.raw_data(), bytes);
+    in.read_at(pos, t.raw_data(), bytes);
     if (name == "BOOL") {  // any non-zero byte is true; store canonical 0/1
       auto* p = static_cast<unsigned char*>(t.raw_data());
       for (uint64_t i = 0; i < bytes; ++i) p[i] = p[i] ? 1 : 0;
@@ -209,36 +257,26 @@ Tensor SafetensorsFile::get(const std::string& name) const {
 
 // ---- load ----
 SafetensorsFile load_safetensors(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::exists(path, ec)) fail(path, "file not found");
-  if (!fs::is_regular_file(path, ec)) fail(path, "not a regular file");
-  const uint64_t file_bytes = fs::file_size(path, ec);
-  if (ec) fail(path, "cannot read the file size (" + ec.message() + ")");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, std::string("cannot open the file for reading (") + std::strerror(errno) + ")");
-
+  const ReadLimits limits = read_limits();
+  const InputFile in(path, limits.weights_file_bytes, "safetensors file", "ENGINE_MAX_WEIGHTS_FILE_BYTES");
+  const uint64_t file_bytes = in.size();
   if (file_bytes < 8)
     fail(path, "file is " + std::to_string(file_bytes) + " bytes, shorter than the 8-byte header length");
   unsigned char len_bytes[8];
-  read_at(in, path, 0, len_bytes, 8);
+  in.read_at(0, len_bytes, 8);
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | len_bytes[i];
-  if (header_bytes > kMaxHeaderBytes)
-    fail(path, "header length " + std::to_string(header_bytes) + " is absurdly large (limit 100 MiB)");
+  if (header_bytes > limits.safetensors_header_bytes)
+    fail(path, "header length " + std::to_string(header_bytes) + " is larger than the limit of " +
+                   std::to_string(limits.safetensors_header_bytes) + " bytes (ENGINE_MAX_SAFETENSORS_HEADER_BYTES)");
   if (header_bytes > file_bytes - 8)
     fail(path, "header length " + std::to_string(header_bytes) + " runs past the end of the file (" +
                    std::to_string(file_bytes) + " bytes)");
 
   std::string header_text(header_bytes, '\0');
-  read_at(in, path, 8, header_text.data(), header_bytes);
-  Json header;
-  try {
-    header = Json::parse(header_text);
-  } catch (const Json::parse_error& e) {
-    fail(path, "header is not valid JSON (parse error at byte " + std::to_string(e.byte) + ")");
-  }
-  if (!header.is_object()) fail(path, "header is not a JSON object");
+  in.read_at(8, header_text.data(), header_bytes);
+  const Json header = parse_header(path, header_text);
+  if (!header.is_object()) fail(path, "header is not a JSON object: " + value_text(header));
 
   const uint64_t data_start = 8 + header_bytes;
   const uint64_t data_bytes = file_bytes - data_start;
@@ -247,17 +285,19 @@ SafetensorsFile load_safetensors(const std::string& path) {
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") {
       const Json& m = it.value();
-      bool ok = m.is_object();
-      if (ok)
-        for (auto mt = m.begin(); mt != m.end(); ++mt) ok = ok && mt.value().is_string();
-      if (!ok) fail(path, "__metadata__ must map strings to strings");
-      for (auto mt = m.begin(); mt != m.end(); ++mt) out.metadata[mt.key()] = mt.value().get<std::string>();
+      if (!m.is_object()) fail(path, "__metadata__ must map strings to strings, not " + value_text(m));
+      for (auto mt = m.begin(); mt != m.end(); ++mt) {
+        if (!mt.value().is_string())
+          fail(path, "__metadata__ must map strings to strings: " + quoted(mt.key()) + " is " + value_text(mt.value()));
+        out.metadata[mt.key()] = mt.value().get<std::string>();
+      }
       continue;
     }
-    entries.push_back(parse_entry(path, it.key(), it.value(), data_bytes));
+    entries.push_back(parse_entry(path, it.key(), it.value(), data_bytes, limits));
   }
 
-  // No two tensors may share bytes (empty tensors occupy none).
+  // No two tensors may share bytes (empty tensors occupy none). Header order need not follow
+  // the offsets; gaps between tensors are allowed (they are never read).
   std::vector<const Entry*> by_begin;
   for (const Entry& e : entries)
     if (e.end > e.begin) by_begin.push_back(&e);
@@ -271,7 +311,14 @@ SafetensorsFile load_safetensors(const std::string& path) {
                      ", " + std::to_string(b.end) + "))");
   }
 
-  for (const Entry& e : entries) out.tensors.emplace_back(e.name, read_tensor(in, path, e, data_start));
+  for (const Entry& e : entries) {
+    try {
+      out.tensors.emplace_back(e.name, read_tensor(in, e, data_start));
+    } catch (const std::bad_alloc&) {
+      fail(path, "out of memory loading tensor " + quoted(e.name) + " (" + std::to_string(e.end - e.begin) +
+                     " bytes in the file)");
+    }
+  }
   return out;
 }
 

@@ -18,8 +18,21 @@
 // dtype, so BF16 weights load into f32 parameters exactly.
 //
 // Every problem with a file is an eng::Error whose message starts with the file path and
-// names the problem in one line; the loader checks every size and offset against the file
-// size before reading, so a damaged file can never make it read out of bounds.
+// names the problem (the field and its value) in one line; the loader checks every size and
+// offset against the file size before reading, so a damaged file can never make it read out
+// of bounds. What load_safetensors refuses:
+//   * a path that is not a regular file (directory, FIFO, device: refused unread), a file
+//     over ReadLimits::weights_file_bytes, a header length over safetensors_header_bytes
+//     (100 MiB) or past the end of the file (engine/io/limits.h);
+//   * a header that is not JSON (any nlohmann exception, e.g. the number 1e400), not an
+//     object, has a key twice at any level (two tensors of one name), or nests > 16 deep;
+//   * an entry that is not an object, an empty name, an unknown dtype, a shape with more
+//     than 16 dimensions or an entry outside [0, 2^63 - 1] or whose element count overflows
+//     int64, data_offsets that are not two integers in [0, 2^63 - 1], reversed, past the
+//     data section, overlapping another tensor's, or not numel * itemsize bytes long;
+//   * a tensor whose loaded size exceeds ReadLimits::tensor_bytes;
+//   * __metadata__ that is not an object of strings.
+// Header order need not follow the offsets, and gaps between tensors are allowed.
 #pragma once
 #include <map>
 #include <string>
