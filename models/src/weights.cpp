@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/io/read_file.h"
 #include "engine/io/safetensors.h"
 
 namespace models {
@@ -12,16 +13,22 @@ using namespace eng;
 
 namespace {
 
-int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& path, const char* key) {
+// The largest values a config may record: far above any real model, low enough that sizes
+// derived from them cannot overflow.
+constexpr int64_t kMaxNumClasses = 1000000;
+constexpr int64_t kMaxInputSize = 65536;
+
+// A decimal integer in [min, max] and nothing else (no space, '+', fraction or overflow).
+int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& path, const char* key,
+                  int64_t min, int64_t max) {
   auto it = meta.find(key);
   ENGINE_CHECK(it != meta.end(), path, ": weights metadata has no '", key,
                "' (not written by save_model_weights?)");
   const std::string& s = it->second;
-  char* end = nullptr;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  ENGINE_CHECK(!s.empty() && end && *end == '\0', path, ": weights metadata '", key, "' is not an integer: '", s,
-               "'");
-  return static_cast<int64_t>(v);
+  int64_t v = 0;
+  ENGINE_CHECK(io::parse_int64(s, min, max, v), path, ": weights metadata '", key, "' is '",
+               s.size() > 40 ? s.substr(0, 37) + "..." : s, "', not an integer in [", min, ", ", max, "]");
+  return v;
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
@@ -49,8 +56,8 @@ ModelConfig read_model_config(const std::string& path) {
                ": weights metadata has no 'arch' (not written by save_model_weights?)");
   ModelConfig c;
   c.arch = it->second;
-  c.num_classes = parse_int(f.metadata, path, kMetaNumClasses);
-  c.input_size = parse_int(f.metadata, path, kMetaInputSize);
+  c.num_classes = parse_int(f.metadata, path, kMetaNumClasses, 1, kMaxNumClasses);
+  c.input_size = parse_int(f.metadata, path, kMetaInputSize, 0, kMaxInputSize);
   auto ap = f.metadata.find(kMetaAnchorPreset);
   ENGINE_CHECK(ap != f.metadata.end(), path, ": weights metadata has no '", kMetaAnchorPreset, "'");
   c.anchor_preset = ap->second;
