@@ -13,6 +13,7 @@
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "engine/error.h"
+#include "json_checks.h"
 
 namespace data {
 
@@ -28,12 +29,21 @@ const json& top_level_array(const std::string& path, const json& j, const char* 
   return *it;
 }
 
-// An integer member, or false when absent or not an integer.
-bool integer_member(const json& obj, const char* key, long long& value) {
+// An integer member in [min, max] (int64 by default), or false when absent, not an integer
+// or out of range (an unsigned value past int64 is refused, not wrapped).
+bool integer_member(const json& obj, const char* key, long long& value, int64_t min = INT64_MIN,
+                    int64_t max = INT64_MAX) {
   const auto it = obj.find(key);
-  if (it == obj.end() || !it->is_number_integer()) return false;
-  value = it->get<long long>();
+  int64_t v = 0;
+  if (it == obj.end() || !jsonck::int_in(*it, min, max, v)) return false;
+  value = v;
   return true;
+}
+
+// The member as written, for messages ("absent" when missing).
+std::string member_text(const json& obj, const char* key) {
+  const auto it = obj.find(key);
+  return it == obj.end() ? "absent" : jsonck::shown(*it);
 }
 
 struct Category {
@@ -47,7 +57,9 @@ std::vector<Category> read_categories(const std::string& path, const json& cats)
     const std::string where = "categories[" + std::to_string(i) + "]";
     ENGINE_CHECK(cats[i].is_object(), path, ": ", where, " is not an object");
     Category c;
-    ENGINE_CHECK(integer_member(cats[i], "id", c.id), path, ": ", where, " has no integer \"id\"");
+    // Category ids become ints (category_ids, detections.json): they must fit.
+    ENGINE_CHECK(integer_member(cats[i], "id", c.id, INT32_MIN, INT32_MAX), path, ": ", where,
+                 " has no integer \"id\" in [-2^31, 2^31 - 1] (", member_text(cats[i], "id"), ")");
     const auto name = cats[i].find("name");
     ENGINE_CHECK(name != cats[i].end() && name->is_string(), path, ": ", where, " has no string \"name\"");
     c.name = name->get<std::string>();
@@ -60,15 +72,13 @@ std::vector<Category> read_categories(const std::string& path, const json& cats)
   return out;
 }
 
+// Each of x, y, w, h within +-kMaxCoordinate, so x + w and y + h are finite.
 bool parse_bbox(const json& a, Box& box) {
   const auto it = a.find("bbox");
   if (it == a.end() || !it->is_array() || it->size() != 4) return false;
   double v[4];
-  for (int k = 0; k < 4; ++k) {
-    if (!(*it)[k].is_number()) return false;
-    v[k] = (*it)[k].get<double>();
-    if (!std::isfinite(v[k])) return false;
-  }
+  for (int k = 0; k < 4; ++k)
+    if (!jsonck::number_in((*it)[k], -detail::kMaxCoordinate, detail::kMaxCoordinate, v[k])) return false;
   box = Box{v[0], v[1], v[0] + v[2], v[1] + v[3]};
   return true;
 }
@@ -103,14 +113,24 @@ class CocoReader {
     ++out_.skipped_objects;
   }
 
-  static int image_size(const json& img, const char* key) {
+  // Absent (or null): 0, unknown. Else an integer in [0, kMaxImageSide] (0: unknown);
+  // anything else is the problem, for a warning.
+  static std::string image_size(const json& img, const char* key, int& size) {
+    size = 0;
+    const auto it = img.find(key);
+    if (it == img.end() || it->is_null()) return "";
     long long v = 0;
-    return integer_member(img, key, v) && v > 0 ? static_cast<int>(v) : 0;
+    if (!integer_member(img, key, v, 0, detail::kMaxImageSide))
+      return std::string("\"") + key + "\" is " + jsonck::shown(*it) + ", not an integer in [0, " +
+             std::to_string(detail::kMaxImageSide) + "]";
+    size = static_cast<int>(v);
+    return "";
   }
 
   void read_image(size_t index, const json& img) {
     long long id = 0;
-    if (!img.is_object() || !integer_member(img, "id", id)) return skip_image(index, "no integer \"id\"");
+    if (!img.is_object()) return skip_image(index, "not an object");
+    if (!integer_member(img, "id", id)) return skip_image(index, "no integer \"id\" (" + member_text(img, "id") + ")");
     const auto fn = img.find("file_name");
     if (fn == img.end() || !fn->is_string() || fn->get<std::string>().empty())
       return skip_image(index, "no \"file_name\"");
@@ -122,8 +142,13 @@ class CocoReader {
       return skip_image(index, "image file " + s.image_path + " not found");
     }
     s.key = image_key(fn->get<std::string>());
-    s.width = image_size(img, "width");
-    s.height = image_size(img, "height");
+    for (const auto& [key, size] : {std::pair<const char*, int*>{"width", &s.width}, {"height", &s.height}}) {
+      const std::string problem = image_size(img, key, *size);
+      if (!problem.empty()) {
+        skipped_ids_.insert(id);
+        return skip_image(index, problem);
+      }
+    }
     sample_of_[id] = out_.samples.size();
     out_.samples.push_back(std::move(s));
   }
@@ -131,24 +156,30 @@ class CocoReader {
   // "" and the object, or the problem.
   std::string parse_object(const json& a, Object& o, size_t& sample) const {
     long long image_id = 0, category_id = 0;
-    if (!integer_member(a, "image_id", image_id)) return "no integer \"image_id\"";
+    if (!integer_member(a, "image_id", image_id))
+      return "no integer \"image_id\" (" + member_text(a, "image_id") + ")";
     const auto s = sample_of_.find(image_id);
     if (s == sample_of_.end()) return "unknown image_id " + std::to_string(image_id);
     sample = s->second;
-    if (!integer_member(a, "category_id", category_id)) return "no integer \"category_id\"";
+    if (!integer_member(a, "category_id", category_id))
+      return "no integer \"category_id\" (" + member_text(a, "category_id") + ")";
     const auto label = label_of_.find(category_id);
     if (label == label_of_.end()) return "unknown category_id " + std::to_string(category_id);
     o.label = label->second;
-    if (!parse_bbox(a, o.box)) return "bad \"bbox\" (not 4 numbers [x, y, w, h])";
+    if (!parse_bbox(a, o.box))
+      return "bad \"bbox\" " + member_text(a, "bbox") + " (not 4 numbers [x, y, w, h] within +-1e7)";
     const auto area = a.find("area");
     if (area != a.end()) {
-      if (!area->is_number()) return "\"area\" is not a number";
-      o.area = area->get<double>();
+      const double max_area = detail::kMaxCoordinate * detail::kMaxCoordinate;
+      if (!jsonck::number_in(*area, -max_area, max_area, o.area))
+        return "\"area\" is " + jsonck::shown(*area) + ", not a number within +-1e14";
     }
     const auto crowd = a.find("iscrowd");
     if (crowd != a.end()) {
-      if (!crowd->is_number_integer() && !crowd->is_boolean()) return "\"iscrowd\" is not 0/1";
-      o.iscrowd = crowd->is_boolean() ? crowd->get<bool>() : crowd->get<long long>() != 0;
+      long long c = 0;
+      if (!crowd->is_boolean() && !integer_member(a, "iscrowd", c, 0, 1))
+        return "\"iscrowd\" is " + jsonck::shown(*crowd) + ", not 0/1";
+      o.iscrowd = crowd->is_boolean() ? crowd->get<bool>() : c != 0;
     }
     const Sample& img = out_.samples[sample];
     return detail::check_box(o.box, img.width, img.height);

@@ -6,12 +6,12 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <sstream>
 
 #include "engine/error.h"
+#include "engine/io/read_file.h"
 
 namespace data {
 
@@ -69,12 +69,12 @@ std::vector<std::string> voc_class_names() {
 }
 
 std::vector<std::string> read_class_names(const std::string& path) {
-  std::ifstream f(path);
-  ENGINE_CHECK(f.good(), path, ": cannot open class file");
+  std::error_code ec;
+  ENGINE_CHECK(fs::exists(path, ec), path, ": cannot open class file (not found)");
   std::vector<std::string> names;
   std::set<std::string> seen;
   int line_no = 0;
-  for (std::string line; std::getline(f, line);) {
+  for (const std::string& line : eng::io::read_text_lines(path, "class file")) {
     ++line_no;
     const std::string name = detail::trim(line);
     if (name.empty()) continue;

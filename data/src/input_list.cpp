@@ -4,8 +4,10 @@
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
-#include <fstream>
 #include <system_error>
+
+#include "engine/error.h"
+#include "engine/io/read_file.h"
 
 namespace data {
 namespace fs = std::filesystem;
@@ -41,6 +43,8 @@ class Collector {
     const fs::file_status st = fs::status(path, ec);
     if (path.empty() || !fs::exists(st)) return error(path.empty() ? "\"\"" : path, "no such file or directory" + where);
     if (fs::is_directory(st)) return add_dir(path, where);
+    // A FIFO or a device (e.g. a link to /dev/zero) would never end or block the decoder.
+    if (!fs::is_regular_file(st)) return error(path, "not a regular file (a FIFO, socket or device?)" + where);
     add_file(path);
   }
 
@@ -70,12 +74,17 @@ class Collector {
     std::error_code ec;
     if (list.empty()) return error("@", "no list file named after '@'");
     if (fs::is_directory(list, ec)) return error(list, "list file is a directory");
-    std::ifstream f(list);
-    if (!f) return error(list, fs::exists(list, ec) ? "cannot read list file" : "no such list file");
+    if (!fs::exists(list, ec)) return error(list, "no such list file");
+    // Regular file, size and line caps (engine/io/limits.h): a FIFO or /dev/zero is refused.
+    std::vector<std::string> lines;
+    try {
+      lines = eng::io::read_text_lines(list, "list file");
+    } catch (const eng::Error& e) {
+      return errors_.push_back(e.what());
+    }
     const fs::path base = fs::path(list).parent_path();
-    std::string line;
     int line_no = 0, entries = 0;
-    while (std::getline(f, line)) {
+    for (const std::string& line : lines) {
       ++line_no;
       const std::string entry = trim(line);
       if (entry.empty() || entry[0] == '#') continue;
@@ -84,8 +93,7 @@ class Collector {
       const std::string resolved = p.is_absolute() || base.empty() ? entry : (base / p).string();
       add_path(resolved, " (listed in " + list + " line " + std::to_string(line_no) + ")");
     }
-    if (f.bad()) error(list, "read error in list file");
-    else if (entries == 0) error(list, "list file names no paths");
+    if (entries == 0) error(list, "list file names no paths");
   }
 
   void error(const std::string& path, const std::string& problem) { errors_.push_back(path + ": " + problem); }

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <unordered_map>
 
@@ -13,6 +12,8 @@
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "engine/error.h"
+#include "engine/io/limits.h"
+#include "engine/io/read_file.h"
 
 namespace data {
 
@@ -24,10 +25,10 @@ std::vector<std::string> read_split_ids(const std::string& root, const std::stri
   ENGINE_CHECK(!fs::is_regular_file(root), root, ": is a file, not a VOC root folder (a COCO file must end in .json)");
   ENGINE_CHECK(fs::is_directory(root), root, ": VOC root folder not found");
   const std::string path = (fs::path(root) / "ImageSets" / "Main" / (split + ".txt")).string();
-  std::ifstream f(path);
-  ENGINE_CHECK(f.good(), path, ": split file not found (split '", split, "')");
+  std::error_code ec;
+  ENGINE_CHECK(fs::exists(path, ec), path, ": split file not found (split '", split, "')");
   std::vector<std::string> ids;
-  for (std::string line; std::getline(f, line);) {
+  for (const std::string& line : eng::io::read_text_lines(path, "split file")) {
     std::istringstream is(line);
     std::string id;
     if (is >> id) ids.push_back(id);  // first token; class-specific lists add a "1/-1" column
@@ -35,19 +36,41 @@ std::vector<std::string> read_split_ids(const std::string& root, const std::stri
   return ids;
 }
 
-bool parse_number(const std::string& text, double& value) {
-  const std::string s = detail::trim(text);
-  if (s.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  value = std::strtod(s.c_str(), &end);
-  return errno == 0 && end == s.c_str() + s.size() && std::isfinite(value);
+// A finite decimal number within +-kMaxCoordinate (surrounding space allowed, as XML
+// writers indent); no hex, inf or nan.
+bool parse_coordinate(const std::string& text, double& value) {
+  double v = 0;
+  if (!eng::io::parse_finite_double(detail::trim(text), v) || std::fabs(v) > detail::kMaxCoordinate) return false;
+  value = v;
+  return true;
 }
 
-int parse_size(const pugi::xml_node& size, const char* key) {
+// <size><width>, <height>, <depth>: absent or empty is 0 (unknown); else a whole number in
+// [0, max] (written as "500" or "500.0"); anything else is the problem, for a warning.
+std::string parse_size(const pugi::xml_node& size, const char* key, int64_t max, int& out) {
+  out = 0;
+  const std::string text = detail::trim(size.child_value(key));
+  if (text.empty()) return "";
   double v = 0;
-  if (!parse_number(size.child_value(key), v) || v < 1) return 0;  // unknown
-  return static_cast<int>(v);
+  // Range first, then the conversion: 1e10 or nan never reaches static_cast<int>.
+  if (!eng::io::parse_finite_double(text, v) || v < 0 || v > static_cast<double>(max) || v != std::floor(v))
+    return std::string("<size><") + key + "> is '" + text.substr(0, 40) + "', not a whole number in [0, " +
+           std::to_string(max) + "]";
+  out = static_cast<int>(v);
+  return "";
+}
+
+// <difficult>, <truncated>: absent or empty is false; else exactly 0 or 1.
+std::string parse_flag(const pugi::xml_node& obj, const char* key, bool& out) {
+  const std::string text = detail::trim(obj.child_value(key));
+  out = text == "1";
+  if (text.empty() || text == "0" || text == "1") return "";
+  return std::string("<") + key + "> is '" + text.substr(0, 40) + "', not 0 or 1";
+}
+
+// The problem part of an eng::Error "<path>: <problem>" (the warning names the file itself).
+std::string problem_of(const std::string& message, const std::string& path) {
+  return message.compare(0, path.size() + 2, path + ": ") == 0 ? message.substr(path.size() + 2) : message;
 }
 
 // Reads the images and objects of one split, accumulating into `out`.
@@ -88,9 +111,18 @@ class VocReader {
 
   void read_image(const std::string& root, const std::string& id) {
     const std::string xml = (fs::path(root) / "Annotations" / (id + ".xml")).string();
+    std::error_code ec;
+    if (!fs::exists(xml, ec)) return skip_image(xml, "annotation file not found");
+    // Regular file, at most ReadLimits::annotation_bytes, read before pugixml sees it.
+    std::string text;
+    try {
+      text = eng::io::read_file_capped(xml, eng::io::read_limits().annotation_bytes, "annotation file",
+                                       "ENGINE_MAX_ANNOTATION_BYTES");
+    } catch (const eng::Error& e) {
+      return skip_image(xml, problem_of(e.what(), xml));
+    }
     pugi::xml_document doc;
-    const pugi::xml_parse_result parsed = doc.load_file(xml.c_str());
-    if (parsed.status == pugi::status_file_not_found) return skip_image(xml, "annotation file not found");
+    const pugi::xml_parse_result parsed = doc.load_buffer(text.data(), text.size());
     if (!parsed) return skip_image(xml, std::string("malformed XML: ") + parsed.description());
     const pugi::xml_node ann = doc.child("annotation");
     if (!ann) return skip_image(xml, "malformed XML: no <annotation> element");
@@ -101,8 +133,11 @@ class VocReader {
     Sample s;
     s.image_path = image;
     s.key = image_key(image);
-    s.width = parse_size(ann.child("size"), "width");
-    s.height = parse_size(ann.child("size"), "height");
+    int depth = 0;
+    std::string bad = parse_size(ann.child("size"), "width", detail::kMaxImageSide, s.width);
+    if (bad.empty()) bad = parse_size(ann.child("size"), "height", detail::kMaxImageSide, s.height);
+    if (bad.empty()) bad = parse_size(ann.child("size"), "depth", 4, depth);  // channels: unused
+    if (!bad.empty()) return skip_image(xml, bad);
     size_t index = 0;
     for (const pugi::xml_node& obj : ann.children("object")) read_object(xml, index++, obj, s);
     out_.samples.push_back(std::move(s));
@@ -117,8 +152,9 @@ class VocReader {
     for (int k = 0; k < 4; ++k) {
       const pugi::xml_node node = bndbox.child(keys[k]);
       if (!node) return std::string("missing <") + keys[k] + ">";
-      if (!parse_number(node.child_value(), v[k]))
-        return std::string("non-numeric <") + keys[k] + "> '" + detail::trim(node.child_value()) + "'";
+      if (!parse_coordinate(node.child_value(), v[k]))
+        return std::string("non-numeric <") + keys[k] + "> '" + detail::trim(node.child_value()).substr(0, 40) +
+               "' (not a finite number within +-1e7)";
     }
     box = Box{v[0] - 1, v[1] - 1, v[2] - 1, v[3] - 1};  // 1-based inclusive pixels -> corners
     return "";
@@ -130,8 +166,10 @@ class VocReader {
     if (label == label_of_.end()) return skip_object(xml, index, name, "unknown class");
     Object o;
     o.label = label->second;
-    o.difficult = detail::trim(obj.child_value("difficult")) == "1";
-    std::string problem = read_box(obj, o.box);
+    bool truncated = false;
+    std::string problem = parse_flag(obj, "difficult", o.difficult);
+    if (problem.empty()) problem = parse_flag(obj, "truncated", truncated);
+    if (problem.empty()) problem = read_box(obj, o.box);
     if (problem.empty()) problem = detail::check_box(o.box, s.width, s.height);
     if (!problem.empty()) return skip_object(xml, index, name, problem);
     s.objects.push_back(o);

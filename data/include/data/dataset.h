@@ -19,6 +19,7 @@
 //   A box that leaves the image (when its size is known) by more than 1 pixel is skipped;
 //   one within that tolerance is clipped to [0, W] x [0, H].
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,10 @@ std::vector<GroundTruth> ground_truth(const Dataset& d);
 
 // Shared by the readers (data/src/dataset.cpp).
 namespace detail {
+// Range checks on every number an annotation file gives (checked before any conversion):
+constexpr int64_t kMaxImageSide = 1000000;  // an image width or height
+constexpr double kMaxCoordinate = 1e7;      // |a box coordinate|, |x + w| (COCO), |area| <= its square
+
 // "" when the box is usable, after clipping it into [0, width] x [0, height] (a bound of 0
 // is unknown and not checked; negative coordinates are always checked against 0); else
 // the problem: zero or negative area, or outside the image by more than 1 pixel.

@@ -7,8 +7,11 @@
 //     non-blank character is '#' are ignored, surrounding whitespace (and a CR) is trimmed,
 //     relative paths are resolved against the list file's folder; each entry is a file or a
 //     directory as here (lists do not nest: "@" starts a file name inside a list);
-//   * anything else that exists: an image file, kept as given whatever its extension (the
-//     decoder judges the contents).
+//   * anything else that exists and is a regular file (after following links): an image
+//     file, kept as given whatever its extension (the decoder judges the contents); a
+//     FIFO, socket or device is an error.
+// A list file must be a regular file of at most ReadLimits::text_file_bytes (64 MiB) with
+// lines of at most text_line_bytes (64 KiB) and no NUL byte (engine/io/limits.h).
 // Problems do not throw: a missing path, an unreadable or empty list file and a directory
 // without images each add one line "<path>: <problem>" to `errors` and contribute nothing.
 // A file reached twice (same canonical path) is kept once, at its first position.
