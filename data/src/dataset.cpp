@@ -73,14 +73,12 @@ std::vector<std::string> read_class_names(const std::string& path) {
   ENGINE_CHECK(fs::exists(path, ec), path, ": cannot open class file (not found)");
   std::vector<std::string> names;
   std::set<std::string> seen;
-  int line_no = 0;
-  for (const std::string& line : eng::io::read_text_lines(path, "class file")) {
-    ++line_no;
+  eng::io::for_each_text_line(path, "class file", [&](size_t line_no, const std::string& line) {
     const std::string name = detail::trim(line);
-    if (name.empty()) continue;
+    if (name.empty()) return;
     ENGINE_CHECK(seen.insert(name).second, path, ":", line_no, ": duplicate class name '", name, "'");
     names.push_back(name);
-  }
+  });
   ENGINE_CHECK(!names.empty(), path, ": class file has no class names");
   return names;
 }

@@ -76,24 +76,23 @@ class Collector {
     if (fs::is_directory(list, ec)) return error(list, "list file is a directory");
     if (!fs::exists(list, ec)) return error(list, "no such list file");
     // Regular file, size and line caps (engine/io/limits.h): a FIFO or /dev/zero is refused.
-    std::vector<std::string> lines;
+    // The whole list is checked before any entry is added, so a bad list adds nothing.
+    std::vector<std::pair<size_t, std::string>> entries;  // (line number, path)
     try {
-      lines = eng::io::read_text_lines(list, "list file");
+      eng::io::for_each_text_line(list, "list file", [&](size_t line_no, const std::string& line) {
+        std::string entry = trim(line);
+        if (!entry.empty() && entry[0] != '#') entries.emplace_back(line_no, std::move(entry));
+      });
     } catch (const eng::Error& e) {
       return errors_.push_back(e.what());
     }
     const fs::path base = fs::path(list).parent_path();
-    int line_no = 0, entries = 0;
-    for (const std::string& line : lines) {
-      ++line_no;
-      const std::string entry = trim(line);
-      if (entry.empty() || entry[0] == '#') continue;
-      ++entries;
+    for (const auto& [line_no, entry] : entries) {
       const fs::path p(entry);
       const std::string resolved = p.is_absolute() || base.empty() ? entry : (base / p).string();
       add_path(resolved, " (listed in " + list + " line " + std::to_string(line_no) + ")");
     }
-    if (entries == 0) error(list, "list file names no paths");
+    if (entries.empty()) error(list, "list file names no paths");
   }
 
   void error(const std::string& path, const std::string& problem) { errors_.push_back(path + ": " + problem); }

@@ -28,11 +28,11 @@ std::vector<std::string> read_split_ids(const std::string& root, const std::stri
   std::error_code ec;
   ENGINE_CHECK(fs::exists(path, ec), path, ": split file not found (split '", split, "')");
   std::vector<std::string> ids;
-  for (const std::string& line : eng::io::read_text_lines(path, "split file")) {
+  eng::io::for_each_text_line(path, "split file", [&](size_t, const std::string& line) {
     std::istringstream is(line);
     std::string id;
     if (is >> id) ids.push_back(id);  // first token; class-specific lists add a "1/-1" column
-  }
+  });
   return ids;
 }
 

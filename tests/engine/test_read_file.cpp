@@ -63,6 +63,9 @@ TEST_CASE("read_text_lines: lines, the line cap and NUL bytes", "[io][read_file]
   const std::string p = d / "list.txt";
   test::write_file(p, "a\r\n\nb");
   REQUIRE(read_text_lines(p, "list file") == std::vector<std::string>{"a\r", "", "b"});
+  std::vector<size_t> numbers;
+  for_each_text_line(p, "list file", [&](size_t n, const std::string&) { numbers.push_back(n); });
+  REQUIRE(numbers == std::vector<size_t>{1, 2, 3});
   test::write_file(p, "");
   REQUIRE(read_text_lines(p, "list file").empty());
   ReadLimits small = read_limits();

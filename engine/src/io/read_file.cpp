@@ -98,22 +98,28 @@ std::string read_file_capped(const std::string& path, uint64_t max_bytes, const 
   return bytes;
 }
 
-std::vector<std::string> read_text_lines(const std::string& path, const char* what) {
+void for_each_text_line(const std::string& path, const char* what,
+                        const std::function<void(size_t line_no, const std::string& line)>& fn) {
   const ReadLimits limits = read_limits();
   const std::string text = read_file_capped(path, limits.text_file_bytes, what, "ENGINE_MAX_TEXT_FILE_BYTES");
-  std::vector<std::string> lines;
-  size_t start = 0;
+  size_t start = 0, line_no = 0;
+  std::string line;
   while (start < text.size()) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
-    const size_t line_no = lines.size() + 1;
+    ++line_no;
     ENGINE_CHECK(end - start <= limits.text_line_bytes, path, ":", line_no, ": line is longer than ",
                  limits.text_line_bytes, " bytes (ENGINE_MAX_TEXT_LINE_BYTES)");
-    lines.push_back(text.substr(start, end - start));
-    ENGINE_CHECK(lines.back().find('\0') == std::string::npos, path, ":", line_no,
-                 ": NUL byte in a text file (binary data?)");
+    line.assign(text, start, end - start);
+    ENGINE_CHECK(line.find('\0') == std::string::npos, path, ":", line_no, ": NUL byte in a text file (binary data?)");
+    fn(line_no, line);
     start = end + 1;
   }
+}
+
+std::vector<std::string> read_text_lines(const std::string& path, const char* what) {
+  std::vector<std::string> lines;
+  for_each_text_line(path, what, [&](size_t, const std::string& line) { lines.push_back(line); });
   return lines;
 }
 

@@ -10,6 +10,7 @@
 // is for (`what`, e.g. "JSON file") and the size and the limit when it is too big.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,10 +45,15 @@ class InputFile {
 std::string read_file_capped(const std::string& path, uint64_t max_bytes, const char* what,
                              const char* limit_env = nullptr);
 
-// The file's lines (without "\n"; a trailing "\r" is kept for the caller to trim), after
-// read_file_capped; a line longer than the line cap throws "<path>:<line>: line is longer
-// than <max> bytes". A NUL byte in the text throws too (a binary file given as a list).
-// Both caps come from read_limits() (text_file_bytes, text_line_bytes).
+// Calls `fn(line_no, line)` for each line of the file (from 1; without "\n", a trailing "\r"
+// is kept for the caller to trim), after read_file_capped. A line longer than the line cap
+// throws "<path>:<line>: line is longer than <max> bytes"; a NUL byte throws too (a binary
+// file given as a list). Both caps come from read_limits() (text_file_bytes,
+// text_line_bytes). Only the text and one line are held, whatever the number of lines.
+void for_each_text_line(const std::string& path, const char* what,
+                        const std::function<void(size_t line_no, const std::string& line)>& fn);
+
+// All lines at once (for small files and tests): for_each_text_line collected.
 std::vector<std::string> read_text_lines(const std::string& path, const char* what);
 
 // Strict number parsing: the whole string must be the number (decimal digits with an
