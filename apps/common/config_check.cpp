@@ -307,8 +307,8 @@ void check(const TrainConfig& c) {
   const auto& r = train_rules();
   check_member("--arch", c.arch, arch_names(), /*allow_empty=*/true);  // empty: from --resume
   check_member("--device", c.device, {"cpu", "cuda"});
-  check_member("--precision", c.precision, {"fp32", "tf32", "bf16"}, /*allow_empty=*/true);
-  check_member("--image-transfer", c.image_transfer, {"auto", "u8", "f32"});
+  // --precision and --image-transfer: checked by name where they are resolved
+  // (common/precision.cpp, the trainer's loader setup), and by CLI::IsMember in the apps.
   check_value(input_size_rule("--input-size", c.arch, true), c.input_size);
   check_value(rule_of(r, "--batch"), c.batch);
   check_value(rule_of(r, "--iters"), c.iters);
@@ -350,7 +350,6 @@ void check(const DetectConfig& c) {
   const auto& r = detect_rules();
   check_member("--arch", c.arch, arch_names(), /*allow_empty=*/true);  // empty: from the weights
   check_member("--device", c.device, {"cpu", "cuda"});
-  check_member("--precision", c.precision, {"fp32", "tf32", "bf16"}, /*allow_empty=*/true);
   check_value(rule_of(r, "--batch"), c.batch);
   check_value(rule_of(r, "--workers"), c.workers);
   check_value(rule_of(r, "--draw-thresh"), c.draw_thresh);
