@@ -5,6 +5,7 @@
 // (it would read octal 8) are refused with "--flag: <value> is not <allowed>".
 // Header-only: apps link CLI11, app_common does not.
 #pragma once
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -15,7 +16,19 @@
 
 namespace app {
 
-inline void apply_rules(CLI::App& cli, const std::vector<NumberRule>& rules) {
+// A numeric option that `rules` does not name (a flag added later) still gets the strict
+// parse of its type (INT: int64 without saturation, UINT: no sign, FLOAT: finite), so it can
+// never take NaN, inf or a saturated value; give it a rule for its real range.
+inline void apply_rules(CLI::App& cli, std::vector<NumberRule> rules) {
+  for (const CLI::Option* opt : cli.get_options()) {
+    const std::string type = opt->get_type_name(), name = opt->get_name();
+    bool named = false;
+    for (const NumberRule& r : rules) named = named || r.flag == name;
+    if (named || name.rfind("--", 0) != 0) continue;
+    if (type == "INT") rules.push_back(int_rule(name, -9223372036854775807.0, 9223372036854775807.0));
+    if (type == "UINT") rules.push_back(uint_rule(name));
+    if (type == "FLOAT") rules.push_back(real_rule(name, -HUGE_VAL, HUGE_VAL));
+  }
   for (const NumberRule& rule : rules) {
     CLI::Option* opt = cli.get_option_no_throw(rule.flag);
     if (opt == nullptr) throw std::logic_error("apply_rules: no option " + rule.flag);  // a program bug

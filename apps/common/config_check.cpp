@@ -31,6 +31,8 @@ constexpr double kMaxReps = 100000;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 std::string number_text(double v) {
+  if (v >= 9.2e18 && std::isfinite(v)) return "9223372036854775807";  // the int64 bounds
+  if (v <= -9.2e18 && std::isfinite(v)) return "-9223372036854775808";
   if (std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e18) {
     return std::to_string(static_cast<int64_t>(v));
   }
@@ -74,7 +76,9 @@ std::string NumberRule::allowed() const {
       s = "an integer in " + number_text(lo) + ".." + number_text(hi);
       break;
     case NumberKind::Real:
-      if (std::isinf(hi)) {
+      if (std::isinf(hi) && std::isinf(lo)) {
+        s = "a finite number";
+      } else if (std::isinf(hi)) {
         s = std::string("a finite number ") + (lo_open ? "> " : ">= ") + number_text(lo);
       } else {
         s = lo_open ? "a number > " + number_text(lo) + " and <= " + number_text(hi)
@@ -89,6 +93,7 @@ std::string NumberRule::allowed() const {
 
 std::string NumberRule::short_range() const {
   const std::string top = std::isinf(hi) ? "inf" : number_text(hi);
+  if (kind == NumberKind::Real && std::isinf(lo) && std::isinf(hi)) return "finite";
   std::string s = kind == NumberKind::UInt ? "0..2^64-1"
                   : lo_open               ? "(" + number_text(lo) + ", " + top + (std::isinf(hi) ? ")" : "]")
                                           : number_text(lo) + ".." + top;
