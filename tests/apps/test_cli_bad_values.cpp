@@ -77,6 +77,10 @@ const std::vector<BadValue>& table() {
       {"ssd_train", {"--seed", "-1"}, "--seed", "-1"},
       {"ssd_train", {"--seed", "18446744073709551616"}, "--seed", "18446744073709551616"},
       {"ssd_train", {"--seed", "1.5"}, "--seed", "1.5"},
+      {"ssd_train", {"--batch", "1", "--batch", "2"}, "--batch", ""},  // given twice
+      {"ssd_train", {"--batch"}, "--batch", ""},                       // no value
+      {"ssd_train", {"--iters="}, "--iters", ""},
+      {"ssd_train", {"--lr=nan"}, "--lr", "nan"},
       // ---- ssd_train: reals
       {"ssd_train", {"--lr", "nan"}, "--lr", "nan"},
       {"ssd_train", {"--lr", "inf"}, "--lr", "inf"},
@@ -220,7 +224,7 @@ TEST_CASE("apps: every bad command-line value gives one line naming the flag and
     // The base arguments, less the row's own flag (CLI11 refuses a flag given twice).
     const std::vector<std::string> base = base_args(row.app);
     for (size_t i = 0; i + 1 < base.size(); i += 2)
-      if (base[i] != row.args[0]) args += shell_quoted(base[i]) + " " + shell_quoted(base[i + 1]) + " ";
+      if (base[i] != row.flag) args += shell_quoted(base[i]) + " " + shell_quoted(base[i + 1]) + " ";
     for (const std::string& a : row.args) args += shell_quoted(a) + " ";
     const auto t0 = std::chrono::steady_clock::now();
     const test::AppRun r = test::run_app(row.app, args);
