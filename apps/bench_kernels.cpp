@@ -31,6 +31,7 @@
 #include "engine/random.h"
 #include "engine/tensor.h"
 #include "bench/bench_common.h"
+#include "common/cli_rules.h"
 #include "kernels/gemm.h"
 
 using namespace eng;
@@ -90,7 +91,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> only;
   Options o;
   app.add_option("--device", device, "which rows to run")->check(CLI::IsMember({"cpu", "cuda", "all"}));
-  app.add_option("--reps", o.reps, "timed repetitions per row")->check(CLI::PositiveNumber);
+  app.add_option("--reps", o.reps, "timed repetitions per row");
   app.add_option("--json", json, "also write the rows to this JSON file");
   app.add_option("--only", only, "comma-separated row names (default: all)")->delimiter(',');
   app.add_option("--precision", o.precisions, "precisions of the multi-precision rows, e.g. fp32,tf32 (default: all)")
@@ -99,7 +100,14 @@ int main(int argc, char** argv) {
   std::string footer = "Rows:";
   for (const Bench& b : kBenches) footer += std::string("\n  ") + b.name + ": " + b.what;
   app.footer(footer);
-  CLI11_PARSE(app, argc, argv);
+  ::app::apply_rules(app, ::app::bench_kernels_rules());  // numbers checked on their text (common/config_check.h)
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "%s\n", ::app::cli_error_line("bench_kernels", e).c_str());
+    return 1;
+  }
 
   try {
     o.cpu = device != "cuda";

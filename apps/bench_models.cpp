@@ -44,6 +44,7 @@
 #include <omp.h>
 #endif
 
+#include "common/cli_rules.h"
 #include "common/precision.h"
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -341,11 +342,16 @@ int main(int argc, char** argv) {
   cli.add_option("--split", o.split, "VOC split of --loader")->capture_default_str();
   cli.add_option("--loader-images", o.loader_images, "images decoded and augmented by --loader")->capture_default_str();
   cli.add_option("--workers", o.workers, "loader threads of --loader (0: the calling thread)")->capture_default_str();
+  // Every number checked on its text before conversion, the fixed sets by name
+  // (common/config_check.h).
+  app::apply_rules(cli, app::bench_models_rules());
+  cli.get_option("--device")->check(CLI::IsMember({"cpu", "cuda"}));
+  cli.get_option("--precision")->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return cli.exit(e);
-    std::cerr << "bench_models: " << e.what() << " (see --help)\n";
+    std::cerr << app::cli_error_line("bench_models", e) << " (see --help)\n";
     return 1;
   }
   try {
@@ -377,7 +383,7 @@ int main(int argc, char** argv) {
     if (!o.json.empty()) write_json(o.json, rows);
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "bench_models: " << e.what() << "\n";
+    std::cerr << "bench_models: " << app::one_line(e.what()) << "\n";
     return 1;
   }
 }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "common/cli_rules.h"
 #include "engine/allocator.h"
 #include "models/shapes_demo.h"
 
@@ -12,12 +13,21 @@ int main(int argc, char** argv) {
   CLI::App app{"Train a small conv net on generated shapes (engine demo)"};
   std::string device = "cpu";
   models::ShapesDemoConfig cfg;
-  app.add_option("--device", device, "cpu or cuda")->capture_default_str();
-  app.add_option("--iters", cfg.iters, "training iterations")->capture_default_str()->check(CLI::Range(1LL, 1000000000LL));
-  app.add_option("--batch", cfg.batch, "batch size")->capture_default_str()->check(CLI::Range(1LL, 1000000000LL));
-  app.add_option("--lr", cfg.lr, "peak learning rate")->capture_default_str()->check(CLI::Range(1e-9, 10.0));
+  app.add_option("--device", device, "cpu or cuda")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  app.add_option("--iters", cfg.iters, "training iterations")->capture_default_str();
+  app.add_option("--batch", cfg.batch, "batch size")->capture_default_str();
+  app.add_option("--lr", cfg.lr, "peak learning rate")->capture_default_str();
   app.add_option("--seed", cfg.seed, "random seed")->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  // Every number checked on its text before conversion (common/config_check.h): CLI::Range
+  // let NaN through (every comparison with NaN is false).
+  app::apply_rules(app, app::demo_rules());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "%s\n", app::cli_error_line("demo_train", e).c_str());
+    return 1;
+  }
   try {
     cfg.device = eng::parse_device(device);
     if (cfg.device.is_cuda() && !eng::cuda::available()) {

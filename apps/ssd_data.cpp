@@ -11,6 +11,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_rules.h"
+#include "common/config_check.h"
 #include "data/synth.h"
 #include "engine/error.h"
 
@@ -49,17 +51,13 @@ std::string summary_line(const std::string& out, const std::string& format, cons
   return line.str();
 }
 
-// Error messages go out on one line.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  while (!s.empty() && s.back() == ' ') s.pop_back();
-  return s;
-}
-
 int run_synth(const SynthArgs& a) {
   data::SynthOptions options;
-  data::parse_synth_size(a.size, options);
+  try {
+    data::parse_synth_size(a.size, options);
+  } catch (const std::exception& e) {
+    throw eng::Error("--size: " + std::string(e.what()));
+  }
   options.num_classes = a.classes;
   const data::SynthFormat format = a.format == "coco" ? data::SynthFormat::Coco : data::SynthFormat::Voc;
   const data::SynthSummary summary = data::write_synth_dataset(a.out, format, a.n, a.val, a.seed, options, a.split);
@@ -75,17 +73,18 @@ int main(int argc, char** argv) {
   SynthArgs args;
   CLI::App* synth = app.add_subcommand("synth", "write a synthetic shapes detection dataset (VOC or COCO layout)");
   add_synth_options(*synth, args);
+  app::apply_rules(*synth, app::synth_rules());  // every number checked on its text (common/config_check.h)
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help
-    std::cerr << "ssd_data: " << one_line(e.what()) << "\n";
+    std::cerr << "ssd_data: " << app::one_line(e.what()) << "\n";
     return 1;
   }
   try {
     if (synth->parsed()) return run_synth(args);
   } catch (const std::exception& e) {
-    std::cerr << "ssd_data: " << one_line(e.what()) << "\n";
+    std::cerr << "ssd_data: " << app::one_line(e.what()) << "\n";
     return 1;
   }
   return 1;

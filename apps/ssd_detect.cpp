@@ -16,6 +16,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_rules.h"
+#include "common/config_check.h"
 #include "common/detect_run.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
@@ -29,19 +31,6 @@ int summary(const models::ModelConfig& config) {
   std::cout << "parameters: " << model->num_parameters() << "\n";
   std::cout << "anchors: " << model->anchors(eng::Device::cpu()).size(0) << "\n";
   return 0;
-}
-
-std::vector<int> parse_sizes(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    std::istringstream is(item);
-    int v = 0;
-    if (!(is >> v) || !is.eof() || v < 32 || v > 4096) ENGINE_FAIL("--scales: '", item, "' is not a size in 32..4096");
-    out.push_back(v);
-  }
-  ENGINE_CHECK(!out.empty(), "--scales: empty list");
-  return out;
 }
 
 }  // namespace
@@ -74,11 +63,17 @@ int main(int argc, char** argv) {
   cli.add_option("--anchors", summary_config.anchor_preset, "--summary: SSD anchor sizes preset")
       ->check(CLI::IsMember({"voc", "coco"}));
   cli.add_flag("--summary", want_summary, "print block output shapes, parameter and anchor counts, and exit");
+  // Every number checked on its text before conversion, the fixed sets by name
+  // (common/config_check.h).
+  app::apply_rules(cli, app::detect_rules());
+  cli.get_option("--arch")->check(CLI::IsMember(models::model_names()));
+  cli.get_option("--device")->check(CLI::IsMember({"cpu", "cuda"}));
+  cli.get_option("--precision")->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return cli.exit(e);
-    std::cerr << "ssd_detect: " << e.what() << "\n";
+    std::cerr << app::cli_error_line("ssd_detect", e) << "\n";
     return 1;
   }
   try {
@@ -86,14 +81,18 @@ int main(int argc, char** argv) {
       ENGINE_CHECK(!c.arch.empty(), "--summary needs --arch");
       ENGINE_CHECK(cli.count("--num-classes") > 0, "--summary needs --num-classes");
       summary_config.arch = c.arch;
+      app::check_value(app::input_size_rule("--input-size", c.arch, true), summary_config.input_size);
       return summary(summary_config);
     }
     ENGINE_CHECK(!c.inputs.empty(), "--input is required (image files, folders or @list.txt)");
-    if (!scales.empty()) c.inference.scales = parse_sizes(scales);
+    if (!scales.empty())
+      for (int64_t s : app::parse_int_list(app::input_size_rule("--scales", c.arch, false), scales))
+        c.inference.scales.push_back(static_cast<int>(s));
     if (c.cuda_graph && cli.count("--batch") == 0) c.batch = 1;  // graphs run at batch 1
+    app::check(c);
     return app::detect(c);
   } catch (const std::exception& e) {
-    std::cerr << "ssd_detect: " << e.what() << "\n";
+    std::cerr << "ssd_detect: " << app::one_line(e.what()) << "\n";
     return 1;
   }
 }

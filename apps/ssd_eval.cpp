@@ -16,6 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/config_check.h"
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "data/metrics.h"
@@ -120,13 +121,13 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << "ssd_eval: " << e.what() << "\n";
+    std::cerr << "ssd_eval: " << app::one_line(e.what()) << "\n";
     return 1;
   }
   try {
     return run(a);
   } catch (const std::exception& e) {
-    std::cerr << "ssd_eval: " << e.what() << "\n";
+    std::cerr << "ssd_eval: " << app::one_line(e.what()) << "\n";
     return 1;
   }
 }

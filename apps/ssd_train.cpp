@@ -10,26 +10,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli_rules.h"
+#include "common/config_check.h"
 #include "common/trainer.h"
 #include "engine/error.h"
-
-namespace {
-
-template <typename T>
-std::vector<T> parse_list(const std::string& text, const char* flag) {
-  std::vector<T> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    std::istringstream is(item);
-    T v;
-    if (!(is >> v) || !is.eof()) ENGINE_FAIL(flag, ": '", item, "' is not a number (expected a comma-separated list)");
-    out.push_back(v);
-  }
-  ENGINE_CHECK(!out.empty(), flag, ": empty list");
-  return out;
-}
-
-}  // namespace
+#include "models/detection_model.h"
 
 int main(int argc, char** argv) {
   CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)"};
@@ -82,19 +67,29 @@ int main(int argc, char** argv) {
                  "with --cuda-graph: boxes per image the targets are padded to (static shapes); an image with "
                  "more is an error")
       ->capture_default_str();
+  // Every number checked on its text before conversion, the fixed sets by name
+  // (common/config_check.h); then the whole config, before any data is read.
+  app::apply_rules(cli, app::train_rules());
+  cli.get_option("--arch")->check(CLI::IsMember(models::model_names()));
+  cli.get_option("--device")->check(CLI::IsMember({"cpu", "cuda"}));
+  cli.get_option("--precision")->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   try {
     cli.parse(argc, argv);
+    if (!steps.empty()) c.steps = app::parse_int_list(app::int_rule("--steps", 1, 1e12), steps);
+    if (!multiscale.empty())
+      for (int64_t s : app::parse_int_list(app::input_size_rule("--multiscale", c.arch, false), multiscale))
+        c.multiscale.push_back(static_cast<int>(s));
+    c.augment = !no_augment;
+    app::check(c);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return cli.exit(e);
-    std::cerr << "ssd_train: " << e.what() << " (see --help)\n";
+    std::cerr << app::cli_error_line("ssd_train", e) << " (see --help)\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "ssd_train: " << app::one_line(e.what()) << "\n";
     return 1;
   }
   try {
-    if (!steps.empty()) c.steps = parse_list<int64_t>(steps, "--steps");
-    if (!multiscale.empty()) c.multiscale = parse_list<int>(multiscale, "--multiscale");
-    c.augment = !no_augment;
-    ENGINE_CHECK(c.log_every >= 1, "--log-every must be at least 1");
-    ENGINE_CHECK(c.profile >= -1, "--profile must be a number of steps (0 or more)");
     return app::train(c);
   } catch (const std::exception& e) {
     std::cerr << "\nssd_train: " << e.what() << "\n";

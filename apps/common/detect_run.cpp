@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/checkpoint.h"
+#include "common/config_check.h"
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "data/detections_json.h"
@@ -93,6 +94,7 @@ std::string lower_extension(const std::string& path) {
 }  // namespace
 
 int detect(const DetectConfig& c) {
+  check(c);  // every value in range (common/config_check.h) before anything is read
   ENGINE_CHECK(!c.out.empty(), "--out is required");
   ENGINE_CHECK(c.batch >= 1, "--batch must be at least 1");
   const eng::Device device = c.device == "cuda" ? eng::Device::cuda() : eng::Device::cpu();

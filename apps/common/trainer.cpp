@@ -13,6 +13,7 @@
 
 #include "common/batch_upload.h"
 #include "common/checkpoint.h"
+#include "common/config_check.h"
 #include "common/graphed_train_step.h"
 #include "common/loss_meter.h"
 #include "common/step_profile.h"
@@ -514,6 +515,7 @@ double default_lr(const std::string& arch) {
 int64_t default_warmup(const std::string& arch) { return arch == "tiny_ssd" ? 50 : 1000; }
 
 int train(const TrainConfig& config) {
+  check(config);  // every value in range (common/config_check.h) before anything is read
   Run run(config);
   return run.execute();
 }

@@ -1,9 +1,11 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <system_error>
 
 #include "engine/error.h"
 
@@ -31,7 +33,11 @@ std::vector<Object> training_objects(const std::vector<Object>& objects, int wid
 constexpr uint64_t kShuffleStream = 0x5348554646ull;  // "SHUFF": sample_seed's index slot for the shuffle
 constexpr uint64_t kScaleStream = 0x5343414c45ull;    // "SCALE": per-batch multiscale draw
 
+std::atomic<int> g_fail_thread_start{-1};  // fail_thread_start_for_tests
+
 }  // namespace
+
+void fail_thread_start_for_tests(int k) { g_fail_thread_start = k; }
 
 struct Loader::Item {
   Image image;
@@ -57,16 +63,36 @@ Loader::Loader(const Dataset& dataset, LoaderOptions options) : dataset_(dataset
     batches_per_epoch_ = (n + options_.batch_size - 1) / options_.batch_size;
     end_ = batches_per_epoch_;
   }
-  for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
+  // A thread that cannot be started (out of threads or memory) must not leave the started
+  // ones running: the destructor does not run for a throwing constructor, and destroying a
+  // joinable std::thread calls std::terminate.
+  int w = 0;
+  try {
+    threads_.reserve(static_cast<size_t>(options_.workers));
+    for (; w < options_.workers; ++w) {
+      if (w == g_fail_thread_start.load())
+        throw std::system_error(std::make_error_code(std::errc::resource_unavailable_try_again));
+      threads_.emplace_back([this] { worker_loop(); });
+    }
+  } catch (const std::exception& e) {
+    stop_workers();
+    const auto* se = dynamic_cast<const std::system_error*>(&e);
+    ENGINE_FAIL("loader: workers ", options_.workers, ": could not start worker thread ", w + 1, " (",
+                se ? se->code().message() : std::string(e.what()), ")");
+  }
 }
 
-Loader::~Loader() {
+Loader::~Loader() { stop_workers(); }
+
+void Loader::stop_workers() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
-  for (auto& t : threads_) t.join();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
 }
 
 int Loader::input_size_of(int64_t number) const {

@@ -61,6 +61,8 @@ ModelConfig read_model_config(const std::string& path) {
   auto ap = f.metadata.find(kMetaAnchorPreset);
   ENGINE_CHECK(ap != f.metadata.end(), path, ": weights metadata has no '", kMetaAnchorPreset, "'");
   c.anchor_preset = ap->second;
+  ENGINE_CHECK(c.anchor_preset == "voc" || c.anchor_preset == "coco", path, ": metadata '", kMetaAnchorPreset, "' is '",
+               c.anchor_preset, "', not one of voc, coco");
   return c;
 }
 

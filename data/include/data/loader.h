@@ -24,7 +24,8 @@
 // batch (a batch can be smaller than batch_size); a training batch left empty is skipped, and
 // once every image of the dataset has failed, training next() throws eng::Error.
 //
-// Threads: `workers` threads each build whole batches; at most `prefetch + workers` batches
+// Threads: `workers` threads each build whole batches (when one cannot be started, the ones
+// already started are stopped and joined and the constructor throws eng::Error); at most `prefetch + workers` batches
 // are being built or waiting, ahead of the one being consumed. workers = 0 builds each batch in next() on the
 // calling thread. With pinned = true, batch images live in pinned host memory, so
 // images.to(Device::cuda()) is an asynchronous copy.
@@ -108,6 +109,7 @@ class Loader {
   std::vector<int> batch_samples(int64_t number, int64_t& epoch) const;
   bool load_item(int index, int64_t epoch, Item& item);
   void worker_loop();
+  void stop_workers();  // stops and joins every started worker (destructor, failed start)
   void report_bad(int index, const std::string& message);
 
   const Dataset& dataset_;
@@ -126,5 +128,11 @@ class Loader {
   std::vector<std::string> warnings_;
   std::vector<std::thread> threads_;
 };
+
+// Tests only: from now on, the start of worker thread number `k` (0-based) of each new
+// Loader fails as when the system is out of threads (std::system_error EAGAIN); -1: off.
+// A failed start stops and joins the workers already started, then throws eng::Error
+// "loader: workers N: could not start worker thread K (<reason>)".
+void fail_thread_start_for_tests(int k);
 
 }  // namespace data
