@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -354,5 +355,52 @@ TEST_CASE("loader: scaled decoding keeps boxes on their objects", "[data][image]
       }
     }
     CHECK(checked >= 10);
+  }
+}
+
+TEST_CASE("mutated progressive, CMYK, grey, interlaced, palette and 16-bit files decode or throw", "[data][image]") {
+  // Complements test_image.cpp's corruption test (baseline JPEG, 8-bit PNG, BMP written by
+  // stb) with the layouts stb_image_write cannot produce. Run under ASan+UBSan by hand too
+  // (docs/_pending/decode.md).
+  data::ImageLimits limits;
+  limits.max_width = limits.max_height = 4096;
+  limits.max_pixels = 1 << 22;
+  std::mt19937_64 rng(18);
+  for (const char* f : {"good_progressive.jpg", "cmyk_adobe.jpg", "grey.jpg", "interlaced.png", "palette.png",
+                        "rgb16.png", "gray_alpha.png"}) {
+    std::vector<uint8_t> orig;
+    {
+      std::ifstream in(fixture(f), std::ios::binary);
+      orig.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    REQUIRE(orig.size() > 32);
+    int decoded = 0, errors = 0;
+    for (int k = 0; k < 150; ++k) {
+      std::vector<uint8_t> b = orig;
+      const int mode = int(rng() % 4);
+      if (mode == 0 || mode == 2) {  // flip 1..8 bytes, a quarter of them in the first 64
+        const int flips = 1 + int(rng() % 8);
+        for (int i = 0; i < flips; ++i) {
+          const size_t at = (rng() % 4 == 0) ? rng() % std::min<size_t>(64, b.size()) : rng() % b.size();
+          b[at] ^= uint8_t(1 + rng() % 255);
+        }
+      }
+      if (mode == 1 || mode == 2) b.resize(1 + rng() % (b.size() - 1));  // truncate
+      if (mode == 3) b.insert(b.begin() + static_cast<long>(rng() % b.size()), uint8_t(0xFF));  // a marker byte
+      const std::string name = std::string("mutant ") + std::to_string(k) + " of " + f;
+      INFO(name << " (mode " << mode << ", " << b.size() << " bytes)");
+      try {
+        const data::Image im = data::decode_image(b.data(), b.size(), name, limits);
+        REQUIRE((im.width > 0 && im.height > 0));
+        REQUIRE(im.rgb.size() == size_t(im.width) * im.height * 3);
+        ++decoded;
+      } catch (const eng::Error& e) {
+        REQUIRE_THAT(e.what(), Contains(name));
+        REQUIRE(std::string(e.what()).find('\n') == std::string::npos);
+        ++errors;
+      }
+    }
+    INFO(f << ": " << decoded << " decoded, " << errors << " errors");
+    CHECK(errors > 0);
   }
 }
