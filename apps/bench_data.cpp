@@ -170,6 +170,25 @@ int main(int argc, char** argv) {
       for (const Config& c : configs) row(s.name, c.format, c.decoder, c.scale, c.best, c.mp);
     }
 
+    // How far the two JPEG decoders' pixels are apart (IDCT and chroma upsampling differ).
+    std::printf("\n| images | mean abs difference stb vs libjpeg-turbo (grey levels) | max | values differing by > 2 |\n|---|---|---|---|\n");
+    for (const Set& s : sets) {
+      double sum = 0, n = 0, over2 = 0;
+      int worst = 0;
+      for (const Encoded& e : s.jpeg) {
+        const data::Image a = data::detail::decode_with_stb(e.bytes.data(), e.bytes.size(), s.name);
+        const data::Image b = data::detail::decode_jpeg(e.bytes.data(), e.bytes.size(), s.name, {}, {}, 1).image;
+        for (size_t i = 0; i < a.rgb.size() && i < b.rgb.size(); ++i) {
+          const int d = std::abs(int(a.rgb[i]) - int(b.rgb[i]));
+          sum += d;
+          worst = std::max(worst, d);
+          over2 += d > 2;
+          n += 1;
+        }
+      }
+      if (n > 0) std::printf("| %s | %.3f | %d | %.2f%% |\n", s.name.c_str(), sum / n, worst, 100 * over2 / n);
+    }
+
     // The input pipelines per image, one thread: training (decode, SSD augmentation, resize)
     // and evaluation (decode, resize).
     const data::AugmentOptions aug;
