@@ -38,7 +38,8 @@ DecodeOptions decode_options_for(const LoaderOptions& o) {
   if (!o.scaled_decode || (o.keep_images && !o.train)) return {};
   double need = *std::max_element(o.input_sizes.begin(), o.input_sizes.end());
   if (o.train && o.augment.crop) need = std::ceil(need / o.augment.crop_min_scale);
-  const int side = static_cast<int>(std::min(need, 1e9));
+  if (!(need >= 1 && need <= 1e6)) return {};  // a bad crop_min_scale: augment_ssd reports it
+  const int side = static_cast<int>(need);
   return {side, side};
 }
 
