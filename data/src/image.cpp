@@ -1,19 +1,16 @@
+// Saving (atomic), resizing and conversion to tensors; decoding is in image_decode.cpp.
 #include "data/image.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <system_error>
 
-#include "engine/error.h"
-
 #include "data/detail/image_decoders.h"
+#include "engine/error.h"
 
 namespace data {
 namespace {

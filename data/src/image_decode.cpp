@@ -1,5 +1,6 @@
 // Reading image files: the size checks, and the choice of decoder by the first bytes
 // (image_jpeg.cpp, image_png.cpp, image_stb.cpp hold the decoders).
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
