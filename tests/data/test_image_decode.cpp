@@ -404,3 +404,34 @@ TEST_CASE("mutated progressive, CMYK, grey, interlaced, palette and 16-bit files
     CHECK(errors > 0);
   }
 }
+
+TEST_CASE("JPEG warnings: junk between segments is accepted, a cut-short scan is an error", "[data][image]") {
+  std::vector<uint8_t> orig;
+  {
+    std::ifstream in(fixture("good_baseline.jpg"), std::ios::binary);
+    orig.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const data::Image want = data::decode_image(orig.data(), orig.size(), "orig");
+  // The SOS marker: the entropy-coded data follows its header.
+  size_t sos = 0;
+  for (size_t i = 2; i + 1 < orig.size(); ++i)
+    if (orig[i] == 0xFF && orig[i + 1] == 0xDA) {
+      sos = i;
+      break;
+    }
+  REQUIRE(sos > 0);
+
+  // Three junk bytes before the SOS marker: libjpeg warns "3 extraneous bytes before marker
+  // 0xda" and decodes the same pixels (Pillow accepts such files too).
+  std::vector<uint8_t> junk = orig;
+  junk.insert(junk.begin() + static_cast<long>(sos), {0x12, 0x34, 0x56});
+  CHECK(data::decode_image(junk.data(), junk.size(), "junk").rgb == want.rgb);
+
+  // An EOI marker in the middle of the scan data: the scan ends early, libjpeg would fill
+  // the rest with grey after "premature end of data segment"; we refuse it.
+  const size_t data_start = sos + 2 + ((size_t(orig[sos + 2]) << 8) | orig[sos + 3]);
+  std::vector<uint8_t> cut = orig;
+  cut.insert(cut.begin() + static_cast<long>(data_start + (orig.size() - data_start) / 3), {0xFF, 0xD9});
+  CHECK_THAT(error_of([&] { data::decode_image(cut.data(), cut.size(), "cut scan"); }),
+             Contains("cut scan: corrupt or truncated JPEG") && Contains("Corrupt JPEG data"));
+}
