@@ -1,124 +1,19 @@
+// Saving (atomic), resizing and conversion to tensors; decoding is in image_decode.cpp.
 #include "data/image.h"
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <system_error>
 
+#include "data/detail/image_decoders.h"
 #include "engine/error.h"
-
-// stb_image / stb_image_write compiled into this file only (static functions, so no symbol
-// can clash with another copy), limited to the three formats we accept, with no stdio: we
-// read and write the files ourselves to apply the limits and the atomic rename.
-#define STB_IMAGE_STATIC
-#define STB_IMAGE_IMPLEMENTATION
-#define STBI_NO_STDIO
-#define STBI_ONLY_JPEG
-#define STBI_ONLY_PNG
-#define STBI_ONLY_BMP
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STBI_WRITE_NO_STDIO
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#endif
-#include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace data {
 namespace {
-
-std::string stb_reason() {
-  const char* r = stbi_failure_reason();
-  return r ? std::string(r) : std::string("unknown reason");
-}
-
-uint32_t be32(const uint8_t* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
-
-void check_dims(int64_t w, int64_t h, const std::string& name, const ImageLimits& limits) {
-  ENGINE_CHECK(w > 0 && h > 0, name, ": invalid image dimensions ", w, "x", h);
-  ENGINE_CHECK(w <= limits.max_width && h <= limits.max_height && w * h <= limits.max_pixels, name,
-               ": image dimensions ", w, "x", h, " over the limit (max ", limits.max_width, "x",
-               limits.max_height, ", ", limits.max_pixels, " pixels)");
-}
-
-// stb_image 2.27 (Debian's copy) trusts the symbol counts of a JPEG Huffman table (DHT
-// segment): more than 256 symbols in one table overrun its fixed arrays (fixed upstream in
-// 2.28). Walk the JPEG segments as stb does and refuse such a table before stb sees it.
-// Returns false when a table would overrun. Not a JPEG: true (stb will not parse it as one).
-bool jpeg_huffman_tables_ok(const uint8_t* d, size_t n) {
-  if (n < 2 || d[0] != 0xFF || d[1] != 0xD8) return true;
-  auto byte = [&](size_t i) -> unsigned { return i < n ? d[i] : 0u; };  // stb reads 0 past the end
-  size_t p = 2;
-  while (p < n) {
-    if (d[p] != 0xFF) {  // junk between segments: stb skips it (or fails)
-      ++p;
-      continue;
-    }
-    while (p < n && d[p] == 0xFF) ++p;  // fill bytes
-    if (p >= n) break;
-    const unsigned m = d[p++];
-    if (m == 0xD9) break;                                                     // EOI
-    if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) continue;  // no length field
-    if (p + 2 > n) break;
-    const size_t len = (size_t(d[p]) << 8) | d[p + 1];
-    if (m == 0xC4) {  // DHT: tables one after another while stb's remaining length is positive
-      long remaining = static_cast<long>(len) - 2;
-      size_t q = p + 2;
-      while (remaining > 0 && q < n) {
-        unsigned symbols = 0;
-        for (size_t i = 0; i < 16; ++i) symbols += byte(q + 1 + i);
-        if (symbols > 256) return false;
-        q += 17 + symbols;
-        remaining -= 17 + static_cast<long>(symbols);
-      }
-      p = q;
-      continue;
-    }
-    p += len;  // every other segment stb accepts ends exactly at its declared length
-    if (m == 0xDA) {  // SOS: entropy-coded data up to the next marker other than RSTn
-      while (p < n) {
-        if (d[p] != 0xFF) {
-          ++p;
-          continue;
-        }
-        size_t r = p + 1;
-        while (r < n && d[r] == 0xFF) ++r;
-        if (r >= n) {
-          p = n;
-          break;
-        }
-        if (d[r] == 0x00 || (d[r] >= 0xD0 && d[r] <= 0xD7)) {  // stuffed byte or restart marker
-          p = r + 1;
-          continue;
-        }
-        break;  // p at the marker's 0xFF
-      }
-    }
-  }
-  return true;
-}
-
-struct StbiFree {
-  void operator()(unsigned char* p) const { stbi_image_free(p); }
-};
 
 void check_image(const Image& image, const char* what) {
   ENGINE_CHECK(image.width > 0 && image.height > 0, what, ": empty image (", image.width, "x", image.height,
@@ -126,12 +21,6 @@ void check_image(const Image& image, const char* what) {
   ENGINE_CHECK(image.rgb.size() == static_cast<size_t>(image.width) * image.height * 3, what, ": image of ",
                image.width, "x", image.height, " holds ", image.rgb.size(), " bytes, expected ",
                static_cast<size_t>(image.width) * image.height * 3);
-}
-
-void append_bytes(void* ctx, void* data, int size) {
-  auto* out = static_cast<std::vector<uint8_t>*>(ctx);
-  const auto* p = static_cast<const uint8_t*>(data);
-  out->insert(out->end(), p, p + size);
 }
 
 // Writes bytes to path.tmp, then renames it over path; removes the .tmp on failure.
@@ -221,88 +110,15 @@ void fill_chw(const Image& image, const std::vector<double>& mean, const std::ve
 
 }  // namespace
 
-Image decode_image(const uint8_t* data, size_t n, const std::string& name, const ImageLimits& limits) {
-  ENGINE_CHECK(data != nullptr || n == 0, name, ": no data");
-  ENGINE_CHECK(n > 0, name, ": empty file");
-  ENGINE_CHECK(n <= limits.max_file_bytes, name, ": ", n, " bytes, over the limit of ", limits.max_file_bytes,
-               " bytes");
-  ENGINE_CHECK(n <= static_cast<size_t>(INT_MAX), name, ": ", n, " bytes, too large to decode");
-  const int len = static_cast<int>(n);
-
-  // A PNG names its size at a fixed place: check it ourselves, so that an absurd size is
-  // reported as such (stb refuses some of them with a bare "too large").
-  static const uint8_t kPngSig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (n >= 24 && std::memcmp(data, kPngSig, 8) == 0 && std::memcmp(data + 12, "IHDR", 4) == 0)
-    check_dims(be32(data + 16), be32(data + 20), name, limits);
-
-  ENGINE_CHECK(jpeg_huffman_tables_ok(data, n), name,
-               ": corrupt or truncated image (bad JPEG Huffman table: more than 256 symbols)");
-
-  int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory(data, len, &w, &h, &comp)) {
-    const std::string reason = stb_reason();
-    ENGINE_CHECK(reason != "too large", name, ": image dimensions over the limit (the header claims an image too ",
-                 "large to decode)");
-    ENGINE_FAIL(name, ": not a JPEG, PNG or BMP image, or a corrupt header (", reason, ")");
-  }
-  check_dims(w, h, name, limits);
-
-  int dw = 0, dh = 0, dc = 0;
-  std::unique_ptr<unsigned char, StbiFree> pixels(stbi_load_from_memory(data, len, &dw, &dh, &dc, 3));
-  ENGINE_CHECK(pixels != nullptr, name, ": corrupt or truncated image (", stb_reason(), ")");
-  ENGINE_CHECK(dw == w && dh == h, name, ": decoded size ", dw, "x", dh, " differs from the header's ", w, "x", h);
-
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * h * 3);
-  return img;
-}
-
-Image load_image(const std::string& path, const ImageLimits& limits) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) ENGINE_FAIL(path, ": cannot open file (", ec ? ec.message() : "no such file", ")");
-  ENGINE_CHECK(!fs::is_directory(st), path, ": is a directory, not an image file");
-  ENGINE_CHECK(fs::is_regular_file(st), path, ": not a regular file");
-  const uintmax_t size = fs::file_size(path, ec);
-  ENGINE_CHECK(!ec, path, ": cannot read file size (", ec.message(), ")");
-  ENGINE_CHECK(size > 0, path, ": empty file");
-  ENGINE_CHECK(size <= limits.max_file_bytes, path, ": file is ", size, " bytes, over the limit of ",
-               limits.max_file_bytes, " bytes");
-
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
-    const int err = errno;
-    ENGINE_FAIL(path, ": cannot open file (", std::strerror(err), ")");
-  }
-  // Read at most one byte past the checked size: a file that grew meanwhile is caught.
-  std::vector<uint8_t> bytes(static_cast<size_t>(size) + 1);
-  f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  const size_t got = static_cast<size_t>(f.gcount());
-  ENGINE_CHECK(!f.bad(), path, ": read error");
-  ENGINE_CHECK(got == size, path, ": file changed size while being read");
-  bytes.resize(got);
-  return decode_image(bytes.data(), bytes.size(), path, limits);
-}
-
 void save_png(const std::string& path, const Image& image) {
   check_image(image, path.c_str());
-  std::vector<uint8_t> out;
-  const int ok = stbi_write_png_to_func(append_bytes, &out, image.width, image.height, 3, image.rgb.data(),
-                                        image.width * 3);
-  ENGINE_CHECK(ok && !out.empty(), path, ": PNG encoding failed");
-  write_atomically(path, out);
+  write_atomically(path, detail::encode_png(image, path));
 }
 
 void save_jpg(const std::string& path, const Image& image, int quality) {
   check_image(image, path.c_str());
   ENGINE_CHECK(quality >= 1 && quality <= 100, path, ": JPEG quality must be 1..100 (got ", quality, ")");
-  std::vector<uint8_t> out;
-  const int ok = stbi_write_jpg_to_func(append_bytes, &out, image.width, image.height, 3, image.rgb.data(), quality);
-  ENGINE_CHECK(ok && !out.empty(), path, ": JPEG encoding failed");
-  write_atomically(path, out);
+  write_atomically(path, detail::encode_jpg(image, quality, path));
 }
 
 Image resize_bilinear(const Image& image, int out_w, int out_h) {

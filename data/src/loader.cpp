@@ -30,6 +30,21 @@ std::vector<Object> training_objects(const std::vector<Object>& objects, int wid
   return out;
 }
 
+// How small a JPEG may be decoded (libjpeg's DCT scaling) so that no batch pixel comes from
+// an upsampled decode: every side stays >= the largest input size S the image is resized
+// to. Evaluation resizes the whole image to S; training first crops, and a crop side is at
+// least crop_min_scale of the image side (expansion only enlarges the canvas the crop is
+// taken from), so the decode must be >= S / crop_min_scale. Off when the originals are
+// handed out (keep_images: callers draw on them at full size) or scaled_decode is false.
+DecodeOptions decode_options_for(const LoaderOptions& o) {
+  if (!o.scaled_decode || (o.keep_images && !o.train)) return {};
+  double need = *std::max_element(o.input_sizes.begin(), o.input_sizes.end());
+  if (o.train && o.augment.crop) need = std::ceil(need / o.augment.crop_min_scale);
+  if (!(need >= 1 && need <= 1e6)) return {};  // a bad crop_min_scale: augment_ssd reports it
+  const int side = static_cast<int>(need);
+  return {side, side};
+}
+
 constexpr uint64_t kShuffleStream = 0x5348554646ull;  // "SHUFF": sample_seed's index slot for the shuffle
 constexpr uint64_t kScaleStream = 0x5343414c45ull;    // "SCALE": per-batch multiscale draw
 
@@ -133,17 +148,28 @@ bool Loader::load_item(int index, int64_t epoch, Item& item) {
     std::lock_guard<std::mutex> lock(mu_);
     if (bad_.count(index)) return false;
   }
+  ScaledImage decoded;
   try {
-    item.image = load_image(s.image_path, options_.limits);
+    decoded = load_image_scaled(s.image_path, decode_options_for(options_), options_.limits);
   } catch (const eng::Error& e) {
     report_bad(index, e.what());
     return false;
   }
-  item.width = item.image.width;
-  item.height = item.image.height;
+  item.image = std::move(decoded.image);
+  item.width = decoded.original_width;
+  item.height = decoded.original_height;
   if (options_.train) {
-    AnnotatedImage a{std::move(item.image),
-                     training_objects(s.objects, item.width, item.height, options_.keep_difficult)};
+    // Boxes are in the file's pixels: clipped there, then mapped onto the (maybe reduced) decode.
+    std::vector<Object> objects = training_objects(s.objects, item.width, item.height, options_.keep_difficult);
+    if (decoded.scale_denom != 1) {
+      const double fx = static_cast<double>(item.image.width) / item.width;
+      const double fy = static_cast<double>(item.image.height) / item.height;
+      for (Object& o : objects) {
+        o.box = {o.box.x1 * fx, o.box.y1 * fy, o.box.x2 * fx, o.box.y2 * fy};
+        o.area = -1;
+      }
+    }
+    AnnotatedImage a{std::move(item.image), std::move(objects)};
     AnnotatedImage aug = augment_ssd(a, sample_seed(options_.seed, static_cast<uint64_t>(epoch),
                                                     static_cast<uint64_t>(index)),
                                      options_.augment);

@@ -1,4 +1,4 @@
-// Image decoding (JPEG, PNG, BMP), the limits and errors on bad files, atomic saving,
+// Image decoding (JPEG, PNG, BMP; test_image_decode.cpp has the crafted files), the limits and errors on bad files, atomic saving,
 // the bilinear resize (half-pixel centres) and normalisation to tensors.
 #include "test_helpers.h"
 
@@ -382,8 +382,8 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
   few_pixels.max_pixels = 100;
   REQUIRE_IMAGE_ERROR(data::load_image(good, few_pixels), good, "dimensions 32x32 over the limit");
 
-  // A JPEG Huffman table claiming 16 x 255 symbols (stb_image 2.27 would overrun its
-  // tables) is refused before stb parses it.
+  // A JPEG Huffman table claiming 16 x 255 symbols (stb_image 2.27 overran its tables):
+  // libjpeg refuses it.
   const std::string bad_dht = dir / "bad_dht.jpg";
   {
     std::vector<uint8_t> b = {0xFF, 0xD8, 0xFF, 0xC4, 0x00, 19, 0x00};
@@ -392,7 +392,7 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
     b.insert(b.end(), {0xFF, 0xD9});
     write_bytes(bad_dht, b);
   }
-  REQUIRE_IMAGE_ERROR(data::load_image(bad_dht), bad_dht, "bad JPEG Huffman table");
+  REQUIRE_IMAGE_ERROR(data::load_image(bad_dht), bad_dht, "Bogus Huffman table definition");
 
   data::ImageLimits tiny;
   tiny.max_file_bytes = 100;

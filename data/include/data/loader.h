@@ -69,6 +69,10 @@ struct LoaderOptions {
   bool pinned = false;
   bool uint8_images = false;               // u8 images, not normalised (see above)
   bool keep_images = false;                // evaluation: also hand out the decoded originals
+  // JPEGs decoded at 1/2, 1/4 or 1/8 when still at least as large as the batch needs
+  // (evaluation: the largest input size; training: that over augment.crop_min_scale). Not
+  // with keep_images. Boxes stay correct: they are mapped onto the reduced decode.
+  bool scaled_decode = true;
   ImageLimits limits;
 };
 
