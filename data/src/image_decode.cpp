@@ -1,14 +1,11 @@
 // Reading image files: the size checks, and the choice of decoder by the first bytes
 // (image_jpeg.cpp, image_png.cpp, image_stb.cpp hold the decoders).
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <system_error>
 
 #include "data/detail/image_decoders.h"
 #include "engine/error.h"
+#include "engine/io/read_file.h"
 
 namespace data {
 namespace {
@@ -28,34 +25,6 @@ std::string first_bytes_hex(const uint8_t* d, size_t n) {
     s += digits[d[i] & 15];
   }
   return s;
-}
-
-std::vector<uint8_t> read_file(const std::string& path, const ImageLimits& limits) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::file_status st = fs::status(path, ec);
-  if (ec || !fs::exists(st)) ENGINE_FAIL(path, ": cannot open file (", ec ? ec.message() : "no such file", ")");
-  ENGINE_CHECK(!fs::is_directory(st), path, ": is a directory, not an image file");
-  ENGINE_CHECK(fs::is_regular_file(st), path, ": not a regular file");
-  const uintmax_t size = fs::file_size(path, ec);
-  ENGINE_CHECK(!ec, path, ": cannot read file size (", ec.message(), ")");
-  ENGINE_CHECK(size > 0, path, ": empty file");
-  ENGINE_CHECK(size <= limits.max_file_bytes, path, ": file is ", size, " bytes, over the limit of ",
-               limits.max_file_bytes, " bytes");
-
-  std::ifstream f(path, std::ios::binary);
-  if (!f) {
-    const int err = errno;
-    ENGINE_FAIL(path, ": cannot open file (", std::strerror(err), ")");
-  }
-  // Read at most one byte past the checked size: a file that grew meanwhile is caught.
-  std::vector<uint8_t> bytes(static_cast<size_t>(size) + 1);
-  f.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  const size_t got = static_cast<size_t>(f.gcount());
-  ENGINE_CHECK(!f.bad(), path, ": read error");
-  ENGINE_CHECK(got == size, path, ": file changed size while being read");
-  bytes.resize(got);
-  return bytes;
 }
 
 ScaledImage full_size(Image image) {
@@ -101,8 +70,10 @@ Image decode_image(const uint8_t* data, size_t n, const std::string& name, const
 }
 
 ScaledImage load_image_scaled(const std::string& path, const DecodeOptions& options, const ImageLimits& limits) {
-  const std::vector<uint8_t> bytes = read_file(path, limits);
-  return decode_image_scaled(bytes.data(), bytes.size(), path, options, limits);
+  // The engine's capped reader: a regular file only (a FIFO or a device is refused without
+  // reading), at most max_file_bytes, a file that grows meanwhile refused.
+  const std::string bytes = eng::io::read_file_capped(path, limits.max_file_bytes, "image file");
+  return decode_image_scaled(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path, options, limits);
 }
 
 Image load_image(const std::string& path, const ImageLimits& limits) {

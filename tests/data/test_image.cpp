@@ -330,7 +330,7 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
   TempDir dir("test_image");
 
   const std::string missing = dir / "missing.png";
-  REQUIRE_IMAGE_ERROR(data::load_image(missing), missing, "cannot open");
+  REQUIRE_IMAGE_ERROR(data::load_image(missing), missing, "image file not found");
 
   REQUIRE_IMAGE_ERROR(data::load_image(dir.path.string()), dir.path.string(), "is a directory");
 
@@ -396,7 +396,7 @@ TEST_CASE("bad image files are errors naming the file and the problem", "[data][
 
   data::ImageLimits tiny;
   tiny.max_file_bytes = 100;
-  REQUIRE_IMAGE_ERROR(data::load_image(good, tiny), good, "over the limit of 100 bytes");
+  REQUIRE_IMAGE_ERROR(data::load_image(good, tiny), good, "larger than the limit of 100 bytes");
 
   // decode_image names what it was given.
   REQUIRE_IMAGE_ERROR(data::decode_image(bytes.data(), bytes.size() / 2, "frame 7", {}), "frame 7",
