@@ -1,5 +1,5 @@
 // stb_image and stb_image_write, compiled into this file only (static functions, so no
-// symbol can clash with another copy), without stdio: BMP decoding, the PNG/JPEG encoders,
+// symbol can clash with another copy), without stdio: BMP decoding, the PNG encoder,
 // and the old stb JPEG/PNG decoding kept for bench_data's comparison (decode_with_stb).
 #include <climits>
 #include <memory>
@@ -88,13 +88,6 @@ std::vector<uint8_t> encode_png(const Image& image, const std::string& name) {
   const int ok = stbi_write_png_to_func(append_bytes, &out, image.width, image.height, 3, image.rgb.data(),
                                         image.width * 3);
   ENGINE_CHECK(ok && !out.empty(), name, ": PNG encoding failed");
-  return out;
-}
-
-std::vector<uint8_t> encode_jpg(const Image& image, int quality, const std::string& name) {
-  std::vector<uint8_t> out;
-  const int ok = stbi_write_jpg_to_func(append_bytes, &out, image.width, image.height, 3, image.rgb.data(), quality);
-  ENGINE_CHECK(ok && !out.empty(), name, ": JPEG encoding failed");
   return out;
 }
 

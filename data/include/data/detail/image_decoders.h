@@ -28,7 +28,8 @@ Image decode_bmp(const uint8_t* data, size_t n, const std::string& name, const I
 // NOT hardened against crafted files: for benchmarks on trusted files only.
 Image decode_with_stb(const uint8_t* data, size_t n, const std::string& name);
 
-// stb_image_write encoders (the bytes of a whole file). Throw eng::Error naming `name`.
+// Encoders (the bytes of a whole file); throw eng::Error naming `name`. PNG through
+// stb_image_write (image_stb.cpp), JPEG through libjpeg-turbo (image_jpeg_write.cpp).
 std::vector<uint8_t> encode_png(const Image& image, const std::string& name);
 std::vector<uint8_t> encode_jpg(const Image& image, int quality, const std::string& name);
 
