@@ -5,6 +5,8 @@
 #                                        its regression inputs and seed corpus once
 #   scripts/fuzz.sh --regressions        only the replay (every committed input once)
 #   scripts/fuzz.sh --make-corpus        rewrite tests/fuzz/corpus/ with make_corpus
+#   scripts/fuzz.sh --findings           run each input of tests/fuzz/findings/ (faults found
+#                                        and not yet fixed): "fixed" or what still fails
 # Environment: FUZZ_TARGETS="image voc_xml ..." (default: all), FUZZ_JOBS (targets run side
 # by side, default: the number of cores), FUZZ_RSS_MB (default 2048), FUZZ_TIMEOUT (seconds
 # per input, default 10), ENGINE_FUZZ_BUILD (default build-fuzz), FUZZ_KEEP_GOING=1 (libFuzzer's
@@ -27,6 +29,7 @@ mode=fuzz
 case "${1:-}" in
   --regressions) mode=replay ;;
   --make-corpus) mode=corpus ;;
+  --findings) mode=findings ;;
   "") ;;
   *) [[ "$1" =~ ^[0-9]+$ ]] || { echo "usage: scripts/fuzz.sh [SECONDS | --regressions | --make-corpus]" >&2; exit 2; }
      seconds=$1 ;;
@@ -40,6 +43,24 @@ if [ "$mode" = corpus ]; then
   cmake --build "$build" -j"$(nproc)" --target make_corpus
   "$build/tests/fuzz/make_corpus" tests/fuzz/corpus
   echo "fuzz: corpora rewritten in tests/fuzz/corpus/"
+  exit 0
+fi
+export OMP_NUM_THREADS=1
+if [ "$mode" = findings ]; then
+  build_targets=()
+  for t in $targets; do [ -d tests/fuzz/findings/$t ] && build_targets+=("fuzz_$t"); done
+  cmake --build "$build" -j"$(nproc)" --target "${build_targets[@]}"
+  for t in $targets; do
+    for f in tests/fuzz/findings/$t/*; do
+      [ -f "$f" ] || continue
+      if out=$("$build/tests/fuzz/fuzz_$t" -rss_limit_mb="$rss" -timeout="$per_input" "$f" 2>&1); then
+        echo "fixed        $f  (move it to tests/fuzz/regressions/$t/)"
+      else
+        why=$(grep -m1 -oE 'fuzz oracle: .{0,80}|runtime error: .{0,80}|ERROR: [A-Za-z]+Sanitizer: [a-z-]+|terminate called .*|ERROR: libFuzzer: [a-z-]+' <<<"$out" || true)
+        echo "still fails  $f  ${why}"
+      fi
+    done
+  done
   exit 0
 fi
 build_targets=()
@@ -112,6 +133,10 @@ for t in $targets; do
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" 2>/dev/null | tail -1)
   status_line=$(grep -E '^#[0-9]+.*cov: ' "$log" 2>/dev/null | tail -1 || true)
   [ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$status_line")
+  # Fork mode prints no average, and a crashed run's average is over its short life.
+  if [ "$mode" = fuzz ] && [ -n "$execs" ] && { [ -z "$rate" ] || [ -f "$dir/failed" ]; }; then
+    rate=$((execs / seconds))
+  fi
   cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$status_line")
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$status_line")
   if [ "$mode" = replay ]; then
