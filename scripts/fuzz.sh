@@ -134,9 +134,9 @@ for t in $targets; do
   status_line=$(grep -E '^#[0-9]+.*cov: ' "$log" 2>/dev/null | tail -1 || true)
   [ -z "$execs" ] && execs=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<<"$status_line")
   # Fork mode prints no average, and a crashed run's average is over its short life.
-  if [ "$mode" = fuzz ] && [ -n "$execs" ] && { [ -z "$rate" ] || [ -f "$dir/failed" ]; }; then
-    rate=$((execs / seconds))
-  fi
+  # A run stopped by its first crash has no meaningful rate.
+  if [ "$mode" = fuzz ] && [ -n "$execs" ] && [ -z "$rate" ]; then rate=$((execs / seconds)); fi
+  if [ -f "$dir/failed" ] && [ "${FUZZ_KEEP_GOING:-0}" != 1 ]; then rate="-"; fi
   cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<<"$status_line")
   ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<<"$status_line")
   if [ "$mode" = replay ]; then
