@@ -16,6 +16,9 @@ build=${ENGINE_FUZZ_BUILD:-build-fuzz}
 subset=(test_image test_dataset test_detections_json test_input_list test_synth test_metrics
         test_augment test_draw test_safetensors test_tensor test_autograd test_module test_optim
         test_weights test_box_coder test_box_iou test_matcher test_nms test_anchors
+        test_loader test_augment_fused test_postprocess test_hard_negative_mining
+        test_assign_targets test_losses test_pool test_concat test_elementwise
+        test_frozen_bn_cache test_counters test_cpu_allocator test_head_layout
         ssd_data)   # test_synth runs the ssd_data program
 fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_safetensors fuzz_checkpoint
               fuzz_input_list)
