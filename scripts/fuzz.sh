@@ -73,6 +73,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 work=$root/$build/fuzz-work
 rm -rf "$work"
 mkdir -p "$work"
+# The harnesses' scratch files (readers that take a path), removed at the end even when a
+# harness crashed: in memory when /dev/shm is there.
+scratch=$work/scratch
+[ -w /dev/shm ] && scratch=/dev/shm/engine_fuzz_sh_$$
+trap 'rm -rf "$scratch"' EXIT
 
 dict_of() {
   case $1 in
@@ -85,6 +90,7 @@ dict_of() {
 # One target: replay its committed inputs, then (mode fuzz) fuzz a scratch copy of its corpus.
 run_target() {
   local t=$1 dir=$work/$1 exe=$root/$build/tests/fuzz/fuzz_$1
+  export FUZZ_SCRATCH=$scratch/$t
   mkdir -p "$dir/corpus" "$dir/artifacts"
   local inputs=()
   for d in tests/fuzz/regressions/$t tests/fuzz/corpus/$t; do [ -d "$d" ] && inputs+=("$root/$d"); done

@@ -21,8 +21,10 @@
 
 namespace fuzz {
 
-// A folder private to this process: /dev/shm/engine_fuzz_<pid> when /dev/shm is writable
-// (no disk traffic), else under the system temp folder. Removed at normal exit.
+// A folder private to this process, engine_fuzz_<pid>, under $FUZZ_SCRATCH when set
+// (scripts/fuzz.sh sets it and removes it afterwards, so a crashed process leaves nothing),
+// else under /dev/shm when writable (no disk traffic), else the system temp folder. Removed
+// at normal exit.
 inline const std::filesystem::path& scratch_dir() {
   struct Dir {
     std::filesystem::path path;
@@ -30,7 +32,12 @@ inline const std::filesystem::path& scratch_dir() {
       std::error_code ec;
       const std::string name = "engine_fuzz_" + std::to_string(::getpid());
       std::filesystem::path base = "/dev/shm";
-      if (::access(base.c_str(), W_OK) != 0) base = std::filesystem::temp_directory_path();
+      if (const char* env = std::getenv("FUZZ_SCRATCH"); env != nullptr && *env != '\0') {
+        base = env;
+        std::filesystem::create_directories(base, ec);
+      } else if (::access(base.c_str(), W_OK) != 0) {
+        base = std::filesystem::temp_directory_path();
+      }
       path = base / name;
       std::filesystem::remove_all(path, ec);
       std::filesystem::create_directories(path);
