@@ -2,9 +2,15 @@
 # The whole test suite from a fresh machine: install deps, configure (CUDA when nvcc
 # exists), build, run every test with CTest. [cuda] tests report "Skipped" without a GPU;
 # then, on such a machine, they run again on the CPU emulator of CUDA (scripts/test_cuda_emu.sh).
-# Pass --fast to leave out tests tagged [slow].
+# Pass --fast to leave out tests tagged [slow]. Then, in the clang build build-fuzz, a subset
+# under ASan + UBSan and a short libFuzzer run of every reader (skip them with
+# ENGINE_SKIP_SANITIZE=1 / ENGINE_SKIP_FUZZ=1; ENGINE_FUZZ_SECONDS per target, default 20).
+# --sanitize runs only the whole non-CUDA suite under ASan + UBSan (slow; scripts/test_sanitize.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  exec bash scripts/test_sanitize.sh
+fi
 bash scripts/install_deps.sh
 fast=OFF
 [ "${1:-}" = "--fast" ] && fast=ON
@@ -18,4 +24,11 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 # No GPU: the [cuda] tests skipped above; run them (the project's CUDA kernels) on the emulator.
 if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
   bash scripts/test_cuda_emu.sh
+fi
+# Sanitizers and fuzzing (docs/testing.md, "Fuzzing and sanitizers"): a reader regression fails here.
+if [ "${ENGINE_SKIP_SANITIZE:-0}" != 1 ]; then
+  bash scripts/test_sanitize.sh --subset
+fi
+if [ "${ENGINE_SKIP_FUZZ:-0}" != 1 ]; then
+  bash scripts/fuzz.sh "${ENGINE_FUZZ_SECONDS:-20}"
 fi
