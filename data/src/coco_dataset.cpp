@@ -101,7 +101,8 @@ class CocoReader {
 
  private:
   void skip_image(size_t index, const std::string& problem) {
-    out_.warnings.push_back(path_ + ": images[" + std::to_string(index) + "]: " + problem + " (image skipped)");
+    out_.warnings.push_back(
+        detail::printable(path_ + ": images[" + std::to_string(index) + "]: " + problem + " (image skipped)"));
     ++out_.skipped_images;
   }
 
@@ -109,7 +110,7 @@ class CocoReader {
     std::string where = "annotations[" + std::to_string(index) + "]";
     long long id = 0;
     if (a.is_object() && integer_member(a, "id", id)) where += " (id " + std::to_string(id) + ")";
-    out_.warnings.push_back(path_ + ": " + where + ": " + problem + " (object skipped)");
+    out_.warnings.push_back(detail::printable(path_ + ": " + where + ": " + problem + " (object skipped)"));
     ++out_.skipped_objects;
   }
 

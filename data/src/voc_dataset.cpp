@@ -87,13 +87,13 @@ class VocReader {
 
  private:
   void skip_image(const std::string& file, const std::string& problem) {
-    out_.warnings.push_back(file + ": " + problem + " (image skipped)");
+    out_.warnings.push_back(detail::printable(file + ": " + problem + " (image skipped)"));
     ++out_.skipped_images;
   }
 
   void skip_object(const std::string& file, size_t index, const std::string& name, const std::string& problem) {
-    out_.warnings.push_back(file + ": object " + std::to_string(index) + " '" + name + "': " + problem +
-                            " (object skipped)");
+    out_.warnings.push_back(detail::printable(file + ": object " + std::to_string(index) + " '" + name +
+                                              "': " + problem + " (object skipped)"));
     ++out_.skipped_objects;
   }
 

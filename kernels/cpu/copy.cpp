@@ -20,6 +20,7 @@ inline D cast_value(S v) {
     else if constexpr (std::is_same_v<S, bool>) return bf16{static_cast<uint16_t>(v ? 0x3F80u : 0u)};
     else return int64_to_bf16_rne(static_cast<int64_t>(v));
   } else if constexpr (std::is_same_v<D, bool>) return v != S(0);
+  else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) return float_to_int_saturate<D>(v);
   else return static_cast<D>(v);
 }
 

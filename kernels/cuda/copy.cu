@@ -28,6 +28,7 @@ __host__ __device__ inline D cast_value(S v) {
     else if constexpr (std::is_same_v<S, int32_t>) return __int2bfloat16_rn(v);
     else return __ll2bfloat16_rn(static_cast<long long>(v));
   } else if constexpr (std::is_same_v<D, bool>) return v != S(0);
+  else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) return float_to_int_saturate<D>(v);
   else return static_cast<D>(v);
 }
 

@@ -92,6 +92,40 @@ TEST_CASE("tensor: copies and dtype conversion") {
   REQUIRE(x.detach().storage() == x.storage());
 }
 
+// Float -> integer conversions saturate (kernels/copy.h): C++ leaves them undefined out of
+// range (UBSan found Tensor::to(u8) of -1.0f); the GPU's cvt.rzi saturates, so both agree.
+std::vector<double> saturating_inputs() {
+  const double nan = std::nan("");
+  return {-1.0, 300.0, 255.9, -0.9, 2.5, nan, 1e30, -1e30, 3e9, -3e9, 2147483520.0, -2147483648.0, 9.3e18, -9.3e18};
+}
+void check_saturating(const std::vector<uint8_t>& u8, const std::vector<int32_t>& i32, const std::vector<int64_t>& i64) {
+  CHECK(u8 == std::vector<uint8_t>{0, 255, 255, 0, 2, 0, 255, 0, 255, 0, 255, 0, 255, 0});
+  const int32_t imax = 2147483647, imin = -2147483647 - 1;
+  CHECK(i32 == std::vector<int32_t>{-1, 300, 255, 0, 2, 0, imax, imin, imax, imin, 2147483520, imin, imax, imin});
+  const int64_t lmax = 9223372036854775807LL, lmin = -lmax - 1;
+  CHECK(i64 == std::vector<int64_t>{-1, 300, 255, 0, 2, 0, lmax, lmin, 3000000000LL, -3000000000LL, 2147483520LL,
+                                    -2147483648LL, lmax, lmin});
+}
+
+TEST_CASE("tensor: float to integer conversion saturates (NaN gives 0)") {
+  for (DType src : {DType::f64, DType::f32}) {
+    Tensor x = from_vector<double>(saturating_inputs(), {14}).to(src);
+    INFO((src == DType::f32 ? "from f32" : "from f64"));  // every input is exact in f32
+    check_saturating(x.to(DType::u8).to_vector<uint8_t>(), x.to(DType::i32).to_vector<int32_t>(),
+                     x.to(DType::i64).to_vector<int64_t>());
+  }
+  Tensor f = empty({3}, DType::u8);
+  f.fill_(-5.0);
+  CHECK(f.to_vector<uint8_t>() == std::vector<uint8_t>{0, 0, 0});
+}
+
+TEST_CASE("tensor: float to integer conversion saturates on cuda as on cpu", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  Tensor x = from_vector<double>(saturating_inputs(), {14}).to(DType::f32).to(Device::cuda());
+  check_saturating(x.to(DType::u8).cpu().to_vector<uint8_t>(), x.to(DType::i32).cpu().to_vector<int32_t>(),
+                   x.to(DType::i64).cpu().to_vector<int64_t>());
+}
+
 TEST_CASE("tensor: printing is readable") {
   Tensor x = arange(6, DType::f32).reshape({2, 3});
   std::string s = x.to_string();

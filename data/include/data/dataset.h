@@ -86,6 +86,9 @@ constexpr double kMaxCoordinate = 1e7;      // |a box coordinate|, |x + w| (COCO
 // the problem: zero or negative area, or outside the image by more than 1 pixel.
 std::string check_box(Box& box, int width, int height);
 std::string trim(const std::string& s);
+// A warning or error text that stays on one line: control characters (a newline inside a
+// class name or a value read from a file) are written as \n, \r, \t or \xHH.
+std::string printable(const std::string& s);
 }  // namespace detail
 
 }  // namespace data
