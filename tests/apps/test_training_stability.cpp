@@ -6,12 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "common/loss_meter.h"
 #include "common/trainer.h"
 #include "data/synth_awkward.h"
 #include "engine/io/safetensors.h"
@@ -189,4 +191,48 @@ TEST_CASE("training: --clip-grad-norm and grad_norm_max under --cuda-graph follo
     CHECK(gg == ge);  // exact: the same kernels on the same values
     CHECK(lg[i]["loss"].get<double>() == le[i]["loss"].get<double>());
   }
+}
+
+TEST_CASE("loss meter: the interval's largest gradient norm, NaN-sticky", "[apps][train]") {
+  auto scalar = [](double v) { return eng::full({}, v, eng::TensorOptions(eng::DType::f32)); };
+  auto step = [&](app::LossMeter& m, int64_t it, double norm) {
+    models::LossParts p;
+    p.total = scalar(1), p.classification = scalar(0.5), p.box_regression = scalar(0.5);
+    m.add(p, it);
+    m.add_grad_norm(scalar(norm));
+  };
+  app::LossMeter meter;
+  step(meter, 1, 3);
+  step(meter, 2, 7);
+  REQUIRE(meter.check().finite);
+  step(meter, 3, 5);  // a second read in the same interval
+  REQUIRE(meter.check().finite);
+  app::LossMeter::Interval r = meter.take_interval();
+  CHECK(r.steps == 3);
+  CHECK(r.has_grad_norm);
+  CHECK(r.grad_norm_max == 7);
+  // The next interval starts afresh; a non-finite norm (NaN or inf) makes it NaN, whatever follows.
+  step(meter, 4, 2);
+  step(meter, 5, std::numeric_limits<double>::infinity());
+  step(meter, 6, 9);
+  REQUIRE(meter.check().finite);  // the losses themselves are finite
+  r = meter.take_interval();
+  CHECK(std::isnan(r.grad_norm_max));
+  step(meter, 7, std::nan(""));
+  REQUIRE(meter.check().finite);
+  step(meter, 8, 4);
+  REQUIRE(meter.check().finite);
+  CHECK(std::isnan(meter.take_interval().grad_norm_max));
+  // running_max itself: max of the pair; NaN once either side is non-finite.
+  CHECK(app::running_max(scalar(2), scalar(3)).item<double>() == 3);
+  CHECK(app::running_max(scalar(3), scalar(2)).item<double>() == 3);
+  CHECK(std::isnan(app::running_max(scalar(std::nan("")), scalar(2)).item<double>()));
+  CHECK(std::isnan(app::running_max(scalar(1), scalar(std::numeric_limits<double>::infinity())).item<double>()));
+  // No norm added: none reported.
+  app::LossMeter plain;
+  models::LossParts p;
+  p.total = scalar(1), p.classification = scalar(0.5), p.box_regression = scalar(0.5);
+  plain.add(p, 1);
+  REQUIRE(plain.check().finite);
+  CHECK_FALSE(plain.take_interval().has_grad_norm);
 }
