@@ -69,7 +69,8 @@ int run_synth(const SynthArgs& a) {
   options.num_classes = a.classes;
   const data::SynthFormat format = a.format == "coco" ? data::SynthFormat::Coco : data::SynthFormat::Voc;
   if (a.preset == "awkward") {
-    ENGINE_CHECK(format == data::SynthFormat::Voc, "--preset awkward writes the VOC layout only (got --format ", a.format, ")");
+    ENGINE_CHECK(format == data::SynthFormat::Voc, "--preset awkward writes the VOC layout only (got --format ",
+                 a.format, ")");
     const data::SynthSummary summary = data::write_awkward_voc_dataset(a.out, a.n, a.val, a.seed, options.width,
                                                                        options.height, a.classes, a.split);
     std::cout << summary_line(a.out, a.format, summary) << "\n";
