@@ -17,6 +17,7 @@
 #include "common/trainer.h"
 #include "data/synth_awkward.h"
 #include "engine/io/safetensors.h"
+#include "engine/optim.h"
 #include "engine/random.h"
 #include "models/detection_model.h"
 #include "temp_dir.h"
@@ -235,4 +236,30 @@ TEST_CASE("loss meter: the interval's largest gradient norm, NaN-sticky", "[apps
   plain.add(p, 1);
   REQUIRE(plain.check().finite);
   CHECK_FALSE(plain.take_interval().has_grad_norm);
+}
+
+// A batch whose images have no training box left (all dropped as sub-pixel, or none
+// annotated): no positive, so no hard negative either; the normaliser is 1 / max(1, 0) = 1
+// and the loss and its gradients are 0, never 0 / 0.
+TEST_CASE("training: tiny_ssd's loss on a batch without positives is 0 with zero gradients", "[apps][train]") {
+  models::ModelConfig mc;
+  mc.arch = "tiny_ssd";
+  mc.num_classes = 4;
+  mc.input_size = 64;
+  eng::manual_seed(1);
+  const auto model = models::create_model(mc);
+  model->train();
+  const eng::Tensor images = test::random_f32({2, 3, 64, 64}, 7);
+  const models::HeadOutputs heads = models::forward_heads_f32(*model, images);
+  models::Targets t;
+  t.boxes = eng::zeros({2, 1, 4}, eng::TensorOptions(eng::DType::f32));
+  t.labels = eng::zeros({2, 1}, eng::TensorOptions(eng::DType::i64));
+  t.counts = eng::zeros({2}, eng::TensorOptions(eng::DType::i64));
+  const models::LossParts parts = model->loss(heads, t);
+  CHECK(parts.total.item<double>() == 0);
+  CHECK(parts.classification.item<double>() == 0);
+  CHECK(parts.box_regression.item<double>() == 0);
+  parts.total.backward();
+  const eng::Tensor norm = eng::optim::grad_norm(model->named_parameters());
+  CHECK(norm.item<double>() == 0);
 }
