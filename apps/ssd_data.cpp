@@ -1,6 +1,6 @@
 // ssd_data: dataset tools. One subcommand so far:
 //   ssd_data synth --out DIR [--format voc|coco] [--n N] [--val M] [--seed S] [--size WxH]
-//                  [--classes K] [--split NAME]
+//                  [--classes K] [--split NAME] [--preset default|awkward]
 // writes a synthetic shapes detection dataset (docs/synthetic-data.md) and prints one line:
 //   wrote voc dataset to DIR: trainval 200 images, test 50 images; objects: circle 81, ...
 // Exit codes: 0 ok; 1 bad arguments or an error while writing (one line on stderr).
@@ -14,6 +14,7 @@
 #include "common/cli_rules.h"
 #include "common/config_check.h"
 #include "data/synth.h"
+#include "data/synth_awkward.h"
 #include "engine/error.h"
 
 namespace {
@@ -27,6 +28,7 @@ struct SynthArgs {
   std::string size = "320x240";
   int classes = 6;
   std::string split = "trainval";
+  std::string preset = "default";
 };
 
 void add_synth_options(CLI::App& synth, SynthArgs& a) {
@@ -38,6 +40,10 @@ void add_synth_options(CLI::App& synth, SynthArgs& a) {
   synth.add_option("--size", a.size, "image size WxH")->capture_default_str();
   synth.add_option("--classes", a.classes, "number of shape classes (1..10)")->capture_default_str();
   synth.add_option("--split", a.split, "name of the main split")->capture_default_str();
+  synth.add_option("--preset", a.preset,
+                   "default, or awkward: small faint objects and planted annotation faults (VOC only)")
+      ->check(CLI::IsMember({"default", "awkward"}))
+      ->capture_default_str();
 }
 
 std::string summary_line(const std::string& out, const std::string& format, const data::SynthSummary& s) {
@@ -60,6 +66,14 @@ int run_synth(const SynthArgs& a) {
   }
   options.num_classes = a.classes;
   const data::SynthFormat format = a.format == "coco" ? data::SynthFormat::Coco : data::SynthFormat::Voc;
+  if (a.preset == "awkward") {
+    ENGINE_CHECK(format == data::SynthFormat::Voc, "--preset awkward writes the VOC layout only (got --format ",
+                 a.format, ")");
+    const data::SynthSummary summary = data::write_awkward_voc_dataset(a.out, a.n, a.val, a.seed, options.width,
+                                                                       options.height, a.classes, a.split);
+    std::cout << summary_line(a.out, a.format, summary) << "\n";
+    return 0;
+  }
   const data::SynthSummary summary = data::write_synth_dataset(a.out, format, a.n, a.val, a.seed, options, a.split);
   std::cout << summary_line(a.out, a.format, summary) << "\n";
   return 0;

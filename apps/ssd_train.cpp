@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
                  "with --cuda-graph: boxes per image the targets are padded to (static shapes); an image with "
                  "more is an error")
       ->capture_default_str();
+  cli.add_option("--clip-grad-norm", c.clip_grad_norm,
+                 "clip the gradients' global L2 norm to this value each step (torch clip_grad_norm_; 0: off); "
+                 "the largest norm per log interval is logged either way (grad_norm_max)")
+      ->capture_default_str();
   // Every number checked on its text before conversion, the fixed sets by name
   // (common/config_check.h); then the whole config, before any data is read.
   app::apply_rules(cli, app::train_rules());

@@ -242,6 +242,7 @@ const std::vector<NumberRule>& train_rules() {
       with_special(real_rule("--lr", 0, kInf, /*lo_open=*/true), -1, "the architecture's default"),
       real_rule("--momentum", 0, 1),
       real_rule("--wd", 0, 1),
+      real_rule("--clip-grad-norm", 0, kInf),  // 0: off
       with_special(int_rule("--warmup", 0, kMaxIters), -1, "the architecture's default"),
       int_rule("--workers", 0, kMaxWorkers),
       int_rule("--eval-every", 0, kMaxIters),
@@ -322,6 +323,7 @@ void check(const TrainConfig& c) {
   check_value(rule_of(r, "--lr"), c.lr);
   check_value(rule_of(r, "--momentum"), c.momentum);
   check_value(rule_of(r, "--wd"), c.wd);
+  check_value(rule_of(r, "--clip-grad-norm"), c.clip_grad_norm);
   check_value(rule_of(r, "--warmup"), c.warmup);
   check_value(rule_of(r, "--workers"), c.workers);
   check_value(rule_of(r, "--eval-every"), c.eval_every);

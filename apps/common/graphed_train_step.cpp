@@ -20,12 +20,14 @@ struct GraphedTrainStep::Entry {
   eng::cuda::Graph graph;
 };
 
-GraphedTrainStep::GraphedTrainStep(models::DetectionModel& model, eng::optim::Optimizer& optimizer)
-    : model_(model), optimizer_(optimizer) {
+GraphedTrainStep::GraphedTrainStep(models::DetectionModel& model, eng::optim::Optimizer& optimizer,
+                                   double clip_grad_norm)
+    : model_(model), optimizer_(optimizer), clip_grad_norm_(clip_grad_norm) {
   const eng::Tensor& first = optimizer_.parameters().front().second;
   ENGINE_CHECK(first.device().is_cuda(), "--cuda-graph: the model must be on a CUDA device, it is on ",
                first.device().str());
   sums_ = eng::zeros({3}, eng::TensorOptions(eng::DType::f32).device(first.device()));
+  norm_max_ = eng::zeros({}, eng::TensorOptions(eng::DType::f32).device(first.device()));
 }
 
 GraphedTrainStep::~GraphedTrainStep() = default;
@@ -52,6 +54,12 @@ void GraphedTrainStep::body(const eng::Tensor& images, const models::Targets& ta
     parts = model_.loss(heads, targets);
   }
   parts.total.backward();
+  {
+    // Norms are >= 0, so the zeroed norm_max_ is a neutral start (running_max is NaN-sticky).
+    const eng::Tensor norm = clip_grad_norm_ > 0 ? eng::optim::clip_grad_norm_(optimizer_.parameters(), clip_grad_norm_)
+                                                 : eng::optim::grad_norm(optimizer_.parameters());
+    norm_max_.copy_(running_max(norm_max_, norm));
+  }
   if (captured) {
     optimizer_.launch_step();  // lr and step come from the device block prepare_step() wrote
   } else {
@@ -130,7 +138,9 @@ void GraphedTrainStep::flush(LossMeter& meter) {
   if (first_pending_ == 0) return;
   eng::NoGradGuard no_grad;
   meter.add_sums(sums_.clone(), first_pending_, last_pending_);
+  meter.add_grad_norm(norm_max_.clone());
   sums_.zero_();
+  norm_max_.zero_();
   first_pending_ = last_pending_ = 0;
 }
 

@@ -40,7 +40,9 @@ namespace app {
 
 class GraphedTrainStep {
  public:
-  GraphedTrainStep(models::DetectionModel& model, eng::optim::Optimizer& optimizer);
+  // clip_grad_norm > 0: the step clips the gradients' global norm to it (inside the graph,
+  // eng::optim::clip_grad_norm_); the norm of every step is kept in a device max either way.
+  GraphedTrainStep(models::DetectionModel& model, eng::optim::Optimizer& optimizer, double clip_grad_norm = 0);
   ~GraphedTrainStep();
   GraphedTrainStep(const GraphedTrainStep&) = delete;
   GraphedTrainStep& operator=(const GraphedTrainStep&) = delete;
@@ -55,8 +57,8 @@ class GraphedTrainStep {
   // (captured: recorded, then replayed once).
   Mode step(const eng::Tensor& images, const models::Targets& targets, int64_t iteration);
 
-  // Moves the loss sums of the steps since the last flush into `meter` (a device copy and a
-  // zeroing, no host sync). Call before meter.check().
+  // Moves the loss sums and the largest gradient norm of the steps since the last flush into
+  // `meter` (device copies and zeroings, no host sync). Call before meter.check().
   void flush(LossMeter& meter);
 
   size_t graphs() const;             // captured graphs (one per input size)
@@ -70,7 +72,9 @@ class GraphedTrainStep {
   models::DetectionModel& model_;
   eng::optim::Optimizer& optimizer_;
   std::map<int64_t, std::unique_ptr<Entry>> entries_;  // by input size
+  double clip_grad_norm_ = 0;
   eng::Tensor sums_;                                   // f32 [3] on the device: total, cls, box
+  eng::Tensor norm_max_;                               // f32 0-dim: the steps' largest gradient norm
   int64_t first_pending_ = 0, last_pending_ = 0;       // iterations in sums_ (0: none)
   int64_t replays_ = 0;
   // Counts the steps that change what the caching allocator holds (eager steps and

@@ -48,13 +48,41 @@ void LossMeter::add_sums(const eng::Tensor& sums, int64_t first_iteration, int64
   pending_ += last_iteration - first_iteration + 1;
 }
 
+eng::Tensor running_max(const eng::Tensor& acc, const eng::Tensor& x) {
+  eng::NoGradGuard no_grad;
+  const eng::Tensor a = acc.detach().to(eng::DType::f32).reshape({1}), b = x.detach().to(eng::DType::f32).reshape({1});
+  // max over the pair keeps the first of equal or unordered values, so a NaN acc stays; a
+  // non-finite x adds (x - x) = NaN.
+  const eng::Tensor m = eng::max(eng::concat({a, b}, 0), 0).first;
+  return eng::add(m, eng::sub(b.reshape({}), b.reshape({})));
+}
+
+void LossMeter::add_grad_norm(const eng::Tensor& norm) {
+  eng::NoGradGuard no_grad;
+  grad_norm_max_ = grad_norm_max_.defined() ? running_max(grad_norm_max_, norm)
+                                            : norm.detach().to(eng::DType::f32).reshape({});
+}
+
 LossMeter::Check LossMeter::check() {
   Check r;
   if (pending_ == 0) return r;
   eng::NoGradGuard no_grad;
-  // One read for the three sums: concatenated on their device, copied back once.
-  const eng::Tensor all = eng::concat({total_.reshape({1}), cls_.reshape({1}), box_.reshape({1})}, 0);
+  // One read for the three sums (and the norm max): concatenated on their device, copied back once.
+  std::vector<eng::Tensor> parts = {total_.reshape({1}), cls_.reshape({1}), box_.reshape({1})};
+  if (grad_norm_max_.defined()) parts.push_back(grad_norm_max_.to(total_.dtype()).reshape({1}));
+  const eng::Tensor all = eng::concat(parts, 0);
   const std::vector<double> v = all.to_vector<double>();
+  if (grad_norm_max_.defined()) {
+    // NaN-sticky, as running_max: a non-finite norm in any checked step keeps the interval's NaN.
+    const double n = std::isfinite(v[3]) ? v[3] : NAN;
+    if (!interval_has_norm_) {
+      interval_norm_max_ = n;
+    } else if (!std::isnan(interval_norm_max_)) {
+      interval_norm_max_ = std::isnan(n) ? n : std::max(interval_norm_max_, n);
+    }
+    interval_has_norm_ = true;
+    grad_norm_max_ = eng::Tensor();
+  }
   r.first_iteration = first_pending_;
   r.last_iteration = last_pending_;
   r.finite = std::isfinite(v[0]) && std::isfinite(v[1]) && std::isfinite(v[2]);
@@ -77,8 +105,12 @@ LossMeter::Interval LossMeter::take_interval() {
     r.cls = sum_cls_ / k;
     r.box = sum_box_ / k;
   }
+  r.has_grad_norm = interval_has_norm_;
+  r.grad_norm_max = interval_has_norm_ ? interval_norm_max_ : -1;
   sum_loss_ = sum_cls_ = sum_box_ = 0;
   interval_steps_ = 0;
+  interval_has_norm_ = false;
+  interval_norm_max_ = 0;
   return r;
 }
 

@@ -200,6 +200,8 @@ Run::Run(const TrainConfig& c)
   ENGINE_CHECK(!c.cuda_graph || device_.is_cuda(),
                "--cuda-graph needs --device cuda (a CUDA graph replays device work; the CPU has none to capture)");
   ENGINE_CHECK(!c.cuda_graph || c.max_gt >= 1, "--max-gt must be at least 1, got ", c.max_gt);
+  ENGINE_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0,
+               "--clip-grad-norm must be a finite number >= 0 (0: off), got ", c.clip_grad_norm);
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
   std::error_code ec;
@@ -360,7 +362,7 @@ int Run::execute() {
   data::Loader loader(train_set_, lo);
   if (c_.cuda_graph) {
     check_max_gt(train_set_, c_.max_gt);
-    graphed_ = std::make_unique<GraphedTrainStep>(*model_, *optimizer_);
+    graphed_ = std::make_unique<GraphedTrainStep>(*model_, *optimizer_, c_.clip_grad_norm);
     log_->say("cuda graphs: the step of each input size is captured after eager warm-up steps and replayed; "
               "targets padded to --max-gt " + std::to_string(c_.max_gt));
   }
@@ -435,6 +437,10 @@ int Run::execute() {
       meter_.add(parts, state_.iteration + 1);
       if (prof) prof->mark(Phase::loss);
       parts.total.backward();
+      // The global gradient norm (clipped to --clip-grad-norm when given): device ops, no sync.
+      const auto& params = optimizer_->parameters();
+      meter_.add_grad_norm(c_.clip_grad_norm > 0 ? eng::optim::clip_grad_norm_(params, c_.clip_grad_norm)
+                                                 : eng::optim::grad_norm(params));
       if (prof) prof->mark(Phase::backward);
       optimizer_->step();
       if (prof) prof->mark(Phase::optimizer);
@@ -459,23 +465,27 @@ int Run::execute() {
       const double secs = seconds_since(interval_start);
       const double ips = secs > 0 ? interval_images / secs : 0;
       const LossMeter::Interval m = meter_.take_interval();
-      log_->write({{"iteration", state_.iteration},
-                   {"epoch", batch.epoch},
-                   {"loss", m.loss},
-                   {"loss_cls", m.cls},
-                   {"loss_box", m.box},
-                   {"lr", optimizer_->lr()},
-                   {"img_per_s", ips},
-                   {"memory_mb", memory_mb(device_)},
-                   {"input_size", batch.input_size},
-                   {"precision", precision_name(precision_)},
-                   {"elapsed_s", seconds_since(start)}});
+      nlohmann::json line = {{"iteration", state_.iteration},
+                             {"epoch", batch.epoch},
+                             {"loss", m.loss},
+                             {"loss_cls", m.cls},
+                             {"loss_box", m.box},
+                             {"lr", optimizer_->lr()},
+                             {"img_per_s", ips},
+                             {"memory_mb", memory_mb(device_)},
+                             {"input_size", batch.input_size},
+                             {"precision", precision_name(precision_)},
+                             {"elapsed_s", seconds_since(start)}};
+      // The largest global gradient norm of the interval's steps (before clipping); null when
+      // some step's norm was not finite.
+      if (m.has_grad_norm) line["grad_norm_max"] = m.grad_norm_max;
+      log_->write(line);
       log_->progress(state_.iteration, total,
                      "it " + std::to_string(state_.iteration) +
                          (total == std::numeric_limits<int64_t>::max() ? "" : "/" + std::to_string(total)) +
                          "  loss " + fmt("%.4f", m.loss) + " (cls " + fmt("%.4f", m.cls) + ", box " +
-                         fmt("%.4f", m.box) + ")  lr " + fmt("%.3g", optimizer_->lr()) + "  " + fmt("%.1f", ips) +
-                         " img/s");
+                         fmt("%.4f", m.box) + ")  grad norm max " + fmt("%.3g", m.grad_norm_max) + "  lr " +
+                         fmt("%.3g", optimizer_->lr()) + "  " + fmt("%.1f", ips) + " img/s");
       interval_images = 0;
       interval_start = Clock::now();
     }

@@ -53,6 +53,10 @@ struct TrainConfig {
   // --max-gt N: with --cuda-graph, every image's targets are padded to N boxes (static
   // shapes); an image with more training boxes is a one-line error naming it and N.
   int64_t max_gt = kDefaultMaxGt;
+  // --clip-grad-norm X (> 0): after each backward the gradients are scaled so that their
+  // global L2 norm is at most X (torch.nn.utils.clip_grad_norm_); 0: off. The largest norm
+  // of each log interval (before clipping) is logged either way (grad_norm_max).
+  double clip_grad_norm = 0;
   static constexpr int64_t kDefaultMaxGt = 100;  // COCO's usual cap on detections per image
 };
 

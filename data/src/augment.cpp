@@ -548,6 +548,28 @@ AnnotatedImage resize_annotated(const AnnotatedImage& in, int out_w, int out_h) 
   return out;
 }
 
+int64_t scale_and_drop_small_boxes(std::vector<Object>& objects, int width, int height, int input_w, int input_h,
+                                   double min_side) {
+  ENGINE_CHECK(width > 0 && height > 0 && input_w > 0 && input_h > 0,
+               "scale_and_drop_small_boxes: sizes must be positive (image ", width, "x", height, ", input ", input_w,
+               "x", input_h, ")");
+  const double fx = static_cast<double>(input_w) / width, fy = static_cast<double>(input_h) / height;
+  const size_t before = objects.size();
+  std::vector<Object> kept;
+  kept.reserve(before);
+  for (Object o : objects) {
+    o.box = {o.box.x1 * fx, o.box.y1 * fy, o.box.x2 * fx, o.box.y2 * fy};
+    o.area = -1;
+    // Written so that NaN fails the test (and so the box is dropped).
+    if (!(o.box.x2 - o.box.x1 >= min_side && o.box.y2 - o.box.y1 >= min_side)) continue;
+    if (!std::isfinite(o.box.x1) || !std::isfinite(o.box.y1) || !std::isfinite(o.box.x2) || !std::isfinite(o.box.y2))
+      continue;
+    kept.push_back(o);
+  }
+  objects = std::move(kept);
+  return static_cast<int64_t>(before - objects.size());
+}
+
 namespace {
 // One splitmix64 output step: add the golden-ratio increment, then the finaliser
 // (xor-shift / multiply rounds, a bijection on 64-bit words).

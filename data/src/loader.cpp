@@ -216,11 +216,16 @@ Batch Loader::build(int64_t number) {
   batch.images = batch.images_at[0];
   for (int64_t k = 0; k < n; ++k) {
     Item& it = items[static_cast<size_t>(good[static_cast<size_t>(k)])];
-    // Boxes into input pixels: x by S / width, y by S / height of the (augmented) image.
-    const double fx = static_cast<double>(s) / it.image.width, fy = static_cast<double>(s) / it.image.height;
-    for (Object& o : it.objects) {
-      o.box = {o.box.x1 * fx, o.box.y1 * fy, o.box.x2 * fx, o.box.y2 * fy};
-      o.area = -1;
+    // Boxes into input pixels: x by S / width, y by S / height of the (augmented) image;
+    // training drops those under kMinTrainingBoxSide there (data/augment.h).
+    if (options_.train) {
+      scale_and_drop_small_boxes(it.objects, it.image.width, it.image.height, s, s);
+    } else {
+      const double fx = static_cast<double>(s) / it.image.width, fy = static_cast<double>(s) / it.image.height;
+      for (Object& o : it.objects) {
+        o.box = {o.box.x1 * fx, o.box.y1 * fy, o.box.x2 * fx, o.box.y2 * fy};
+        o.area = -1;
+      }
     }
     batch.samples.push_back(indices[static_cast<size_t>(good[static_cast<size_t>(k)])]);
     batch.objects.push_back(std::move(it.objects));

@@ -273,10 +273,10 @@ struct ShapeGeometry {
 
 // The longer nominal side is 15%-55% of the shorter image side; aspect 0.75-1.33 where the
 // shape allows it; rotation up to +-12 degrees.
-ShapeGeometry sample_geometry(int shape, double short_side, Rng& rng) {
+ShapeGeometry sample_geometry(int shape, double short_side, const SynthOptions& o, Rng& rng) {
   ShapeGeometry g;
   g.shape = shape;
-  const double side = rng.range(0.15, 0.55) * short_side;
+  const double side = rng.range(o.min_size, o.max_size) * short_side;
   const double aspect = allows_aspect(shape) ? std::exp(rng.range(std::log(0.75), std::log(4.0 / 3.0))) : 1.0;
   g.half_w = 0.5 * side * std::min(1.0, aspect);
   g.half_h = 0.5 * side * std::min(1.0, 1.0 / aspect);
@@ -520,10 +520,11 @@ constexpr int kPositionTries = 12;  // positions tried per shape
 
 // Draws one object of class `label` where it hides at most kSynthMaxCover of every earlier
 // object's box and of its pixels, and records it. Returns false (nothing drawn) when no try fits.
-bool place_object(Canvas& canvas, Layers& layers, int label, std::vector<Object>& objects, Rng& rng) {
+bool place_object(Canvas& canvas, Layers& layers, int label, std::vector<Object>& objects, const SynthOptions& o,
+                  Rng& rng) {
   const double short_side = std::min(canvas.width, canvas.height);
   for (int g = 0; g < kGeometryTries; ++g) {
-    const Coverage cov = rasterize_shape(sample_geometry(label, short_side, rng));
+    const Coverage cov = rasterize_shape(sample_geometry(label, short_side, o, rng));
     const PixelRect drawn = bounds(cov, 0.5f);  // the box
     const PixelRect footprint = bounds(cov, 0.f);  // every touched pixel, kept inside the image
     if (drawn.empty() || drawn.width() < kMinObjectSide || drawn.height() < kMinObjectSide) continue;
@@ -538,7 +539,9 @@ bool place_object(Canvas& canvas, Layers& layers, int label, std::vector<Object>
       object.box = {static_cast<double>(ox + drawn.x0), static_cast<double>(oy + drawn.y0),
                     static_cast<double>(ox + drawn.x1), static_cast<double>(oy + drawn.y1)};
       if (covers_too_much(object.box, objects) || layers.hides_too_much(cov, ox, oy)) continue;
-      paint_shape(canvas, cov, ox, oy, contrasting_colour(mean_colour(canvas, object.box), rng), rng);
+      const Rgb under = mean_colour(canvas, object.box);
+      const Rgb colour = contrasting_colour(under, rng);
+      paint_shape(canvas, cov, ox, oy, o.contrast < 1 ? mix(under, colour, o.contrast) : colour, rng);
       layers.add(cov, ox, oy);
       objects.push_back(object);
       return true;
@@ -564,6 +567,10 @@ void validate_synth_options(const SynthOptions& o) {
   synth_class_names(o.num_classes);  // checks the range
   ENGINE_CHECK(o.min_objects >= 0 && o.min_objects <= o.max_objects && o.max_objects <= 50,
                "objects per image must satisfy 0 <= min <= max <= 50 (got ", o.min_objects, "..", o.max_objects, ")");
+  ENGINE_CHECK(o.min_size > 0 && o.min_size <= o.max_size && o.max_size <= 0.9,
+               "object sizes must satisfy 0 < min <= max <= 0.9 of the shorter side (got ", o.min_size, "..",
+               o.max_size, ")");
+  ENGINE_CHECK(o.contrast > 0 && o.contrast <= 1, "object contrast must lie in (0, 1] (got ", o.contrast, ")");
 }
 
 namespace {
@@ -599,7 +606,7 @@ SynthScene render_scene(const SynthOptions& options, uint64_t seed) {
   const int count = rng.int_in(options.min_objects, options.max_objects);
   Layers layers(options.width, options.height);
   for (int k = 0; k < count; ++k)
-    place_object(canvas, layers, rng.int_in(0, options.num_classes - 1), scene.objects, rng);
+    place_object(canvas, layers, rng.int_in(0, options.num_classes - 1), scene.objects, options, rng);
   add_noise(canvas, rng);
   scene.image = to_image(canvas);
   return scene;

@@ -49,6 +49,20 @@ AnnotatedImage augment_ssd(const AnnotatedImage& in, uint64_t seed, const Augmen
 // resize_bilinear to out_w x out_h; boxes scaled by out_w / width and out_h / height.
 AnnotatedImage resize_annotated(const AnnotatedImage& in, int out_w, int out_h);
 
+// The smallest width and height, in the pixels the network sees, of a training box.
+constexpr double kMinTrainingBoxSide = 1.0;
+
+// Scales boxes of an image of width x height (the augmented image) into a network input
+// of input_w x input_h pixels and drops those narrower or lower than min_side there (or
+// with a non-finite coordinate). The augmentation keeps boxes of >= 1 px of its own canvas,
+// but the zoom-out (up to expand_max_ratio, 4) and the resize shrink them again: a 4 px
+// object of a 500 px photo zoomed out 4x is 0.26 px at input 128, and SSD's matcher still
+// forces an anchor onto it, with a width target ln(0.26 / 25.6) / 0.2 = -23 against
+// tiny_ssd's smallest anchor (torchvision's SanitizeBoundingBoxes drops boxes under 1 px in
+// the same spirit). Returns how many were dropped.
+int64_t scale_and_drop_small_boxes(std::vector<Object>& objects, int width, int height, int input_w, int input_h,
+                                   double min_side = kMinTrainingBoxSide);
+
 // A well-mixed 64-bit hash of (run_seed, epoch, index) built from splitmix64 steps. For a
 // fixed (run_seed, epoch) distinct indices always give distinct seeds.
 uint64_t sample_seed(uint64_t run_seed, uint64_t epoch, uint64_t index);

@@ -34,6 +34,13 @@ struct SynthOptions {
   int width = 320, height = 240;  // --size WxH
   int num_classes = 6;            // --classes K, 1..kMaxSynthClasses
   int min_objects = 1, max_objects = 4;
+  // The longer nominal side of an object, as a fraction of the shorter image side, is drawn
+  // from min_size..max_size (0 < min_size <= max_size <= 0.9; objects under 8 px are redrawn).
+  double min_size = 0.15, max_size = 0.55;
+  // 1: the object's colour is the contrasting colour described above; below 1 it is mixed
+  // toward the mean background colour under its box (0.25: faint, low-contrast objects).
+  // Range (0, 1].
+  double contrast = 1.0;
 };
 
 // The first k of: circle, square, triangle, diamond, cross, star, ring, hexagon, crescent,
@@ -41,7 +48,8 @@ struct SynthOptions {
 std::vector<std::string> synth_class_names(int k);
 
 // Throws eng::Error naming the problem: size outside kSynthMinSide..kSynthMaxSide, class count
-// outside 1..kMaxSynthClasses, object counts not 0 <= min <= max <= 50.
+// outside 1..kMaxSynthClasses, object counts not 0 <= min <= max <= 50, sizes or contrast
+// out of their ranges (or NaN).
 void validate_synth_options(const SynthOptions& options);
 
 // "WxH" (e.g. "320x240") into options.width / options.height; throws eng::Error otherwise.

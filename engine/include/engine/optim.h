@@ -277,4 +277,27 @@ class LinearWarmup : public LrSchedule {
   double warmup_factor_;
 };
 
+
+// ---- gradient norm and clipping (engine/src/optim/clip_grad.cpp) ----
+//
+// The global L2 norm of the gradients of `params` (those that have one):
+//   ||g|| = sqrt(sum over parameters of sum(g_p^2)),
+// as a 0-dim f32 tensor on the parameters' device. Built from device ops (square, sum,
+// concat, sqrt): nothing waits for the device, so it may run every step of a loop that must
+// not sync with the host, or inside a CUDA graph capture. With no gradient at all: 0.
+// All gradients must share one device. (torch.nn.utils.get_total_norm with norm_type 2.)
+Tensor grad_norm(const std::vector<Tensor>& params);
+Tensor grad_norm(const NamedTensors& params);
+
+// torch.nn.utils.clip_grad_norm_(params, max_norm) with its defaults (norm_type 2,
+// error_if_nonfinite=False, foreach): total = grad_norm(params); every gradient is
+// multiplied IN PLACE (same storage: a CUDA graph keeps its addresses) by
+//   min(1, max_norm / (total + 1e-6)),
+// so nothing changes when total <= max_norm (up to the 1e-6), and a non-finite total makes
+// the coefficient NaN (or 0 when total is +inf), which the gradients then carry, as torch
+// does. Returns total (0-dim f32, the norm BEFORE clipping). No host sync. max_norm must be
+// finite and > 0 (eng::Error otherwise).
+Tensor clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+Tensor clip_grad_norm_(const NamedTensors& params, double max_norm);
+
 }  // namespace eng::optim
