@@ -49,6 +49,10 @@ export OMP_NUM_THREADS=1
 if [ "$mode" = findings ]; then
   build_targets=()
   for t in $targets; do [ -d tests/fuzz/findings/$t ] && build_targets+=("fuzz_$t"); done
+  if [ ${#build_targets[@]} -eq 0 ]; then
+    echo "fuzz: no unfixed findings in tests/fuzz/findings/"
+    exit 0
+  fi
   cmake --build "$build" -j"$(nproc)" --target "${build_targets[@]}"
   for t in $targets; do
     for f in tests/fuzz/findings/$t/*; do
