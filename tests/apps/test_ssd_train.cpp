@@ -247,6 +247,10 @@ struct MapBar {
     c.steps = {220, 280};
     c.workers = 1;
     c.log_every = 100;
+    // Clipped (torch clip_grad_norm_ at 10): unclipped, this 300-iteration recipe's first steps
+    // reach gradient norms near 95 and its final mAP swung from 0.33 to 0.04 when the JPEG
+    // writer changed the training images by a grey level (issue 18); clipped, 0.44 / 0.43.
+    c.clip_grad_norm = 10;
     c.out = out;
     return c;
   }
@@ -276,7 +280,7 @@ void check_map_bar(double m32, double m16) {
 }
 
 // On the CPU twin of the bf16 path (TrainConfig::bf16_cpu_twin: the same casts, bf16
-// activations and one-rounding kernels as on CUDA) at CPU speed. Measured: 0.278 / 0.300.
+// activations and one-rounding kernels as on CUDA) at CPU speed. Measured: 0.439 / 0.428 (clipped).
 TEST_CASE("ssd_train: bf16 mixed precision reaches the fp32 mAP (at most 0.02 below) in 300 iterations",
           "[apps][ssd_train][slow]") {
   MapBar bar;
