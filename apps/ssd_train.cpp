@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 
 #include "common/cli_rules.h"
@@ -96,7 +98,8 @@ int main(int argc, char** argv) {
   try {
     return app::train(c);
   } catch (const std::exception& e) {
-    std::cerr << "\nssd_train: " << e.what() << "\n";
+    // On a terminal the progress bar holds stdout's line: start a new one first.
+    std::cerr << (::isatty(1) ? "\n" : "") << "ssd_train: " << app::one_line(e.what()) << "\n";
     return 1;
   }
 }
