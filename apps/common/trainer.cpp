@@ -200,8 +200,6 @@ Run::Run(const TrainConfig& c)
   ENGINE_CHECK(!c.cuda_graph || device_.is_cuda(),
                "--cuda-graph needs --device cuda (a CUDA graph replays device work; the CPU has none to capture)");
   ENGINE_CHECK(!c.cuda_graph || c.max_gt >= 1, "--max-gt must be at least 1, got ", c.max_gt);
-  ENGINE_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0,
-               "--clip-grad-norm must be a finite number >= 0 (0: off), got ", c.clip_grad_norm);
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
   std::error_code ec;
