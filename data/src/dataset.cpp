@@ -19,23 +19,7 @@ namespace fs = std::filesystem;
 
 namespace detail {
 
-std::string printable(const std::string& s) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size());
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c == '\t') out += "\\t";
-    else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else out += ch;
-  }
-  return out;
-}
+std::string printable(const std::string& s) { return eng::detail::one_line(s); }
 
 std::string trim(const std::string& s) {
   const char* space = " \t\r\n\f\v";

@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "engine/error.h"
 #include "engine/io/limits.h"
 #include "engine/io/read_file.h"
 
@@ -128,4 +129,17 @@ TEST_CASE("parse_int64 / parse_uint64 / parse_finite_double accept only whole, i
   REQUIRE((parse_finite_double("-0.25", x) && x == -0.25));
   for (const char* bad : {"", "1e400", "-1e400", "nan", "inf", "-inf", "0x1p3", " 1", "1 ", "1,5", "1e", "--1"})
     REQUIRE_FALSE(parse_finite_double(bad, x));
+}
+
+// Every eng::Error is one line: a newline read from a file (a tensor name, a metadata value)
+// and echoed into a message is escaped (the fuzzers found both; engine/error.h).
+TEST_CASE("errors: an eng::Error message is always one line (control characters escaped)") {
+  const std::string name = "a\nb\rc\td\x01" "e\x7f";
+  try {
+    ENGINE_FAIL("x.safetensors: tensor '", name, "' is bad");
+    FAIL("no throw");
+  } catch (const eng::Error& e) {
+    CHECK(std::string(e.what()) == "x.safetensors: tensor 'a\\nb\\rc\\td\\x01e\\x7f' is bad");
+  }
+  CHECK(eng::detail::one_line("caf\xc3\xa9 ok") == "caf\xc3\xa9 ok");  // UTF-8 passes through
 }
