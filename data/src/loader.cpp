@@ -7,6 +7,7 @@
 #include <random>
 #include <system_error>
 
+#include "data/shard.h"
 #include "engine/error.h"
 
 namespace data {
@@ -70,6 +71,13 @@ Loader::Loader(const Dataset& dataset, LoaderOptions options) : dataset_(dataset
   for (int s : options_.input_sizes) ENGINE_CHECK(s >= 8 && s <= 4096, "loader: input size ", s, " out of range 8..4096");
   ENGINE_CHECK(options_.mean.size() == 3 && options_.std.size() == 3, "loader: mean and std need 3 values");
   ENGINE_CHECK(options_.start_batch >= 0, "loader: negative start batch");
+  ENGINE_CHECK(options_.shard_count >= 1, "loader: shard count must be at least 1 (got ", options_.shard_count, ")");
+  ENGINE_CHECK(options_.shard_rank >= 0 && options_.shard_rank < options_.shard_count, "loader: shard rank ",
+               options_.shard_rank, " out of range 0..", options_.shard_count - 1);
+  ENGINE_CHECK(options_.train || options_.shard_count == 1, "loader: shard count ", options_.shard_count,
+               " is for training only (evaluation shards the dataset with data::shard_samples)");
+  ENGINE_CHECK(options_.batch_size % options_.shard_count == 0, "loader: global batch size ", options_.batch_size,
+               " is not divisible by the shard count ", options_.shard_count);
   if (options_.train) {
     batches_per_epoch_ = std::max<int64_t>(1, n / options_.batch_size);
     end_ = INT64_MAX;
@@ -133,7 +141,10 @@ std::vector<int> Loader::batch_samples(int64_t number, int64_t& epoch) const {
   std::mt19937_64 rng(sample_seed(options_.seed, static_cast<uint64_t>(epoch), kShuffleStream));
   // Fisher-Yates with our own index draw (std::shuffle's use of the engine is unspecified).
   for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng() % static_cast<uint64_t>(i + 1)]);
-  for (int64_t i = k * b; i < std::min(n, (k + 1) * b); ++i) out.push_back(order[static_cast<size_t>(i)]);
+  // This rank's positions of the global batch (all of them with one shard); a global batch
+  // larger than the dataset (one batch per epoch) has only n positions.
+  const ShardRange r = shard_range(b, options_.shard_rank, options_.shard_count);
+  for (int64_t i = k * b + r.begin; i < std::min(n, k * b + r.end); ++i) out.push_back(order[static_cast<size_t>(i)]);
   return out;
 }
 
@@ -289,6 +300,8 @@ bool Loader::next(Batch& out) {
       ENGINE_CHECK(bad_.size() < dataset_.samples.size(), "loader: every image of the dataset failed to load (",
                    bad_.size(), " images; see the warnings)");
     }
+    // Sharded: the empty shard is handed out (every rank must see every batch number).
+    if (options_.shard_count > 1) return true;
   }
 }
 

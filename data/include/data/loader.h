@@ -19,10 +19,26 @@
 // A batch is a pure function of (dataset, options, number): the same with any number of
 // workers, on any run.
 //
+// Distributed training (shard_count > 1, training only): batch_size is the GLOBAL batch
+// (per-rank batch x world size) and must be divisible by shard_count. Everything above (the
+// numbering, epochs, shuffle, dropped tail, augmentation seeds, multiscale draw) is computed
+// for the global batch; rank shard_rank then builds only positions [rank*B/W, (rank+1)*B/W)
+// of global batch g (data::shard_range in data/shard.h). So the W shards of batch g,
+// concatenated in rank order, are bit for bit the batch g of one process with the same
+// batch_size (same samples, order, pixels, boxes), whatever the rank count; Batch::number
+// stays the global number and Batch::samples etc. hold the shard's items only. A resumed
+// run with another global batch size starts at data::resume_batch(...).
+//
 // Bad images (missing, corrupt, truncated, not an image, over the limits) are reported once
 // each through take_warnings() as "<path>: <problem> (image skipped)" and left out of their
-// batch (a batch can be smaller than batch_size); a training batch left empty is skipped, and
-// once every image of the dataset has failed, training next() throws eng::Error.
+// batch (a batch can be smaller than batch_size); with one shard a training batch left empty
+// is skipped, and once every image of the dataset has failed, training next() throws
+// eng::Error. With shard_count > 1 no batch number is ever skipped: a shard whose images all
+// failed is returned as a batch of size 0 (images [0, 3, S, S]), because skipping it on one
+// rank only would put the ranks on different batch numbers. The trainer takes part in the
+// step's collectives with it (zero gradient, zero positives) and skips the optimizer step
+// when the all-reduced item count of the global batch is 0, which is what one process does.
+// The every-image-failed error is kept: a rank throws once it has met every image as bad.
 //
 // Threads: `workers` threads each build whole batches (when one cannot be started, the ones
 // already started are stopped and joined and the constructor throws eng::Error); at most `prefetch + workers` batches
@@ -74,10 +90,15 @@ struct LoaderOptions {
   // with keep_images. Boxes stay correct: they are mapped onto the reduced decode.
   bool scaled_decode = true;
   ImageLimits limits;
+  // Distributed training: this process builds shard `shard_rank` of `shard_count` of every
+  // global batch of batch_size samples (see above). Evaluation is sharded with
+  // data::shard_samples instead (shard_count > 1 with train = false is an error).
+  int shard_rank = 0;
+  int shard_count = 1;
 };
 
 struct Batch {
-  int64_t number = 0;  // training: global batch number; evaluation: batch index
+  int64_t number = 0;  // training: global batch number (also when sharded); evaluation: batch index
   int64_t epoch = 0;
   int input_size = 0;
   eng::Tensor images;                        // f32 [n, 3, S, S] (u8 with uint8_images)
@@ -99,6 +120,7 @@ class Loader {
 
   // The next batch in order; false only at the end of an evaluation pass.
   bool next(Batch& out);
+  // Training: global batches per epoch (dataset size / batch_size, at least 1).
   int64_t batches_per_epoch() const { return batches_per_epoch_; }
   // Bad-image messages reported since the last call.
   std::vector<std::string> take_warnings();
