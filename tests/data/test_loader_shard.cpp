@@ -244,6 +244,7 @@ TEST_CASE("loader shards: empty shards are handed out, never skipped", "[data][l
       const data::Dataset bad = spoil({first[0], first[1]});
       data::LoaderOptions s = o;
       s.workers = workers;
+      s.pinned = workers > 0;  // an empty pinned batch too
       data::Loader single(bad, s);
       const std::vector<data::Batch> whole = take(single, 2);
       CHECK(whole[0].number == 0);
