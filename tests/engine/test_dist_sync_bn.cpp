@@ -175,3 +175,26 @@ TEST_CASE("convert_sync_batchnorm switches every BatchNorm2d, bad inputs give on
   REQUIRE_THAT(errors[0], Catch::Contains("shape"));
   REQUIRE_THAT(errors[1], Catch::Contains("shape"));
 }
+
+TEST_CASE("SyncBatchNorm on CUDA, 2 ranks: cuda matches cpu BatchNorm2d on the full batch", "[dist][sync_bn][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  const Shards s = make_shards(DType::f32, {2, 3});
+  auto ref = make_bn(DType::f32, false);
+  Tensor xf = s.full.clone().set_requires_grad(true);
+  sum(mul(ref->forward(xf), s.grad_out)).backward();
+  std::vector<std::shared_ptr<nn::BatchNorm2d>> bns{make_bn(DType::f32, true), make_bn(DType::f32, true)};
+  for (auto& b : bns) b->to(Device::cuda());
+  std::vector<Tensor> gx(2);
+  test::run_ranks(2, [&](Communicator& c) {
+    const int r = c.rank();
+    Tensor x = s.full.narrow(0, s.starts[r], s.sizes[r]).cuda().set_requires_grad(true);
+    Tensor y = bns[r]->forward(x);
+    sum(mul(y, s.grad_out.narrow(0, s.starts[r], s.sizes[r]).cuda())).backward();
+    gx[r] = x.grad().cpu();
+  });
+  for (int r = 0; r < 2; ++r) {
+    REQUIRE_CLOSE(gx[r], xf.grad().narrow(0, s.starts[r], s.sizes[r]), 1e-5, 1e-4);
+    REQUIRE_CLOSE(bns[r]->running_var.cpu(), ref->running_var, 1e-5, 1e-4);
+  }
+  REQUIRE_CLOSE(add(bns[0]->weight.grad(), bns[1]->weight.grad()).cpu(), ref->weight.grad(), 1e-5, 1e-4);
+}
