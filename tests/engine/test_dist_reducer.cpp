@@ -205,8 +205,10 @@ TEST_CASE("GradReducer: misuse is refused with one line", "[dist]") {
   REQUIRE_THROWS_WITH(GradReducer(c, {{"y", mul_scalar(w, 2.0)}}), Catch::Contains("y must be a leaf"));
   REQUIRE_THROWS_WITH(GradReducer(c, {{"z", Tensor()}}), Catch::Contains("z is undefined"));
   {
-    GradReducer red(c, {{"w", w}});
-    sum(square(w)).backward();
+    Tensor v = full({2}, 1.0).set_requires_grad(true);
+    GradReducer red(c, {{"w", w}, {"v", v}}, {1, 1.0});  // buckets [v], [w]
+    sum(square(w)).backward();  // w ready, its bucket waits for v's: nothing launched yet
+    REQUIRE(red.launched().empty());
     REQUIRE_THROWS_WITH(red.set_enabled(false), Catch::Contains("call finish() first"));
     REQUIRE_THROWS_WITH(sum(square(w)).backward(), Catch::Contains("w got a gradient twice in one step"));
   }

@@ -55,8 +55,8 @@ GradReducer::~GradReducer() {
 }
 
 void GradReducer::set_enabled(bool on) {
-  ENGINE_CHECK(next_launch_ == 0, "GradReducer: set_enabled(", on ? "true" : "false",
-               ") while buckets of this step are in flight: call finish() first");
+  ENGINE_CHECK(ready_params_ == 0, "GradReducer: set_enabled(", on ? "true" : "false",
+               ") after gradients of this step were handed to the reducer: call finish() first");
   enabled_ = on;
 }
 
@@ -88,6 +88,7 @@ void GradReducer::on_grad_ready(int index) {
                " got a gradient twice in one step (two backward passes before finish(): use set_enabled(false) "
                "for all but the last micro-step)");
   p.ready = true;
+  ++ready_params_;
   Bucket& b = buckets_[p.bucket];
   if (++b.ready == static_cast<int>(b.params.size())) {
     const int before = next_launch_;
@@ -143,6 +144,7 @@ void GradReducer::finish() {
   }
   for (Param& p : params_) p.ready = false;
   next_launch_ = 0;
+  ready_params_ = 0;
   launched_.clear();
   launched_in_backward_ = 0;
 }

@@ -47,6 +47,7 @@ class GradReducer {
   GradReducer(const GradReducer&) = delete;
   GradReducer& operator=(const GradReducer&) = delete;
 
+  // Between steps only (refused once a gradient of the step reached the reducer).
   void set_enabled(bool on);
   bool enabled() const { return enabled_; }
   // After backward: reduce what is left, wait, write the results into the params' .grad.
@@ -90,6 +91,7 @@ class GradReducer {
   std::vector<HookHandle> hooks_;
   std::vector<int> launched_;
   int next_launch_ = 0;
+  int ready_params_ = 0;  // parameters whose gradient arrived since the last finish()
   int launched_in_backward_ = 0;
   bool enabled_ = true;
 };
