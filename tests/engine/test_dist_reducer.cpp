@@ -72,8 +72,9 @@ TEST_CASE("GradReducer: buckets in reverse registration order, cut at bucket_byt
   // Another dtype goes to a bucket of its own.
   Tensor a = zeros({4}).set_requires_grad(true), b = zeros({4}, DType::f64).set_requires_grad(true),
          c = zeros({4}).set_requires_grad(true);
-  GradReducer mixed(*comms[0], {{"a", a}, {"b", b}, {"c", c}});
-  REQUIRE(mixed.bucket_names() == std::vector<std::vector<std::string>>{{"c", "a"}, {"b"}});
+  Tensor frozen = zeros({4});
+  GradReducer mixed(*comms[0], {{"a", a}, {"b", b}, {"frozen", frozen}, {"c", c}});
+  REQUIRE(mixed.bucket_names() == std::vector<std::vector<std::string>>{{"c", "a"}, {"b"}});  // frozen left out
 }
 
 TEST_CASE("GradReducer: after finish() every rank holds scale x the sum of the ranks' gradients", "[dist]") {

@@ -19,8 +19,8 @@ GradReducer::GradReducer(Communicator& comm, const nn::NamedTensors& params, Gra
   std::unordered_set<TensorImpl*> seen;
   for (const auto& [name, t] : params) {
     ENGINE_CHECK(t.defined(), "GradReducer: parameter ", name, " is undefined");
-    ENGINE_CHECK(t.is_leaf() && t.requires_grad(), "GradReducer: parameter ", name,
-                 " must be a leaf that requires grad");
+    ENGINE_CHECK(t.is_leaf(), "GradReducer: parameter ", name, " must be a leaf (it is the output of an op)");
+    if (!t.requires_grad()) continue;  // frozen: not trained, not reduced (like DDP)
     ENGINE_CHECK(seen.insert(t.impl().get()).second, "GradReducer: parameter ", name, " is listed twice");
     params_.push_back({name, t, 0, false});
   }

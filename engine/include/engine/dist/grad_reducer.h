@@ -41,7 +41,8 @@ struct GradReducerOptions {
 class GradReducer {
  public:
   // `params`: (name, leaf that requires grad) in registration order, as
-  // nn::Module::named_parameters() gives them. The communicator must outlive the reducer.
+  // nn::Module::named_parameters() gives them; frozen ones (requires_grad off) are left out.
+  // The communicator must outlive the reducer.
   GradReducer(Communicator& comm, const nn::NamedTensors& params, GradReducerOptions opts = {});
   ~GradReducer();  // removes the hooks
   GradReducer(const GradReducer&) = delete;
