@@ -272,3 +272,26 @@ TEST_CASE("GradReducer on CUDA tensors through the thread group: cuda matches cp
     for (size_t i = 0; i < params.size(); ++i) REQUIRE_CLOSE(params[i].grad().cpu(), ref[i], 1e-5, 1e-4);
   }
 }
+
+TEST_CASE("GradReducer: a parameter used several times is reduced once, with its whole gradient", "[dist]") {
+  // Like a detection head shared by pyramid levels: w is used three times per forward.
+  std::vector<std::vector<double>> got(2);
+  std::vector<int> during(2);
+  test::run_ranks(2, [&](Communicator& c) {
+    const double r = c.rank();
+    Tensor w = from_vector<double>({1, 2}, {2}).set_requires_grad(true);
+    Tensor other = from_vector<double>({3}, {1}).set_requires_grad(true);
+    GradReducer red(c, {{"other", other}, {"w", w}}, {1, 1.0});  // buckets [w], [other]
+    Tensor x = full({2}, 1.0 + r, DType::f64);
+    Tensor loss = add(add(sum(mul(w, x)), sum(mul(w, mul_scalar(x, 2.0)))), sum(mul(sum(square(w)), other)));
+    loss.backward();
+    during[c.rank()] = red.launched_during_backward();
+    red.finish();
+    got[c.rank()] = w.grad().to_vector<double>();
+  });
+  // Per rank: dL/dw = 3 x + 2 w other = 3 (1 + r) + 6 w; summed over ranks r = 0, 1.
+  for (int r = 0; r < 2; ++r) {
+    REQUIRE(during[r] == 2);
+    REQUIRE(got[r] == std::vector<double>{3 * 1 + 3 * 2 + 2 * 6 * 1, 3 * 1 + 3 * 2 + 2 * 6 * 2});
+  }
+}
