@@ -55,17 +55,55 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad) {
   return {};
 }
 
+HookHandle register_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook) {
+  ENGINE_CHECK(leaf.defined(), "register_post_accumulate_grad_hook: undefined tensor");
+  ENGINE_CHECK(leaf.is_leaf() && leaf.requires_grad(), "register_post_accumulate_grad_hook: the tensor of shape ",
+               shape_str(leaf.sizes()), " must be a leaf that requires grad (",
+               leaf.requires_grad() ? "it is the output of an op" : "it does not require grad", ")");
+  ENGINE_CHECK(hook != nullptr, "register_post_accumulate_grad_hook: empty hook");
+  auto& list = leaf.impl()->hooks;
+  if (!list) list = std::make_shared<LeafHooks>();
+  const uint64_t id = list->next_id++;
+  list->hooks.emplace_back(id, std::move(hook));
+  return HookHandle(list, id);
+}
+
+void HookHandle::remove() {
+  if (auto list = list_.lock()) {
+    auto& h = list->hooks;
+    h.erase(std::remove_if(h.begin(), h.end(), [&](const auto& p) { return p.first == id_; }), h.end());
+  }
+  list_.reset();
+}
+
+bool HookHandle::active() const {
+  auto list = list_.lock();
+  if (!list) return false;
+  for (const auto& p : list->hooks)
+    if (p.first == id_) return true;
+  return false;
+}
+
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph) {
   NoGradGuard guard;  // backward formulas build no graph of their own
 
   // 1. Count, for every node, how many edges point at it (dependencies).
   std::unordered_map<Node*, int> deps;
   std::unordered_map<Node*, std::shared_ptr<Node>> owner;
+  // Leaves with hooks: how many of their AccumulateGrad nodes are still to run in this pass.
+  std::unordered_map<TensorImpl*, int> hook_pending;
   std::vector<Node*> stack;
+  auto discover = [&](const std::shared_ptr<Node>& fn) {
+    if (!owner.emplace(fn.get(), fn).second) return;
+    stack.push_back(fn.get());
+    if (auto* acc = dynamic_cast<AccumulateGrad*>(fn.get()))
+      if (acc->leaf()->hooks && !acc->leaf()->hooks->hooks.empty()) ++hook_pending[acc->leaf().get()];
+  };
+  // One edge per root, kept: a leaf root's AccumulateGrad exists only here.
+  std::vector<Edge> root_edges;
   for (const Tensor& r : roots) {
-    Edge e = gradient_edge(r);
-    if (!e.fn) continue;
-    if (owner.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
+    root_edges.push_back(gradient_edge(r));
+    if (root_edges.back().fn) discover(root_edges.back().fn);
   }
   while (!stack.empty()) {
     Node* n = stack.back();
@@ -73,7 +111,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     for (Edge& e : n->next_edges()) {
       if (!e.fn) continue;
       ++deps[e.fn.get()];
-      if (owner.emplace(e.fn.get(), e.fn).second) stack.push_back(e.fn.get());
+      discover(e.fn);
     }
   }
 
@@ -81,7 +119,7 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
   std::unordered_map<Node*, Tensor> grads;
   std::vector<Node*> ready;
   for (size_t i = 0; i < roots.size(); ++i) {
-    Edge e = gradient_edge(roots[i]);
+    const Edge& e = root_edges[i];
     if (!e.fn) continue;
     Node* n = e.fn.get();
     if (grads.count(n)) grads[n] = add(grads[n], seeds[i]);
@@ -96,6 +134,18 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& s
     Tensor g = std::move(grads[n]);
     grads.erase(n);
     std::vector<Tensor> in_grads = g.defined() ? n->apply(g) : std::vector<Tensor>(n->next_edges().size());
+    if (!hook_pending.empty()) {
+      if (auto* acc = dynamic_cast<AccumulateGrad*>(n)) {
+        auto it = hook_pending.find(acc->leaf().get());
+        if (it != hook_pending.end() && --it->second == 0) {
+          hook_pending.erase(it);
+          const Tensor leaf(acc->leaf());
+          // A copy: a hook may remove itself (or register another) while they run.
+          const auto hooks = acc->leaf()->hooks->hooks;
+          for (const auto& h : hooks) h.second(leaf);
+        }
+      }
+    }
     if (!retain_graph && dynamic_cast<AccumulateGrad*>(n) == nullptr) {
       n->release_saved();
       n->mark_released();

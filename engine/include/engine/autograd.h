@@ -17,8 +17,11 @@
 //   Tensor y = ...forward...;
 //   if (any_requires_grad({x})) attach(y, std::make_shared<ReluBackward>(...), {x});
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -93,5 +96,37 @@ Edge gradient_edge(const Tensor& t);
 
 // Runs backward from several roots at once (each with its seed gradient).
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& seeds, bool retain_graph);
+
+// ---- post-accumulate-grad hooks (data-parallel gradient buckets, engine/dist/grad_reducer.h) ----
+// A hook on a leaf that requires grad runs inside backward, once per backward pass that
+// reaches the leaf, right after the LAST accumulation of that pass into leaf.grad: a leaf used
+// by several ops (a head shared by pyramid levels) has several AccumulateGrad nodes, and the
+// hook waits for all of them. It gets the leaf (its .grad complete for this pass; undefined
+// when no path carried a gradient and it had none). Hooks run in registration order, in
+// the thread that runs backward, with grad mode off; an exception leaves backward.
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+
+struct LeafHooks {
+  std::vector<std::pair<uint64_t, PostAccumulateGradHook>> hooks;
+  uint64_t next_id = 1;
+};
+
+// Removes its hook with remove() (no-op when already removed or the leaf is gone). Copyable;
+// dropping a handle does NOT remove the hook.
+class HookHandle {
+ public:
+  HookHandle() = default;
+  HookHandle(std::weak_ptr<LeafHooks> list, uint64_t id) : list_(std::move(list)), id_(id) {}
+  void remove();
+  bool active() const;  // the hook is still registered
+
+ private:
+  std::weak_ptr<LeafHooks> list_;
+  uint64_t id_ = 0;
+};
+
+// Registers `hook` on `leaf` (shared by every handle of the same TensorImpl). Refused on a
+// non-leaf or a tensor that does not require grad.
+HookHandle register_post_accumulate_grad_hook(const Tensor& leaf, PostAccumulateGradHook hook);
 
 }  // namespace eng

@@ -24,6 +24,7 @@ Shape contiguous_strides(const Shape& sizes);
 
 class Node;
 struct TensorImpl;
+struct LeafHooks;  // engine/autograd.h
 
 struct TensorOptions {
   DType dtype_ = DType::f32;
@@ -125,6 +126,7 @@ struct TensorImpl {
   bool requires_grad = false;
   Tensor grad;
   std::shared_ptr<Node> grad_fn;  // null for leaves
+  std::shared_ptr<LeafHooks> hooks;  // post-accumulate-grad hooks (engine/autograd.h); null when none
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "engine/autograd.h"
+#include "engine/dist/sync_batch_norm.h"
 #include "engine/error.h"
 
 namespace eng::nn {
@@ -98,7 +99,8 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps_, double momentum_)
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  Tensor y = sync ? dist::sync_batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps)
+                  : batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
   if (is_training()) {
     NoGradGuard guard;
     // Counted on the tensor's own device: no host read-back (a GPU sync) per forward.

@@ -67,6 +67,9 @@ class BatchNorm2d : public Module {
   Tensor weight, bias;                                   // parameters [C]
   Tensor running_mean, running_var, num_batches_tracked;  // buffers
   double eps, momentum;
+  // SyncBatchNorm: in training, batch statistics over every rank of dist::current()
+  // (engine/dist/sync_batch_norm.h); no effect without a communicator of size > 1.
+  bool sync = false;
 };
 
 // torchvision's FrozenBatchNorm2d: an affine transform whose four tensors are buffers.
