@@ -134,9 +134,14 @@ Tensor host_buffer(const Tensor& t) { return t.is_cuda() ? empty_pinned(t.sizes(
 
 class MpiWork final : public Work {
  public:
-  MpiWork(std::future<void> done, std::function<void()> finish) : done_(std::move(done)), finish_(std::move(finish)) {}
+  MpiWork(std::future<void> done, std::shared_ptr<void> keep, std::function<void()> finish)
+      : done_(std::move(done)), keep_(std::move(keep)), finish_(std::move(finish)) {}
+  // Dropped without wait(): waits all the same (the job writes the tensor), errors dropped.
   ~MpiWork() override {
-    if (!waited_ && done_.valid()) done_.wait();  // the job holds the tensor; let it end first
+    try {
+      wait();
+    } catch (...) {
+    }
   }
   void wait() override {
     if (waited_) return;
@@ -147,6 +152,7 @@ class MpiWork final : public Work {
 
  private:
   std::future<void> done_;
+  std::shared_ptr<void> keep_;  // the job's buffers, released here (the caller's thread)
   std::function<void()> finish_;
   bool waited_ = false;
 };
@@ -193,7 +199,11 @@ class MpiCommunicator final : public Communicator {
 
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::deque<std::packaged_task<void()>> queue_;
+  struct Job {
+    std::function<void()> run;
+    std::promise<void> done;
+  };
+  std::deque<Job> queue_;
   bool stopping_ = false;
   std::thread worker_;
 
@@ -204,14 +214,15 @@ class MpiCommunicator final : public Communicator {
 // ---- the communication thread -------------------------------------------------------------
 
 std::future<void> MpiCommunicator::submit(const char* what, std::function<void()> job) {
-  std::packaged_task<void()> task([this, what, job = std::move(job)] {
+  Job entry;
+  entry.run = [this, what, job = std::move(job)] {
     ENGINE_CHECK(failure_.empty(), "rank ", rank_, ": ", what, ": the communicator failed earlier (", failure_, ")");
     job();
-  });
-  std::future<void> done = task.get_future();
+  };
+  std::future<void> done = entry.done.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back(std::move(task));
+    queue_.push_back(std::move(entry));
   }
   wake_.notify_one();
   return done;
@@ -219,15 +230,26 @@ std::future<void> MpiCommunicator::submit(const char* what, std::function<void()
 
 void MpiCommunicator::worker_loop() {
   for (;;) {
-    std::packaged_task<void()> task;
+    Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and every job has run
-      task = std::move(queue_.front());
+      job = std::move(queue_.front());
       queue_.pop_front();
     }
-    task();  // exceptions land in the future
+    std::exception_ptr error;
+    try {
+      job.run();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    // Drop the job's references (tensors, pinned buffers) before the caller learns that it
+    // is done: the caller, which holds them too, then releases them last, on its own thread
+    // (a pinned block's release records a CUDA event: no CUDA call on this thread).
+    job.run = nullptr;
+    if (error) job.done.set_exception(error);
+    else job.done.set_value();
   }
 }
 
@@ -424,7 +446,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(Tensor& t, double scale)
   });
   std::function<void()> finish;
   if (t.is_cuda()) finish = [host = keep->tensor, dev = t] { to_device(host, dev); };
-  return std::make_unique<MpiWork>(std::move(done), std::move(finish));
+  return std::make_unique<MpiWork>(std::move(done), keep, std::move(finish));
 }
 
 void MpiCommunicator::broadcast(Tensor& t, int root) {
