@@ -24,15 +24,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <future>
 #include <limits>
-#include <mutex>
 #include <thread>
 #include <type_traits>
 
+#include "comm_thread.h"
 #include "dist_env.h"
 #include "engine/cuda_context.h"
 #include "engine/dist/communicator.h"
@@ -163,7 +161,7 @@ class MpiCommunicator final : public Communicator {
     timeout_s_ = timeout;
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
-    worker_ = std::thread([this] { worker_loop(); });
+    thread_ = std::make_unique<detail::CommThread>();
   }
   ~MpiCommunicator() override;
 
@@ -184,7 +182,6 @@ class MpiCommunicator final : public Communicator {
 
  private:
   std::future<void> submit(const char* what, std::function<void()> job);
-  void worker_loop();
 
   // ---- on the communication thread only ----
   [[noreturn]] void fail(const std::string& message);
@@ -197,15 +194,7 @@ class MpiCommunicator final : public Communicator {
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1, local_rank_ = 0;
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  struct Job {
-    std::function<void()> run;
-    std::promise<void> done;
-  };
-  std::deque<Job> queue_;
-  bool stopping_ = false;
-  std::thread worker_;
+  std::unique_ptr<detail::CommThread> thread_;
 
   std::string failure_;  // the first timeout's message; the communicator is unusable after it
   std::vector<std::pair<MPI_Request, std::shared_ptr<Keep>>> abandoned_;
@@ -214,52 +203,14 @@ class MpiCommunicator final : public Communicator {
 // ---- the communication thread -------------------------------------------------------------
 
 std::future<void> MpiCommunicator::submit(const char* what, std::function<void()> job) {
-  Job entry;
-  entry.run = [this, what, job = std::move(job)] {
+  return thread_->submit([this, what, job = std::move(job)] {
     ENGINE_CHECK(failure_.empty(), "rank ", rank_, ": ", what, ": the communicator failed earlier (", failure_, ")");
     job();
-  };
-  std::future<void> done = entry.done.get_future();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back(std::move(entry));
-  }
-  wake_.notify_one();
-  return done;
-}
-
-void MpiCommunicator::worker_loop() {
-  for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every job has run
-      job = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    std::exception_ptr error;
-    try {
-      job.run();
-    } catch (...) {
-      error = std::current_exception();
-    }
-    // Drop the job's references (tensors, pinned buffers) before the caller learns that it
-    // is done: the caller, which holds them too, then releases them last, on its own thread
-    // (a pinned block's release records a CUDA event: no CUDA call on this thread).
-    job.run = nullptr;
-    if (error) job.done.set_exception(error);
-    else job.done.set_value();
-  }
+  });
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_one();
-  worker_.join();
+  thread_.reset();  // runs what is queued, then joins
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
