@@ -2,12 +2,13 @@
 // registers `mpirun -np 2` and `-np 3`): every rank runs every test case in the same order,
 // each test case on a communicator of its own, so a failure on one rank makes the others
 // fail with a timeout in that test case only, not hang.
-//   mpirun --allow-run-as-root --oversubscribe -np 2 build/tests/test_dist_mpi '~[cuda]~[abort]~[bench]'
+//   mpirun --allow-run-as-root --oversubscribe -np 2 build/tests/test_dist_mpi '~[cuda]~[abort]~[bench]~[kill]'
 #define CATCH_CONFIG_RUNNER
 #include "test_helpers.h"
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -323,6 +324,16 @@ TEST_CASE("mpi: abort_job ends every rank", "[.][abort]") {
   if (comm->rank() == 1) eng::dist::abort_job(3);
   comm->barrier();
   FAIL("rank " << comm->rank() << " passed the barrier although rank 1 aborted");
+}
+
+// Not in the normal runs ([.]): rank 1 is killed (SIGKILL) while rank 0 waits in an
+// all_reduce; mpirun must end rank 0 and exit non-zero (tests/CMakeLists.txt).
+TEST_CASE("mpi: a killed rank ends the job", "[.][kill]") {
+  auto comm = world();
+  if (comm->rank() == 1) ::raise(SIGKILL);
+  Tensor t = eng::ones({4});
+  comm->all_reduce(t);
+  FAIL("rank " << comm->rank() << " finished an all_reduce although rank 1 was killed");
 }
 
 int main(int argc, char** argv) {

@@ -260,7 +260,7 @@ void MpiCommunicator::wait_for(MPI_Request& req, const char* what, double timeou
     if (waited > timeout) {
       abandoned_.emplace_back(req, keep);
       fail(eng::detail::concat("rank ", rank_, ": ", what, " waited ", timeout,
-                          " s for the other ranks (one of them died or hangs)"));
+                               " s for the other ranks (one of them died or hangs)"));
     }
     // Spin briefly (a collective of ranks that are in step completes in microseconds),
     // then sleep: the CPU is the other ranks' too.
@@ -554,10 +554,12 @@ std::unique_ptr<Communicator> make_mpi_world() {
     MPI_Test(&req, &done, MPI_STATUS_IGNORE);
     if (done) break;
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    ENGINE_CHECK(waited <= timeout, "rank ", rank, ": init waited ", timeout,
-                 " s for the other ranks (one of them died or hangs)");
+    if (waited > timeout) {
+      g_unsettled_communicators.fetch_add(1);  // the pending MPI_Comm_idup: no MPI_Finalize
+      int rank = 0;
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      ENGINE_FAIL("rank ", rank, ": init waited ", timeout, " s for the other ranks (one of them died or hangs)");
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(100));
   }
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
