@@ -37,7 +37,8 @@ namespace eng::dist {
 // Where this process stands in the run, read from the launcher's environment without
 // starting MPI: Open MPI (OMPI_COMM_WORLD_RANK/SIZE/LOCAL_RANK/LOCAL_SIZE), PMIx / Slurm's
 // srun (PMIX_RANK, SLURM_PROCID/NTASKS/LOCALID), torchrun-style (RANK, WORLD_SIZE,
-// LOCAL_RANK). No launcher: rank 0 of 1.
+// LOCAL_RANK). No launcher: rank 0 of 1. PMIx alone does not give the size: size is then 0
+// (known once MPI starts). A malformed value is an eng::Error naming the variable.
 struct LaunchInfo {
   int rank = 0;
   int size = 1;
@@ -94,9 +95,13 @@ class Communicator {
 // communicator of the given backend: "mpi", or "nccl" (needs CUDA, NCCL and MPI; the
 // process's CUDA device must be chosen first: select_local_device). Throws eng::Error with
 // one line when the backend is not in this build ("distributed training is unavailable:
-// this build has no MPI (install libopenmpi-dev and rebuild)").
+// this build has no MPI (install openmpi-bin libopenmpi-dev and rebuild)"). Each call makes a
+// new communicator (collective over every process: call it from one thread, in the same
+// order on every rank).
 std::unique_ptr<Communicator> init(const std::string& backend);
-// MPI_Finalize when init() started MPI (called at exit of the apps; safe to call twice).
+// MPI_Finalize when init() started MPI (called at exit of the apps; safe to call twice; init()
+// also registers it with atexit). Skipped, with a line on stderr, while a collective that timed
+// out is still pending: MPI_Finalize would wait for the rank that died or hangs.
 void finalize();
 // Ends the whole job now: MPI_Abort(MPI_COMM_WORLD, code) when MPI runs, else std::exit.
 [[noreturn]] void abort_job(int code);
