@@ -330,6 +330,14 @@ bool is_pinned_host(const void* p) {
   std::lock_guard<std::recursive_mutex> lock(mu());
   return inside(pinned_blocks(), p);
 }
+bool is_device_range(const void* p, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mu());
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = device_blocks().upper_bound(a);
+  if (it == device_blocks().begin()) return false;
+  --it;
+  return a >= it->first && a - it->first + bytes <= std::max<size_t>(it->second, 1) && a < it->first + std::max<size_t>(it->second, 1);
+}
 }  // namespace emu
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {
