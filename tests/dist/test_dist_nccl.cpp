@@ -240,8 +240,13 @@ TEST_CASE("dist nccl: bad tensors are one-line errors", "[cuda]") {
   s.comm->barrier();  // still usable: nothing was queued
 }
 
+// Only the emulator's NCCL detects it (a real NCCL hangs or reads past the shorter buffer).
 TEST_CASE("dist nccl: shapes that differ between ranks are an error on every rank, not a hang", "[cuda]") {
   REQUIRE_CUDA_OR_SKIP();
+#ifndef ENGINE_TEST_NCCL_EMULATED
+  WARN("not run: only the emulator's NCCL detects shapes that differ between ranks");
+  return;
+#endif
   Setup s;
   const int me = s.comm->rank();
   Tensor t = eng::ones({me == 0 ? 4 : 5}, on_cuda(eng::DType::f32));

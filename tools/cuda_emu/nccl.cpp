@@ -12,6 +12,8 @@
 
 #include <mpi.h>
 
+#include "nccl_internal.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -28,6 +30,7 @@
 #include <vector>
 
 namespace {
+using namespace emu::nccl_detail;
 
 // The first bytes of every id ncclGetUniqueId makes (the rest is random).
 constexpr char kIdMagic[16] = "cuda_emu:ncclid";
@@ -82,6 +85,7 @@ ncclResult_t fail(ncclResult_t code, const char* fmt, A... args) {
   last_error() = buf;
   return code;
 }
+// Sets `code` as the comm's asynchronous error (the first one stays) and the last error.
 template <typename... A>
 void fail_async(CommState& st, ncclResult_t code, const char* fmt, A... args) {
   fail(code, fmt, args...);
@@ -119,96 +123,6 @@ ncclResult_t wait_request(MPI_Request& req, CommState* st, const char* what) {
   }
 }
 
-// ---- data types and reductions ----------------------------------------------------------------
-size_t type_size(ncclDataType_t t) {
-  switch (t) {
-    case ncclInt8: case ncclUint8: return 1;
-    case ncclInt32: case ncclUint32: case ncclFloat32: return 4;
-    case ncclInt64: case ncclUint64: case ncclFloat64: return 8;
-    case ncclBfloat16: return 2;
-    default: return 0;  // not emulated
-  }
-}
-const char* type_name(int t) {
-  static const char* names[] = {"ncclInt8", "ncclUint8", "ncclInt32", "ncclUint32", "ncclInt64", "ncclUint64",
-                                "ncclFloat16", "ncclFloat32", "ncclFloat64", "ncclBfloat16", "ncclFloat8e4m3",
-                                "ncclFloat8e5m2"};
-  return t >= 0 && t < ncclNumTypes ? names[t] : "an invalid type";
-}
-const char* op_name(int op) {
-  static const char* names[] = {"ncclSum", "ncclProd", "ncclMax", "ncclMin", "ncclAvg"};
-  return op >= 0 && op < ncclNumOps ? names[op] : "an invalid op";
-}
-
-// bfloat16 as its bits: the upper half of a float; float -> bf16 rounds to nearest even.
-float bf16_to_float(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-uint16_t float_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-template <typename T>
-T combine(T a, T b, ncclRedOp_t op) {
-  switch (op) {
-    case ncclProd: return static_cast<T>(a * b);
-    case ncclMax: return b > a ? b : a;
-    case ncclMin: return b < a ? b : a;
-    default: return static_cast<T>(a + b);  // ncclSum, ncclAvg
-  }
-}
-// out[i] = rank 0's [i] (op) rank 1's [i] (op) ... in that order; Avg divides by nranks.
-template <typename T>
-void reduce_typed(void* out, const char* all, size_t count, int nranks, ncclRedOp_t op) {
-  const size_t stride = count * sizeof(T);
-  for (size_t i = 0; i < count; ++i) {
-    T acc;
-    std::memcpy(&acc, all + i * sizeof(T), sizeof(T));
-    for (int r = 1; r < nranks; ++r) {
-      T v;
-      std::memcpy(&v, all + r * stride + i * sizeof(T), sizeof(T));
-      acc = combine(acc, v, op);
-    }
-    if (op == ncclAvg) acc = static_cast<T>(acc / static_cast<T>(nranks));
-    std::memcpy(static_cast<char*>(out) + i * sizeof(T), &acc, sizeof(T));
-  }
-}
-void reduce_bf16(void* out, const char* all, size_t count, int nranks, ncclRedOp_t op) {
-  auto at = [&](int r, size_t i) {
-    uint16_t b;
-    std::memcpy(&b, all + (r * count + i) * 2, 2);
-    return bf16_to_float(b);
-  };
-  for (size_t i = 0; i < count; ++i) {
-    float acc = at(0, i);
-    for (int r = 1; r < nranks; ++r) acc = bf16_to_float(float_to_bf16(combine(acc, at(r, i), op)));
-    if (op == ncclAvg) acc = acc / static_cast<float>(nranks);
-    const uint16_t b = float_to_bf16(acc);
-    std::memcpy(static_cast<char*>(out) + i * 2, &b, 2);
-  }
-}
-void reduce(void* out, const char* all, size_t count, int nranks, ncclDataType_t t, ncclRedOp_t op) {
-  switch (t) {
-    case ncclInt8: return reduce_typed<int8_t>(out, all, count, nranks, op);
-    case ncclUint8: return reduce_typed<uint8_t>(out, all, count, nranks, op);
-    case ncclInt32: return reduce_typed<int32_t>(out, all, count, nranks, op);
-    case ncclUint32: return reduce_typed<uint32_t>(out, all, count, nranks, op);
-    case ncclInt64: return reduce_typed<int64_t>(out, all, count, nranks, op);
-    case ncclUint64: return reduce_typed<uint64_t>(out, all, count, nranks, op);
-    case ncclFloat32: return reduce_typed<float>(out, all, count, nranks, op);
-    case ncclFloat64: return reduce_typed<double>(out, all, count, nranks, op);
-    case ncclBfloat16: return reduce_bf16(out, all, count, nranks, op);
-    default: return;
-  }
-}
-
 // ---- collectives ------------------------------------------------------------------------------
 enum Coll : int32_t { kAllReduce = 1, kBroadcast = 2, kAllGather = 3 };
 const char* coll_name(int c) {
@@ -232,7 +146,8 @@ void run_collective(CommState& st, const Call& c) {
   const char* name = coll_name(c.h.coll);
   std::vector<Header> all(static_cast<size_t>(st.nranks));
   MPI_Request req;
-  MPI_Iallgather(&c.h, sizeof(Header), MPI_BYTE, all.data(), sizeof(Header), MPI_BYTE, st.mpi, &req);
+  if (MPI_Iallgather(&c.h, sizeof(Header), MPI_BYTE, all.data(), sizeof(Header), MPI_BYTE, st.mpi, &req) != MPI_SUCCESS)
+    return fail_async(st, ncclSystemError, "%s: MPI_Iallgather failed", name);
   if (ncclResult_t r = wait_request(req, &st, name)) {
     if (!st.aborted.load()) st.async_error.store(r);
     return;
@@ -253,16 +168,18 @@ void run_collective(CommState& st, const Call& c) {
   const size_t bytes = c.h.count * type_size(dt);
   const int n = static_cast<int>(bytes);  // checked <= INT_MAX when called
   std::vector<char> gathered;
+  int rc;
   if (c.h.coll == kAllReduce) {
     gathered.resize(bytes * static_cast<size_t>(st.nranks));
-    MPI_Iallgather(c.send, n, MPI_BYTE, gathered.data(), n, MPI_BYTE, st.mpi, &req);
+    rc = MPI_Iallgather(c.send, n, MPI_BYTE, gathered.data(), n, MPI_BYTE, st.mpi, &req);
   } else if (c.h.coll == kBroadcast) {
     if (st.rank == c.h.root && c.send != c.recv) std::memmove(c.recv, c.send, bytes);
-    MPI_Ibcast(c.recv, n, MPI_BYTE, c.h.root, st.mpi, &req);
+    rc = MPI_Ibcast(c.recv, n, MPI_BYTE, c.h.root, st.mpi, &req);
   } else {
     const bool in_place = c.send == static_cast<char*>(c.recv) + bytes * static_cast<size_t>(st.rank);
-    MPI_Iallgather(in_place ? MPI_IN_PLACE : c.send, n, MPI_BYTE, c.recv, n, MPI_BYTE, st.mpi, &req);
+    rc = MPI_Iallgather(in_place ? MPI_IN_PLACE : c.send, n, MPI_BYTE, c.recv, n, MPI_BYTE, st.mpi, &req);
   }
+  if (rc != MPI_SUCCESS) return fail_async(st, ncclSystemError, "%s: MPI failed to start the transfer", name);
   if (ncclResult_t r = wait_request(req, &st, name)) {
     if (!st.aborted.load()) st.async_error.store(r);
     return;
