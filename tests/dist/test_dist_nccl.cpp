@@ -15,6 +15,7 @@
 
 #include "dist/nccl_communicator.h"
 #include "engine/cuda_context.h"
+#include "kernels/counters.h"
 #include "test_helpers.h"
 
 using eng::Tensor;
@@ -171,10 +172,17 @@ TEST_CASE("dist nccl: asynchronous all_reduces complete in issue order, after th
   auto w1 = s.comm->all_reduce_async(t);
   auto w2 = s.comm->all_reduce_async(t);  // sums the result of the first: n * n
   auto w3 = s.comm->all_reduce_async(u, 0.5);
+  const uint64_t syncs = kern::counters::read().host_syncs;
   w1->wait();
   w2->wait();
   w3->wait();
   w3->wait();  // twice is harmless
+  CHECK(kern::counters::read().host_syncs == syncs);
+#ifdef ENGINE_TEST_NCCL_EMULATED
+  // The emulator's device memory is host memory, and its streams run lazily: nothing has run
+  // yet, so neither the calls nor wait() made the host wait for the device.
+  CHECK(static_cast<const float*>(t.raw_data())[0] != static_cast<float>(n * n));
+#endif
   CHECK(t.cpu().to_vector<float>() == std::vector<float>(4, static_cast<float>(n * n)));
   CHECK(u.cpu().to_vector<float>() == std::vector<float>(4, static_cast<float>(n) * 0.5f));
 }
@@ -205,6 +213,22 @@ TEST_CASE("dist nccl: all_gather stacks every rank's tensor", "[cuda]") {
     for (int k = 1; k <= 3; ++k) expect.push_back(r * 10 + k);
   CHECK(all.cpu().to_vector<int64_t>() == expect);
   CHECK(same_on_every_rank(*s.comm, all.cpu()));
+}
+
+// engine/allocator.h, rule 2: the block of a tensor dropped while NCCL may still write it is
+// not handed to the compute stream before NCCL is done (the NCCL stream runs here only at the
+// barrier, after z was filled: without the rule, the all-reduce would overwrite z).
+TEST_CASE("dist nccl: a tensor dropped before its all_reduce ran is not reused too early", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  Setup s;
+  {
+    Tensor t = eng::full({1024}, 1.0, on_cuda(eng::DType::f32));
+    auto w = s.comm->all_reduce_async(t);
+  }  // t and w dropped, never waited for
+  Tensor z = eng::full({1024}, 7.0, on_cuda(eng::DType::f32));
+  CHECK(z.cpu().to_vector<float>() == std::vector<float>(1024, 7.0f));
+  s.comm->barrier();
+  CHECK(z.cpu().to_vector<float>() == std::vector<float>(1024, 7.0f));
 }
 
 TEST_CASE("dist nccl: barrier, bytes and CPU tensors go through the host communicator", "[cuda]") {
