@@ -336,7 +336,8 @@ bool is_device_range(const void* p, size_t bytes) {
   auto it = device_blocks().upper_bound(a);
   if (it == device_blocks().begin()) return false;
   --it;
-  return a >= it->first && a - it->first + bytes <= std::max<size_t>(it->second, 1) && a < it->first + std::max<size_t>(it->second, 1);
+  const size_t size = std::max<size_t>(it->second, 1), offset = a - it->first;
+  return offset < size && bytes <= size - offset;
 }
 }  // namespace emu
 
