@@ -330,6 +330,15 @@ bool is_pinned_host(const void* p) {
   std::lock_guard<std::recursive_mutex> lock(mu());
   return inside(pinned_blocks(), p);
 }
+bool is_device_range(const void* p, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lock(mu());
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  auto it = device_blocks().upper_bound(a);
+  if (it == device_blocks().begin()) return false;
+  --it;
+  const size_t size = std::max<size_t>(it->second, 1), offset = a - it->first;
+  return offset < size && bytes <= size - offset;
+}
 }  // namespace emu
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind) {

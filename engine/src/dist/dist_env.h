@@ -25,11 +25,6 @@ std::unique_ptr<Communicator> make_mpi_world();
 // skips MPI_Finalize (it would wait for the rank that died or hangs).
 extern std::atomic<int> g_unsettled_communicators;
 
-#ifdef ENGINE_HAVE_NCCL
-// The nccl backend's world communicator, built on `host` (an mpi-backend world
-// communicator: host data, the barrier and the unique id travel through it).
-std::unique_ptr<Communicator> make_nccl_world(std::unique_ptr<Communicator> host);
-#endif
 #endif
 
 }  // namespace eng::dist::detail

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dist_env.h"
+#include "nccl_communicator.h"
 #include "engine/dist/communicator.h"
 #include "engine/error.h"
 
@@ -78,7 +79,9 @@ std::unique_ptr<Communicator> init(const std::string& backend) {
   // The nccl backend plugs in here: it is built on a world communicator of the mpi backend
   // (host data, the barrier and the unique id travel through it).
 #ifdef ENGINE_HAVE_NCCL
-  return detail::make_nccl_world(detail::make_mpi_world());
+  std::unique_ptr<Communicator> host = detail::make_mpi_world();
+  const int local_rank = host->local_rank();
+  return make_nccl_communicator(std::move(host), local_rank);
 #else
   ENGINE_FAIL("dist::init: the nccl backend is not in this build (NCCL was not found at configure time)");
 #endif

@@ -217,6 +217,7 @@ namespace emu {
 void enqueue(cudaStream_t stream, std::function<void()> op);
 size_t pending(cudaStream_t stream);  // operations queued on `stream` and not yet run
 bool is_pinned_host(const void* p);   // inside a cudaHostAlloc / cudaMallocHost block
+bool is_device_range(const void* p, size_t bytes);  // [p, p+bytes) inside one cudaMalloc block
 size_t graph_nodes(cudaGraph_t graph);  // operations recorded in a captured graph
 // Per-kernel attributes and occupancy, keyed by the kernel's address.
 cudaError_t set_max_dynamic_shared(const void* kernel, int bytes);
