@@ -14,6 +14,7 @@
 
 #include "common/cli_rules.h"
 #include "common/config_check.h"
+#include "common/distributed.h"
 #include "common/trainer.h"
 #include "engine/error.h"
 #include "models/detection_model.h"
@@ -73,6 +74,19 @@ int main(int argc, char** argv) {
                  "clip the gradients' global L2 norm to this value each step (torch clip_grad_norm_; 0: off); "
                  "the largest norm per log interval is logged either way (grad_norm_max)")
       ->capture_default_str();
+  cli.add_option("--dist", c.dist,
+                 "auto: data-parallel over the ranks that mpirun / srun / torchrun started (--batch is per rank); "
+                 "none: this process alone")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "none"}));
+  cli.add_option("--dist-backend", c.dist_backend, "auto (nccl on cuda, mpi on cpu), nccl or mpi")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "nccl", "mpi"}));
+  cli.add_option("--dist-timeout", c.dist_timeout,
+                 "seconds a rank waits for the others at a collective before stopping the whole job")
+      ->capture_default_str();
+  cli.add_flag("--sync-bn", c.sync_bn, "BatchNorm statistics over the global batch of all ranks (tiny_ssd)");
+  cli.add_option("--accum", c.accum, "gradient accumulation: batches per optimizer step")->capture_default_str();
   // Every number checked on its text before conversion, the fixed sets by name
   // (common/config_check.h); then the whole config, before any data is read.
   app::apply_rules(cli, app::train_rules());
@@ -98,6 +112,7 @@ int main(int argc, char** argv) {
   try {
     return app::train(c);
   } catch (const std::exception& e) {
+    if (app::reported_elsewhere(e)) return 1;  // rank 0 printed it for every rank
     // On a terminal the progress bar holds stdout's line: start a new one first.
     std::cerr << (::isatty(1) ? "\n" : "") << "ssd_train: " << app::one_line(e.what()) << "\n";
     return 1;

@@ -70,6 +70,7 @@ void save_checkpoint(const std::string& path, const models::DetectionModel& mode
   meta["best_metric"] = nlohmann::json(state.best_metric).dump();
   meta["best_iteration"] = std::to_string(state.best_iteration);
   meta["precision"] = state.precision;
+  meta["global_batch"] = std::to_string(state.global_batch);
   auto tensors = model.state_dict();
   if (optimizer != nullptr) {
     meta["optimizer_steps"] = std::to_string(optimizer->step_count());
@@ -87,6 +88,8 @@ TrainState load_checkpoint(const std::string& path, models::DetectionModel& mode
   s.next_batch = get_int(f.metadata, path, "next_batch");
   s.seed = get_uint(f.metadata, path, "seed");
   s.best_iteration = get_int(f.metadata, path, "best_iteration", -1);
+  s.global_batch = get_int(f.metadata, path, "global_batch", 0);
+  ENGINE_CHECK(s.global_batch >= 0, path, ": metadata 'global_batch' is ", s.global_batch, ", not >= 0");
   // Checkpoints from before --precision existed ran in fp32.
   auto prec = f.metadata.find("precision");
   s.precision = prec == f.metadata.end() ? "fp32" : prec->second;

@@ -32,6 +32,10 @@ struct TrainState {
   double best_metric = -1;
   int64_t best_iteration = -1;
   std::string precision = "fp32";
+  // Images per global batch of the run that saved it (batch x world size; 0: not recorded,
+  // checkpoints from before issue 13). A resume with another global batch maps next_batch
+  // onto the new size (data::resume_batch). The checkpoint holds no other rank state.
+  int64_t global_batch = 0;
 };
 
 struct ClassList {

@@ -252,6 +252,8 @@ const std::vector<NumberRule>& train_rules() {
       uint_rule("--seed"),
       with_special(int_rule("--profile", 0, kMaxIters), -1, "off"),
       int_rule("--max-gt", 1, kMaxTopk),
+      real_rule("--dist-timeout", 1, 1e6),
+      int_rule("--accum", 1, 4096),
   };
   return rules;
 }
@@ -332,6 +334,10 @@ void check(const TrainConfig& c) {
   check_value(rule_of(r, "--eval-batch"), c.eval_batch);
   check_value(rule_of(r, "--profile"), c.profile);
   check_value(rule_of(r, "--max-gt"), c.max_gt);
+  check_value(rule_of(r, "--dist-timeout"), c.dist_timeout);
+  check_value(rule_of(r, "--accum"), c.accum);
+  check_member("--dist", c.dist, {"auto", "none"});
+  check_member("--dist-backend", c.dist_backend, {"auto", "nccl", "mpi"});
   // --steps: iterations at which the LR drops, increasing (each one is one x0.1 drop).
   const NumberRule steps = int_rule("--steps", 1, kMaxIters);
   for (size_t i = 0; i < c.steps.size(); ++i) {

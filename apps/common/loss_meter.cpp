@@ -71,7 +71,23 @@ LossMeter::Check LossMeter::check() {
   std::vector<eng::Tensor> parts = {total_.reshape({1}), cls_.reshape({1}), box_.reshape({1})};
   if (grad_norm_max_.defined()) parts.push_back(grad_norm_max_.to(total_.dtype()).reshape({1}));
   const eng::Tensor all = eng::concat(parts, 0);
-  const std::vector<double> v = all.to_vector<double>();
+  std::vector<double> v = all.to_vector<double>();
+  if (comm_ != nullptr && comm_->size() > 1) {
+    // [world, k]: every rank's sums; the global ones are added in rank order (the same bits
+    // on every rank), the gradient norm is the same on every rank after the all-reduce.
+    const std::vector<double> g = comm_->all_gather(all.to(eng::DType::f64).to(eng::Device::cpu())).to_vector<double>();
+    const size_t k = v.size();
+    for (size_t j = 0; j < 3; ++j) v[j] = 0;
+    for (int rk = 0; rk < comm_->size(); ++rk) {
+      bool finite = true;
+      for (size_t j = 0; j < 3; ++j) {
+        const double x = g[static_cast<size_t>(rk) * k + j];
+        v[j] += x;
+        finite = finite && std::isfinite(x);
+      }
+      if (!finite && r.rank < 0) r.rank = rk;
+    }
+  }
   if (grad_norm_max_.defined()) {
     // NaN-sticky, as running_max: a non-finite norm in any checked step keeps the interval's NaN.
     const double n = std::isfinite(v[3]) ? v[3] : NAN;

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 
+#include "engine/dist/communicator.h"
 #include "models/detection_model.h"
 
 namespace app {
@@ -33,7 +34,12 @@ class LossMeter {
     double loss = 0;               // the non-finite pending sum when !finite (NaN or inf)
     int64_t first_iteration = 0;   // the steps the read covered: [first, last]
     int64_t last_iteration = 0;
+    int rank = -1;                 // several ranks: the first rank whose sum was not finite
   };
+  // Several ranks: check() gathers every rank's sums (one all-gather, in the same read) and
+  // reports the global loss (the sum over ranks, each already divided by the global
+  // normaliser) and which rank's loss was not finite. Null: this process alone.
+  void set_communicator(eng::dist::Communicator* comm) { comm_ = comm; }
   // Reads the pending sums back (nothing to do when none is pending).
   Check check();
   int64_t pending() const { return pending_; }
@@ -51,6 +57,7 @@ class LossMeter {
   Interval take_interval();
 
  private:
+  eng::dist::Communicator* comm_ = nullptr;
   eng::Tensor total_, cls_, box_;  // device sums of the pending steps (undefined when none)
   eng::Tensor grad_norm_max_;      // device max of the pending steps' gradient norms (undefined: none)
   int64_t pending_ = 0;

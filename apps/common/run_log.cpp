@@ -11,13 +11,28 @@ RunLog::RunLog(const std::string& jsonl_path, bool interactive, bool append)
   ENGINE_CHECK(out_.good(), jsonl_path, ": cannot open for writing");
 }
 
+RunLog RunLog::silent(const std::string& prefix) {
+  RunLog log;
+  log.silent_ = true;
+  log.prefix_ = prefix;
+  return log;
+}
+
+void RunLog::warn(const std::string& text) {
+  if (!silent_) return say(text);
+  std::fprintf(stderr, "%s%s\n", prefix_.c_str(), text.c_str());
+  std::fflush(stderr);
+}
+
 void RunLog::write(const nlohmann::json& line) {
+  if (silent_) return;
   out_ << line.dump() << '\n';
   out_.flush();
   ENGINE_CHECK(out_.good(), path_, ": write failed");
 }
 
 void RunLog::progress(int64_t iteration, int64_t total, const std::string& text) {
+  if (silent_) return;
   if (!interactive_) {
     std::printf("%s\n", text.c_str());
     std::fflush(stdout);
@@ -34,6 +49,7 @@ void RunLog::progress(int64_t iteration, int64_t total, const std::string& text)
 }
 
 void RunLog::say(const std::string& text) {
+  if (silent_) return;
   if (bar_open_) std::printf("\n");
   bar_open_ = false;
   std::printf("%s\n", text.c_str());

@@ -14,6 +14,8 @@
 #include "common/batch_upload.h"
 #include "common/checkpoint.h"
 #include "common/config_check.h"
+#include "common/dist_eval.h"
+#include "common/distributed.h"
 #include "common/graphed_train_step.h"
 #include "common/loss_meter.h"
 #include "common/step_profile.h"
@@ -23,8 +25,13 @@
 #include "common/run_log.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/shard.h"
 #include "engine/allocator.h"
+#include "engine/dist/communicator.h"
+#include "engine/dist/grad_reducer.h"
+#include "engine/dist/sync_batch_norm.h"
 #include "engine/error.h"
+#include "engine/ops.h"
 #include "engine/optim.h"
 #include "models/weights.h"
 
@@ -159,7 +166,7 @@ eng::Device parse_device(const std::string& name) {
 // Everything one run holds; train() drives it.
 class Run {
  public:
-  explicit Run(const TrainConfig& c);
+  Run(const TrainConfig& c, Distributed& dist);
   int execute();
 
  private:
@@ -171,8 +178,14 @@ class Run {
   void restore_base_size() {
     if (model_->config().input_size != base_size_) model_->set_input_size(base_size_);
   }
+  void setup_data_parallel();
+  void agree_to_stop(bool& time_up, bool& interrupted);
 
   const TrainConfig& c_;
+  Distributed& dist_;
+  std::unique_ptr<eng::dist::GradReducer> reducer_;  // several ranks: gradient buckets
+  bool broadcast_buffers_ = false;  // several ranks, trained BatchNorm without --sync-bn
+  FaultInjection fault_ = fault_from_env();  // tests only
   eng::Device device_;
   Precision precision_;
   std::unique_ptr<PrecisionScope> precision_scope_;  // TF32 / autocast / determinism for the run
@@ -191,8 +204,9 @@ class Run {
   std::filesystem::path out_;
 };
 
-Run::Run(const TrainConfig& c)
+Run::Run(const TrainConfig& c, Distributed& dist)
     : c_(c),
+      dist_(dist),
       device_(parse_device(c.device)),
       precision_(c.bf16_cpu_twin ? Precision::bf16 : resolve_precision(c.precision, device_)),
       out_(c.out) {
@@ -202,6 +216,14 @@ Run::Run(const TrainConfig& c)
   ENGINE_CHECK(!c.cuda_graph || c.max_gt >= 1, "--max-gt must be at least 1, got ", c.max_gt);
   ENGINE_CHECK(c.iters > 0 || c.epochs > 0 || c.time_limit > 0, "give --iters N, --epochs N or --time-limit SECONDS");
   ENGINE_CHECK(!c.data.empty(), "--data is required");
+  ENGINE_CHECK(!c.cuda_graph || (!dist.active() && c.accum == 1),
+               "--cuda-graph does not combine with several ranks or --accum yet (run the eager step)");
+  ENGINE_CHECK(c.accum >= 1, "--accum must be at least 1, got ", c.accum);
+  if (!dist.root()) {
+    // Rank 0 owns the outputs: metrics.jsonl, the progress bar, the checkpoints.
+    log_ = std::make_unique<RunLog>(RunLog::silent("ssd_train: " + dist.who()));
+    return;
+  }
   std::error_code ec;
   std::filesystem::create_directories(out_, ec);
   ENGINE_CHECK(!ec && std::filesystem::is_directory(out_), c.out, ": cannot create the output folder");
@@ -282,12 +304,63 @@ void Run::setup_model() {
                 precision_name(precision_));
   }
   state_.precision = precision_name(precision_);
+  setup_data_parallel();
   log_->say("model: " + mc.arch + ", " + std::to_string(model_->num_parameters()) + " parameters, input " +
             std::to_string(base_size_) + ", " + std::to_string(classes_.names.size()) + " classes, on " + c_.device + " in " +
             precision_name(precision_) + (c_.deterministic ? " (deterministic)" : ""));
 }
 
+// Several ranks: the model becomes one replica of a data-parallel run, as torch's DDP does it.
+// Rank 0's parameters and buffers go to every rank (a fresh run starts equal on every rank
+// anyway: same seed; a resumed one read the same file), the losses' normalisers and, with
+// --sync-bn, the BatchNorm statistics reduce through eng::dist::current(), and the gradients
+// are summed in buckets while backward runs. Summed, not averaged: each rank's loss is
+// already divided by the global positives (or images), so the sum is the single process's
+// gradient on the global batch.
+void Run::setup_data_parallel() {
+  if (!dist_.active()) return;
+  eng::dist::Communicator& comm = *dist_.comm();
+  eng::dist::set_current(&comm);
+  bool trained_bn = false;
+  for (auto& [name, m] : model_->named_modules()) trained_bn |= m->type_name() == "BatchNorm2d";
+  if (c_.sync_bn) {
+    const int n = eng::dist::convert_sync_batchnorm(*model_);
+    log_->say("sync-bn: " + std::to_string(n) + " BatchNorm layers compute their statistics over the global batch");
+  } else if (trained_bn) {
+    // As DDP's broadcast_buffers: rank 0's running statistics are copied to every rank before
+    // each forward, so that evaluation and checkpoints see one model.
+    broadcast_buffers_ = true;
+  }
+  eng::dist::broadcast_module(comm, *model_);
+  reducer_ = std::make_unique<eng::dist::GradReducer>(comm, model_->named_parameters());
+  meter_.set_communicator(&comm);
+  const int64_t global = static_cast<int64_t>(c_.batch) * dist_.size() * c_.accum;
+  nlohmann::json line = {{"event", "distributed"},      {"world_size", dist_.size()},
+                         {"backend", dist_.backend()},  {"launcher", dist_.launcher()},
+                         {"batch_per_rank", c_.batch}, {"accum", c_.accum},
+                         {"global_batch", global},     {"sync_bn", c_.sync_bn},
+                         {"buckets", reducer_->buckets()}, {"bytes_per_step", reducer_->bytes_per_step()}};
+  log_->write(line);
+  log_->say("distributed: " + std::to_string(dist_.size()) + " ranks (" + dist_.launcher() + "), backend " +
+            dist_.backend() + ", batch " + std::to_string(c_.batch) + " per rank x " + std::to_string(dist_.size()) +
+            (c_.accum > 1 ? " x accum " + std::to_string(c_.accum) : std::string()) + " = global batch " +
+            std::to_string(global) + "; gradients in " + std::to_string(reducer_->buckets()) + " buckets, " +
+            fmt("%.1f", static_cast<double>(reducer_->bytes_per_step()) / (1 << 20)) + " MiB all-reduced per step");
+}
+
+// Several ranks must stop at the same iteration: rank 0's clock and SIGINT decide, and the
+// decision is broadcast (at log intervals only, where the loop reads the device anyway).
+void Run::agree_to_stop(bool& time_up, bool& interrupted) {
+  eng::Tensor flags = eng::zeros({2}, eng::TensorOptions(eng::DType::i32));
+  flags.data<int32_t>()[0] = time_up ? 1 : 0;
+  flags.data<int32_t>()[1] = interrupted ? 1 : 0;
+  dist_.comm()->broadcast(flags, 0);
+  time_up = flags.data<int32_t>()[0] != 0;
+  interrupted = flags.data<int32_t>()[1] != 0;
+}
+
 void Run::save_last() {
+  if (!dist_.root()) return;
   restore_base_size();
   save_checkpoint((out_ / "last.safetensors").string(), *model_, optimizer_.get(), state_, classes_);
 }
@@ -309,16 +382,19 @@ bool Run::read_losses() {
                {"first_iteration", r.first_iteration},
                {"event", "non-finite loss"},
                {"loss", std::to_string(r.loss)}});
-  log_->say("ssd_train: the loss is " + what + " " + where +
-            "; stopping (the last checkpoint, if any, is untouched)");
+  const std::string whose = r.rank >= 0 ? " on rank " + std::to_string(r.rank) : std::string();
+  log_->say("ssd_train: the loss is " + what + whose + " " + where +
+            (dist_.active() ? "; stopping every rank" : "; stopping") + " (the last checkpoint, if any, is untouched)");
   return false;
 }
 
 void Run::evaluate_now() {
   restore_base_size();
   InferenceOptions io;
-  EvalRun r = evaluate_model(*model_, val_set_, device_, io, c_.eval_batch, c_.workers);
-  for (const auto& w : r.warnings) log_->say("warning: " + w);
+  EvalRun r = dist_.active()
+                  ? evaluate_model_sharded(*model_, val_set_, device_, io, c_.eval_batch, c_.workers, *dist_.comm())
+                  : evaluate_model(*model_, val_set_, device_, io, c_.eval_batch, c_.workers);
+  for (const auto& w : r.warnings) log_->warn("warning: " + w);
   const data::EvalResult& m = r.result;
   nlohmann::json line = {{"iteration", state_.iteration}, {"map_voc07", m.map_voc07}, {"map_voc_area", m.map_voc_area},
                          {"map_coco", m.map_coco},         {"ap50", m.ap50},           {"ap75", m.ap75},
@@ -332,7 +408,8 @@ void Run::evaluate_now() {
   if (metric > state_.best_metric) {
     state_.best_metric = metric;
     state_.best_iteration = state_.iteration;
-    save_checkpoint((out_ / "best.safetensors").string(), *model_, nullptr, state_, classes_);
+    if (dist_.root())
+      save_checkpoint((out_ / "best.safetensors").string(), *model_, nullptr, state_, classes_);
   }
 }
 
@@ -342,10 +419,26 @@ int Run::execute() {
   setup_model();
 
   data::LoaderOptions lo;
-  lo.batch_size = c_.batch;
+  // Several ranks: the loader deals global batches of batch x world images, and this rank
+  // builds its slice of each (data/loader.h): together the ranks see exactly the batches of
+  // one process with --batch batch x world.
+  const int64_t global_batch = static_cast<int64_t>(c_.batch) * dist_.size();
+  lo.batch_size = static_cast<int>(global_batch);
+  lo.shard_rank = dist_.rank();
+  lo.shard_count = dist_.size();
   lo.workers = c_.workers;
   lo.seed = state_.seed;
   lo.start_batch = state_.next_batch;
+  if (state_.global_batch > 0 && state_.global_batch != global_batch) {
+    // Resumed with another global batch (another world size or --batch): continue from the
+    // same place in the same epoch, at the next batch boundary of the new size.
+    lo.start_batch = data::resume_batch(state_.next_batch, state_.global_batch, global_batch,
+                                        static_cast<int64_t>(train_set_.samples.size()));
+    log_->say("resume: the global batch was " + std::to_string(state_.global_batch) + ", now " +
+              std::to_string(global_batch) + ": batch " + std::to_string(state_.next_batch) + " of the old size is batch " +
+              std::to_string(lo.start_batch) + " of the new one");
+  }
+  state_.global_batch = global_batch;
   lo.input_sizes = c_.multiscale.empty() ? std::vector<int>{static_cast<int>(base_size_)} : c_.multiscale;
   lo.mean = model_->pixel_mean();
   lo.std = model_->pixel_std();
@@ -366,26 +459,37 @@ int Run::execute() {
   }
 
   const int64_t total = c_.iters > 0    ? c_.iters
-                        : c_.epochs > 0 ? c_.epochs * loader.batches_per_epoch()
+                        : c_.epochs > 0 ? std::max<int64_t>(1, c_.epochs * loader.batches_per_epoch() / c_.accum)
                                         : std::numeric_limits<int64_t>::max();
   log_->say("training: " + (total == std::numeric_limits<int64_t>::max() ? std::string("until the time limit")
                                                                            : std::to_string(total) + " iterations") +
-            ", batch " + std::to_string(c_.batch) + ", " + std::to_string(loader.batches_per_epoch()) +
-            " batches per epoch, lr " + fmt("%g", optimizer_->options().lr));
+            ", batch " + std::to_string(c_.batch) +
+            (dist_.active() || c_.accum > 1
+                 ? " per rank (global " + std::to_string(global_batch * c_.accum) + ")"
+                 : std::string()) +
+            ", " + std::to_string(loader.batches_per_epoch()) + " batches per epoch, lr " +
+            fmt("%g", optimizer_->options().lr));
 
   SigintScope sigint;
   int64_t interval_images = 0, steps_run = 0;
   auto interval_start = Clock::now();
   bool stopped_by_time = false;
+  // Several ranks decide to stop together (agree_to_stop, at log intervals); one rank alone
+  // acts on its own clock and SIGINT at every step.
+  bool stop_time = false, stop_interrupt = false;
   while (state_.iteration < total) {
-    if (g_interrupted) {
+    if (!dist_.active()) {
+      stop_interrupt = g_interrupted;
+      stop_time = c_.time_limit > 0 && seconds_since(start) >= c_.time_limit;
+    }
+    if (stop_interrupt) {
       if (!read_losses()) return 1;
       save_last();
       log_->say("interrupted at iteration " + std::to_string(state_.iteration) + ": saved " +
                 (out_ / "last.safetensors").string());
       return 130;
     }
-    if (c_.time_limit > 0 && seconds_since(start) >= c_.time_limit) {
+    if (stop_time) {
       log_->say("time limit of " + fmt("%g", c_.time_limit) + " s reached at iteration " +
                 std::to_string(state_.iteration));
       stopped_by_time = true;
@@ -399,9 +503,15 @@ int Run::execute() {
       prof->begin();
     }
     data::Batch batch;
-    loader.next(batch);
-    for (const auto& w : loader.take_warnings()) log_->say("warning: " + w);
-    if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
+    // The next batch (this rank's shard of it), on the model's input size.
+    auto next_batch = [&] {
+      loader.next(batch);
+      for (const auto& w : loader.take_warnings()) log_->warn("warning: " + w);
+      ENGINE_CHECK(batch.size() > 0, "batch ", batch.number, ": every image of this rank's shard failed to load");
+      if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
+      interval_images += batch.size();
+    };
+    next_batch();
     if (graphed_) {
       // The whole step replays from a graph (forward, loss, backward and optimizer in one
       // launch: --profile counts it all in the forward phase). Images and padded targets go
@@ -420,21 +530,38 @@ int Run::execute() {
         prof->mark(Phase::optimizer);
       }
     } else {
-      const eng::Tensor x = batch_images_on(batch, device_, lo.mean, lo.std);
-      const models::Targets targets = make_targets(batch, device_);
-      if (prof) prof->mark(Phase::data);
-
       optimizer_->set_lr(schedule_->lr_at(state_.iteration));
       optimizer_->zero_grad();
-      models::LossParts parts;
-      {
-        const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
-        if (prof) prof->mark(Phase::forward);
-        parts = model_->loss(heads, targets);
+      // --accum K: K batches, their gradients summed (each loss divided by K), one step.
+      // Several ranks: the gradient buckets are all-reduced during the last batch's backward.
+      for (int micro = 0; micro < c_.accum; ++micro) {
+        if (micro > 0) next_batch();
+        const bool last = micro == c_.accum - 1;
+        const eng::Tensor x = batch_images_on(batch, device_, lo.mean, lo.std);
+        const models::Targets targets = make_targets(batch, device_);
+        if (prof && last) prof->mark(Phase::data);
+        if (broadcast_buffers_) {
+          eng::NoGradGuard ng;
+          for (auto& [name, b] : model_->named_buffers()) dist_.comm()->broadcast(b, 0);
+        }
+        if (reducer_) reducer_->set_enabled(last);
+        models::LossParts parts;
+        {
+          const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
+          if (prof && last) prof->mark(Phase::forward);
+          parts = model_->loss(heads, targets);
+        }
+        if (fault_.hits(dist_.rank(), state_.iteration + 1, "nan")) parts.total = eng::mul_scalar(parts.total, NAN);
+        if (fault_.hits(dist_.rank(), state_.iteration + 1, "throw")) ENGINE_FAIL("injected fault (ENGINE_TEST_DIST_FAULT)");
+        meter_.add(parts, state_.iteration + 1);
+        if (prof && last) prof->mark(Phase::loss);
+        if (c_.accum > 1) {
+          eng::mul_scalar(parts.total, 1.0 / c_.accum).backward();
+        } else {
+          parts.total.backward();
+        }
+        if (reducer_ && last) reducer_->finish();
       }
-      meter_.add(parts, state_.iteration + 1);
-      if (prof) prof->mark(Phase::loss);
-      parts.total.backward();
       // The global gradient norm (clipped to --clip-grad-norm when given): device ops, no sync.
       const auto& params = optimizer_->parameters();
       meter_.add_grad_norm(c_.clip_grad_norm > 0 ? eng::optim::clip_grad_norm_(params, c_.clip_grad_norm)
@@ -445,6 +572,8 @@ int Run::execute() {
     }
     ++state_.iteration;
     ++steps_run;
+    if (fault_.hits(dist_.rank(), state_.iteration, "kill")) ::raise(SIGKILL);
+    if (fault_.hits(dist_.rank(), state_.iteration, "hang")) ::raise(SIGSTOP);
     state_.next_batch = batch.number + 1;
     if (prof) {
       const StepProfile p = prof->finish();
@@ -452,7 +581,6 @@ int Run::execute() {
       log_->say(p.str(state_.iteration));
     }
 
-    interval_images += batch.size();
     const bool log_due = state_.iteration % c_.log_every == 0 || state_.iteration == total;
     const bool eval_due = have_val_ && c_.eval_every > 0 && state_.iteration % c_.eval_every == 0 &&
                           state_.iteration < total;
@@ -493,6 +621,11 @@ int Run::execute() {
     } else if (save_due) {
       save_last();
     }
+    if (dist_.active() && log_due) {
+      stop_interrupt = g_interrupted;
+      stop_time = c_.time_limit > 0 && seconds_since(start) >= c_.time_limit;
+      agree_to_stop(stop_time, stop_interrupt);
+    }
   }
   if (!read_losses()) return 1;
   if (c_.profile >= 0 && steps_run <= c_.profile)
@@ -522,10 +655,65 @@ double default_lr(const std::string& arch) {
 
 int64_t default_warmup(const std::string& arch) { return arch == "tiny_ssd" ? 50 : 1000; }
 
+namespace {
+
+// Every argument that must be the same on all ranks, as "key=value" lines (compared with
+// rank 0's at start: a mismatch is one line naming the first differing argument).
+std::vector<std::string> config_lines(const TrainConfig& c) {
+  auto list = [](const auto& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  return {"--arch=" + c.arch, "--data=" + c.data, "--split=" + c.split, "--images=" + c.images,
+          "--val=" + c.val, "--val-split=" + c.val_split, "--classes=" + c.classes,
+          "--input-size=" + std::to_string(c.input_size), "--device=" + c.device, "--precision=" + c.precision,
+          "--deterministic=" + std::to_string(c.deterministic), "--image-transfer=" + c.image_transfer,
+          "--batch=" + std::to_string(c.batch), "--iters=" + std::to_string(c.iters),
+          "--epochs=" + std::to_string(c.epochs), "--time-limit=" + fmt("%.17g", c.time_limit),
+          "--lr=" + fmt("%.17g", c.lr), "--momentum=" + fmt("%.17g", c.momentum), "--wd=" + fmt("%.17g", c.wd),
+          "--warmup=" + std::to_string(c.warmup), "--steps=" + list(c.steps), "--out=" + c.out,
+          "--resume=" + c.resume, "--init=" + c.init, "--backbone=" + c.backbone,
+          "--eval-every=" + std::to_string(c.eval_every), "--save-every=" + std::to_string(c.save_every),
+          "--log-every=" + std::to_string(c.log_every), "--multiscale=" + list(c.multiscale),
+          "--seed=" + std::to_string(c.seed), "--augment=" + std::to_string(c.augment),
+          "--eval-batch=" + std::to_string(c.eval_batch), "--clip-grad-norm=" + fmt("%.17g", c.clip_grad_norm),
+          "--dist-backend=" + c.dist_backend, "--dist-timeout=" + fmt("%.17g", c.dist_timeout),
+          "--sync-bn=" + std::to_string(c.sync_bn), "--accum=" + std::to_string(c.accum),
+          "--cuda-graph=" + std::to_string(c.cuda_graph), "--max-gt=" + std::to_string(c.max_gt)};
+}
+
+}  // namespace
+
 int train(const TrainConfig& config) {
   check(config);  // every value in range (common/config_check.h) before anything is read
-  Run run(config);
-  return run.execute();
+  DistOptions dopt;
+  dopt.mode = config.dist;
+  dopt.backend = config.dist_backend;
+  dopt.timeout_s = config.dist_timeout;
+  Distributed dist = start_distributed(dopt, config.device, config_lines(config));
+  if (!dist.active()) {
+    Run run(config, dist);
+    return run.execute();
+  }
+  // Several ranks: an error on this rank ends the job here, with one line naming the rank;
+  // the others would otherwise wait for it at their next collective (until the timeout).
+  int status = 1;
+  try {
+    Run run(config, dist);
+    status = run.execute();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%sssd_train: %s%s\n", ::isatty(1) ? "\n" : "", dist.who().c_str(),
+                 one_line(e.what()).c_str());
+    std::fflush(stderr);
+    eng::dist::abort_job(1);
+  }
+  eng::dist::set_current(nullptr);
+  // Every rank ends the same way (a NaN stop or SIGINT is agreed on): wait for rank 0's
+  // checkpoint, then leave MPI together.
+  dist.comm()->barrier();
+  eng::dist::finalize();
+  return status;
 }
 
 }  // namespace app

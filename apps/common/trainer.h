@@ -57,12 +57,22 @@ struct TrainConfig {
   // global L2 norm is at most X (torch.nn.utils.clip_grad_norm_); 0: off. The largest norm
   // of each log interval (before clipping) is logged either way (grad_norm_max).
   double clip_grad_norm = 0;
+  // Data-parallel training (docs/distributed.md): --dist auto starts MPI when a launcher
+  // (mpirun, srun, torchrun-style variables) started several ranks; none never does.
+  // --batch is per rank (global batch = batch x world size x accum).
+  std::string dist = "auto";
+  std::string dist_backend = "auto";  // auto (nccl on cuda, mpi on cpu) | nccl | mpi
+  double dist_timeout = 300;          // seconds a rank waits for the others before stopping the job
+  bool sync_bn = false;               // --sync-bn: BatchNorm statistics over the global batch
+  int accum = 1;                      // --accum K: K batches per optimizer step
   static constexpr int64_t kDefaultMaxGt = 100;  // COCO's usual cap on detections per image
 };
 
 // Runs a whole training; returns the process exit status (0 done, 1 error or NaN stop,
 // 130 interrupted by SIGINT after saving). Errors in the configuration or the data are
-// thrown as eng::Error.
+// thrown as eng::Error. In a data-parallel run with several ranks an error on one rank is
+// printed by that rank as one line ("ssd_train: rank R: ...") and ends the whole job
+// (eng::dist::abort_job) instead of being thrown: the other ranks must not wait for it.
 int train(const TrainConfig& config);
 
 // The defaults a run uses for `arch` when --lr / --warmup are not given.

@@ -9,6 +9,10 @@
 namespace eng::cuda {
 bool available() { return false; }
 int device_count() { return 0; }
+void set_device_index(int index) {
+  ENGINE_CHECK(index == 0, "CUDA device ", index, " does not exist (this build has no CUDA backend)");
+}
+int device_index() { return 0; }
 void fail_no_cuda() { ENGINE_FAIL("this build has no CUDA backend (nvcc was not found at configure time)"); }
 kern::Stream stream() { fail_no_cuda(); }
 kern::Stream copy_stream() { fail_no_cuda(); }

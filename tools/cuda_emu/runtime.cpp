@@ -417,17 +417,34 @@ void run_grid(dim3 grid, dim3 block, size_t smem, void (*thread_body)(void*), vo
 
 // ---- host API ----------------------------------------------------------------------------------
 
+// One emulated device by default; CUDA_EMU_DEVICES=N (1..64) shows N, so that the ranks of an
+// emulated data-parallel run on one machine each find "their" GPU (local rank r -> device r).
+// The devices share the process's memory: only the device numbering is emulated.
+static int emu_device_count() {
+  const char* v = std::getenv("CUDA_EMU_DEVICES");
+  if (v == nullptr || *v == 0) return 1;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (*end == 0 && n >= 1 && n <= 64) ? static_cast<int>(n) : 1;
+}
+static thread_local int t_current_device = 0;
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  if (count == nullptr) return emu::set_last_error(cudaErrorInvalidValue), cudaErrorInvalidValue;
+  *count = emu_device_count();
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= emu_device_count()) return emu::set_last_error(cudaErrorInvalidDevice), cudaErrorInvalidDevice;
+  t_current_device = device;
+  return cudaSuccess;
+}
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  if (device == nullptr) return emu::set_last_error(cudaErrorInvalidValue), cudaErrorInvalidValue;
+  *device = t_current_device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
-  if (device != 0) return cudaErrorInvalidDevice;
+  if (device < 0 || device >= emu_device_count()) return cudaErrorInvalidDevice;
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof prop->name, "cuda-emu (CPU emulation)");
   prop->totalGlobalMem = 16ull << 30;

@@ -30,6 +30,12 @@ void set_tf32(bool on);           // TF32 tensor cores for float GEMMs (cuBLAS) 
 bool deterministic();
 void set_deterministic(bool on);
 
+// The CUDA device this process uses (default 0). A data-parallel rank picks its GPU from its
+// local rank (apps/common/distributed.h) before its first CUDA call; later the context is
+// bound and a different index is an error. Throws when index >= device_count().
+void set_device_index(int index);
+int device_index();
+
 // What the device says of itself (for benchmarks' fraction-of-peak columns and logs).
 struct DeviceInfo {
   std::string name;                // e.g. "NVIDIA H100 80GB HBM3"
@@ -38,7 +44,7 @@ struct DeviceInfo {
   size_t l2_bytes = 0;
   size_t total_memory = 0;
 };
-DeviceInfo device_info();         // device 0; throws without a device
+DeviceInfo device_info();         // device_index(); throws without a device
 
 // A CUDA event, owned (created at the first record, destroyed with the object). Orders work
 // between streams without the host waiting. Without a device, record / wait_on / synchronize

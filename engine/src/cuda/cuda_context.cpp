@@ -16,6 +16,9 @@
 namespace eng::cuda {
 namespace {
 
+std::atomic<int> g_device_index{0};
+std::atomic<bool> g_context_made{false};
+
 struct Context {
   cudaStream_t stream = nullptr;
   cudaStream_t copy_stream = nullptr;
@@ -31,8 +34,10 @@ Context& ctx() {
   std::call_once(once, [] {
     ENGINE_CHECK(available(), "CUDA requested but no CUDA device is available");
     auto* n = new Context();  // lives for the process: handles outlive static teardown
-    cudaError_t err = cudaSetDevice(0);
-    ENGINE_CHECK(err == cudaSuccess, "cudaSetDevice(0) failed: ", cudaGetErrorString(err));
+    const int index = g_device_index.load();
+    cudaError_t err = cudaSetDevice(index);
+    ENGINE_CHECK(err == cudaSuccess, "cudaSetDevice(", index, ") failed: ", cudaGetErrorString(err));
+    g_context_made = true;
     err = cudaStreamCreateWithFlags(&n->stream, cudaStreamNonBlocking);
     ENGINE_CHECK(err == cudaSuccess, "cudaStreamCreate failed: ", cudaGetErrorString(err));
     err = cudaStreamCreateWithFlags(&n->copy_stream, cudaStreamNonBlocking);
@@ -89,10 +94,25 @@ void set_tf32(bool on) {
   cublasSetMathMode(c.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
 }
 
+void set_device_index(int index) {
+  const int n = device_count();
+  ENGINE_CHECK(index >= 0 && index < n, "CUDA device ", index, " does not exist (this machine shows ", n,
+               n == 1 ? " device)" : " devices)");
+  ENGINE_CHECK(!g_context_made.load() || index == g_device_index.load(), "CUDA device ", index,
+               ": the context is already bound to device ", g_device_index.load(), " (choose it before any CUDA use)");
+  g_device_index = index;
+  // Current for this thread at once, so that allocations made before the context (the
+  // caching allocator's) land on the chosen device too.
+  const cudaError_t err = cudaSetDevice(index);
+  ENGINE_CHECK(err == cudaSuccess, "cudaSetDevice(", index, ") failed: ", cudaGetErrorString(err));
+}
+
+int device_index() { return g_device_index.load(); }
+
 DeviceInfo device_info() {
   ENGINE_CHECK(available(), "device_info: no CUDA device is available");
   cudaDeviceProp prop{};
-  cudaError_t err = cudaGetDeviceProperties(&prop, 0);
+  cudaError_t err = cudaGetDeviceProperties(&prop, g_device_index.load());
   ENGINE_CHECK(err == cudaSuccess, "cudaGetDeviceProperties failed: ", cudaGetErrorString(err));
   DeviceInfo info;
   info.name = prop.name;

@@ -88,6 +88,12 @@ std::unique_ptr<Communicator> init(const std::string& backend) {
 #endif
 }
 
+std::unique_ptr<Communicator> make_nccl(std::unique_ptr<Communicator> host) {
+  ENGINE_CHECK(host != nullptr && host->backend() == "mpi", "dist::make_nccl: needs an mpi communicator to build on");
+  const int local_rank = host->local_rank();
+  return make_nccl_communicator(std::move(host), local_rank);  // throws without NCCL
+}
+
 void finalize() {
 #ifdef ENGINE_HAVE_MPI
   std::lock_guard<std::mutex> lock(g_mutex);

@@ -93,12 +93,16 @@ class Communicator {
 
 // Starts MPI (MPI_Init_thread, MPI_THREAD_MULTIPLE) once per process and returns the world
 // communicator of the given backend: "mpi", or "nccl" (needs CUDA, NCCL and MPI; the
-// process's CUDA device must be chosen first: select_local_device). Throws eng::Error with
+// process's CUDA device must be chosen first: eng::cuda::set_device_index). Throws eng::Error with
 // one line when the backend is not in this build ("distributed training is unavailable:
 // this build has no MPI (install openmpi-bin libopenmpi-dev and rebuild)"). Each call makes a
 // new communicator (collective over every process: call it from one thread, in the same
 // order on every rank).
 std::unique_ptr<Communicator> init(const std::string& backend);
+// The nccl communicator over the same ranks as `host` (an mpi communicator from init("mpi")),
+// which carries the unique id and every host-side call. The process's CUDA device must be
+// chosen first (eng::cuda::set_device_index). Throws when this build has no NCCL.
+std::unique_ptr<Communicator> make_nccl(std::unique_ptr<Communicator> host);
 // MPI_Finalize when init() started MPI (called at exit of the apps; safe to call twice; init()
 // also registers it with atexit). Skipped, with a line on stderr, while a collective that timed
 // out is still pending: MPI_Finalize would wait for the rank that died or hangs.
