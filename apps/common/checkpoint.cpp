@@ -88,8 +88,8 @@ TrainState load_checkpoint(const std::string& path, models::DetectionModel& mode
   s.next_batch = get_int(f.metadata, path, "next_batch");
   s.seed = get_uint(f.metadata, path, "seed");
   s.best_iteration = get_int(f.metadata, path, "best_iteration", -1);
-  s.global_batch = get_int(f.metadata, path, "global_batch", 0);
-  ENGINE_CHECK(s.global_batch >= 0, path, ": metadata 'global_batch' is ", s.global_batch, ", not >= 0");
+  // Checkpoints from before issue 13 do not record the global batch (0: assume unchanged).
+  if (f.metadata.count("global_batch") != 0) s.global_batch = get_int(f.metadata, path, "global_batch", 1);
   // Checkpoints from before --precision existed ran in fp32.
   auto prec = f.metadata.find("precision");
   s.precision = prec == f.metadata.end() ? "fp32" : prec->second;

@@ -589,7 +589,9 @@ int Run::execute() {
     if ((log_due || eval_due || save_due) && !read_losses()) return 1;
     if (log_due) {
       const double secs = seconds_since(interval_start);
-      const double ips = secs > 0 ? interval_images / secs : 0;
+      // Images of the whole global batch per second: every rank's shard is the same size
+      // (bad images aside), so this rank's count times the world size.
+      const double ips = secs > 0 ? static_cast<double>(interval_images) * dist_.size() / secs : 0;
       const LossMeter::Interval m = meter_.take_interval();
       nlohmann::json line = {{"iteration", state_.iteration},
                              {"epoch", batch.epoch},

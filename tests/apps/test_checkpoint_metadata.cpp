@@ -75,6 +75,7 @@ TEST_CASE("checkpoint metadata: bad integers name the file, the key and the valu
       {"iteration", "9223372036854775808", "'iteration' is '9223372036854775808', not an integer"},
       {"iteration", "1e3", "'iteration' is '1e3', not an integer"},
       {"next_batch", "12abc", "'next_batch' is '12abc', not an integer"},
+      {"global_batch", "0", "metadata 'global_batch' is '0', not an integer in [1, 9223372036854775807]"},
       {"best_iteration", "-2", "'best_iteration' is '-2', not an integer in [-1, 9223372036854775807]"},
       {"optimizer_steps", "0x10", "'optimizer_steps' is '0x10', not an integer"},
       {"best_metric", "abc", "metadata 'best_metric' is 'abc', not valid JSON"},
