@@ -17,6 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "common/inference.h"
+#include "data/dataset.h"
+#include "models/weights.h"
 #include "data/synth.h"
 #include "engine/allocator.h"
 #include "engine/io/safetensors.h"
@@ -221,12 +224,29 @@ TEST_CASE("ssd_train: 2 ranks x batch 4 x accum 2 equal 1 rank x batch 8 x accum
   TempDir dir("dist_accum");
   const std::string one = (dir.path / "one").string(), two = (dir.path / "two").string();
   REQUIRE(train(0, train_args(one, 8, 4, "--accum 2")).status == 0);
-  const Run b = train(2, train_args(two, 4, 4, "--accum 2 --sync-bn"));
+  // With --val: the final evaluation is sharded over the 2 ranks and gathered.
+  const Run b = train(2, train_args(two, 4, 4, "--accum 2 --sync-bn --val " + quoted(dataset_root())));
   INFO(b.out << b.err);
   REQUIRE(b.status == 0);
   CHECK(contains(b.out, "accum 2 = global batch 16"));
   CHECK(loss_difference(one, two) < 1e-2);
   CHECK(weight_difference(one + "/last.safetensors", two + "/last.safetensors") < 1e-2);
+  // The sharded evaluation equals one process's evaluation of the saved weights.
+  double map_dist = -1;
+  int64_t eval_images = 0;
+  for (const auto& j : jsonl(two + "/metrics.jsonl"))
+    if (j.contains("map_voc07")) {
+      map_dist = j["map_voc07"].get<double>();
+      eval_images = j["eval_images"].get<int64_t>();
+    }
+  REQUIRE(map_dist >= 0);
+  CHECK(eval_images == 8);
+  models::ModelConfig mc = models::read_model_config(two + "/last.safetensors");
+  auto model = models::create_model(mc);
+  models::load_model_weights(*model, two + "/last.safetensors");
+  const data::Dataset val = data::load_dataset(dataset_root(), "test", "", "");
+  const app::EvalRun single = app::evaluate_model(*model, val, eng::Device::cpu(), app::InferenceOptions{}, 8, 0);
+  CHECK(single.result.map_voc07 == map_dist);
 }
 
 TEST_CASE("ssd_train: resume with a different world size continues the same run", "[dist]") {
