@@ -348,6 +348,16 @@ TEST_CASE("ssd_train: --device cuda with no GPU for a local rank is one line fro
   CHECK(contains(r.err, "has no GPU (this machine shows"));
 }
 
+TEST_CASE("ssd_train: --dist-backend nccl on the cpu is one line from rank 0", "[dist]") {
+  REQUIRE_MPIRUN_OR_SKIP();
+  TempDir dir("dist_nccl_cpu");
+  const Run r = train(2, train_args((dir.path / "run").string(), 4, 4, "--dist-backend nccl"));
+  INFO(r.out << r.err);
+  CHECK(r.status == 1);
+  CHECK(contains(r.err, "ssd_train: rank 0: --dist-backend nccl needs --device cuda"));
+  CHECK(r.err.find("needs --device cuda") == r.err.rfind("needs --device cuda"));  // once
+}
+
 TEST_CASE("ssd_train: a plain run and --dist none stay single-process", "[dist]") {
   REQUIRE_MPIRUN_OR_SKIP();
   TempDir dir("dist_none");
