@@ -311,6 +311,14 @@ const std::vector<NumberRule>& bench_kernels_rules() {
 }
 
 // ------------------------------------------------------------------------------ configs
+namespace {
+std::string exact(double v) {  // round-trips: two ranks' values compare equal only if equal
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+}  // namespace
+
 void check(const TrainConfig& c) {
   const auto& r = train_rules();
   check_member("--arch", c.arch, arch_names(), /*allow_empty=*/true);  // empty: from --resume
@@ -367,6 +375,32 @@ void check(const DetectConfig& c) {
   check_value(rule_of(r, "--workers"), c.workers);
   check_value(rule_of(r, "--draw-thresh"), c.draw_thresh);
   check(c.inference, c.arch);
+}
+
+// Every argument that must be the same on all ranks, as "key=value" lines (compared with
+// rank 0's at start: a mismatch is one line naming the first differing argument).
+std::vector<std::string> rank_agreement_lines(const TrainConfig& c) {
+  auto list = [](const auto& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+    return s;
+  };
+  return {"--arch=" + c.arch, "--data=" + c.data, "--split=" + c.split, "--images=" + c.images,
+          "--val=" + c.val, "--val-split=" + c.val_split, "--classes=" + c.classes,
+          "--input-size=" + std::to_string(c.input_size), "--device=" + c.device, "--precision=" + c.precision,
+          "--deterministic=" + std::to_string(c.deterministic), "--image-transfer=" + c.image_transfer,
+          "--batch=" + std::to_string(c.batch), "--iters=" + std::to_string(c.iters),
+          "--epochs=" + std::to_string(c.epochs), "--time-limit=" + exact(c.time_limit),
+          "--lr=" + exact(c.lr), "--momentum=" + exact(c.momentum), "--wd=" + exact(c.wd),
+          "--warmup=" + std::to_string(c.warmup), "--steps=" + list(c.steps), "--out=" + c.out,
+          "--resume=" + c.resume, "--init=" + c.init, "--backbone=" + c.backbone,
+          "--eval-every=" + std::to_string(c.eval_every), "--save-every=" + std::to_string(c.save_every),
+          "--log-every=" + std::to_string(c.log_every), "--multiscale=" + list(c.multiscale),
+          "--seed=" + std::to_string(c.seed), "--augment=" + std::to_string(c.augment),
+          "--eval-batch=" + std::to_string(c.eval_batch), "--clip-grad-norm=" + exact(c.clip_grad_norm),
+          "--dist-backend=" + c.dist_backend, "--dist-timeout=" + exact(c.dist_timeout),
+          "--sync-bn=" + std::to_string(c.sync_bn), "--accum=" + std::to_string(c.accum),
+          "--cuda-graph=" + std::to_string(c.cuda_graph), "--max-gt=" + std::to_string(c.max_gt)};
 }
 
 std::string one_line(std::string s) {

@@ -86,4 +86,9 @@ void check(const InferenceOptions& o, const std::string& arch = "");
 // Error text on one line: line breaks and other control characters become spaces.
 std::string one_line(std::string s);
 
+// Every training argument that must be the same on all ranks of a data-parallel run, as
+// "--flag=value" lines; the ranks compare them with rank 0's at start
+// (common/distributed.h), so a mismatch names the first differing flag.
+std::vector<std::string> rank_agreement_lines(const TrainConfig& c);
+
 }  // namespace app

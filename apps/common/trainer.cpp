@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "common/batch_upload.h"
+#include "common/train_targets.h"
 #include "common/checkpoint.h"
 #include "common/config_check.h"
 #include "common/dist_eval.h"
@@ -77,72 +78,6 @@ data::Dataset trainable(const data::Dataset& d) {
     }
   }
   return out;
-}
-
-// A zero-filled host tensor; in pinned memory when it is going to a CUDA device, so that its
-// upload is an asynchronous copy (Tensor::to) and not a host sync.
-eng::Tensor host_zeros(const eng::Shape& shape, eng::DType dtype, eng::Device target) {
-  if (target.is_cpu()) return eng::zeros(shape, eng::TensorOptions(dtype));
-  eng::Tensor t = eng::empty_pinned(shape, dtype);
-  std::memset(t.raw_data(), 0, static_cast<size_t>(t.numel()) * eng::dtype_size(dtype));
-  return t;
-}
-
-// Padded targets of a batch (boxes in input pixels, labels = dataset label + 1), on the host
-// (pinned when `device` is CUDA). Padded to the batch's largest count, or to `pad_to` when
-// > 0 (static shapes for --cuda-graph; more boxes than that is an error naming the image).
-models::Targets host_targets(const data::Batch& b, eng::Device device, const data::Dataset* dataset = nullptr,
-                             int64_t pad_to = 0) {
-  const int64_t n = b.size();
-  int64_t g = 1;
-  for (const auto& objs : b.objects) g = std::max<int64_t>(g, static_cast<int64_t>(objs.size()));
-  if (pad_to > 0) {
-    for (int64_t i = 0; i < n; ++i) {
-      const auto count = static_cast<int64_t>(b.objects[static_cast<size_t>(i)].size());
-      ENGINE_CHECK(count <= pad_to, dataset->samples[static_cast<size_t>(b.samples[static_cast<size_t>(i)])].image_path,
-                   ": ", count, " training boxes, more than --max-gt ", pad_to,
-                   " (the padded maximum of --cuda-graph); raise --max-gt");
-    }
-    g = pad_to;
-  }
-  eng::Tensor boxes = host_zeros({n, g, 4}, eng::DType::f32, device);
-  eng::Tensor labels = host_zeros({n, g}, eng::DType::i64, device);
-  eng::Tensor counts = host_zeros({n}, eng::DType::i64, device);
-  float* pb = boxes.data<float>();
-  int64_t* pl = labels.data<int64_t>();
-  int64_t* pc = counts.data<int64_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    const auto& objs = b.objects[static_cast<size_t>(i)];
-    pc[i] = static_cast<int64_t>(objs.size());
-    for (size_t j = 0; j < objs.size(); ++j) {
-      float* q = pb + (i * g + static_cast<int64_t>(j)) * 4;
-      q[0] = static_cast<float>(objs[j].box.x1);
-      q[1] = static_cast<float>(objs[j].box.y1);
-      q[2] = static_cast<float>(objs[j].box.x2);
-      q[3] = static_cast<float>(objs[j].box.y2);
-      pl[i * g + static_cast<int64_t>(j)] = objs[j].label + 1;
-    }
-  }
-  return {boxes, labels, counts};
-}
-
-// The batch's targets on `device`: on CUDA uploaded from pinned memory on the copy stream,
-// the compute stream waiting for each copy's event (eng::cuda::upload), as the images are.
-models::Targets make_targets(const data::Batch& b, eng::Device device) {
-  models::Targets t = host_targets(b, device);
-  if (device.is_cpu()) return t;
-  return {eng::cuda::upload(t.boxes), eng::cuda::upload(t.labels), eng::cuda::upload(t.counts)};
-}
-
-// --cuda-graph: every training image must fit the padded maximum (checked before training,
-// on the annotations: augmentation only drops boxes; each batch is checked again).
-void check_max_gt(const data::Dataset& d, int64_t max_gt) {
-  for (const data::Sample& s : d.samples) {
-    int64_t count = 0;
-    for (const data::Object& o : s.objects) count += (!o.difficult && !o.iscrowd) ? 1 : 0;
-    ENGINE_CHECK(count <= max_gt, s.image_path, ": ", count, " training boxes, more than --max-gt ", max_gt,
-                 " (the padded maximum of --cuda-graph); raise --max-gt");
-  }
 }
 
 double memory_mb(eng::Device device) {
@@ -657,43 +592,13 @@ double default_lr(const std::string& arch) {
 
 int64_t default_warmup(const std::string& arch) { return arch == "tiny_ssd" ? 50 : 1000; }
 
-namespace {
-
-// Every argument that must be the same on all ranks, as "key=value" lines (compared with
-// rank 0's at start: a mismatch is one line naming the first differing argument).
-std::vector<std::string> config_lines(const TrainConfig& c) {
-  auto list = [](const auto& v) {
-    std::string s;
-    for (const auto& x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
-    return s;
-  };
-  return {"--arch=" + c.arch, "--data=" + c.data, "--split=" + c.split, "--images=" + c.images,
-          "--val=" + c.val, "--val-split=" + c.val_split, "--classes=" + c.classes,
-          "--input-size=" + std::to_string(c.input_size), "--device=" + c.device, "--precision=" + c.precision,
-          "--deterministic=" + std::to_string(c.deterministic), "--image-transfer=" + c.image_transfer,
-          "--batch=" + std::to_string(c.batch), "--iters=" + std::to_string(c.iters),
-          "--epochs=" + std::to_string(c.epochs), "--time-limit=" + fmt("%.17g", c.time_limit),
-          "--lr=" + fmt("%.17g", c.lr), "--momentum=" + fmt("%.17g", c.momentum), "--wd=" + fmt("%.17g", c.wd),
-          "--warmup=" + std::to_string(c.warmup), "--steps=" + list(c.steps), "--out=" + c.out,
-          "--resume=" + c.resume, "--init=" + c.init, "--backbone=" + c.backbone,
-          "--eval-every=" + std::to_string(c.eval_every), "--save-every=" + std::to_string(c.save_every),
-          "--log-every=" + std::to_string(c.log_every), "--multiscale=" + list(c.multiscale),
-          "--seed=" + std::to_string(c.seed), "--augment=" + std::to_string(c.augment),
-          "--eval-batch=" + std::to_string(c.eval_batch), "--clip-grad-norm=" + fmt("%.17g", c.clip_grad_norm),
-          "--dist-backend=" + c.dist_backend, "--dist-timeout=" + fmt("%.17g", c.dist_timeout),
-          "--sync-bn=" + std::to_string(c.sync_bn), "--accum=" + std::to_string(c.accum),
-          "--cuda-graph=" + std::to_string(c.cuda_graph), "--max-gt=" + std::to_string(c.max_gt)};
-}
-
-}  // namespace
-
 int train(const TrainConfig& config) {
   check(config);  // every value in range (common/config_check.h) before anything is read
   DistOptions dopt;
   dopt.mode = config.dist;
   dopt.backend = config.dist_backend;
   dopt.timeout_s = config.dist_timeout;
-  Distributed dist = start_distributed(dopt, config.device, config_lines(config));
+  Distributed dist = start_distributed(dopt, config.device, rank_agreement_lines(config));
   if (!dist.active()) {
     Run run(config, dist);
     return run.execute();
