@@ -1,9 +1,11 @@
 // Grouped and depthwise conv2d on the CPU (groups > 1): against a direct grouped loop in
 // double written here (forward and the three gradients), against G plain conv2d calls on
 // channel slices, double-precision gradcheck (stride 1 and 2, padding, dilation, channel
-// multiplier), bf16 against f32 rounded once, nn::Conv2d's grouped weight, and the bad-groups
+// multiplier), the direct depthwise loops against the per-slice reference, bf16 against f32
+// rounded once, nn::Conv2d's grouped weight, and the bad-groups
 // errors.
 #include "engine/nn/layers.h"
+#include "kernels/conv2d_depthwise.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -158,4 +160,45 @@ TEST_CASE("conv2d grouped: groups that do not divide the channels give one line"
                       "Conv2d: groups 5 must divide in_channels (16) and out_channels (24)");
   REQUIRE_THROWS_WITH(nn::Conv2d(16, 24, 3, 1, 1, 1, true, 0),
                       "Conv2d: groups 0 must divide in_channels (16) and out_channels (24)");
+}
+
+TEST_CASE("conv2d depthwise cpu: the direct loops match the per-slice im2col reference") {
+  struct D {
+    int64_t N, C, M, H, W, kh, kw, sh, sw, ph, pw, dh, dw;
+  };
+  const D cases[] = {{2, 3, 1, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1}, {1, 4, 1, 11, 10, 5, 5, 2, 2, 2, 2, 1, 1},
+                     {1, 2, 3, 9, 12, 3, 5, 2, 1, 0, 2, 2, 1}, {2, 2, 2, 7, 7, 3, 3, 3, 2, 3, 1, 1, 3}};
+  for (const D& c : cases) {
+    kern::Conv2dDims d;
+    d.N = c.N, d.C = c.C, d.O = c.C * c.M, d.groups = c.C, d.H = c.H, d.W = c.W, d.kh = c.kh, d.kw = c.kw;
+    d.stride_h = c.sh, d.stride_w = c.sw, d.pad_h = c.ph, d.pad_w = c.pw, d.dil_h = c.dh, d.dil_w = c.dw;
+    d.Ho = kern::conv2d_output_size(d.H, d.kh, d.stride_h, d.pad_h, d.dil_h);
+    d.Wo = kern::conv2d_output_size(d.W, d.kw, d.stride_w, d.pad_w, d.dil_w);
+    INFO("C " << d.C << " O " << d.O << " k " << d.kh << "x" << d.kw << " s " << d.stride_h << "x" << d.stride_w);
+    REQUIRE(kern::conv2d_is_depthwise(d));
+    const std::vector<double> x = test::leaf({d.N * d.C * d.H * d.W}, 51).detach().to_vector<double>();
+    const std::vector<double> w = test::leaf({d.O * d.kh * d.kw}, 52).detach().to_vector<double>();
+    const std::vector<double> b = test::leaf({d.O}, 53).detach().to_vector<double>();
+    const std::vector<double> gy = test::leaf({d.N * d.O * d.Ho * d.Wo}, 54).detach().to_vector<double>();
+    std::vector<double> y1(gy.size()), y2(gy.size()), gx1(x.size()), gx2(x.size()), gw1(w.size()), gw2(w.size()),
+        gb1(b.size()), gb2(b.size()), col(kern::conv2d_grouped_col_size(d) + 1), tmp(w.size());
+    kern::cpu::depthwise_forward<double>(d, x.data(), w.data(), b.data(), y1.data());
+    kern::cpu::conv2d_grouped_forward<double>(d, x.data(), w.data(), b.data(), y2.data(), col.data());
+    kern::cpu::depthwise_backward<double>(d, x.data(), w.data(), gy.data(), gx1.data(), gw1.data(), gb1.data());
+    kern::cpu::conv2d_grouped_backward<double>(d, x.data(), w.data(), gy.data(), gx2.data(), gw2.data(), gb2.data(),
+                                               col.data(), tmp.data());
+    auto close = [](const std::vector<double>& a, const std::vector<double>& r) {
+      for (size_t i = 0; i < a.size(); ++i)
+        if (!(std::fabs(a[i] - r[i]) <= 1e-12 + 1e-12 * std::fabs(r[i]))) return false;
+      return true;
+    };
+    CHECK(close(y1, y2));
+    CHECK(close(gx1, gx2));
+    CHECK(close(gw1, gw2));
+    CHECK(close(gb1, gb2));
+  }
+  kern::Conv2dDims g2;
+  g2.C = 4, g2.O = 4, g2.groups = 2;
+  REQUIRE_THROWS_WITH(kern::cpu::depthwise_forward<float>(g2, nullptr, nullptr, nullptr, nullptr),
+                      "depthwise_forward: not depthwise (C 4, O 4, groups 2)");
 }

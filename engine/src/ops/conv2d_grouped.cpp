@@ -17,8 +17,16 @@ T* ptr_or_null(const Tensor& t) {
 Tensor as_f32(const Tensor& t) { return t.defined() && t.dtype() == DType::bf16 ? t.to(DType::f32) : t; }
 int compute_bytes(DType dt) { return dt == DType::f64 ? 8 : 4; }
 
-// The CPU reference in T = float or double.
+// The CPU in T = float or double: depthwise by direct loops, other groups by the per-slice
+// im2col reference.
 void cpu_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, const Tensor& B, Tensor& y) {
+  if (kern::conv2d_is_depthwise(d)) {
+    dispatch_float(X, "conv2d", [&](auto tag) {
+      using T = decltype(tag);
+      kern::cpu::depthwise_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>());
+    });
+    return;
+  }
   const int64_t ncol = kern::conv2d_grouped_col_size(d);
   Tensor col = empty({std::max<int64_t>(ncol, 1)}, TensorOptions(X.dtype()));
   dispatch_float(X, "conv2d", [&](auto tag) {
@@ -28,6 +36,14 @@ void cpu_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, c
 }
 void cpu_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w, const Tensor& g, Tensor& gx, Tensor& gw,
                   Tensor& gb) {
+  if (kern::conv2d_is_depthwise(d)) {
+    dispatch_float(g, "conv2d", [&](auto tag) {
+      using T = decltype(tag);
+      kern::cpu::depthwise_backward<T>(d, ptr_or_null<T>(x), ptr_or_null<T>(w), g.data<T>(), ptr_or_null<T>(gx),
+                                       ptr_or_null<T>(gw), ptr_or_null<T>(gb));
+    });
+    return;
+  }
   const int64_t ncol = kern::conv2d_grouped_col_size(d);
   const kern::Conv2dDims s = kern::conv2d_group_slice(d);
   Tensor col = empty({std::max<int64_t>(ncol, 1)}, TensorOptions(g.dtype()));

@@ -36,6 +36,17 @@ inline bool conv2d_is_depthwise(const Conv2dDims& d) {
   return d.groups > 1 && d.groups == d.C && d.O % d.C == 0;
 }
 
+// CPU, direct loops (kernels/cpu/conv2d_depthwise.cpp): the fast CPU path the engine takes for
+// depthwise convs, beside the per-slice im2col reference of kernels/conv2d.h, which checks it.
+// Each plane / weight row by one thread in a fixed order; gw accumulated in double. Null
+// gradient pointers are skipped; the others are overwritten.
+namespace cpu {
+template <typename T>
+void depthwise_forward(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y);
+template <typename T>
+void depthwise_backward(const Conv2dDims& d, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb);
+}  // namespace cpu
+
 namespace cuda {
 constexpr int kDwTile = 16;  // output (forward, backward weight) or input (backward data) tile side
 

@@ -1,8 +1,9 @@
 // The grouped-convolution paths of conv2d / conv2d_relu (groups > 1), called by
 // engine/src/ops/conv2d.cpp; maths in kernels/conv2d.h, the CUDA depthwise kernel in
 // kernels/conv2d_depthwise.h. Routing:
-//   CPU                                     kern::cpu::conv2d_grouped_* (per-slice im2col + GEMM),
-//                                           bf16 computed in f32 on the bf16 values, rounded once
+//   CPU, depthwise                          kern::cpu::depthwise_* (direct loops)
+//   CPU, other groups                       kern::cpu::conv2d_grouped_* (per-slice im2col + GEMM);
+//                                           bf16 on the CPU: f32 on the bf16 values, rounded once
 //   CUDA, depthwise (groups == C, O = M*C)  kern::cuda::depthwise_* (f32, f64, bf16), when the
 //                                           tiles fit (kern::cuda::depthwise_supported)
 //   CUDA, other groups                      cuDNN with the group count set (engine/detail/cudnn_conv.h)
