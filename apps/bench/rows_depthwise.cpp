@@ -3,7 +3,8 @@
 //   depthwise_fwd / depthwise_bwd        our kernel (kernels/conv2d_depthwise.h) through
 //                                        eng::conv2d (groups == C); bwd = backward data +
 //                                        backward weight (+ the bias sum), as a step runs them;
-//                                        on the CPU, fp32, the grouped im2col reference
+//                                        on the CPU, fp32 forward, the direct loops
+//                                        (kern::cpu::depthwise_forward)
 //   depthwise_cudnn_fwd / _bwd           the same convolutions through cuDNN with the group
 //                                        count set, cudnnFind's fastest algorithm (named in the
 //                                        shape column); only where cuDNN is built (BENCH_HAVE_CUDNN)
@@ -84,7 +85,7 @@ void cpu_rows(const Options& o, std::vector<Row>& rows, const Layer& L) {
   const Problem P = make_problem(L);
   NoGradGuard ng;
   Row r = time_it(o, false, [&] { conv2d(P.x, P.w, P.b, P.p); });
-  r.name = "depthwise_fwd", r.device = "cpu", r.shape = shape_of(L, "fp32", ", grouped im2col reference");
+  r.name = "depthwise_fwd", r.device = "cpu", r.shape = shape_of(L, "fp32", ", direct loops");
   r.flops = P.flops, r.bytes = P.bytes_fwd;
   rows.push_back(r);
 }
@@ -187,7 +188,7 @@ void bench_depthwise(const Options& o, std::vector<Row>& rows) {
 const RegisterRows kRows(12, {
     {"depthwise",
      "depthwise conv2d (groups == C) on SSDlite320 / MobileNetV3-Large layers, batch 8: our kernel forward and "
-     "backward (fp32, bf16), beside cuDNN's fastest algorithm where cuDNN is built; the CPU grouped reference",
+     "backward (fp32, bf16), beside cuDNN's fastest algorithm where cuDNN is built; the CPU forward",
      bench_depthwise},
 });
 
