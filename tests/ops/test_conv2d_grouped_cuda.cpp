@@ -1,8 +1,9 @@
 // Grouped and depthwise conv2d on CUDA against the CPU: the hand-written depthwise kernel
 // (kernels/conv2d_depthwise.h) in f32 and bf16, forward and both backward passes, on shapes
 // with partial tiles, stride 1 and 2, padding, dilation, unequal axes, 3x3 and 5x5 and a
-// channel multiplier; its weight gradient is the same bits run after run; other groups go
-// through cuDNN (the emulator's stand-in on build-emu).
+// channel multiplier; its weight gradient is the same bits run after run; other groups, and
+// depthwise convs whose tiles do not fit in shared memory, go through cuDNN (the emulator's
+// stand-in on build-emu).
 //
 // Tolerances: f32 results against the CPU in double on the same f32 values. A depthwise output
 // or input gradient sums at most M*kh*kw (<= 50) products in FP32: |err| <= 50 * 2^-24 * sum|terms|,
@@ -14,6 +15,7 @@
 
 #include "engine/cuda_context.h"
 #include "engine/detail/conv2d_grouped.h"
+#include "kernels/conv2d_depthwise.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -129,6 +131,15 @@ TEST_CASE("conv2d grouped cuda (cuDNN, groups not depthwise) matches cpu (f32 an
   cuda::set_tf32(false);
   check_against_cpu(c, DType::f32, test::kGemmAtol, test::kGemmRtol);
   check_against_cpu(c, DType::bf16, 1e-2, kBf16Rtol);
+}
+
+TEST_CASE("conv2d depthwise cuda: tiles past shared memory go to cuDNN and still match cpu", "[cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  // 3x3 with dilation 60: the staged input tile is (15 + 120 + 1)^2 floats = 74 KB > 48 KB.
+  const Case c{"3x3 dilation 60", 1, 2, 125, 123, 2, 3, 3, prm(1, 1, 0, 0, 60, 60, 2)};
+  REQUIRE_FALSE(kern::cuda::depthwise_supported(dims_of(c), 4));
+  REQUIRE(std::string(detail::grouped_conv_path(dims_of(c), zeros({1}).cuda())) == "cudnn");
+  check_against_cpu(c, DType::f32, test::kGemmAtol, test::kGemmRtol);
 }
 
 TEST_CASE("conv2d grouped cuda: conv2d_relu and bad groups", "[cuda]") {
