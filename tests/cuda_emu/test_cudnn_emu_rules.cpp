@@ -44,7 +44,8 @@ TEST_CASE("cudnn_emu: descriptors are validated as cuDNN validates them", "[cuda
         CUDNN_STATUS_BAD_PARAM);
   CHECK(cudnnSetConvolution2dDescriptor(c, 0, 0, 0, 1, 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT) ==
         CUDNN_STATUS_BAD_PARAM);
-  CHECK(cudnnSetConvolutionGroupCount(c, 2) == CUDNN_STATUS_NOT_SUPPORTED);
+  CHECK(cudnnSetConvolutionGroupCount(c, 0) == CUDNN_STATUS_BAD_PARAM);
+  CHECK(cudnnSetConvolutionGroupCount(c, 2) == CUDNN_STATUS_SUCCESS);  // grouped: test_cudnn_emu_groups.cpp
   CHECK(cudnnSetConvolutionGroupCount(c, 1) == CUDNN_STATUS_SUCCESS);
   ActDesc a;
   CHECK(cudnnSetActivationDescriptor(a, CUDNN_ACTIVATION_SIGMOID, CUDNN_NOT_PROPAGATE_NAN, 0) ==

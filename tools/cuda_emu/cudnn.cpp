@@ -317,7 +317,6 @@ cudnnStatus_t cudnnGetConvolutionMathType(cudnnConvolutionDescriptor_t cd, cudnn
 }
 cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t cd, int groupCount) {
   if (!cd || groupCount < 1) return CUDNN_STATUS_BAD_PARAM;
-  if (groupCount != 1) return CUDNN_STATUS_NOT_SUPPORTED;  // grouped convolution: not emulated
   cd->groups = groupCount;
   return CUDNN_STATUS_SUCCESS;
 }
@@ -353,7 +352,8 @@ cudnnStatus_t cudnnGetConvolution2dForwardOutputDim(const cudnnConvolutionDescri
                                                     const cudnnTensorDescriptor_t x, const cudnnFilterDescriptor_t f,
                                                     int* n, int* c, int* h, int* w) {
   if (!cd || !x || !f || !cd->set || !x->set || !f->set || !n || !c || !h || !w) return CUDNN_STATUS_BAD_PARAM;
-  if (x->dim[1] != f->dim[1] * cd->groups) return CUDNN_STATUS_BAD_PARAM;
+  // Grouped: the filter holds C / groups input channels, and groups divides the output channels.
+  if (x->dim[1] != f->dim[1] * cd->groups || f->dim[0] % cd->groups != 0) return CUDNN_STATUS_BAD_PARAM;
   const int64_t ho = kern::conv2d_output_size(x->dim[2], f->dim[2], cd->u, cd->pad_h, cd->dil_h);
   const int64_t wo = kern::conv2d_output_size(x->dim[3], f->dim[3], cd->v, cd->pad_w, cd->dil_w);
   // A dilated kernel larger than the padded input: (in + 2p - extent) < 0 (C++ division

@@ -40,6 +40,7 @@ cudnnStatus_t make_problem(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
   d.O = w->dim[0], d.kh = w->dim[2], d.kw = w->dim[3];
   d.stride_h = c->u, d.stride_w = c->v, d.pad_h = c->pad_h, d.pad_w = c->pad_w;
   d.dil_h = c->dil_h, d.dil_w = c->dil_w;
+  d.groups = c->groups;
   d.Ho = h, d.Wo = wd;
   p->x = layout(*x), p->w = layout(*w), p->y = layout(*y);
   p->dt = x->dt;

@@ -14,6 +14,9 @@
 // per-handle call counter, as atomics would in a varying order on a GPU: two calls can differ
 // in the last bits. Deterministic algorithms always add in one order.
 //
+// Grouped convolutions (group count > 1) run kern::cpu::conv2d_grouped_* in one order for
+// every algorithm.
+//
 // After a call the workspace bytes the algorithm asked for are overwritten (0xFF): a caller
 // that keeps data there across calls sees it destroyed, as it would be on a GPU.
 #include <emu_tf32.h>
@@ -40,8 +43,16 @@ void to_tf32(std::vector<T>& v) {
 template <typename T>
 void flip_kernel(const kern::Conv2dDims& d, std::vector<T>& w) {
   const int64_t khw = d.kh * d.kw;
-  for (int64_t s = 0; s < d.O * d.C; ++s) std::reverse(w.begin() + s * khw, w.begin() + (s + 1) * khw);
+  for (int64_t s = 0; s < d.O * (d.C / d.groups); ++s) std::reverse(w.begin() + s * khw, w.begin() + (s + 1) * khw);
 }
+
+// Grouped convolutions (cudnnSetConvolutionGroupCount > 1) run the project's grouped CPU
+// reference (kern::cpu::conv2d_grouped_*) in one fixed order, whatever the algorithm.
+template <typename T>
+std::vector<T> grouped_col_buffer(const kern::Conv2dDims& d) {
+  return std::vector<T>(static_cast<size_t>(std::max<int64_t>(kern::conv2d_grouped_col_size(d), 1)));
+}
+int64_t filter_count(const kern::Conv2dDims& d) { return d.O * (d.C / d.groups) * d.kh * d.kw; }
 
 template <typename T>
 std::vector<T> col_buffer(const kern::Conv2dDims& d) {
@@ -68,7 +79,13 @@ std::vector<T> forward_values(const Problem& p, const void* x, const void* w) {
   std::vector<T> xv = gather<T>(p.x, x), wv = gather<T>(p.w, w);
   if (p.tf32) to_tf32(xv), to_tf32(wv);
   if (p.flip) flip_kernel(d, wv);
-  std::vector<T> y(static_cast<size_t>(d.N * d.O * d.Ho * d.Wo)), col = col_buffer<T>(d);
+  std::vector<T> y(static_cast<size_t>(d.N * d.O * d.Ho * d.Wo));
+  if (d.groups > 1) {
+    std::vector<T> col = grouped_col_buffer<T>(d);
+    kern::cpu::conv2d_grouped_forward<T>(d, xv.data(), wv.data(), nullptr, y.data(), col.data());
+    return y;
+  }
+  std::vector<T> col = col_buffer<T>(d);
   kern::cpu::conv2d_forward<T>(d, xv.data(), wv.data(), nullptr, y.data(), col.data());
   return y;
 }
@@ -80,8 +97,14 @@ std::vector<T> backward_data_values(const Problem& p, const void* w, const void*
   std::vector<T> wv = gather<T>(p.w, w), gv = gather<T>(p.y, dy);
   if (p.tf32) to_tf32(wv), to_tf32(gv);
   if (p.flip) flip_kernel(d, wv);
-  std::vector<T> col = col_buffer<T>(d);
   std::vector<T> dx(static_cast<size_t>(d.N * d.C * d.H * d.W));
+  if (d.groups > 1) {
+    std::vector<T> col = grouped_col_buffer<T>(d);
+    kern::cpu::conv2d_grouped_backward<T>(d, nullptr, wv.data(), gv.data(), dx.data(), nullptr, nullptr, col.data(),
+                                          nullptr);
+    return dx;
+  }
+  std::vector<T> col = col_buffer<T>(d);
   if (!nondet) {
     kern::cpu::conv2d_backward<T>(d, nullptr, wv.data(), gv.data(), dx.data(), nullptr, nullptr, col.data());
     return dx;
@@ -115,8 +138,15 @@ std::vector<T> backward_filter_values(const Problem& p, const void* x, const voi
   const kern::Conv2dDims& d = p.d;
   std::vector<T> xv = gather<T>(p.x, x), gv = gather<T>(p.y, dy);
   if (p.tf32) to_tf32(xv), to_tf32(gv);
+  std::vector<T> dw(static_cast<size_t>(filter_count(d)));
+  if (d.groups > 1) {
+    std::vector<T> col = grouped_col_buffer<T>(d), tmp(static_cast<size_t>(filter_count(d) / d.groups));
+    kern::cpu::conv2d_grouped_backward<T>(d, xv.data(), nullptr, gv.data(), nullptr, dw.data(), nullptr, col.data(),
+                                          tmp.data());
+    if (p.flip) flip_kernel(d, dw);
+    return dw;
+  }
   std::vector<T> col = col_buffer<T>(d);
-  std::vector<T> dw(static_cast<size_t>(d.O * kern::conv2d_col_rows(d)));
   if (!nondet) {
     kern::cpu::conv2d_backward<T>(d, xv.data(), nullptr, gv.data(), nullptr, dw.data(), nullptr, col.data());
   } else {

@@ -80,6 +80,9 @@ struct Conv2dParams {
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
   int64_t dilation_h = 1, dilation_w = 1;
+  // Grouped convolution (torch's `groups`): must divide C and O; weight [O, C / groups, kh, kw].
+  // groups == C == O is depthwise (hand-written CUDA kernel, kernels/conv2d_depthwise.h).
+  int64_t groups = 1;
   // The same stride, padding and dilation on both axes.
   static Conv2dParams square(int64_t stride, int64_t pad, int64_t dilation = 1) {
     Conv2dParams p;
@@ -89,8 +92,10 @@ struct Conv2dParams {
     return p;
   }
 };
-// x [N, C, H, W], weight [O, C, kh, kw], bias [O] or undefined -> [N, O, Ho, Wo] with
+// x [N, C, H, W], weight [O, C / groups, kh, kw], bias [O] or undefined -> [N, O, Ho, Wo] with
 // Ho = (H + 2 pad_h - dilation_h (kh - 1) - 1) / stride_h + 1.
+// groups > 1 (engine/src/ops/conv2d_grouped.cpp): CPU per-slice reference; CUDA depthwise
+// (groups == C, O a multiple of C) our kernel, other groups cuDNN.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
 // relu(conv2d(x, weight, bias, p)) as one op: on CUDA, cuDNN computes conv + bias + ReLU in
 // one call (cudnnConvolutionBiasActivationForward) when there is a bias; the backward masks

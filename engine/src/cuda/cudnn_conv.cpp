@@ -25,9 +25,12 @@ namespace {
 // names the convolution it is about.
 std::string describe(const kern::Conv2dDims& d, DType dt) {
   std::ostringstream s;
-  s << "x [" << d.N << ", " << d.C << ", " << d.H << ", " << d.W << "] w [" << d.O << ", " << d.C << ", " << d.kh
+  const int64_t g = d.groups > 0 ? d.groups : 1;
+  s << "x [" << d.N << ", " << d.C << ", " << d.H << ", " << d.W << "] w [" << d.O << ", " << d.C / g << ", " << d.kh
     << ", " << d.kw << "] stride " << d.stride_h << "x" << d.stride_w << " pad " << d.pad_h << "x" << d.pad_w
-    << " dilation " << d.dil_h << "x" << d.dil_w << " " << dtype_name(dt);
+    << " dilation " << d.dil_h << "x" << d.dil_w;
+  if (g != 1) s << " groups " << g;
+  s << " " << dtype_name(dt);
   if (dt == DType::f32) s << (tf32_enabled() ? " (tf32)" : " (fp32)");
   return s.str();
 }
@@ -70,10 +73,10 @@ Math math_of(DType dt) {
 }
 
 using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                       int64_t, int64_t, int64_t, int, int, bool>;
+                       int64_t, int64_t, int64_t, int, int, bool, int64_t>;
 Key key_of(const kern::Conv2dDims& d, DType dt) {
   return Key{d.N, d.C, d.H, d.W, d.O, d.kh, d.kw, d.stride_h, d.stride_w, d.pad_h, d.pad_w, d.dil_h, d.dil_w,
-             static_cast<int>(dt), static_cast<int>(math_of(dt)), deterministic()};
+             static_cast<int>(dt), static_cast<int>(math_of(dt)), deterministic(), d.groups};
 }
 
 // One key's descriptors and the algorithm found for each direction.
@@ -120,11 +123,15 @@ std::unique_ptr<Entry> make_entry(const kern::Conv2dDims& d, DType dt) {
   CONV_CUDNN(cudnnCreateActivationDescriptor(&e->relu), "descriptor");
   CONV_CUDNN(cudnnSetTensor4dDescriptor(e->x, CUDNN_TENSOR_NCHW, t, i32(d.N), i32(d.C), i32(d.H), i32(d.W)),
              "input descriptor");
-  CONV_CUDNN(cudnnSetFilter4dDescriptor(e->w, t, CUDNN_TENSOR_NCHW, i32(d.O), i32(d.C), i32(d.kh), i32(d.kw)),
+  // A grouped convolution (groups > 1): the filter is [O, C / groups, kh, kw] and the
+  // descriptor carries the group count; groups == 1 sets nothing more (today's calls).
+  CONV_CUDNN(cudnnSetFilter4dDescriptor(e->w, t, CUDNN_TENSOR_NCHW, i32(d.O), i32(d.C / d.groups), i32(d.kh),
+                                        i32(d.kw)),
              "filter descriptor");
   CONV_CUDNN(cudnnSetConvolution2dDescriptor(e->conv, i32(d.pad_h), i32(d.pad_w), i32(d.stride_h), i32(d.stride_w),
                                              i32(d.dil_h), i32(d.dil_w), CUDNN_CROSS_CORRELATION, compute),
              "convolution descriptor");
+  if (d.groups != 1) CONV_CUDNN(cudnnSetConvolutionGroupCount(e->conv, i32(d.groups)), "group count");
   int n = 0, c = 0, h = 0, w = 0;
   CONV_CUDNN(cudnnGetConvolution2dForwardOutputDim(e->conv, e->x, e->w, &n, &c, &h, &w), "output size");
   ENGINE_CHECK(n == d.N && c == d.O && h == d.Ho && w == d.Wo, "conv2d (cuDNN): output [", n, ", ", c, ", ", h, ", ",

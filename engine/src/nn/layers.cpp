@@ -43,7 +43,7 @@ void check_positive(const char* layer, const char* what, int64_t v) {
 
 // ---- Conv2d ----
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding,
-               int64_t dilation, bool with_bias)
+               int64_t dilation, bool with_bias, int64_t groups)
     : Module("Conv2d") {
   check_positive("Conv2d", "in_channels", in_channels);
   check_positive("Conv2d", "out_channels", out_channels);
@@ -51,14 +51,18 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, i
   check_positive("Conv2d", "stride", stride);
   check_positive("Conv2d", "dilation", dilation);
   ENGINE_CHECK(padding >= 0, "Conv2d: padding must be >= 0, got ", padding);
+  ENGINE_CHECK(groups >= 1 && in_channels % groups == 0 && out_channels % groups == 0, "Conv2d: groups ", groups,
+               " must divide in_channels (", in_channels, ") and out_channels (", out_channels, ")");
+  params.groups = groups;
   params.stride_h = params.stride_w = stride;
   params.pad_h = params.pad_w = padding;
   params.dilation_h = params.dilation_w = dilation;
 
   // kaiming_uniform_(a = sqrt(5)) gives bound = gain * sqrt(3 / fan_in) with
   // gain = sqrt(2 / (1 + 5)), i.e. bound = 1 / sqrt(fan_in); the bias uses the same bound.
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * kernel_size * kernel_size));
-  weight = empty({out_channels, in_channels, kernel_size, kernel_size});
+  const int64_t in_per_group = in_channels / groups;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_per_group * kernel_size * kernel_size));
+  weight = empty({out_channels, in_per_group, kernel_size, kernel_size});
   init::uniform_(weight, -bound, bound);
   weight = register_parameter("weight", weight);
   if (with_bias) {

@@ -6,6 +6,7 @@
 #include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
+#include "engine/detail/conv2d_grouped.h"
 #include "engine/detail/cudnn_conv.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
@@ -181,7 +182,12 @@ struct Conv2dBackward : Node {
     const bool need_b = next_edges().size() > 2 && next_edges()[2].fn != nullptr;
     Tensor gx, gw, gb;
     if (need_x) gx = new_empty({d.N, d.C, d.H, d.W}, g);
-    if (need_w) gw = new_empty({d.O, d.C, d.kh, d.kw}, g);
+    if (need_w) gw = new_empty({d.O, d.C / d.groups, d.kh, d.kw}, g);
+    if (d.groups != 1) {  // engine/detail/conv2d_grouped.h
+      if (need_b) gb = new_empty({d.O}, g);
+      grouped_conv_backward(d, x, w, g, gx, gw, gb);
+      return {gx, gw, gb};
+    }
     const Path path = backward_path(d, g);
     if (path == Path::cudnn) {
       if (need_b) gb = new_empty({d.O}, g);
@@ -243,8 +249,17 @@ kern::Conv2dDims conv_dims(const char* op, const Tensor& x, const Tensor& weight
   check_floating_or_bf16(op, x);
   ENGINE_CHECK(x.dim() == 4, op, ": input must be [N, C, H, W], got ", shape_str(x.sizes()));
   ENGINE_CHECK(weight.dim() == 4, op, ": weight must be [O, C, kh, kw], got ", shape_str(weight.sizes()));
-  ENGINE_CHECK(x.size(1) == weight.size(1), op, ": input ", shape_str(x.sizes()), " has ", x.size(1),
-               " channels but weight ", shape_str(weight.sizes()), " expects ", weight.size(1));
+  if (p.groups == 1) {
+    ENGINE_CHECK(x.size(1) == weight.size(1), op, ": input ", shape_str(x.sizes()), " has ", x.size(1),
+                 " channels but weight ", shape_str(weight.sizes()), " expects ", weight.size(1));
+  } else {
+    ENGINE_CHECK(p.groups > 1 && x.size(1) % p.groups == 0 && weight.size(0) % p.groups == 0, op, ": groups ",
+                 p.groups, " must divide the input channels (", x.size(1), ") and the output channels (",
+                 weight.size(0), ")");
+    ENGINE_CHECK(x.size(1) == weight.size(1) * p.groups, op, ": input ", shape_str(x.sizes()), " has ", x.size(1),
+                 " channels but weight ", shape_str(weight.sizes()), " with groups ", p.groups, " expects ",
+                 weight.size(1) * p.groups);
+  }
   ENGINE_CHECK(weight.numel() > 0, op, ": empty weight ", shape_str(weight.sizes()));
   if (bias.defined())
     ENGINE_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), op, ": bias must be [", weight.size(0),
@@ -270,6 +285,7 @@ kern::Conv2dDims conv_dims(const char* op, const Tensor& x, const Tensor& weight
   d.pad_w = p.pad_w;
   d.dil_h = p.dilation_h;
   d.dil_w = p.dilation_w;
+  d.groups = p.groups;
   // The dilated kernel spans dil (k - 1) + 1 pixels and must fit inside the padded input.
   const int64_t span_h = d.dil_h * (d.kh - 1) + 1, span_w = d.dil_w * (d.kw - 1) + 1;
   ENGINE_CHECK(span_h <= d.H + 2 * d.pad_h && span_w <= d.W + 2 * d.pad_w, op, ": kernel ", d.kh, "x", d.kw,
@@ -297,7 +313,9 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
   Tensor B = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y = new_empty({d.N, d.O, d.Ho, d.Wo}, X);
   bool relu_done = false;
-  switch (forward_path(d, X)) {
+  if (d.groups != 1) {
+    grouped_conv_forward(d, X, Wt, B, y);  // engine/detail/conv2d_grouped.h
+  } else switch (forward_path(d, X)) {
     case Path::cudnn:
       // cuDNN fuses bias + ReLU into the convolution when there is a bias to fuse.
       relu_done = relu && B.defined();

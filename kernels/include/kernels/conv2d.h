@@ -38,9 +38,10 @@ namespace kern {
 
 struct Conv2dDims {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
-  int64_t O = 0, kh = 1, kw = 1;        // weight [O, C, kh, kw]
+  int64_t O = 0, kh = 1, kw = 1;        // weight [O, C / groups, kh, kw]
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1;
   int64_t Ho = 0, Wo = 0;               // output, filled by conv2d_output_size / the front-end
+  int64_t groups = 1;                   // divides C and O; 1 = the plain convolution above
 };
 
 inline int64_t conv2d_output_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
@@ -64,6 +65,44 @@ template <typename T>
 void conv2d_forward(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y, T* col);
 template <typename T>
 void conv2d_backward(const Conv2dDims& d, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb, T* col);
+}  // namespace cpu
+
+// ---- grouped convolution (groups = G > 1; kernels/cpu/conv2d_grouped.cpp) ----
+// The channels split into G groups: Cg = C / G input and Og = O / G output channels each;
+// output channel o belongs to group g = o / Og and sees only the input channels
+// g*Cg .. g*Cg + Cg - 1. Weight [O, Cg, kh, kw] (torch's layout). Forward:
+//   y[n, o, oh, ow] = bias[o] + sum_{c' < Cg, i, j} w[o, c', i, j] * x[n, g*Cg + c', h, v]
+// (h, v as above). That is G independent convolutions of the plain kind, one per channel
+// slice, and the reference runs exactly that: per image n and group g, the slice
+// x[n, g*Cg : (g+1)*Cg] (contiguous [Cg, H, W]) through conv2d_forward / conv2d_backward with
+// dims {N = 1, C = Cg, O = Og}, weight slice w[g*Og : (g+1)*Og] and output slice
+// y[n, g*Og : (g+1)*Og]. Backward per slice as above; the weight gradient of a group is the
+// sum over the images of each image's slice gradient (added image after image, n = 0 first,
+// into gw), the bias gradient gb[o] = sum_{n, oh, ow} gy[n, o, oh, ow] as before.
+// Depthwise is G = C = O (Cg = Og = 1); O = M*C with G = C is a depthwise conv with channel
+// multiplier M (output channel o reads input channel o / M).
+// `col`: conv2d_grouped_col_size(d) elements (one slice's col matrix); may be null when the
+// slice is pointwise. `gw_tmp` (backward with gw): Og*Cg*kh*kw elements.
+inline bool conv2d_group_dims_ok(const Conv2dDims& d) {
+  return d.groups >= 1 && d.C % d.groups == 0 && d.O % d.groups == 0;
+}
+// The plain convolution of one group on one image.
+inline Conv2dDims conv2d_group_slice(const Conv2dDims& d) {
+  Conv2dDims s = d;
+  s.N = 1;
+  s.C = d.C / d.groups;
+  s.O = d.O / d.groups;
+  s.groups = 1;
+  return s;
+}
+inline int64_t conv2d_grouped_col_size(const Conv2dDims& d) { return conv2d_col_size(conv2d_group_slice(d)); }
+
+namespace cpu {
+template <typename T>
+void conv2d_grouped_forward(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y, T* col);
+template <typename T>
+void conv2d_grouped_backward(const Conv2dDims& d, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb, T* col,
+                             T* gw_tmp);
 }  // namespace cpu
 
 namespace cuda {

@@ -2,7 +2,8 @@
 // the user-facing API: engine/src/ops/conv2d.cpp routes every CUDA convolution that is not
 // dilated here; dilated ones stay on our own implicit-GEMM kernel.
 //
-// Maths: the same cross-correlation as kernels/conv2d.h (NCHW, contiguous, groups = 1):
+// Maths: the same cross-correlation as kernels/conv2d.h (NCHW, contiguous; d.groups > 1 is the
+// grouped convolution there, filter [O, C / groups, kh, kw], cudnnSetConvolutionGroupCount):
 //   forward          y  = conv(x, w) + bias                 (+ ReLU when `relu`)
 //   backward data    dx = conv_transpose(dy, w)             (the adjoint of conv in x)
 //   backward filter  dw = sum over n, oh, ow of dy * x      (the adjoint of conv in w)

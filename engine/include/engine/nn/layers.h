@@ -2,7 +2,7 @@
 // torchvision state dict loads into them key for key.
 //
 //   layer               parameters                    buffers
-//   Conv2d              weight [O, C, k, k], bias [O]  -
+//   Conv2d              weight [O, C/groups, k, k], bias [O]  -
 //   Linear              weight [out, in], bias [out]   -
 //   BatchNorm2d         weight [C], bias [C]           running_mean [C], running_var [C],
 //                                                      num_batches_tracked (i64, 0-dim)
@@ -39,11 +39,13 @@ void constant_(Tensor& t, double value);
 
 class Conv2d : public Module {
  public:
+  // groups (torch's): must divide in_channels and out_channels (else one eng::Error);
+  // groups == in_channels is depthwise. fan_in for the initialisation is (in / groups)*k*k.
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1, int64_t padding = 0,
-         int64_t dilation = 1, bool bias = true);
+         int64_t dilation = 1, bool bias = true, int64_t groups = 1);
   Tensor forward(const Tensor& x) override;
 
-  Tensor weight;  // [out, in, k, k]
+  Tensor weight;  // [out, in / groups, k, k]
   Tensor bias;    // [out], undefined when built with bias = false
   Conv2dParams params;
 };
