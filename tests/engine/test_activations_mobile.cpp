@@ -150,12 +150,18 @@ TEST_CASE("mobile activations: modules, bad input") {
   REQUIRE_THROWS_WITH(hardsigmoid(Tensor()), Catch::Contains("hardsigmoid: undefined input"));
 }
 
-TEST_CASE("mobile activations: bf16 is the f32 result rounded once", "[bf16]") {
+TEST_CASE("mobile activations: bf16 forward and backward are the f32 results rounded once", "[bf16]") {
   Tensor xb = test::random_bf16({3000}, 5);
   Tensor xf = xb.to(DType::f32);
   for (const Act& a : kActs) {
     INFO(a.name);
     REQUIRE(test::bits_of(a.fn(xb)) == test::bits_of(a.fn(xf).to(DType::bf16)));
+    // Backward: the upstream gradient r reaches the node exactly (d sum(y * r) / dy = r), so
+    // the bf16 gradient is the f32 one rounded once.
+    Tensor rb = test::random_bf16({3000}, 6);
+    Tensor gb = value_and_grad(a.fn, xb, rb).second, gf = value_and_grad(a.fn, xf, rb.to(DType::f32)).second;
+    REQUIRE(gb.dtype() == DType::bf16);
+    REQUIRE(test::bits_of(gb) == test::bits_of(gf.to(DType::bf16)));
   }
 }
 
