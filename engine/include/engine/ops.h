@@ -46,6 +46,16 @@ Tensor square(const Tensor& x);
 Tensor abs(const Tensor& x);
 // Gradient flows where lo <= x <= hi (PyTorch's rule: boundary values pass the gradient).
 Tensor clamp(const Tensor& x, double lo, double hi);
+// The MobileNet activations, torch.nn.functional.relu6 / hardsigmoid / hardswish (f32, f64,
+// bf16). Their gradients at the kinks follow torch, not clamp's rule above (kernels/elementwise.h):
+//   relu6(x)       = min(max(x, 0), 6)      grad 0 at x = 0 and x = 6; backward reads the output
+//   hardsigmoid(x) = relu6(x + 3) / 6       grad 0 at x = -3 and x = 3
+//   hardswish(x)   = x * relu6(x + 3) / 6   grad 0 at x = -3, 1 at x = 3
+Tensor relu6(const Tensor& x);
+Tensor hardsigmoid(const Tensor& x);
+Tensor hardswish(const Tensor& x);
+// In-place relu6 (torch.nn.ReLU6(inplace=True)), refused in the same cases as relu_.
+Tensor& relu6_(Tensor& x);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

@@ -154,6 +154,9 @@ const char* unary_name(kern::UnaryOp op) {
     case kern::UnaryOp::Square: return "square";
     case kern::UnaryOp::Abs: return "abs";
     case kern::UnaryOp::Clamp: return "clamp";
+    case kern::UnaryOp::Relu6: return "relu6";
+    case kern::UnaryOp::Hardsigmoid: return "hardsigmoid";
+    case kern::UnaryOp::Hardswish: return "hardswish";
   }
   return "unary";
 }
@@ -164,11 +167,12 @@ const char* unary_name(kern::UnaryOp op) {
 // backward kernel is handed y in place of x.
 bool grad_needs_x(kern::UnaryOp op) {
   using U = kern::UnaryOp;
-  return op == U::Log || op == U::Square || op == U::Abs || op == U::Clamp;
+  return op == U::Log || op == U::Square || op == U::Abs || op == U::Clamp || op == U::Hardsigmoid ||
+         op == U::Hardswish;
 }
 bool grad_needs_y(kern::UnaryOp op) {
   using U = kern::UnaryOp;
-  return op == U::Relu || op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
+  return op == U::Relu || op == U::Relu6 || op == U::Sigmoid || op == U::Exp || op == U::Sqrt;
 }
 
 // Version of a saved tensor's Storage (0 when none is saved).
@@ -249,39 +253,48 @@ Tensor div_scalar(const Tensor& x, double s) {
 }
 Tensor relu(const Tensor& x) { return unary(kern::UnaryOp::Relu, x); }
 
-// In place: refused where overwriting x could change a result or a gradient (see ops.h).
-Tensor& relu_(Tensor& x) {
-  ENGINE_CHECK(x.defined(), "relu_: undefined input");
-  check_floating_or_bf16("relu_", x);
-  ENGINE_CHECK(!(grad_enabled() && x.requires_grad() && !x.grad_fn()), "relu_: in-place change of a leaf that ",
-               "requires grad (shape ", shape_str(x.sizes()), "); use relu()");
-  ENGINE_CHECK(x.is_contiguous(), "relu_: input of shape ", shape_str(x.sizes()),
-               " is not contiguous; use relu()");
+namespace {
+// In place, for the ops whose backward reads only the output (relu, relu6): refused where
+// overwriting x could change a result or a gradient (see ops.h).
+Tensor& unary_from_output_(kern::UnaryOp op, Tensor& x) {
+  const std::string name = std::string(unary_name(op)) + "_";
+  const std::string use = std::string("use ") + unary_name(op) + "()";
+  ENGINE_CHECK(x.defined(), name, ": undefined input");
+  check_floating_or_bf16(name.c_str(), x);
+  ENGINE_CHECK(!(grad_enabled() && x.requires_grad() && !x.grad_fn()), name, ": in-place change of a leaf that ",
+               "requires grad (shape ", shape_str(x.sizes()), "); ", use);
+  ENGINE_CHECK(x.is_contiguous(), name, ": input of shape ", shape_str(x.sizes()), " is not contiguous; ", use);
   // Any other TensorImpl on this Storage is a view the caller holds or a tensor an op saved
   // for its backward (conv2d's input, sigmoid's or relu's output, ...): overwriting it would
   // change that tensor or that gradient, so in-place is refused. The check is conservative
   // (a view nobody reads again also blocks it).
-  ENGINE_CHECK(x.storage().use_count() == 1, "relu_: the input (shape ", shape_str(x.sizes()),
+  ENGINE_CHECK(x.storage().use_count() == 1, name, ": the input (shape ", shape_str(x.sizes()),
                ") shares its memory with another tensor (a view, or a tensor saved for another op's backward); ",
-               "use relu()");
+               use);
   x.storage()->bump_version();
-  dispatch_float_or_bf16(x, "relu_", [&](auto tag) {
+  dispatch_float_or_bf16(x, name.c_str(), [&](auto tag) {
     using T = decltype(tag);
     if (x.is_cuda()) {
-      ENGINE_IF_CUDA(kern::cuda::unary_inplace<T>(kern::UnaryOp::Relu, x.numel(), x.data<T>(), 0.0, 0.0,
-                                                  cuda::stream()));
+      ENGINE_IF_CUDA(kern::cuda::unary_inplace<T>(op, x.numel(), x.data<T>(), 0.0, 0.0, cuda::stream()));
     } else {
-      kern::cpu::unary_inplace<T>(kern::UnaryOp::Relu, x.numel(), x.data<T>(), 0.0, 0.0);
+      kern::cpu::unary_inplace<T>(op, x.numel(), x.data<T>(), 0.0, 0.0);
     }
   });
   if (any_requires_grad({x})) {
-    // x's history gains the ReLU: its new node points to x's old grad_fn (attach reads the
+    // x's history gains the op: its new node points to x's old grad_fn (attach reads the
     // edges before it replaces grad_fn) and keeps the output, now in x's memory.
-    auto node = std::make_shared<UnaryBackward>(kern::UnaryOp::Relu, Tensor(), x.detach(), 0.0, 0.0);
+    auto node = std::make_shared<UnaryBackward>(op, Tensor(), x.detach(), 0.0, 0.0);
     attach(x, node, {x});
   }
   return x;
 }
+}  // namespace
+
+Tensor& relu_(Tensor& x) { return unary_from_output_(kern::UnaryOp::Relu, x); }
+Tensor relu6(const Tensor& x) { return unary(kern::UnaryOp::Relu6, x); }
+Tensor& relu6_(Tensor& x) { return unary_from_output_(kern::UnaryOp::Relu6, x); }
+Tensor hardsigmoid(const Tensor& x) { return unary(kern::UnaryOp::Hardsigmoid, x); }
+Tensor hardswish(const Tensor& x) { return unary(kern::UnaryOp::Hardswish, x); }
 
 Tensor sigmoid(const Tensor& x) { return unary(kern::UnaryOp::Sigmoid, x); }
 Tensor exp(const Tensor& x) { return unary(kern::UnaryOp::Exp, x); }

@@ -19,6 +19,21 @@
 //   Square     y = x^2                     f' = 2 x
 //   Abs        y = |x|                     f' = sign(x) (0 at 0)
 //   Clamp      y = min(max(x, p0), p1)     f' = 1 if p0 <= x <= p1 else 0 (torch's rule)
+// The mobile activations (MobileNetV2/V3), torch's definitions, forward and gradient bit for
+// bit in f32 (checked against torch 2.15's CPU kernels). Their kinks follow torch, which is
+// NOT the convention of Clamp above (torch's hardtanh_backward / hardsigmoid_backward use
+// open intervals; hardswish_backward was changed to an open interval too, in ATen's
+// Activation.cpp and ActivationHardswishKernel.cu: older releases gave -g/2 at x = -3 and 1.5 g
+// at x = 3):
+//   Relu6        y = min(max(x, 0), 6)       f' = 1 if 0 < x < 6 else 0 (0 at both kinks)
+//                (torch.nn.functional.relu6 = hardtanh(x, 0, 6); backward reads y, which
+//                equals x on (0, 6) and is 0 or 6 outside, so relu6_ can run in place)
+//   Hardsigmoid  y = relu6(x + 3) / 6        f' = 1/6 if -3 < x < 3 else 0 (0 at +-3)
+//   Hardswish    y = x * relu6(x + 3) / 6    f' = 0 if x <= -3, x/3 + 1/2 if -3 < x < 3,
+//                (computed as (x * r) / 6)     1 if x >= 3 (so 0 at -3 and 1 at +3)
+//   In f32 / bf16 the 1/6 of Hardsigmoid's gradient is gy * (1.0f / 6.0f) like torch; in f64
+//   it is gy * (1.0 / 6.0) (torch multiplies by the float constant 1.0f / 6.0f even in f64,
+//   a 3e-8 relative difference; this engine keeps the exact derivative).
 // All arrays are contiguous of length n.
 // T is float, double or kern::bf16 (kernels/bf16.h): bf16 is storage only, loaded as float,
 // computed in float (p0 / p1 as float) and stored rounded to nearest even, on the CPU
@@ -29,7 +44,8 @@
 namespace kern {
 
 enum class BinaryOp : uint8_t { Add, Sub, Mul, Div };
-enum class UnaryOp : uint8_t { Neg, AddScalar, MulScalar, RSubScalar, Relu, Sigmoid, Exp, Log, Sqrt, Square, Abs, Clamp };
+enum class UnaryOp : uint8_t { Neg, AddScalar, MulScalar, RSubScalar, Relu, Sigmoid, Exp, Log, Sqrt, Square, Abs, Clamp,
+                              Relu6, Hardsigmoid, Hardswish };
 
 struct BroadcastDims {
   int ndim = 0;

@@ -40,6 +40,12 @@ KERN_HD T sigmoid(T x) {
   return e / (T(1) + e);
 }
 
+// min(max(v, 0), 6) written with comparisons so a NaN passes through (as in torch).
+template <typename T>
+KERN_HD T relu6(T v) {
+  return v < T(0) ? T(0) : (v > T(6) ? T(6) : v);
+}
+
 template <typename T>
 KERN_HD T unary(UnaryOp op, T x, T p0, T p1) {
   switch (op) {
@@ -55,6 +61,9 @@ KERN_HD T unary(UnaryOp op, T x, T p0, T p1) {
     case UnaryOp::Square: return x * x;
     case UnaryOp::Abs: return x < T(0) ? -x : x;
     case UnaryOp::Clamp: return x < p0 ? p0 : (x > p1 ? p1 : x);
+    case UnaryOp::Relu6: return relu6(x);
+    case UnaryOp::Hardsigmoid: return relu6(x + T(3)) / T(6);
+    case UnaryOp::Hardswish: return x * relu6(x + T(3)) / T(6);
   }
   return T(0);
 }
@@ -75,6 +84,10 @@ KERN_HD T unary_grad(UnaryOp op, T x, T y, T gy, T p0, T p1) {
     case UnaryOp::Square: return gy * T(2) * x;
     case UnaryOp::Abs: return x > T(0) ? gy : (x < T(0) ? -gy : T(0));
     case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? gy : T(0);
+    // Relu6 reads only y (x may be null): 0 < y < 6 exactly when 0 < x < 6.
+    case UnaryOp::Relu6: return (y > T(0) && y < T(6)) ? gy : T(0);
+    case UnaryOp::Hardsigmoid: return (x > T(-3) && x < T(3)) ? gy * (T(1) / T(6)) : T(0);
+    case UnaryOp::Hardswish: return x <= T(-3) ? T(0) : (x < T(3) ? gy * (x / T(3) + T(0.5)) : gy);
   }
   return T(0);
 }
