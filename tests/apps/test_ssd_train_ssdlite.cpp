@@ -117,3 +117,38 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large trains, resumes exactly, and
   REQUIRE(r.status == 0);
   REQUIRE(fs::exists(det / "detections.json"));
 }
+
+TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated shapes", "[apps][ssd_train][ssdlite][slow]") {
+  // The tiny_ssd learning test's data and schedule (200 images, 300 iterations at 128, batch
+  // 16). SSDlite from scratch learns slowly here (torchvision's recipe: 660 epochs). Measured
+  // on 2 cores, about 4 minutes: VOC07 mAP 0.057 with lr 0.01 (0.011 with lr 0.05; tiny_ssd
+  // reaches 0.46 on the same run). The bar only says "learning happened": a broken loss,
+  // matcher or BatchNorm stays at 0.01 or below. A longer run for a real bar is still to do.
+  TempDir data_dir("ssdlite_learn_data"), out("ssdlite_learn");
+  data::SynthOptions o;
+  o.width = 192;
+  o.height = 144;
+  data::write_synth_dataset(data_dir.path.string(), data::SynthFormat::Voc, 200, 50, 21, o);
+  app::TrainConfig c;
+  c.arch = "ssdlite320_mobilenet_v3_large";
+  c.data = c.val = data_dir.path.string();
+  c.input_size = 128;
+  c.batch = 16;
+  c.iters = 300;
+  c.lr = 0.01;
+  c.warmup = 20;
+  c.steps = {220, 280};
+  c.workers = 1;
+  c.log_every = 50;
+  c.out = out.path.string();
+  REQUIRE(app::train(c) == 0);
+  std::ifstream in(out / "metrics.jsonl");
+  double map = -1;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line);
+    if (j.contains("map_voc07")) map = j["map_voc07"].get<double>();
+  }
+  INFO("VOC07 mAP after 300 iterations: " << map);
+  CHECK(map > 0.03);
+}
