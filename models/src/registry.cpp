@@ -20,6 +20,7 @@ const Entry kEntries[] = {
     {"ssd300_vgg16", 300, &make_ssd_vgg16},
     {"ssd512_vgg16", 512, &make_ssd_vgg16},
     {"retinanet_resnet50_fpn", 512, &make_retinanet},
+    {"ssdlite320_mobilenet_v3_large", 320, &make_ssdlite},
 };
 
 }  // namespace
