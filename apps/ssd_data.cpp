@@ -124,7 +124,8 @@ int run_anchors(const AnchorArgs& a) {
   app::apply_anchor_flags(mc, a.preset, a.sizes, coco ? "coco" : "voc");
   const int64_t count = models::anchor_scale_count(a.arch);
   const data::Dataset d = data::load_dataset(a.data, a.split, coco ? "" : a.classes, a.images, false);
-  for (const std::string& w : d.warnings) std::cerr << "ssd_data: warning: " << w << "\n";
+  for (size_t i = 0; i < d.warnings.size() && i < 5; ++i) std::cerr << "ssd_data: warning: " << d.warnings[i] << "\n";
+  if (d.warnings.size() > 5) std::cerr << "ssd_data: warning: ... and " << d.warnings.size() - 5 << " more\n";
   auto model = models::create_model(mc);
   std::cout << "data: " << data::dataset_source(a.data, a.split, coco ? "" : a.classes, a.images) << "\n";
   for (const std::string& line : app::anchor_fit_lines(d, *model, a.data)) std::cout << line << "\n";
