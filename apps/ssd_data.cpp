@@ -4,7 +4,7 @@
 // prints how well A's anchors fit D's training boxes (models/anchor_fit.h), proposes anchor
 // scales by k-means on the box shapes (1 - IoU distance) and prints the fit they give.
 //   ssd_data synth --out DIR [--format voc|coco] [--n N] [--val M] [--seed S] [--size WxH]
-//                  [--classes K] [--split NAME] [--preset default|awkward]
+//                  [--classes K] [--split NAME] [--preset default|awkward] [--min-size F] [--max-size F]
 // writes a synthetic shapes detection dataset (docs/synthetic-data.md) and prints one line:
 //   wrote voc dataset to DIR: trainval 200 images, test 50 images; objects: circle 81, ...
 // Exit codes: 0 ok; 1 bad arguments or an error while writing (one line on stderr).
@@ -39,6 +39,7 @@ struct SynthArgs {
   int classes = 6;
   std::string split = "trainval";
   std::string preset = "default";
+  double min_size = data::SynthOptions().min_size, max_size = data::SynthOptions().max_size;
 };
 
 void add_synth_options(CLI::App& synth, SynthArgs& a) {
@@ -53,6 +54,10 @@ void add_synth_options(CLI::App& synth, SynthArgs& a) {
   synth.add_option("--preset", a.preset,
                    "default, or awkward: small faint objects and planted annotation faults (VOC only)")
       ->check(CLI::IsMember({"default", "awkward"}))
+      ->capture_default_str();
+  synth.add_option("--min-size", a.min_size, "smallest object side, a fraction of the shorter image side (default preset)")
+      ->capture_default_str();
+  synth.add_option("--max-size", a.max_size, "largest object side, a fraction of the shorter image side (default preset)")
       ->capture_default_str();
 }
 
@@ -75,6 +80,8 @@ int run_synth(const SynthArgs& a) {
     throw eng::Error("--size: " + std::string(e.what()));
   }
   options.num_classes = a.classes;
+  options.min_size = a.min_size;
+  options.max_size = a.max_size;
   const data::SynthFormat format = a.format == "coco" ? data::SynthFormat::Coco : data::SynthFormat::Voc;
   if (a.preset == "awkward") {
     ENGINE_CHECK(format == data::SynthFormat::Voc, "--preset awkward writes the VOC layout only (got --format ",
@@ -166,7 +173,10 @@ int main(int argc, char** argv) {
   SynthArgs args;
   CLI::App* synth = app.add_subcommand("synth", "write a synthetic shapes detection dataset (VOC or COCO layout)");
   add_synth_options(*synth, args);
-  app::apply_rules(*synth, app::synth_rules());  // every number checked on its text (common/config_check.h)
+  std::vector<app::NumberRule> synth_rules = app::synth_rules();
+  synth_rules.push_back(app::real_rule("--min-size", 0, 0.9, /*lo_open=*/true));
+  synth_rules.push_back(app::real_rule("--max-size", 0, 0.9, /*lo_open=*/true));
+  app::apply_rules(*synth, synth_rules);  // every number checked on its text (common/config_check.h)
   AnchorArgs anchor_args;
   CLI::App* anchors = app.add_subcommand("anchors", "anchor fit on a dataset's boxes and k-means anchor sizes");
   add_anchor_options(*anchors, anchor_args);

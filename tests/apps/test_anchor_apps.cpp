@@ -108,3 +108,19 @@ TEST_CASE("ssd_train prints the anchor fit, warns on small objects and stores cu
   CHECK(bad2.status == 1);
   CHECK(bad2.err.find("not one of voc, coco, custom") != std::string::npos);
 }
+
+TEST_CASE("ssd_data synth --min-size / --max-size: small objects, bad values one line", "[anchor_fit][apps]") {
+  test::TempDir dir("anchor_apps_synth");
+  auto ok = test::run_app("ssd_data", "synth --out '" + (dir / "a") + "' --n 4 --min-size 0.05 --max-size 0.1");
+  INFO(ok.out << ok.err);
+  REQUIRE(ok.status == 0);
+  auto fit = test::run_app("ssd_data", "anchors --data '" + (dir / "a") + "' --arch tiny_ssd");
+  CHECK(fit.out.find("warning: the anchors fit the training boxes poorly") != std::string::npos);
+  for (const std::string& args : {std::string("--min-size 0.5 --max-size 0.3"), std::string("--min-size nan"),
+                                  std::string("--max-size 0.95"), std::string("--min-size 0"), std::string("--min-size x")}) {
+    auto r = test::run_app("ssd_data", "synth --out '" + (dir / "b") + "' --n 2 " + args);
+    INFO(args << " -> " << r.err);
+    CHECK(r.status == 1);
+    CHECK(one_line(r.err));
+  }
+}
