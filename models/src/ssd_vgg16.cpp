@@ -8,10 +8,9 @@
 #include "engine/detection.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "models/ssd.h"
-
-#include "models/anchor_scales.h"
 #include "loss_normaliser.h"
 
 namespace models {
