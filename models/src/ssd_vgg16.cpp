@@ -8,6 +8,7 @@
 #include "engine/detection.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "models/ssd.h"
 #include "loss_normaliser.h"
@@ -162,6 +163,14 @@ void SSDVGG16::set_input_size(int64_t size) {
     for (auto* v : {&min_sizes, &max_sizes, &steps})
       for (double& x : *v) x *= input_size_ / 512.0;
   }
+  if (c.anchor_preset == "custom") {  // models/anchor_scales.h: L + 1 scales of the input side
+    min_sizes.clear();
+    max_sizes.clear();
+    for (size_t k = 0; k < L; ++k) {
+      min_sizes.push_back(c.anchor_scales[k] * input_size_);
+      max_sizes.push_back(c.anchor_scales[k + 1] * input_size_);
+    }
+  }
   for (size_t k = 0; k < L; ++k) {
     det::PriorLevel lv;
     lv.fmap_h = lv.fmap_w = fmap_sizes_[k];
@@ -192,8 +201,7 @@ SSDVGG16::SSDVGG16(const ModelConfig& config) : DetectionModel("SSD", config) {
   ENGINE_CHECK(c.arch == "ssd300_vgg16" || c.arch == "ssd512_vgg16",
                "make_ssd_vgg16: unknown arch '", c.arch, "' (ssd300_vgg16 or ssd512_vgg16)");
   ENGINE_CHECK(c.num_classes >= 2, "SSD: num_classes (background included) must be >= 2, got ", c.num_classes);
-  ENGINE_CHECK(c.anchor_preset == "coco" || c.anchor_preset == "voc", "SSD: anchor_preset must be coco or voc, got '",
-               c.anchor_preset, "'");
+  check_anchor_config(c);
   ssd512_ = c.arch == "ssd512_vgg16";
   set_input_size(c.input_size > 0 ? c.input_size : (ssd512_ ? 512 : 300));
 
