@@ -21,7 +21,7 @@
 #include "models/detection_model.h"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)"};
+  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large)"};
   app::TrainConfig c;
   std::string steps, multiscale;
   bool no_augment = false;

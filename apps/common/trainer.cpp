@@ -195,7 +195,11 @@ void Run::setup_model() {
     ENGINE_CHECK(c_.anchor_preset.empty() && c_.anchor_sizes.empty(),
                  "--anchor-preset / --anchor-sizes: not with --resume (the checkpoint's anchors are used)");
   } else {
-    ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)");
+    ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
+                   std::string names;
+                   for (const std::string& n : models::model_names()) names += (names.empty() ? "" : ", ") + n;
+                   return names;
+                 }(), ")");
     mc.arch = c_.arch;
     mc.num_classes = static_cast<int64_t>(classes_.names.size()) + 1;
     apply_anchor_flags(mc, c_.anchor_preset, c_.anchor_sizes, data::is_coco_path(c_.data) ? "coco" : "voc");
