@@ -11,7 +11,7 @@
 #include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "models/ssd.h"
-#include "loss_normaliser.h"
+#include "models/ssd_loss.h"
 
 namespace models {
 using namespace eng;
@@ -241,47 +241,9 @@ Tensor SSDVGG16::anchors(Device device) const {
   return anchors_cpu_.to(device);
 }
 
+// torchvision SSD's loss (models/ssd_loss.h), shared with ssdlite320_mobilenet_v3_large.
 LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
-  const Tensor& reg = heads.box_regression;
-  const Tensor& logits = heads.class_logits;
-  const int64_t B = reg.size(0), A = reg.size(1), C = logits.size(2);
-  const Device dev = reg.device();
-  Tensor anc = cached_anchors(dev);
-  ENGINE_CHECK(anc.size(0) == A, "SSD loss: ", A, " predictions but ", anc.size(0), " anchors");
-  ENGINE_CHECK(targets.boxes.dim() == 3 && targets.boxes.size(0) == B, "SSD loss: targets.boxes must be [B, G, 4]");
-
-  // Targets on the loss's device (no host copy): per-anchor class targets (0 for background),
-  // matched boxes (the anchor itself for non-positives), the positive mask and 1 / N with
-  // N = max(1, number of positives in the batch).
-  const DType ft = reg.dtype();
-  Tensor labels, enc, pos_mask, inv_n;
-  {
-    NoGradGuard ng;
-    Tensor gt = targets.boxes.to(dev).to(DType::f32);
-    Tensor counts = targets.counts.to(dev);
-    Tensor matched = gt.size(1) > 0
-                         ? det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5)
-                         : full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64).device(dev));
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, 0);
-    labels = t.labels;
-    enc = det::box_encode(t.boxes, anc).to(ft);
-    pos_mask = t.positive.to(ft);  // [B, A]
-    inv_n = detail::inverse_positive_count(t.num_positive, ft);
-  }
-
-  auto per_positive = [&](const Tensor& x) { return mul(x, inv_n.to(x.dtype())); };  // x / N
-  Tensor box_loss = per_positive(sum(mul(smooth_l1_loss(reg, enc, Reduction::None, 1.0), pos_mask.unsqueeze(2))));
-
-  Tensor ce = cross_entropy(logits.reshape({B * A, C}), labels.reshape({B * A}), Reduction::None).reshape({B, A});
-  Tensor sel_mask;
-  {
-    // Classification selection: positives OR hard negatives (both 0/1, so the clamped sum).
-    NoGradGuard ng;
-    Tensor neg = det::hard_negative_mining(ce.detach(), labels, 3.0).to(ft);
-    sel_mask = clamp(add(pos_mask, neg), 0.0, 1.0);
-  }
-  Tensor cls_loss = per_positive(sum(mul(ce, sel_mask)));
-  return {add(cls_loss, box_loss), cls_loss, box_loss};
+  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets);
 }
 
 det::PostprocessOptions SSDVGG16::postprocess_options() const {

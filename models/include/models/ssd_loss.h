@@ -2,7 +2,7 @@
 // SSDMatcher(0.5) (highest IoU >= 0.5, and each GT's best anchor forced), BoxCoder weights
 // (10, 10, 5, 5), smooth-L1 (beta 1) summed over positives, cross-entropy over positives and
 // the 3:1 hardest negatives; both divided by N = max(1, positives in the batch).
-// (SSDVGG16::loss computes the same; ssdlite320_mobilenet_v3_large uses this.)
+// (SSD300/SSD512 and ssdlite320_mobilenet_v3_large use it.)
 #pragma once
 #include "models/detection_model.h"
 
