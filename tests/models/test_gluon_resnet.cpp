@@ -330,3 +330,51 @@ TEST_CASE("gluon_resnet: bad input (unknown name, input shape, input size)") {
   REQUIRE_THROWS_WITH(b->forward_sources(zeros({3, 32, 32})), Catch::Contains("[N, 3, H, W]"));
   REQUIRE_THROWS_WITH(b->source_sizes(0), Catch::Contains("input size"));
 }
+
+TEST_CASE("gluon_resnet: on cuda matches cpu (sources, gradients, train-mode running stats)", "[cuda][models]") {
+  REQUIRE_CUDA_OR_SKIP();
+  for (const std::string name : {"resnet18_v1", "resnet101_v2"}) {
+    INFO(name);
+    manual_seed(11);
+    auto cpu = make(name);
+    auto gpu = make(name);
+    models::parity_init(*cpu);
+    models::parity_init(*gpu);
+    gpu->to(Device::cuda());
+    Tensor x = randn({2, 3, 34, 34});
+    // Eval mode (well conditioned: see the train-mode parity test) for sources and gradients.
+    cpu->eval();
+    gpu->eval();
+    auto oc = cpu->forward_sources(x);
+    auto og = gpu->forward_sources(x.to(Device::cuda()));
+    Tensor lc = mean(square(oc[0])), lg = mean(square(og[0]));
+    for (size_t i = 1; i < oc.size(); ++i) {
+      lc = lc + mean(square(oc[i]));
+      lg = lg + mean(square(og[i]));
+    }
+    lc.backward();
+    lg.backward();
+    for (size_t i = 0; i < oc.size(); ++i) {
+      INFO("source " << i);
+      REQUIRE_CLOSE(og[i].detach().to(Device::cpu()), oc[i].detach(), 1e-4 * max_abs(oc[i].detach()), 1e-4);
+    }
+    for (const std::string p : {"conv1.weight", "layer1.0.bn1.weight", "layer4.0.conv2.weight"}) {
+      INFO("grad of " << p);
+      Tensor gc = cpu->find(p).grad(), gg = gpu->find(p).grad();
+      REQUIRE((gc.defined() && gg.defined()));
+      REQUIRE_CLOSE(gg.to(Device::cpu()), gc, 1e-3 * max_abs(gc), 1e-3);
+    }
+    // One train-mode forward: batch statistics and the running-stat update of the shallow BNs.
+    cpu->train();
+    gpu->train();
+    NoGradGuard g;
+    cpu->forward_sources(x);
+    gpu->forward_sources(x.to(Device::cuda()));
+    std::vector<std::string> bufs = {"bn1.running_mean", "bn1.running_var", "layer1.0.bn1.running_var"};
+    if (name == "resnet101_v2") bufs.push_back("bn_data.running_var");
+    for (const auto& buf : bufs) {
+      INFO(buf);
+      REQUIRE_CLOSE(gpu->find(buf).to(Device::cpu()), cpu->find(buf), 1e-5, 1e-4);
+    }
+  }
+}
