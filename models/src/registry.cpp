@@ -22,6 +22,12 @@ const Entry kEntries[] = {
     {"ssd512_vgg16", 512, &make_ssd_vgg16},
     {"retinanet_resnet50_fpn", 512, &make_retinanet},
     {"ssdlite320_mobilenet_v3_large", 320, &make_ssdlite},
+    {"ssd512_resnet18_v1", 512, &make_gluon_ssd},
+    {"ssd512_resnet50_v1", 512, &make_gluon_ssd},
+    {"ssd512_resnet101_v2", 512, &make_gluon_ssd},
+    {"ssd512_resnet152_v2", 512, &make_gluon_ssd},
+    {"ssd512_mobilenet1_0", 512, &make_gluon_ssd},
+    {"ssd300_mobilenet0_25", 300, &make_gluon_ssd},
 };
 
 }  // namespace
