@@ -21,7 +21,9 @@
 #include "models/detection_model.h"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large)"};
+  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, "
+               "ssdlite320_mobilenet_v3_large, the GluonCV presets ssd512_resnet18_v1 ... ssd300_mobilenet0_25; "
+               "ssd_detect --summary --arch A describes one)"};
   app::TrainConfig c;
   std::string steps, multiscale;
   bool no_augment = false;

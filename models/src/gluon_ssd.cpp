@@ -96,7 +96,9 @@ FixedGammaBatchNorm2d::FixedGammaBatchNorm2d(int64_t channels, double eps_, doub
 }
 
 Tensor FixedGammaBatchNorm2d::forward(const Tensor& x) {
-  Tensor y = batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  // MXNet's fix_gamma ignores the stored gamma: normalise with gamma = 1 whatever the buffer
+  // holds (a weight file may carry another value there).
+  Tensor y = batch_norm2d(x, Tensor(), bias, running_mean, running_var, is_training(), momentum, eps);
   if (is_training()) {
     NoGradGuard guard;
     num_batches_tracked.copy_(add_scalar(num_batches_tracked.to(DType::f64), 1.0));

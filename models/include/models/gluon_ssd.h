@@ -21,8 +21,8 @@
 //   box_predictors.{k}            3x3 pad 1 conv with bias -> A_k * 4
 // The expander's BNs are MXNet symbol BatchNorms with their defaults: eps 1e-3 and
 // fix_gamma=True, so gamma is a constant 1 (kept here as a buffer named "weight", never
-// learned; beta is learned). Head layout: [B, A, K] from NCHW as ((y W + x) A_k + a) K + c,
-// torchvision's.
+// learned, and its value is ignored as MXNet does; beta is learned). Head layout: [B, A, K]
+// from NCHW as ((y W + x) A_k + a) K + c, torchvision's.
 //
 // Anchors (GluonCV SSDAnchorGenerator): pixels, no clipping; centre ((j + 0.5) step,
 // (i + 0.5) step); per location [s_k, s_k], [sqrt(s_k s_k+1)]^2, then s_k with each ratio
