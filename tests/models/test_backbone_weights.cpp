@@ -1,8 +1,7 @@
 // ImageNet backbone weights checked against torchvision's layouts (models/backbone_weights.h)
-// and SSDlite's full MobileNetV3 tail (ModelConfig::full_tail). The files are built here from
-// torchvision's key/shape lists (tests/fixtures/backbone_keys, tools/make_backbone_key_lists.py;
-// no weights are downloaded or stored): every tensor gets its own constant value, so the test
-// can see where each one landed.
+// and SSDlite's full MobileNetV3 tail (ModelConfig::full_tail). The files are built from
+// torchvision's key/shape lists (tests/backbone_files.h): every tensor gets its own constant
+// value, so the test can see where each one landed.
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -15,6 +14,7 @@
 #include "models/backbone_weights.h"
 #include "models/factories.h"
 #include "models/weights.h"
+#include "backbone_files.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -24,26 +24,7 @@ using Entries = std::vector<std::pair<std::string, Tensor>>;
 
 namespace {
 
-// "<key> <f32|i64> <d0,d1,...>" lines -> tensors; the n-th float tensor is filled with
-// 0.001 * (n + 1), an i64 one with n + 1.
-Entries torchvision_state(const std::string& model) {
-  const std::string path = std::string(ENGINE_TEST_DATA_DIR) + "/fixtures/backbone_keys/" + model + ".txt";
-  std::ifstream in(path);
-  REQUIRE(in.good());
-  Entries out;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream ls(line);
-    std::string key, dtype, dims;
-    ls >> key >> dtype >> dims;
-    Shape shape;
-    std::istringstream ds(dims);
-    for (std::string d; std::getline(ds, d, ',');) shape.push_back(std::stoll(d));
-    const double n = static_cast<double>(out.size() + 1);
-    out.emplace_back(key, dtype == "i64" ? full(shape, n, DType::i64) : full(shape, 0.001 * n));
-  }
-  REQUIRE(!out.empty());
-  return out;
-}
+using test::torchvision_state;
 
 std::shared_ptr<models::DetectionModel> make(const std::string& arch, bool full_tail = false, int64_t size = 0) {
   manual_seed(3);
