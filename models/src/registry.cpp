@@ -42,6 +42,8 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   // Only SSD uses the preset, but an unknown one is refused for every architecture (it would
   // otherwise be written into checkpoints and silently ignored).
   check_anchor_config(config);
+  ENGINE_CHECK(!config.full_tail || config.arch == "ssdlite320_mobilenet_v3_large",
+               "full_tail: only ssdlite320_mobilenet_v3_large has a MobileNetV3 tail to choose, not '", config.arch, "'");
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;
     ModelConfig c = config;

@@ -25,6 +25,11 @@ struct ModelConfig {
   // (models/anchor_scales.h); empty for every other preset.
   std::vector<double> anchor_scales;
   int64_t input_size = 0;         // 0: the architecture's default (256, 300, 512, 512)
+  // ssdlite320_mobilenet_v3_large only: MobileNetV3's full tail (features 13..16 at 160 / 960
+  // channels), the structure torchvision builds when ImageNet backbone weights are given
+  // (reduce_tail = weights_backbone is None); false: the reduced tail (3,440,060 parameters).
+  // Recorded in weights metadata as kMetaBackboneTail = "full" (absent: reduced).
+  bool full_tail = false;
 };
 
 struct HeadOutputs {
