@@ -156,7 +156,8 @@ int run_anchors(const AnchorArgs& a) {
               cl.str().c_str());
   std::fflush(stdout);
   std::cout << "k-means scales: " << models::format_anchor_scales(p.kmeans_scales, 4)
-            << "; refined on the model's anchor grid: " << models::format_anchor_scales(p.scales, 4) << "\n";
+            << "; refined on the model's anchor grid from the " << p.start
+            << " start: " << models::format_anchor_scales(p.scales, 4) << "\n";
   std::cout << "anchors: " << a.arch << " (proposed) at input " << s
             << " on the training set: " << models::describe_anchor_fit(p.fit) << "\n";
   std::cout << "proposed: --anchor-sizes " << models::format_anchor_scales(p.scales, 4);

@@ -207,7 +207,7 @@ AnchorFit fit_of(const std::vector<data::Box>& boxes, ModelConfig c, const std::
 AnchorProposal propose_anchor_scales(const std::vector<data::Box>& boxes, const ModelConfig& base, int k,
                                      uint64_t seed) {
   const int64_t count = anchor_scale_count(base.arch);
-  ENGINE_CHECK(count > 0, base.arch, " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16 and ssd512_vgg16 do)");
+  ENGINE_CHECK(count > 0, base.arch, " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16, ssd512_vgg16 and the GluonCV presets do)");
   ENGINE_CHECK(!boxes.empty(), "anchor proposal: no training boxes");
   ENGINE_CHECK(base.input_size >= 1, "anchor proposal: the input size must be resolved, got ", base.input_size);
   const int input = static_cast<int>(base.input_size);
@@ -223,8 +223,33 @@ AnchorProposal propose_anchor_scales(const std::vector<data::Box>& boxes, const 
   std::vector<data::Box> sample;
   const size_t stride = (boxes.size() + kMaxSearchBoxes - 1) / kMaxSearchBoxes;
   for (size_t i = 0; i < boxes.size(); i += stride) sample.push_back(boxes[i]);
-  std::vector<double> cur = p.kmeans_scales;
-  double best = fitness(fit_of(sample, base, cur));
+  // Starting points: the k-means scales, the preset's, and every splice of the two (the j
+  // smallest k-means scales on the fine levels, the preset's on the coarse ones). On small
+  // objects k-means alone puts small anchors on the coarse maps too, where a local search
+  // cannot move them all back; a splice keeps them where they can help. The best start by
+  // the fitness below is then refined.
+  const std::vector<double> preset = preset_anchor_scales(base);
+  std::vector<std::pair<std::string, std::vector<double>>> starts = {{"k-means", p.kmeans_scales}};
+  if (preset.size() == p.kmeans_scales.size()) {
+    starts.push_back({"preset", preset});
+    for (size_t j = 1; j < preset.size(); ++j) {
+      std::vector<double> splice(p.kmeans_scales.begin(), p.kmeans_scales.begin() + static_cast<std::ptrdiff_t>(j));
+      splice.insert(splice.end(), preset.begin() + static_cast<std::ptrdiff_t>(j), preset.end());
+      bool increasing = true;
+      for (size_t i = 1; i < splice.size(); ++i) increasing = increasing && splice[i] > splice[i - 1];
+      if (increasing) starts.push_back({"k-means " + std::to_string(j) + " + preset " + std::to_string(preset.size() - j), splice});
+    }
+  }
+  std::vector<double> cur;
+  double best = -1;
+  for (const auto& [name, scales] : starts) {
+    const double v = fitness(fit_of(sample, base, scales));
+    if (v > best + 1e-12) {
+      best = v;
+      cur = scales;
+      p.start = name;
+    }
+  }
   constexpr int kRounds = 4;
   for (int round = 0; round < kRounds; ++round) {
     bool improved = false;

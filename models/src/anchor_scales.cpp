@@ -92,6 +92,24 @@ std::string format_anchor_scales(const std::vector<double>& scales, int precisio
   return out;
 }
 
+std::vector<double> preset_anchor_scales(const ModelConfig& c) {
+  if (c.anchor_preset == "custom") return c.anchor_scales;
+  auto scaled = [](std::vector<double> v, double base) {
+    for (double& x : v) x /= base;
+    return v;
+  };
+  if (c.arch == "tiny_ssd") return {0.2, 0.37, 0.54, 0.71, 0.88, 0.961 * 0.961 / 0.88};
+  if (c.arch == "ssd300_vgg16")
+    return c.anchor_preset == "coco" ? std::vector<double>{0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05}
+                                     : scaled({30, 60, 111, 162, 213, 264, 315}, 300);
+  if (c.arch == "ssd512_vgg16") return scaled({35.84, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6}, 512);
+  if (is_gluon_ssd_arch(c.arch)) {
+    const GluonSSDPreset& p = gluon_ssd_preset(c.arch);
+    return scaled(c.anchor_preset == "voc" ? p.sizes_voc : p.sizes_coco, static_cast<double>(p.base_size));
+  }
+  return {};
+}
+
 std::vector<double> level_sizes(const std::vector<double>& scales, size_t k) {
   ENGINE_CHECK(k + 1 < scales.size(), "level_sizes: level ", k, " needs ", k + 2, " scales, got ", scales.size());
   return {scales[k], std::sqrt(scales[k] * scales[k + 1])};

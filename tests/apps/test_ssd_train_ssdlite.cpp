@@ -119,11 +119,11 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large trains, resumes exactly, and
 }
 
 TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated shapes", "[apps][ssd_train][ssdlite][slow]") {
-  // The tiny_ssd learning test's data and schedule (200 images, 300 iterations at 128, batch
-  // 16). SSDlite from scratch learns slowly here (torchvision's recipe: 660 epochs). Measured
-  // on 2 cores, about 4 minutes: VOC07 mAP 0.057 with lr 0.01 (0.011 with lr 0.05; tiny_ssd
-  // reaches 0.46 on the same run). The bar only says "learning happened": a broken loss,
-  // matcher or BatchNorm stays at 0.01 or below. A longer run for a real bar is still to do.
+  // The tiny_ssd learning test's data (200 images, 50 held out), 250 iterations at input 256,
+  // batch 16, lr 0.02, from scratch. Measured on 2 cores (7 minutes while other builds ran):
+  // VOC07 mAP 0.377; 400 iterations reached 0.741. At input 128 (maps 8, 4, 2, 1, 1, 1) the
+  // same model learned little: 0.057 after 300 iterations. A broken loss, matcher or
+  // BatchNorm stays at 0.01 or below.
   TempDir data_dir("ssdlite_learn_data"), out("ssdlite_learn");
   data::SynthOptions o;
   o.width = 192;
@@ -132,12 +132,12 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated s
   app::TrainConfig c;
   c.arch = "ssdlite320_mobilenet_v3_large";
   c.data = c.val = data_dir.path.string();
-  c.input_size = 128;
+  c.input_size = 256;
   c.batch = 16;
-  c.iters = 300;
-  c.lr = 0.01;
+  c.iters = 250;
+  c.lr = 0.02;
   c.warmup = 20;
-  c.steps = {220, 280};
+  c.steps = {190, 235};
   c.workers = 1;
   c.log_every = 50;
   c.out = out.path.string();
@@ -149,6 +149,6 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated s
     auto j = nlohmann::json::parse(line);
     if (j.contains("map_voc07")) map = j["map_voc07"].get<double>();
   }
-  INFO("VOC07 mAP after 300 iterations: " << map);
-  CHECK(map > 0.03);
+  INFO("VOC07 mAP after 250 iterations: " << map);
+  CHECK(map > 0.15);
 }

@@ -251,3 +251,34 @@ TEST_CASE("backbone weights: torchvision vgg16 into SSD300 (conv5 under extra.0)
                  "keys such as 'conv1.weight' for model key 'backbone.body.conv1.weight' [64, 3, 7, 7])"));
   }
 }
+
+TEST_CASE("backbone weights: torchvision resnet50 into ssd512_resnet50_v1 (GluonCV v1: same keys, biases stay 0)",
+          "[models][weights][backbone]") {
+  TempDir dir("test_backbone_weights_gluon");
+  const Entries rn = torchvision_state("resnet50");
+  io::save_safetensors(dir / "resnet.safetensors", rn);
+  io::save_safetensors(dir / "vgg.safetensors", torchvision_state("vgg16"));
+  auto m = make("ssd512_resnet50_v1");
+  auto layout = models::imagenet_backbone_layout("ssd512_resnet50_v1");
+  REQUIRE(layout);
+  auto r = models::load_backbone_weights(*m, dir / "resnet.safetensors", *layout);
+  INFO(r.summary());
+  CHECK(r.loaded.size() == rn.size() - 2);  // everything but fc.weight / fc.bias
+  CHECK(r.skipped.size() == 2);
+  check_landed(*m, rn, r);
+  // GluonCV's bottleneck 1x1 biases are not in torchvision's file: 16 blocks x 2, left at 0.
+  CHECK(r.not_loaded.size() == 32);
+  for (const auto& name : r.not_loaded) {
+    INFO(name);
+    CHECK((name.find(".conv1.bias") != std::string::npos || name.find(".conv3.bias") != std::string::npos));
+    for (float v : m->find(name).to_vector<float>()) CHECK(v == 0.0f);
+  }
+  const std::string e = error_of([&] { models::load_backbone_weights(*m, dir / "vgg.safetensors", *layout); });
+  CHECK(has(e, "vgg.safetensors: not a torchvision resnet50 backbone for ssd512_resnet50_v1: no key of the file belongs"));
+  // resnet50 weights into the resnet18 preset: the first block's conv1 has another shape.
+  auto m18 = make("ssd512_resnet18_v1");
+  const std::string e18 = error_of(
+      [&] { models::load_backbone_weights(*m18, dir / "resnet.safetensors", *models::imagenet_backbone_layout("ssd512_resnet18_v1")); });
+  CHECK(has(e18, "not a torchvision resnet18 backbone for ssd512_resnet18_v1: file key 'layer1.0.conv1.weight' is [64, 64, 1, 1], model key 'backbone.layer1.0.conv1.weight' is [64, 64, 3, 3]"));
+  CHECK_FALSE(models::imagenet_backbone_layout("ssd512_resnet101_v2"));
+}

@@ -14,7 +14,10 @@
 // (models/anchor_scales.h), interpolated in log space when k != L + 1. The clusters ignore
 // where the model puts anchors (level k's stride; tiny_ssd's finest is S/8), so the scales
 // are then refined against the real anchors, as YOLOv5's autoanchor evolves its k-means
-// result: a deterministic coordinate search that multiplies one scale at a time by 0.8,
+// result. The search starts from the best (by its fitness) of the k-means scales, the
+// preset's, and each splice of the j smallest k-means scales with the preset's coarse ones
+// (on small objects k-means alone also shrinks the coarse levels' anchors, which measured
+// worse than the defaults; see docs/training.md). It is a deterministic coordinate search that multiplies one scale at a time by 0.8,
 // 0.9, 1.1 or 1.25 and keeps a change when recall + 0.5 * mean best IoU grows (on at most
 // 2000 boxes, every n-th).
 #pragma once
@@ -68,6 +71,8 @@ struct AnchorProposal {
   std::vector<BoxShape> clusters;       // k-means result, sorted by area (input pixels)
   double cluster_iou = 0;               // mean_best_shape_iou of the clusters
   std::vector<double> kmeans_scales;    // scales_from_clusters
+  std::string start;                    // the refinement's start: "k-means", "preset" or
+                                        // "k-means j + preset m" (a splice, see the .cpp)
   std::vector<double> scales;           // after the refinement
   AnchorFit fit;                        // of `scales`, on all boxes
 };

@@ -33,6 +33,12 @@ void check_anchor_config(const ModelConfig& config);
 // range, increasing); `what` names the source in the error ("--anchor-sizes", a file).
 std::vector<double> parse_anchor_scales(const std::string& text, const std::string& what);
 std::string format_anchor_scales(const std::vector<double>& scales, int precision = 17);
+// The L + 1 scales that reproduce (or, where the preset is not of this form, approximate)
+// the architecture's voc / coco preset at config.input_size: SSD300 coco 0.07 .. 1.05, voc
+// 30 .. 315 / 300; SSD512 35.84 .. 537.6 / 512; tiny_ssd 0.2, 0.37, 0.54, 0.71, 0.88 and
+// 0.961^2 / 0.88; the GluonCV presets' pixel sizes / base size. Empty for an architecture
+// without custom sizes; a custom config returns its own scales.
+std::vector<double> preset_anchor_scales(const ModelConfig& config);
 // Level k's two sizes from the scales: {s_k, sqrt(s_k * s_{k+1})}.
 std::vector<double> level_sizes(const std::vector<double>& scales, size_t k);
 

@@ -33,6 +33,9 @@ struct BackboneLayout {
   // excepted: old torchvision files lack it).
   std::vector<std::string> model_prefixes;
   std::string example_file_key;  // the layout's first key, named when nothing matched
+  // Model keys under model_prefixes that the file may leave alone (they keep their value);
+  // null: none.
+  std::function<bool(const std::string&)> may_stay;
 };
 
 // torchvision vgg16 (IMAGENET1K_V1, also `features` of IMAGENET1K_FEATURES): features.{0..22}
@@ -46,6 +49,14 @@ BackboneLayout resnet50_backbone_layout();
 // features.13.block.0.* -> backbone.features.0.13.*, features.13.block.{1,2,3}.* ->
 // backbone.features.1.0.{1,2,3}.*, features.{14,15,16}.* -> backbone.features.1.{1,2,3}.*.
 BackboneLayout mobilenet_v3_large_backbone_layout();
+// torchvision resnet18 / resnet50 (`which`) into the GluonCV v1 backbones of
+// ssd512_resnet18_v1 / ssd512_resnet50_v1 (models/gluon_resnet.h: torchvision's names under
+// backbone.*): conv1, bn1, layer1..layer4 -> backbone.*; fc.* is not backbone. The GluonCV-only
+// biases of the bottleneck's 1x1 convs (backbone.layerK.i.conv1.bias / conv3.bias) are not in
+// the file and stay 0. The shapes agree, but GluonCV v1 strides in the bottleneck's first 1x1
+// where torchvision strides in the 3x3: for resnet50 the loaded weights are a starting point,
+// not torchvision's classifier (docs/gluon_ssd.md); resnet18 is the same network.
+BackboneLayout gluon_resnet_v1_backbone_layout(const std::string& which);
 // The rename alone (tests, docs).
 std::optional<std::string> mobilenet_v3_large_backbone_name(const std::string& file_key);
 
