@@ -242,7 +242,8 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
   ENGINE_CHECK(anc.size(0) == A, "SSD loss: ", A, " predictions but ", anc.size(0), " anchors");
   ENGINE_CHECK(targets.boxes.dim() == 3 && targets.boxes.size(0) == B, "SSD loss: targets.boxes must be [B, G, 4]");
 
-  // Targets on the loss's device (no host copy): per-anchor class targets (0 for background),
+  // Targets on the loss's device (no host copy): per-anchor class targets (0 for background,
+  // -1 for anchors matched to an ignored GT),
   // matched boxes (the anchor itself for non-positives), the positive mask and 1 / N with
   // N = max(1, number of positives in the batch).
   const DType ft = reg.dtype();
@@ -254,7 +255,8 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
     Tensor matched = gt.size(1) > 0
                          ? det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5)
                          : full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64).device(dev));
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, 0);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, -1,
+                                                 targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());
     labels = t.labels;
     enc = det::box_encode(t.boxes, anc).to(ft);
     pos_mask = t.positive.to(ft);  // [B, A]
@@ -264,7 +266,9 @@ LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
   auto per_positive = [&](const Tensor& x) { return mul(x, inv_n.to(x.dtype())); };  // x / N
   Tensor box_loss = per_positive(sum(mul(smooth_l1_loss(reg, enc, Reduction::None, 1.0), pos_mask.unsqueeze(2))));
 
-  Tensor ce = cross_entropy(logits.reshape({B * A, C}), labels.reshape({B * A}), Reduction::None).reshape({B, A});
+  // Anchors claimed by an ignored GT carry label -1: no loss (ignore_index) and never mined.
+  Tensor ce =
+      cross_entropy(logits.reshape({B * A, C}), labels.reshape({B * A}), Reduction::None, -1).reshape({B, A});
   Tensor sel_mask;
   {
     // Classification selection: positives OR hard negatives (both 0/1, so the clamped sum).

@@ -133,7 +133,8 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
     Tensor gt = targets.boxes.to(dev).to(DType::f32);
     Tensor counts = targets.counts.to(dev);
     Tensor matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5);
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, c, 0, -1);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, c, 0, -1,
+                                                 targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());
     labels = t.labels;
     box_targets = det::box_encode(t.boxes, anc);
     pos_mask = t.positive.to(logits.dtype());

@@ -104,9 +104,13 @@ struct AssignedTargets {
   Tensor positive;      // [B, A], gt_boxes' dtype: 1 or 0
   Tensor num_positive;  // i64 [B]
 };
+// gt_ignore (optional) u8 [B, G] on the same device: a nonzero entry marks an ignored GT
+// (difficult / crowd). An anchor matched to it gets ignore_label, the anchor as its box and
+// positive 0: neither positive nor negative (the losses give it no loss and never mine it).
+// Ignored GTs still take part in the matching, so they claim the anchors that cover them.
 AssignedTargets assign_targets(const Tensor& matched, const Tensor& gt_boxes, const Tensor& gt_labels,
                                const Tensor& anchors, int64_t num_classes, int64_t background_label = 0,
-                               int64_t ignore_label = 0);
+                               int64_t ignore_label = 0, const Tensor& gt_ignore = Tensor());
 
 // ---------------------------------------------------------------- box coding (box_coder.cpp)
 struct BoxCoderWeights {

@@ -35,6 +35,10 @@ struct Targets {
   eng::Tensor boxes;   // f32 [B, G, 4]
   eng::Tensor labels;  // i64 [B, G]
   eng::Tensor counts;  // i64 [B]
+  // Optional u8 [B, G]: 1 = an ignored GT (VOC difficult, COCO crowd). It takes part in the
+  // matching, and the anchors it claims are neither positive nor negative (no loss, never
+  // mined). Undefined = nothing ignored.
+  eng::Tensor ignore;
 };
 
 struct LossParts {
