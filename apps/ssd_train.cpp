@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/anchor_report.h"
 #include "common/cli_rules.h"
 #include "common/config_check.h"
 #include "common/distributed.h"
@@ -20,7 +21,7 @@
 #include "models/detection_model.h"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)"};
+  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large)"};
   app::TrainConfig c;
   std::string steps, multiscale;
   bool no_augment = false;
@@ -33,6 +34,11 @@ int main(int argc, char** argv) {
   cli.add_option("--val-images", c.val_images, "COCO: image folder of --val");
   cli.add_option("--classes", c.classes, "class names, one per line (VOC layouts; default: <root>/classes.txt, else VOC's 20)");
   cli.add_option("--input-size", c.input_size, "input side (default: the architecture's)");
+  cli.add_option("--anchor-preset", c.anchor_preset,
+                 "SSD anchor sizes: voc, coco or custom (default: coco for a COCO .json, else voc)");
+  cli.add_option("--anchor-sizes", c.anchor_sizes,
+                 "custom anchor scales, fractions of the input side, one per feature level plus one, increasing "
+                 "(tiny_ssd 6, ssd300_vgg16 7, ssd512_vgg16 8; `ssd_data anchors` proposes them)");
   cli.add_option("--device", c.device, "cpu or cuda")->capture_default_str();
   cli.add_option("--precision", c.precision, "fp32, tf32 or bf16 (default: bf16 on cuda, fp32 on cpu)");
   cli.add_option("--image-transfer", c.image_transfer,
@@ -101,6 +107,11 @@ int main(int argc, char** argv) {
         c.multiscale.push_back(static_cast<int>(s));
     c.augment = !no_augment;
     app::check(c);
+    if (!c.arch.empty() && c.resume.empty()) {  // the anchor flags, before any data is read
+      models::ModelConfig mc;
+      mc.arch = c.arch;
+      app::apply_anchor_flags(mc, c.anchor_preset, c.anchor_sizes, "voc");
+    }
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return cli.exit(e);
     std::cerr << app::cli_error_line("ssd_train", e) << " (see --help)\n";

@@ -7,6 +7,7 @@
 #include "engine/error.h"
 #include "engine/io/read_file.h"
 #include "engine/io/safetensors.h"
+#include "models/anchor_scales.h"
 #include "models/weights.h"
 
 namespace app {
@@ -62,6 +63,7 @@ void save_checkpoint(const std::string& path, const models::DetectionModel& mode
   meta[models::kMetaAnchorPreset] = c.anchor_preset;
   meta[models::kMetaInputSize] = std::to_string(c.input_size);
   meta[models::kMetaFormat] = "ssd_engine.detection_model";
+  if (!c.anchor_scales.empty()) meta[models::kMetaAnchorScales] = models::format_anchor_scales(c.anchor_scales);
   meta["classes"] = nlohmann::json(classes.names).dump();
   meta["category_ids"] = nlohmann::json(classes.category_ids).dump();
   meta["iteration"] = std::to_string(state.iteration);

@@ -1,5 +1,7 @@
 #include "common/trainer.h"
 
+#include "common/anchor_report.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -190,11 +192,17 @@ void Run::setup_model() {
                  c_.arch, "'");
     const ClassList saved = read_class_list(c_.resume);
     ENGINE_CHECK(saved.names == classes_.names, c_.resume, ": checkpoint classes differ from the dataset's");
+    ENGINE_CHECK(c_.anchor_preset.empty() && c_.anchor_sizes.empty(),
+                 "--anchor-preset / --anchor-sizes: not with --resume (the checkpoint's anchors are used)");
   } else {
-    ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn)");
+    ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
+                   std::string names;
+                   for (const std::string& n : models::model_names()) names += (names.empty() ? "" : ", ") + n;
+                   return names;
+                 }(), ")");
     mc.arch = c_.arch;
     mc.num_classes = static_cast<int64_t>(classes_.names.size()) + 1;
-    mc.anchor_preset = data::is_coco_path(c_.data) ? "coco" : "voc";
+    apply_anchor_flags(mc, c_.anchor_preset, c_.anchor_sizes, data::is_coco_path(c_.data) ? "coco" : "voc");
     mc.input_size = c_.input_size;
   }
   eng::manual_seed(c_.seed);
@@ -243,6 +251,8 @@ void Run::setup_model() {
   log_->say("model: " + mc.arch + ", " + std::to_string(model_->num_parameters()) + " parameters, input " +
             std::to_string(base_size_) + ", " + std::to_string(classes_.names.size()) + " classes, on " + c_.device + " in " +
             precision_name(precision_) + (c_.deterministic ? " (deterministic)" : ""));
+  // How well the anchors fit the training boxes, with a warning when the matcher cannot reach most.
+  for (const std::string& line : anchor_fit_lines(train_set_, *model_, c_.data)) log_->say(line);
 }
 
 // Several ranks: the model becomes one replica of a data-parallel run, as torch's DDP does it.

@@ -18,6 +18,9 @@ struct TrainConfig {
   std::string val, val_split = "test", val_images;         // validation set (optional)
   std::string classes;                                     // class file (VOC layouts)
   int input_size = 0;                                      // 0: the architecture's default
+  // --anchor-preset ("": voc, or coco for a COCO .json) and --anchor-sizes (L + 1 scales,
+  // "0.05,0.1,..."; implies custom): common/anchor_report.h, models/anchor_scales.h.
+  std::string anchor_preset, anchor_sizes;
   std::string device = "cpu";
   std::string precision;                                   // fp32 | tf32 | bf16; "": the device's default
   bool deterministic = false;                              // cuDNN deterministic algorithms, fixed-order sums

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "models/anchor_scales.h"
 #include "models/detection_model.h"
 #include "models/factories.h"
 
@@ -20,6 +21,7 @@ const Entry kEntries[] = {
     {"ssd300_vgg16", 300, &make_ssd_vgg16},
     {"ssd512_vgg16", 512, &make_ssd_vgg16},
     {"retinanet_resnet50_fpn", 512, &make_retinanet},
+    {"ssdlite320_mobilenet_v3_large", 320, &make_ssdlite},
 };
 
 }  // namespace
@@ -33,8 +35,7 @@ std::vector<std::string> model_names() {
 std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   // Only SSD uses the preset, but an unknown one is refused for every architecture (it would
   // otherwise be written into checkpoints and silently ignored).
-  ENGINE_CHECK(config.anchor_preset == "voc" || config.anchor_preset == "coco", "anchor preset '",
-               config.anchor_preset, "' is not one of voc, coco");
+  check_anchor_config(config);
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;
     ModelConfig c = config;

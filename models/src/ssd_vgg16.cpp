@@ -8,9 +8,10 @@
 #include "engine/detection.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "models/ssd.h"
-#include "loss_normaliser.h"
+#include "models/ssd_loss.h"
 
 namespace models {
 using namespace eng;
@@ -162,6 +163,14 @@ void SSDVGG16::set_input_size(int64_t size) {
     for (auto* v : {&min_sizes, &max_sizes, &steps})
       for (double& x : *v) x *= input_size_ / 512.0;
   }
+  if (c.anchor_preset == "custom") {  // models/anchor_scales.h: L + 1 scales of the input side
+    min_sizes.clear();
+    max_sizes.clear();
+    for (size_t k = 0; k < L; ++k) {
+      min_sizes.push_back(c.anchor_scales[k] * input_size_);
+      max_sizes.push_back(c.anchor_scales[k + 1] * input_size_);
+    }
+  }
   for (size_t k = 0; k < L; ++k) {
     det::PriorLevel lv;
     lv.fmap_h = lv.fmap_w = fmap_sizes_[k];
@@ -192,8 +201,7 @@ SSDVGG16::SSDVGG16(const ModelConfig& config) : DetectionModel("SSD", config) {
   ENGINE_CHECK(c.arch == "ssd300_vgg16" || c.arch == "ssd512_vgg16",
                "make_ssd_vgg16: unknown arch '", c.arch, "' (ssd300_vgg16 or ssd512_vgg16)");
   ENGINE_CHECK(c.num_classes >= 2, "SSD: num_classes (background included) must be >= 2, got ", c.num_classes);
-  ENGINE_CHECK(c.anchor_preset == "coco" || c.anchor_preset == "voc", "SSD: anchor_preset must be coco or voc, got '",
-               c.anchor_preset, "'");
+  check_anchor_config(c);
   ssd512_ = c.arch == "ssd512_vgg16";
   set_input_size(c.input_size > 0 ? c.input_size : (ssd512_ ? 512 : 300));
 
@@ -233,51 +241,9 @@ Tensor SSDVGG16::anchors(Device device) const {
   return anchors_cpu_.to(device);
 }
 
+// torchvision SSD's loss (models/ssd_loss.h), shared with ssdlite320_mobilenet_v3_large.
 LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
-  const Tensor& reg = heads.box_regression;
-  const Tensor& logits = heads.class_logits;
-  const int64_t B = reg.size(0), A = reg.size(1), C = logits.size(2);
-  const Device dev = reg.device();
-  Tensor anc = cached_anchors(dev);
-  ENGINE_CHECK(anc.size(0) == A, "SSD loss: ", A, " predictions but ", anc.size(0), " anchors");
-  ENGINE_CHECK(targets.boxes.dim() == 3 && targets.boxes.size(0) == B, "SSD loss: targets.boxes must be [B, G, 4]");
-
-  // Targets on the loss's device (no host copy): per-anchor class targets (0 for background,
-  // -1 for anchors matched to an ignored GT),
-  // matched boxes (the anchor itself for non-positives), the positive mask and 1 / N with
-  // N = max(1, number of positives in the batch).
-  const DType ft = reg.dtype();
-  Tensor labels, enc, pos_mask, inv_n;
-  {
-    NoGradGuard ng;
-    Tensor gt = targets.boxes.to(dev).to(DType::f32);
-    Tensor counts = targets.counts.to(dev);
-    Tensor matched = gt.size(1) > 0
-                         ? det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5)
-                         : full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64).device(dev));
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, -1,
-                                                 targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());
-    labels = t.labels;
-    enc = det::box_encode(t.boxes, anc).to(ft);
-    pos_mask = t.positive.to(ft);  // [B, A]
-    inv_n = detail::inverse_positive_count(t.num_positive, ft);
-  }
-
-  auto per_positive = [&](const Tensor& x) { return mul(x, inv_n.to(x.dtype())); };  // x / N
-  Tensor box_loss = per_positive(sum(mul(smooth_l1_loss(reg, enc, Reduction::None, 1.0), pos_mask.unsqueeze(2))));
-
-  // Anchors claimed by an ignored GT carry label -1: no loss (ignore_index) and never mined.
-  Tensor ce =
-      cross_entropy(logits.reshape({B * A, C}), labels.reshape({B * A}), Reduction::None, -1).reshape({B, A});
-  Tensor sel_mask;
-  {
-    // Classification selection: positives OR hard negatives (both 0/1, so the clamped sum).
-    NoGradGuard ng;
-    Tensor neg = det::hard_negative_mining(ce.detach(), labels, 3.0).to(ft);
-    sel_mask = clamp(add(pos_mask, neg), 0.0, 1.0);
-  }
-  Tensor cls_loss = per_positive(sum(mul(ce, sel_mask)));
-  return {add(cls_loss, box_loss), cls_loss, box_loss};
+  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets);
 }
 
 det::PostprocessOptions SSDVGG16::postprocess_options() const {

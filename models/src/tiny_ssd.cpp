@@ -6,6 +6,7 @@
 #include "engine/detection.h"
 #include "engine/error.h"
 #include "engine/ops.h"
+#include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "loss_normaliser.h"
 
@@ -37,6 +38,7 @@ ModelConfig resolve(ModelConfig c) {
   if (c.input_size == 0) c.input_size = 256;
   if (c.arch.empty()) c.arch = "tiny_ssd";
   ENGINE_CHECK(c.input_size >= 64, "tiny_ssd: input_size must be at least 64, got ", c.input_size);
+  check_anchor_config(c);
   ENGINE_CHECK(c.num_classes >= 2, "tiny_ssd: num_classes (background included) must be >= 2, got ",
                c.num_classes);
   return c;
@@ -107,7 +109,11 @@ Tensor TinySSD::anchors(Device device) const {
   for (int i = 0; i < kNumScales; ++i) {
     det::PriorLevel l;
     l.fmap_h = l.fmap_w = fs[i];
-    l.sizes = {kSizes[i][0], kSizes[i][1]};
+    // Custom scales (models/anchor_scales.h) or d2l's table, unchanged.
+    if (config().anchor_preset == "custom")
+      l.sizes = level_sizes(config().anchor_scales, static_cast<size_t>(i));
+    else
+      l.sizes = {kSizes[i][0], kSizes[i][1]};
     l.ratios = {1.0, 2.0, 0.5};
     levels.push_back(l);
   }

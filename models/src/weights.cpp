@@ -1,5 +1,7 @@
 #include "models/weights.h"
 
+#include "models/anchor_scales.h"
+
 #include <cstdlib>
 #include <map>
 #include <sstream>
@@ -39,13 +41,14 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
                         const std::map<std::string, std::string>& extra) {
   const ModelConfig& c = model.config();
   std::map<std::string, std::string> meta = extra;
-  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat})
+  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   meta[kMetaArch] = c.arch;
   meta[kMetaNumClasses] = std::to_string(c.num_classes);
   meta[kMetaAnchorPreset] = c.anchor_preset;
   meta[kMetaInputSize] = std::to_string(c.input_size);
   meta[kMetaFormat] = "ssd_engine.detection_model";
+  if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
   io::save_safetensors(path, model.state_dict(), meta);
 }
 
@@ -61,8 +64,15 @@ ModelConfig read_model_config(const std::string& path) {
   auto ap = f.metadata.find(kMetaAnchorPreset);
   ENGINE_CHECK(ap != f.metadata.end(), path, ": weights metadata has no '", kMetaAnchorPreset, "'");
   c.anchor_preset = ap->second;
-  ENGINE_CHECK(c.anchor_preset == "voc" || c.anchor_preset == "coco", path, ": metadata '", kMetaAnchorPreset, "' is '",
-               c.anchor_preset, "', not one of voc, coco");
+  ENGINE_CHECK(c.anchor_preset == "voc" || c.anchor_preset == "coco" || c.anchor_preset == "custom", path, ": metadata '",
+               kMetaAnchorPreset, "' is '", c.anchor_preset, "', not one of voc, coco, custom");
+  auto sc = f.metadata.find(kMetaAnchorScales);
+  if (sc != f.metadata.end()) c.anchor_scales = parse_anchor_scales(sc->second, path + ": metadata '" + kMetaAnchorScales + "'");
+  try {
+    check_anchor_config(c);
+  } catch (const eng::Error& e) {
+    ENGINE_FAIL(path, ": metadata: ", e.what());
+  }
   return c;
 }
 

@@ -56,7 +56,11 @@ void cpu_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w, c
 }
 
 bool use_depthwise(const kern::Conv2dDims& d, const Tensor& t) {
+#ifdef ENGINE_WITH_CUDA
   return t.is_cuda() && kern::cuda::depthwise_supported(d, compute_bytes(t.dtype()));
+#else
+  return false;  // a CPU-only build has no CUDA tensor (and no CUDA kernels to link)
+#endif
 }
 
 }  // namespace
@@ -112,9 +116,11 @@ void grouped_conv_backward(const kern::Conv2dDims& d, const Tensor& x, const Ten
   if (gb.defined()) gb.copy_(sum(g, {0, 2, 3}));
   if (use_depthwise(d, g)) {
     Tensor partials;
-    if (gw.defined())
-      partials = empty({std::max<int64_t>(kern::cuda::depthwise_weight_partials(d), 1)},
-                       TensorOptions(DType::f64).device(g.device()));
+    if (gw.defined()) {
+      int64_t n = 1;
+      ENGINE_IF_CUDA(n = std::max<int64_t>(kern::cuda::depthwise_weight_partials(d), 1));
+      partials = empty({n}, TensorOptions(DType::f64).device(g.device()));
+    }
     dispatch_float_or_bf16(g, "conv2d", [&](auto tag) {
       using T = decltype(tag);
       ENGINE_IF_CUDA({

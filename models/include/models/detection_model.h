@@ -20,7 +20,10 @@ namespace models {
 struct ModelConfig {
   std::string arch;               // tiny_ssd | ssd300_vgg16 | ssd512_vgg16 | retinanet_resnet50_fpn
   int64_t num_classes = 91;       // torchvision convention: including background
-  std::string anchor_preset = "coco";  // voc | coco (SSD sizes); others ignore it
+  std::string anchor_preset = "coco";  // voc | coco (SSD sizes); others ignore it; custom: below
+  // anchor_preset "custom": L + 1 increasing scales, fractions of the input side
+  // (models/anchor_scales.h); empty for every other preset.
+  std::vector<double> anchor_scales;
   int64_t input_size = 0;         // 0: the architecture's default (256, 300, 512, 512)
 };
 
