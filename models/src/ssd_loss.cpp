@@ -10,7 +10,20 @@
 namespace models {
 using namespace eng;
 
+det::MatchRule resolve_matcher(const ModelConfig& config, det::MatchRule architecture_default) {
+  if (config.matcher.empty()) return architecture_default;
+  if (config.matcher == "ssd") return det::MatchRule::ssd;
+  if (config.matcher == "bipartite") return det::MatchRule::bipartite;
+  ENGINE_FAIL("matcher '", config.matcher.size() > 40 ? config.matcher.substr(0, 37) + "..." : config.matcher,
+              "' is not one of ssd, bipartite");
+}
+
 LossParts ssd_multibox_loss(const Tensor& anc, const HeadOutputs& heads, const Targets& targets) {
+  return ssd_multibox_loss(anc, heads, targets, SSDLossOptions());
+}
+
+LossParts ssd_multibox_loss(const Tensor& anc, const HeadOutputs& heads, const Targets& targets,
+                            const SSDLossOptions& options) {
   const Tensor& reg = heads.box_regression;
   const Tensor& logits = heads.class_logits;
   ENGINE_CHECK(reg.dim() == 3 && logits.dim() == 3, "SSD loss: heads must be [B, A, 4] and [B, A, C]");
@@ -28,7 +41,8 @@ LossParts ssd_multibox_loss(const Tensor& anc, const HeadOutputs& heads, const T
     Tensor gt = targets.boxes.to(dev).to(DType::f32);
     Tensor counts = targets.counts.to(dev);
     Tensor matched = gt.size(1) > 0
-                         ? det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5)
+                         ? det::match_anchors(det::box_iou_batched(gt, counts, anc), counts, options.matcher,
+                                              options.iou_threshold)
                          : full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64).device(dev));
     det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, 0, -1,
                                                  targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());

@@ -41,7 +41,7 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
                         const std::map<std::string, std::string>& extra) {
   const ModelConfig& c = model.config();
   std::map<std::string, std::string> meta = extra;
-  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales})
+  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaMatcher})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   meta[kMetaArch] = c.arch;
   meta[kMetaNumClasses] = std::to_string(c.num_classes);
@@ -49,6 +49,7 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
   meta[kMetaInputSize] = std::to_string(c.input_size);
   meta[kMetaFormat] = "ssd_engine.detection_model";
   if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
+  if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;
   io::save_safetensors(path, model.state_dict(), meta);
 }
 
@@ -68,6 +69,12 @@ ModelConfig read_model_config(const std::string& path) {
                kMetaAnchorPreset, "' is '", c.anchor_preset, "', not one of voc, coco, custom");
   auto sc = f.metadata.find(kMetaAnchorScales);
   if (sc != f.metadata.end()) c.anchor_scales = parse_anchor_scales(sc->second, path + ": metadata '" + kMetaAnchorScales + "'");
+  auto ma = f.metadata.find(kMetaMatcher);  // optional: files written before it load with the default
+  if (ma != f.metadata.end()) {
+    ENGINE_CHECK(ma->second == "ssd" || ma->second == "bipartite", path, ": metadata '", kMetaMatcher, "' is '",
+                 ma->second.size() > 40 ? ma->second.substr(0, 37) + "..." : ma->second, "', not one of ssd, bipartite");
+    c.matcher = ma->second;
+  }
   try {
     check_anchor_config(c);
   } catch (const eng::Error& e) {

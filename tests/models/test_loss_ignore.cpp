@@ -2,7 +2,8 @@
 // ignored GT claims in the matching are neither positive nor negative. Before, such objects
 // were dropped from the targets, so the anchors covering them were background and, with a
 // confident prediction there (the detector is right to see an object), the hardest mined
-// negatives. Checked on TinySSD, SSD300 and RetinaNet through their real losses: the
+// negatives. Checked on TinySSD, SSD300, SSDlite (models::ssd_multibox_loss) and RetinaNet
+// through their real losses, the SSDs also under the bipartite matcher: the
 // gradient at those anchors is exactly zero when ignored and not zero when dropped, and
 // the positives (box term) are the same either way.
 #include <algorithm>
@@ -20,14 +21,17 @@ using namespace eng;
 
 namespace {
 
-std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t classes, int64_t size) {
+std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t classes, int64_t size,
+                                              const std::string& matcher) {
   manual_seed(5);
   models::ModelConfig c;
   c.arch = arch;
   c.num_classes = classes;
   c.input_size = size;
+  c.matcher = matcher;
   if (arch == "tiny_ssd") return models::make_tiny_ssd(c);
   if (arch == "retinanet_resnet50_fpn") return models::make_retinanet(c);
+  if (arch == "ssdlite320_mobilenet_v3_large") return models::make_ssdlite(c);
   return models::make_ssd_vgg16(c);
 }
 
@@ -45,11 +49,12 @@ Outcome run(models::DetectionModel& model, const Tensor& reg, const Tensor& cls,
   return {l.classification.item(), l.box_regression.item(), h.class_logits.grad()};
 }
 
-void check_arch(const std::string& arch) {
+void check_arch(const std::string& arch, const std::string& matcher = "") {
   const bool retina = arch == "retinanet_resnet50_fpn";
+  const bool lite = arch == "ssdlite320_mobilenet_v3_large";
   const int64_t classes = arch == "tiny_ssd" ? 4 : (retina ? 6 : 21);
-  const int64_t size = arch == "tiny_ssd" ? 64 : (retina ? 128 : 300);
-  auto model = build(arch, classes, size);
+  const int64_t size = arch == "tiny_ssd" ? 64 : (retina ? 128 : (lite ? 320 : 300));
+  auto model = build(arch, classes, size, matcher);
   const double s = static_cast<double>(size);
   // One image: GT 0 (a plain object) on the left, GT 1 (difficult) on the right, apart.
   models::Targets both;
@@ -68,7 +73,10 @@ void check_arch(const std::string& arch) {
   const int64_t A = anc.size(0), C = classes;
   Tensor iou = det::box_iou_batched(both.boxes, both.counts, anc);
   const std::vector<int64_t> m = (retina ? det::match_retinanet(iou, both.counts, 0.5, 0.4, true)
-                                         : det::match_ssd(iou, both.counts, 0.5))
+                                         : det::match_anchors(iou, both.counts,
+                                                              matcher == "bipartite" ? det::MatchRule::bipartite
+                                                                                     : det::MatchRule::ssd,
+                                                              0.5))
                                      .to_vector<int64_t>();
   std::vector<int64_t> claimed;
   int64_t positives = 0;
@@ -96,7 +104,7 @@ void check_arch(const std::string& arch) {
       max_ign = std::max(max_ign, std::fabs(double(gi[static_cast<size_t>(a * C + c)])));
       max_drp = std::max(max_drp, std::fabs(double(gd[static_cast<size_t>(a * C + c)])));
     }
-  INFO(arch << ": " << claimed.size() << " anchors claimed by the ignored GT, " << positives << " positives");
+  INFO(arch << " (matcher '" << matcher << "'): " << claimed.size() << " anchors claimed by the ignored GT, " << positives << " positives");
   CHECK(max_ign == 0);  // ignored: no loss, not mined, no gradient
   CHECK(max_drp > 0);   // dropped: background, mined as the hardest negatives
   CHECK(ign.cls < drp.cls);
@@ -120,4 +128,16 @@ TEST_CASE("ignored GTs: ssd300_vgg16 gives the anchors they claim neither positi
 TEST_CASE("ignored GTs: retinanet gives the anchors they claim neither positive nor negative loss",
           "[models][loss]") {
   check_arch("retinanet_resnet50_fpn");
+}
+
+TEST_CASE("ignored GTs: ssdlite320 (ssd_multibox_loss) gives the anchors they claim neither positive nor negative loss",
+          "[models][loss]") {
+  check_arch("ssdlite320_mobilenet_v3_large");
+}
+
+TEST_CASE("ignored GTs: the bipartite matcher honours them too (ssd300_vgg16, ssdlite320, tiny_ssd)",
+          "[models][loss]") {
+  check_arch("ssd300_vgg16", "bipartite");
+  check_arch("ssdlite320_mobilenet_v3_large", "bipartite");
+  check_arch("tiny_ssd", "bipartite");
 }

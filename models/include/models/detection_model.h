@@ -25,6 +25,10 @@ struct ModelConfig {
   // (models/anchor_scales.h); empty for every other preset.
   std::vector<double> anchor_scales;
   int64_t input_size = 0;         // 0: the architecture's default (256, 300, 512, 512)
+  // SSD-family anchor matcher (models/ssd_loss.h, resolve_matcher): "" = the architecture's
+  // default, "ssd" (torchvision SSDMatcher) or "bipartite" (GluonCV). Saved in the weights
+  // metadata as kMetaMatcher when not empty.
+  std::string matcher;
 };
 
 struct HeadOutputs {

@@ -23,6 +23,7 @@ constexpr const char* kMetaArch = "arch";
 constexpr const char* kMetaNumClasses = "num_classes";
 constexpr const char* kMetaAnchorPreset = "anchor_preset";
 constexpr const char* kMetaInputSize = "input_size";
+constexpr const char* kMetaMatcher = "matcher";       // optional (ModelConfig::matcher); absent = ""
 constexpr const char* kMetaFormat = "format";          // "ssd_engine.detection_model"
 
 // Writes model.state_dict() (pre-order, PyTorch order) with the config metadata; `extra`
