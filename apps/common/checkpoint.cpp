@@ -64,6 +64,7 @@ void save_checkpoint(const std::string& path, const models::DetectionModel& mode
   meta[models::kMetaInputSize] = std::to_string(c.input_size);
   meta[models::kMetaFormat] = "ssd_engine.detection_model";
   if (!c.anchor_scales.empty()) meta[models::kMetaAnchorScales] = models::format_anchor_scales(c.anchor_scales);
+  if (!c.matcher.empty()) meta[models::kMetaMatcher] = c.matcher;
   meta["classes"] = nlohmann::json(classes.names).dump();
   meta["category_ids"] = nlohmann::json(classes.category_ids).dump();
   meta["iteration"] = std::to_string(state.iteration);
