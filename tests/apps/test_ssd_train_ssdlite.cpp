@@ -124,6 +124,9 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated s
   // on 2 cores, about 4 minutes: VOC07 mAP 0.057 with lr 0.01 (0.011 with lr 0.05; tiny_ssd
   // reaches 0.46 on the same run). The bar only says "learning happened": a broken loss,
   // matcher or BatchNorm stays at 0.01 or below. A longer run for a real bar is still to do.
+  // The crop is pinned to GluonCV's every-box rule, the one those figures were measured with:
+  // under the default reference rule (issue 14: a kept box reaches the threshold) this short
+  // run reaches only 0.024 (measured 2026-12-07), too close to the "broken" level for a bar.
   TempDir data_dir("ssdlite_learn_data"), out("ssdlite_learn");
   data::SynthOptions o;
   o.width = 192;
@@ -137,6 +140,7 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated s
   c.iters = 300;
   c.lr = 0.01;
   c.warmup = 20;
+  c.crop_rule = "every";
   c.steps = {220, 280};
   c.workers = 1;
   c.log_every = 50;
