@@ -141,7 +141,7 @@ int run_anchors(const AnchorArgs& a) {
   const models::TrainingBoxes tb = models::fit_boxes(d, s);
   ENGINE_CHECK(!tb.boxes.empty(), a.data, ": no training box to cluster");
   if (count == 0) {
-    std::cout << "anchors: " << a.arch << " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16 and ssd512_vgg16 do)\n";
+    std::cout << "anchors: " << a.arch << " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16, ssd512_vgg16 and the GluonCV presets do)\n";
     return 0;
   }
   models::ModelConfig pc = mc;

@@ -21,7 +21,9 @@
 #include "models/detection_model.h"
 
 int main(int argc, char** argv) {
-  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large)"};
+  CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, "
+               "ssdlite320_mobilenet_v3_large, the GluonCV presets ssd512_resnet18_v1 ... ssd300_mobilenet0_25; "
+               "ssd_detect --summary --arch A describes one)"};
   app::TrainConfig c;
   std::string steps, multiscale;
   bool no_augment = false;
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   cli.add_option("--out", c.out, "output folder: metrics.jsonl, last.safetensors, best.safetensors")->capture_default_str();
   cli.add_option("--resume", c.resume, "continue from a checkpoint (DIR/last.safetensors)");
   cli.add_option("--init", c.init, "start from whole-model weights (strict)");
-  cli.add_option("--backbone", c.backbone, "ImageNet classifier weights for the backbone (torchvision vgg16 / resnet50)");
+  cli.add_option("--backbone", c.backbone, "ImageNet classifier weights for the backbone: torchvision vgg16 (ssd300/512_vgg16), resnet50 (retinanet_resnet50_fpn), mobilenet_v3_large (ssdlite320_mobilenet_v3_large, which then gets the full tail, as torchvision builds it); a file of another layout is an error");
   cli.add_option("--eval-every", c.eval_every, "evaluate --val every N iterations (0: at the end only)")->capture_default_str();
   cli.add_option("--save-every", c.save_every, "write DIR/last.safetensors every N iterations")->capture_default_str();
   cli.add_option("--log-every", c.log_every, "a metrics line every N iterations")->capture_default_str();

@@ -57,14 +57,7 @@ nlohmann::json get_json(const std::map<std::string, std::string>& meta, const st
 void save_checkpoint(const std::string& path, const models::DetectionModel& model, const eng::optim::Optimizer* optimizer,
                      const TrainState& state, const ClassList& classes) {
   const models::ModelConfig& c = model.config();
-  std::map<std::string, std::string> meta;
-  meta[models::kMetaArch] = c.arch;
-  meta[models::kMetaNumClasses] = std::to_string(c.num_classes);
-  meta[models::kMetaAnchorPreset] = c.anchor_preset;
-  meta[models::kMetaInputSize] = std::to_string(c.input_size);
-  meta[models::kMetaFormat] = "ssd_engine.detection_model";
-  if (!c.anchor_scales.empty()) meta[models::kMetaAnchorScales] = models::format_anchor_scales(c.anchor_scales);
-  if (!c.matcher.empty()) meta[models::kMetaMatcher] = c.matcher;
+  std::map<std::string, std::string> meta = models::model_config_metadata(c);
   meta["classes"] = nlohmann::json(classes.names).dump();
   meta["category_ids"] = nlohmann::json(classes.category_ids).dump();
   meta["iteration"] = std::to_string(state.iteration);

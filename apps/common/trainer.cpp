@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "common/batch_upload.h"
 #include "common/train_targets.h"
@@ -36,6 +37,8 @@
 #include "engine/error.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/io/safetensors.h"
+#include "models/backbone_weights.h"
 #include "models/weights.h"
 
 namespace app {
@@ -207,7 +210,14 @@ void Run::setup_model() {
     apply_anchor_flags(mc, c_.anchor_preset, c_.anchor_sizes, data::is_coco_path(c_.data) ? "coco" : "voc");
     mc.input_size = c_.input_size;
     mc.matcher = c_.matcher;
+    // SSDlite as torchvision builds it: the full MobileNetV3 tail with ImageNet backbone
+    // weights, else the reduced one; --init takes the structure its file records.
+    if (!c_.backbone.empty()) mc.full_tail = mc.arch == "ssdlite320_mobilenet_v3_large";
+    if (!c_.init.empty() && mc.arch == "ssdlite320_mobilenet_v3_large")
+      mc.full_tail = mc.full_tail || models::read_full_tail(eng::io::load_safetensors(c_.init).metadata, c_.init);
   }
+  ENGINE_CHECK(c_.resume.empty() || c_.backbone.empty(),
+               "--backbone: not with --resume (the checkpoint holds the backbone it trained)");
   eng::manual_seed(c_.seed);
   model_ = models::create_model(mc);
   base_size_ = model_->config().input_size;
@@ -216,15 +226,10 @@ void Run::setup_model() {
     log_->say("init: weights from " + c_.init);
   }
   if (!c_.backbone.empty()) {
-    models::PrefixMap map;
-    if (mc.arch == "ssd300_vgg16" || mc.arch == "ssd512_vgg16") {
-      map = models::vgg16_prefix_map();
-    } else if (mc.arch == "retinanet_resnet50_fpn") {
-      map = models::resnet50_prefix_map();
-    } else {
-      ENGINE_FAIL("--backbone: ", mc.arch, " has no ImageNet backbone to load");
-    }
-    log_->say("backbone: " + c_.backbone + ": " + models::load_backbone_weights(*model_, c_.backbone, map).summary());
+    const std::optional<models::BackboneLayout> layout = models::imagenet_backbone_layout(mc.arch);
+    ENGINE_CHECK(layout.has_value(), "--backbone: ", mc.arch, " has no ImageNet backbone to load");
+    log_->say("backbone: " + c_.backbone + " (" + layout->name + "): " +
+              models::load_backbone_weights(*model_, c_.backbone, *layout).summary());
   }
   model_->to(device_);
   model_->train();

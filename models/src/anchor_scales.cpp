@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "engine/error.h"
+#include "models/gluon_ssd.h"
 
 namespace models {
 
@@ -20,6 +21,7 @@ int64_t anchor_scale_count(const std::string& arch) {
   if (arch == "tiny_ssd") return 6;
   if (arch == "ssd300_vgg16") return 7;
   if (arch == "ssd512_vgg16") return 8;
+  if (is_gluon_ssd_arch(arch)) return static_cast<int64_t>(gluon_ssd_preset(arch).sizes_voc.size());
   return 0;
 }
 
@@ -50,7 +52,7 @@ void check_anchor_config(const ModelConfig& c) {
   }
   const int64_t want = anchor_scale_count(c.arch);
   ENGINE_CHECK(want > 0, "anchor preset 'custom': ", c.arch,
-               " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16 and ssd512_vgg16 do)");
+               " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16, ssd512_vgg16 and the GluonCV presets do)");
   ENGINE_CHECK(static_cast<int64_t>(c.anchor_scales.size()) == want, "anchor preset 'custom': ", c.arch, " takes ", want,
                " anchor scales (one per feature level plus one), got ", c.anchor_scales.size());
   check_scales(c.anchor_scales, "anchor sizes");

@@ -22,6 +22,12 @@ const Entry kEntries[] = {
     {"ssd512_vgg16", 512, &make_ssd_vgg16},
     {"retinanet_resnet50_fpn", 512, &make_retinanet},
     {"ssdlite320_mobilenet_v3_large", 320, &make_ssdlite},
+    {"ssd512_resnet18_v1", 512, &make_gluon_ssd},
+    {"ssd512_resnet50_v1", 512, &make_gluon_ssd},
+    {"ssd512_resnet101_v2", 512, &make_gluon_ssd},
+    {"ssd512_resnet152_v2", 512, &make_gluon_ssd},
+    {"ssd512_mobilenet1_0", 512, &make_gluon_ssd},
+    {"ssd300_mobilenet0_25", 300, &make_gluon_ssd},
 };
 
 }  // namespace
@@ -42,6 +48,8 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   ENGINE_CHECK(config.matcher.empty() || config.arch != "retinanet_resnet50_fpn",
                "matcher '", config.matcher, "': retinanet_resnet50_fpn has its own matcher (IoU 0.5 / 0.4); the "
                "matcher choice is for SSD-family models");
+  ENGINE_CHECK(!config.full_tail || config.arch == "ssdlite320_mobilenet_v3_large",
+               "full_tail: only ssdlite320_mobilenet_v3_large has a MobileNetV3 tail to choose, not '", config.arch, "'");
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;
     ModelConfig c = config;

@@ -56,9 +56,9 @@ int64_t halve(int64_t n) { return (n - 1) / 2 + 1; }  // k = 2p + 1, stride 2
 
 }  // namespace
 
-SSDLiteFeatureExtractor::SSDLiteFeatureExtractor() : Module("SSDLiteFeatureExtractorMobileNet") {
+SSDLiteFeatureExtractor::SSDLiteFeatureExtractor(bool full_tail) : Module("SSDLiteFeatureExtractorMobileNet") {
   MobileNetV3Options o;
-  o.reduced_tail = true;
+  o.reduced_tail = !full_tail;
   o.bn_eps = kEps;
   o.bn_momentum = kMomentum;
   MobileNetV3Large net(o);
@@ -77,13 +77,20 @@ SSDLiteFeatureExtractor::SSDLiteFeatureExtractor() : Module("SSDLiteFeatureExtra
   for (size_t i = c4 + 1; i < f.size(); ++i) tail->push_back(f[i]);
   extra = register_module("extra", std::make_shared<nn::ModuleList>());
   const int64_t outs[4] = {512, 256, 256, 128};  // max(min_depth 16, d * width 1.0)
-  int64_t in = net.out_channels;               // 480
+  out_channels = net.out_channels;  // 480 reduced, 960 full
+  int64_t in = out_channels;
   for (int64_t o2 : outs) {
     extra->push_back(extra_block(in, o2));
     in = o2;
   }
-  // weights_backbone=None: torchvision _normal_init's the whole backbone and the extras.
-  normal_init_convs(*this);
+  if (full_tail) {
+    // With backbone weights torchvision keeps MobileNetV3's own init for the backbone (the
+    // ImageNet tensors replace it) and _normal_init's the extras only.
+    normal_init_convs(*extra);
+  } else {
+    // weights_backbone=None: torchvision _normal_init's the whole backbone and the extras.
+    normal_init_convs(*this);
+  }
 }
 
 std::vector<Tensor> SSDLiteFeatureExtractor::forward_features(const Tensor& x) {
@@ -136,8 +143,8 @@ SSDLiteMobileNetV3::SSDLiteMobileNetV3(const ModelConfig& config) : DetectionMod
                "' (ssdlite320_mobilenet_v3_large)");
   ENGINE_CHECK(c.num_classes >= 2, "SSDlite: num_classes (background included) must be >= 2, got ", c.num_classes);
   set_input_size(c.input_size > 0 ? c.input_size : 320);
-  backbone_ = register_module("backbone", std::make_shared<SSDLiteFeatureExtractor>());
-  const std::vector<int64_t> in_ch = {672, 480, 512, 256, 256, 128};
+  backbone_ = register_module("backbone", std::make_shared<SSDLiteFeatureExtractor>(c.full_tail));
+  const std::vector<int64_t> in_ch = {672, backbone_->out_channels, 512, 256, 256, 128};
   const int64_t boxes = 6;
   auto head = register_module("head", std::make_shared<nn::Module>("SSDLiteHead"));
   auto ch = head->register_module("classification_head", std::make_shared<nn::Module>("SSDLiteClassificationHead"));

@@ -37,19 +37,36 @@ bool starts_with(const std::string& s, const std::string& p) { return s.compare(
 
 }  // namespace
 
-void save_model_weights(const DetectionModel& model, const std::string& path,
-                        const std::map<std::string, std::string>& extra) {
-  const ModelConfig& c = model.config();
-  std::map<std::string, std::string> meta = extra;
-  for (const char* k : {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaMatcher})
-    ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
+std::map<std::string, std::string> model_config_metadata(const ModelConfig& c) {
+  std::map<std::string, std::string> meta;
   meta[kMetaArch] = c.arch;
   meta[kMetaNumClasses] = std::to_string(c.num_classes);
   meta[kMetaAnchorPreset] = c.anchor_preset;
   meta[kMetaInputSize] = std::to_string(c.input_size);
   meta[kMetaFormat] = "ssd_engine.detection_model";
   if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
-  if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;
+  if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;  // absent: the architecture's default
+  if (c.full_tail) meta[kMetaBackboneTail] = "full";  // absent: reduced (files from before stay valid)
+  return meta;
+}
+
+bool read_full_tail(const std::map<std::string, std::string>& metadata, const std::string& path) {
+  auto it = metadata.find(kMetaBackboneTail);
+  if (it == metadata.end()) return false;
+  const std::string& v = it->second;
+  ENGINE_CHECK(v == "full" || v == "reduced", path, ": metadata '", kMetaBackboneTail, "' is '",
+               v.size() > 40 ? v.substr(0, 37) + "..." : v, "', not full or reduced");
+  return v == "full";
+}
+
+void save_model_weights(const DetectionModel& model, const std::string& path,
+                        const std::map<std::string, std::string>& extra) {
+  std::map<std::string, std::string> meta = extra;
+  for (const char* k :
+       {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail,
+        kMetaMatcher})
+    ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
+  for (auto& kv : model_config_metadata(model.config())) meta[kv.first] = kv.second;
   io::save_safetensors(path, model.state_dict(), meta);
 }
 
@@ -75,6 +92,9 @@ ModelConfig read_model_config(const std::string& path) {
                  ma->second.size() > 40 ? ma->second.substr(0, 37) + "..." : ma->second, "', not one of ssd, bipartite");
     c.matcher = ma->second;
   }
+  c.full_tail = read_full_tail(f.metadata, path);
+  ENGINE_CHECK(!c.full_tail || c.arch == "ssdlite320_mobilenet_v3_large", path, ": metadata '", kMetaBackboneTail,
+               "' is 'full' but only ssdlite320_mobilenet_v3_large has a tail choice (arch '", c.arch, "')");
   try {
     check_anchor_config(c);
   } catch (const eng::Error& e) {

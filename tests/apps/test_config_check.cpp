@@ -161,7 +161,9 @@ TEST_CASE("config_check: check(TrainConfig) names the flag, the value and the ra
   CHECK_THAT(with([](auto& c) { c.input_size = 5000; }), Contains("--input-size: 5000"));
   // Fixed sets.
   CHECK(with([](auto& c) { c.arch = "foo"; }) ==
-        "--arch: foo is not one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large");
+        "--arch: foo is not one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large, "
+        "ssd512_resnet18_v1, ssd512_resnet50_v1, ssd512_resnet101_v2, ssd512_resnet152_v2, ssd512_mobilenet1_0, "
+        "ssd300_mobilenet0_25");
   CHECK(with([](auto& c) { c.device = "gpu"; }) == "--device: gpu is not one of cpu, cuda");
 }
 

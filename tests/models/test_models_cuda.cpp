@@ -150,6 +150,12 @@ TEST_CASE("models: ssdlite320_mobilenet_v3_large on cuda matches cpu (heads, los
   check_model("ssdlite320_mobilenet_v3_large", 4, 128);
 }
 
+TEST_CASE("models: ssd300_mobilenet0_25 on cuda matches cpu (heads, loss, gradients, detections)",
+          "[cuda][models]") {
+  REQUIRE_CUDA_OR_SKIP();
+  check_model("ssd300_mobilenet0_25", 4, 96);  // GluonCV FeatureExpander (fixed-gamma BN), depthwise convs
+}
+
 // BF16 autocast (--precision bf16, the default on CUDA) through every detector: each op of
 // each forward takes bf16 activations (none falls back or refuses), the heads come out bf16
 // and forward_heads_f32 hands f32 to the loss. Against the FP32 CPU heads: 8 significant bits

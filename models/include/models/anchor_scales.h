@@ -3,8 +3,8 @@
 // A model of L feature levels takes L + 1 increasing scales s_0 < ... < s_L, fractions of
 // the input side; level k gets the two square sizes s_k and sqrt(s_k * s_{k+1}) (the SSD
 // paper's and d2l's rule; SSD300's coco preset is scales 0.07, 0.15, ..., 1.05). The
-// aspect ratios stay the architecture's. Counts: tiny_ssd 6, ssd300_vgg16 7,
-// ssd512_vgg16 8; other architectures take no custom sizes.
+// aspect ratios stay the architecture's. Counts: tiny_ssd 6, ssd300_vgg16 7, ssd512_vgg16 8,
+// the GluonCV presets 7 (ssd512_resnet152_v2 8); other architectures take no custom sizes.
 //
 // ModelConfig: anchor_preset "custom" <=> anchor_scales not empty. The scales are written
 // to checkpoint/weights metadata as kMetaAnchorScales ("0.05,0.1,..." in %.17g), so

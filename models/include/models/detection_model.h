@@ -29,6 +29,11 @@ struct ModelConfig {
   // default, "ssd" (torchvision SSDMatcher) or "bipartite" (GluonCV). Saved in the weights
   // metadata as kMetaMatcher when not empty.
   std::string matcher;
+  // ssdlite320_mobilenet_v3_large only: MobileNetV3's full tail (features 13..16 at 160 / 960
+  // channels), the structure torchvision builds when ImageNet backbone weights are given
+  // (reduce_tail = weights_backbone is None); false: the reduced tail (3,440,060 parameters).
+  // Recorded in weights metadata as kMetaBackboneTail = "full" (absent: reduced).
+  bool full_tail = false;
 };
 
 struct HeadOutputs {

@@ -10,6 +10,11 @@
 //                                   1x1 -> out, each +BN+ReLU6; out = 512, 256, 256, 128
 //   head.{classification,regression}_head.module_list.{0..5}.0.{0,1}.*  3x3 depthwise+BN(+ReLU6)
 //   head.{classification,regression}_head.module_list.{0..5}.1.*        1x1 conv with bias
+// ModelConfig::full_tail (what torchvision builds when given ImageNet backbone weights:
+// reduce_tail = weights_backbone is None): features[13] projects to 160, features[14..15] are
+// 160 -> 960 -> 160 and features[16] gives 960 channels, so extra.0 and the level-1 heads take
+// 960; the backbone keeps MobileNetV3's init (kaiming) and only the extras and heads get
+// N(0, 0.03). 5,198,540 parameters at 91 classes. Names are the same in both.
 // BatchNorm eps 1e-3, momentum 0.03 everywhere. Maps at 320: 20, 10, 5, 3, 2, 1; 6 anchors per
 // location (DefaultBoxGenerator([[2, 3]] * 6, min_ratio 0.2, max_ratio 0.95), clip on,
 // steps = image / map): 3234 anchors. 3,440,060 parameters at 91 classes.
@@ -26,11 +31,12 @@ namespace models {
 
 class SSDLiteFeatureExtractor : public eng::nn::Module {
  public:
-  SSDLiteFeatureExtractor();
+  explicit SSDLiteFeatureExtractor(bool full_tail = false);
   std::vector<eng::Tensor> forward_features(const eng::Tensor& x);
 
   std::shared_ptr<eng::nn::Sequential> features;  // 2 children: up to C4 expansion, the rest
   std::shared_ptr<eng::nn::ModuleList> extra;     // 4 extra blocks
+  int64_t out_channels = 480;                     // of features.1 (source 1): 480, or 960 full tail
 };
 
 class SSDLiteMobileNetV3 : public DetectionModel {

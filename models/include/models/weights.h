@@ -25,6 +25,16 @@ constexpr const char* kMetaAnchorPreset = "anchor_preset";
 constexpr const char* kMetaInputSize = "input_size";
 constexpr const char* kMetaMatcher = "matcher";       // optional (ModelConfig::matcher); absent = ""
 constexpr const char* kMetaFormat = "format";          // "ssd_engine.detection_model"
+// ModelConfig::full_tail: "full" when set; files without the key (all files from before it
+// existed) are the reduced tail. "reduced" is accepted on reading too.
+constexpr const char* kMetaBackboneTail = "backbone_tail";
+
+// The config keys save_model_weights and the training checkpoints write: arch, num_classes,
+// anchor_preset, input_size, format, and anchor_scales / backbone_tail where they apply.
+std::map<std::string, std::string> model_config_metadata(const ModelConfig& config);
+// kMetaBackboneTail of a metadata map: false when absent; throws one line naming `path`
+// and the value unless it is "full" or "reduced".
+bool read_full_tail(const std::map<std::string, std::string>& metadata, const std::string& path);
 
 // Writes model.state_dict() (pre-order, PyTorch order) with the config metadata; `extra`
 // adds keys (e.g. "epoch") and may not override the config keys.
