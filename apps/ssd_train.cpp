@@ -68,6 +68,13 @@ int main(int argc, char** argv) {
   cli.add_option("--multiscale", multiscale, "input sides drawn per batch, e.g. 224,256,288");
   cli.add_option("--seed", c.seed, "seed of the initialisation, shuffling and augmentation")->capture_default_str();
   cli.add_flag("--no-augment", no_augment, "train on resized images only");
+  cli.add_option("--crop-rule", c.crop_rule,
+                 "min-IoU crop acceptance: any (a kept box reaches the threshold: Caffe SSD, torchvision) or every "
+                 "(every box does: GluonCV)")
+      ->capture_default_str();
+  cli.add_option("--matcher", c.matcher,
+                 "SSD-family anchor matching: ssd (torchvision SSDMatcher: IoU >= 0.5 plus each box's best anchor) "
+                 "or bipartite (GluonCV: one distinct anchor per box, then IoU >= 0.5); default: the architecture's");
   cli.add_option("--profile", c.profile,
                  "after N steps, profile one step: launches, host syncs, driver allocations, bytes copied, time "
                  "per phase (printed and in metrics.jsonl)");

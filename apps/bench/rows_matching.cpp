@@ -1,5 +1,5 @@
 // bench_kernels rows: anchor matching and hard-negative mining at training shapes.
-// All three are memory-bound; GB/s counts the minimum traffic: the real IoU rows read once
+// All are memory-bound (match_bipartite's greedy step adds up to G row rescans per image); GB/s counts the minimum traffic: the real IoU rows read once
 // plus the output written once (matchers), loss + labels read once and the mask written once
 // (mining). Inputs are random with fixed seeds.
 #include <cstdio>
@@ -33,9 +33,11 @@ MatchInput make_match_input(int64_t B, int64_t G, int64_t A, uint64_t seed) {
   return in;
 }
 
+enum class Matcher { ssd, retinanet, bipartite };
+
 void match_row(const Options& o, std::vector<Row>& rows, const char* name, int64_t B, int64_t G, int64_t A,
-               bool retinanet) {
-  const MatchInput in = make_match_input(B, G, A, retinanet ? 2 : 1);
+               Matcher matcher) {
+  const MatchInput in = make_match_input(B, G, A, matcher == Matcher::retinanet ? 2 : 1);
   const double bytes = in.real_rows * static_cast<double>(A) * 4.0 + static_cast<double>(B * A) * 8.0 +
                        static_cast<double>(B) * 8.0;
   char shape[96];
@@ -43,16 +45,25 @@ void match_row(const Options& o, std::vector<Row>& rows, const char* name, int64
                 static_cast<long long>(G), static_cast<long long>(A), in.real_rows);
   bench_engine_op(o, rows, name, shape, 0, bytes,
                   [&](Device d) { return std::vector<Tensor>{in.iou.to(d), in.counts.to(d)}; },
-                  [retinanet](const std::vector<Tensor>& t) {
+                  [matcher](const std::vector<Tensor>& t) {
                     NoGradGuard g;
-                    return retinanet ? det::match_retinanet(t[0], t[1]) : det::match_ssd(t[0], t[1]);
+                    switch (matcher) {
+                      case Matcher::retinanet: return det::match_retinanet(t[0], t[1]);
+                      case Matcher::bipartite: return det::match_bipartite(t[0], t[1]);
+                      default: return det::match_ssd(t[0], t[1]);
+                    }
                   });
 }
 
-void match_ssd_row(const Options& o, std::vector<Row>& rows) { match_row(o, rows, "match_ssd", 32, 20, 8732, false); }
+void match_ssd_row(const Options& o, std::vector<Row>& rows) { match_row(o, rows, "match_ssd", 32, 20, 8732, Matcher::ssd); }
+
+// The same input as match_ssd: the cost of GluonCV's one-to-one step beside torchvision's.
+void match_bipartite_row(const Options& o, std::vector<Row>& rows) {
+  match_row(o, rows, "match_bipartite", 32, 20, 8732, Matcher::bipartite);
+}
 
 void match_retinanet_row(const Options& o, std::vector<Row>& rows) {
-  match_row(o, rows, "match_retinanet", 16, 20, 49104, true);
+  match_row(o, rows, "match_retinanet", 16, 20, 49104, Matcher::retinanet);
 }
 
 // SSD300 at batch 32: per-anchor CE in [0, 5), 1-3% positives per image (labels 1..20),
@@ -78,6 +89,8 @@ const RegisterRows kRows(50, {
     {"match_ssd", "eng::det::match_ssd, SSD300 at batch 32: iou 32x20x8732, 0..20 GTs per image", match_ssd_row},
     {"match_retinanet", "eng::det::match_retinanet, RetinaNet 512 at batch 16: iou 16x20x49104",
      match_retinanet_row},
+    {"match_bipartite", "eng::det::match_bipartite (GluonCV), SSD300 at batch 32: iou 32x20x8732, 0..20 GTs per image",
+     match_bipartite_row},
     {"hard_negative_mining", "eng::det::hard_negative_mining, SSD300 at batch 32: loss 32x8732, ratio 3",
      mining_row},
 });

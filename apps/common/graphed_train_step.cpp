@@ -85,16 +85,22 @@ GraphedTrainStep::Mode GraphedTrainStep::step(const eng::Tensor& images, const m
     auto e = std::make_unique<Entry>();
     auto like = [&](const eng::Tensor& t) { return eng::empty(t.sizes(), eng::TensorOptions(t.dtype()).device(dev)); };
     e->images = like(images);
-    e->targets = {like(targets.boxes), like(targets.labels), like(targets.counts)};
+    e->targets = {like(targets.boxes), like(targets.labels), like(targets.counts),
+                  targets.ignore.defined() ? like(targets.ignore) : eng::Tensor()};
     it = entries_.emplace(size, std::move(e)).first;
   }
   Entry& e = *it->second;
   const bool fits = e.images.sizes() == images.sizes() && e.targets.boxes.sizes() == targets.boxes.sizes() &&
                     e.targets.labels.sizes() == targets.labels.sizes() &&
-                    e.targets.counts.sizes() == targets.counts.sizes();
+                    e.targets.counts.sizes() == targets.counts.sizes() &&
+                    e.targets.ignore.defined() == targets.ignore.defined() &&
+                    (!targets.ignore.defined() || e.targets.ignore.sizes() == targets.ignore.sizes());
   if (!fits) {  // another batch size: eager, on its own copies
     ++events_;
-    body(images.to(dev), {targets.boxes.to(dev), targets.labels.to(dev), targets.counts.to(dev)}, false);
+    body(images.to(dev),
+         {targets.boxes.to(dev), targets.labels.to(dev), targets.counts.to(dev),
+          targets.ignore.defined() ? targets.ignore.to(dev) : eng::Tensor()},
+         false);
     return Mode::eager;
   }
   // 1. Into the static inputs (asynchronous from pinned memory, queued before the replay).
@@ -102,6 +108,7 @@ GraphedTrainStep::Mode GraphedTrainStep::step(const eng::Tensor& images, const m
   e.targets.boxes.copy_(targets.boxes);
   e.targets.labels.copy_(targets.labels);
   e.targets.counts.copy_(targets.counts);
+  if (targets.ignore.defined()) e.targets.ignore.copy_(targets.ignore);
   if (e.graph.captured()) {
     optimizer_.prepare_step();  // 2. lr and step to the device
     e.graph.replay();           // 3.

@@ -44,7 +44,9 @@ models::Targets host_targets(const data::Batch& b, eng::Device device, const dat
   eng::Tensor boxes = host_zeros({n, g, 4}, eng::DType::f32, device);
   eng::Tensor labels = host_zeros({n, g}, eng::DType::i64, device);
   eng::Tensor counts = host_zeros({n}, eng::DType::i64, device);
+  eng::Tensor ignore = host_zeros({n, g}, eng::DType::u8, device);
   float* pb = boxes.data<float>();
+  uint8_t* pi = ignore.data<uint8_t>();
   int64_t* pl = labels.data<int64_t>();
   int64_t* pc = counts.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
@@ -57,9 +59,11 @@ models::Targets host_targets(const data::Batch& b, eng::Device device, const dat
       q[2] = static_cast<float>(objs[j].box.x2);
       q[3] = static_cast<float>(objs[j].box.y2);
       pl[i * g + static_cast<int64_t>(j)] = objs[j].label + 1;
+      // The loader leaves a difficult (unless LoaderOptions::keep_difficult) or crowd object flagged.
+      pi[i * g + static_cast<int64_t>(j)] = (objs[j].difficult || objs[j].iscrowd) ? 1 : 0;
     }
   }
-  return {boxes, labels, counts};
+  return {boxes, labels, counts, ignore};
 }
 
 // The batch's targets on `device`: on CUDA uploaded from pinned memory on the copy stream,
@@ -67,15 +71,16 @@ models::Targets host_targets(const data::Batch& b, eng::Device device, const dat
 models::Targets make_targets(const data::Batch& b, eng::Device device) {
   models::Targets t = host_targets(b, device);
   if (device.is_cpu()) return t;
-  return {eng::cuda::upload(t.boxes), eng::cuda::upload(t.labels), eng::cuda::upload(t.counts)};
+  return {eng::cuda::upload(t.boxes), eng::cuda::upload(t.labels), eng::cuda::upload(t.counts),
+          eng::cuda::upload(t.ignore)};
 }
 
 // --cuda-graph: every training image must fit the padded maximum (checked before training,
 // on the annotations: augmentation only drops boxes; each batch is checked again).
 void check_max_gt(const data::Dataset& d, int64_t max_gt) {
   for (const data::Sample& s : d.samples) {
-    int64_t count = 0;
-    for (const data::Object& o : s.objects) count += (!o.difficult && !o.iscrowd) ? 1 : 0;
+    // Difficult and crowd objects travel as ignored targets: they take rows too.
+    const auto count = static_cast<int64_t>(s.objects.size());
     ENGINE_CHECK(count <= max_gt, s.image_path, ": ", count, " training boxes, more than --max-gt ", max_gt,
                  " (the padded maximum of --cuda-graph); raise --max-gt");
   }

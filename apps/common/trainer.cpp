@@ -197,6 +197,8 @@ void Run::setup_model() {
     ENGINE_CHECK(saved.names == classes_.names, c_.resume, ": checkpoint classes differ from the dataset's");
     ENGINE_CHECK(c_.anchor_preset.empty() && c_.anchor_sizes.empty(),
                  "--anchor-preset / --anchor-sizes: not with --resume (the checkpoint's anchors are used)");
+    ENGINE_CHECK(c_.matcher.empty() || c_.matcher == mc.matcher,
+                 "--matcher: not with --resume (the checkpoint's matcher is used)");
   } else {
     ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
                    std::string names;
@@ -207,6 +209,7 @@ void Run::setup_model() {
     mc.num_classes = static_cast<int64_t>(classes_.names.size()) + 1;
     apply_anchor_flags(mc, c_.anchor_preset, c_.anchor_sizes, data::is_coco_path(c_.data) ? "coco" : "voc");
     mc.input_size = c_.input_size;
+    mc.matcher = c_.matcher;
     // SSDlite as torchvision builds it: the full MobileNetV3 tail with ImageNet backbone
     // weights, else the reduced one; --init takes the structure its file records.
     if (!c_.backbone.empty()) mc.full_tail = mc.arch == "ssdlite320_mobilenet_v3_large";
@@ -393,6 +396,7 @@ int Run::execute() {
   lo.mean = model_->pixel_mean();
   lo.std = model_->pixel_std();
   lo.augment.fill = model_->pixel_mean();
+  lo.augment.crop_every_box = c_.crop_rule == "every";
   if (!c_.augment) lo.augment.photometric = lo.augment.expand = lo.augment.crop = lo.augment.flip = false;
   lo.pinned = device_.is_cuda();
   // By default on CUDA the images travel as uint8 (4x fewer bytes) on the copy stream and

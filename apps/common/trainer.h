@@ -46,6 +46,14 @@ struct TrainConfig {
   std::vector<int> multiscale;                             // input sizes drawn per batch
   uint64_t seed = 0;
   bool augment = true;
+  // --crop-rule: when the min-IoU crop accepts a patch (data/augment.h). "any": some kept box
+  // reaches the mode's threshold (Caffe SSD, torchvision RandomIoUCrop; the default);
+  // "every": every box does (GluonCV's random_crop_with_constraints).
+  std::string crop_rule = "any";
+  // --matcher: the SSD-family anchor matcher (models/ssd_loss.h): "" = the architecture's
+  // default, "ssd" (torchvision SSDMatcher) or "bipartite" (GluonCV). Not with --resume
+  // (the checkpoint's is used).
+  std::string matcher;
   int eval_batch = 8;
   // --profile N: after N steps of this run, profile the next one (counters and time per
   // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.

@@ -216,16 +216,26 @@ bool random_expand(AnnotatedImage& s, eng::Generator& gen, const AugmentOptions&
   return true;
 }
 
-// The crop must overlap every GT box with IoU >= min_iou.
-bool overlap_ok(const std::vector<Object>& objects, const Box& rect, double min_iou) {
-  for (const Object& ob : objects)
-    if (detail::box_iou(ob.box, rect) < min_iou) return false;
-  return true;
-}
-
 bool centre_inside(const Box& b, const Box& rect) {
   const double cx = 0.5 * (b.x1 + b.x2), cy = 0.5 * (b.y1 + b.y2);
   return rect.x1 < cx && cx < rect.x2 && rect.y1 < cy && cy < rect.y2;
+}
+
+// Whether a crop satisfies its mode's IoU constraint. By default (Caffe's SSD sampler and
+// torchvision's RandomIoUCrop) some box whose centre lies strictly inside the crop, i.e. a
+// box the crop keeps, has IoU >= min_iou; torchvision takes the max IoU over exactly those
+// boxes. With every_box (GluonCV's random_crop_with_constraints) the IoU of every box must
+// reach min_iou and some centre must lie inside, the box meeting the IoU not necessarily
+// being the one kept.
+bool overlap_ok(const std::vector<Object>& objects, const Box& rect, double min_iou, bool every_box) {
+  if (every_box) {
+    for (const Object& ob : objects)
+      if (detail::box_iou(ob.box, rect) < min_iou) return false;
+    return std::any_of(objects.begin(), objects.end(), [&](const Object& ob) { return centre_inside(ob.box, rect); });
+  }
+  return std::any_of(objects.begin(), objects.end(), [&](const Object& ob) {
+    return centre_inside(ob.box, rect) && detail::box_iou(ob.box, rect) >= min_iou;
+  });
 }
 
 // SSD's batch sampler: draw a mode from {none, 0.1, 0.3, 0.5, 0.7, 0.9, any}; a threshold
@@ -261,9 +271,10 @@ bool random_min_iou_crop(AnnotatedImage& s, eng::Generator& gen, const AugmentOp
 
 // Up to crop_max_trials trials: crop side w = uniform(min_scale W, W), h likewise, rejected
 // unless min_aspect <= w / h <= max_aspect; origin uniform over the positions that fit; the
-// rectangle is truncated to whole pixels. Accepted when min over GT boxes of IoU(box, crop)
-// >= min_iou and at least one box centre lies strictly inside. Without objects the first
-// crop of valid shape is accepted (the IoU and centre rules are vacuous).
+// rectangle is truncated to whole pixels. Accepted when a box whose centre lies strictly
+// inside has IoU(box, crop) >= min_iou (or, with crop_every_box, when every box reaches
+// min_iou and some centre lies inside): overlap_ok. Without objects the first crop of valid
+// shape is accepted (the IoU and centre rules are vacuous).
 bool find_crop(const std::vector<Object>& objects, int W, int H, eng::Generator& gen, const AugmentOptions& o,
                double min_iou, CropRect& r) {
   for (int trial = 0; trial < o.crop_max_trials; ++trial) {
@@ -278,12 +289,7 @@ bool find_crop(const std::vector<Object>& objects, int W, int H, eng::Generator&
     const int x1 = std::min(W, static_cast<int>(left + w)), y1 = std::min(H, static_cast<int>(top + h));
     if (x1 - x0 < 1 || y1 - y0 < 1) continue;
     const Box rect{double(x0), double(y0), double(x1), double(y1)};
-    if (!objects.empty()) {
-      if (!overlap_ok(objects, rect, min_iou)) continue;
-      const bool any_kept =
-          std::any_of(objects.begin(), objects.end(), [&](const Object& ob) { return centre_inside(ob.box, rect); });
-      if (!any_kept) continue;
-    }
+    if (!objects.empty() && !overlap_ok(objects, rect, min_iou, o.crop_every_box)) continue;
     r = {x0, y0, x1, y1};
     return true;
   }

@@ -14,13 +14,16 @@ namespace data {
 
 namespace {
 
-// Objects usable as training targets: clipped to the image, at least 1 px each way, no
-// crowd, difficult only when asked.
-std::vector<Object> training_objects(const std::vector<Object>& objects, int width, int height, bool keep_difficult) {
+// Objects for the training targets: clipped to the image, at least 1 px each way. A
+// difficult object is a plain target with keep_difficult (flag cleared); otherwise it and
+// every crowd object stay flagged (ignored targets), or are left out with drop_ignored.
+std::vector<Object> training_objects(const std::vector<Object>& objects, int width, int height, bool keep_difficult,
+                                     bool drop_ignored) {
   std::vector<Object> out;
   for (const Object& o : objects) {
-    if (o.iscrowd || (o.difficult && !keep_difficult)) continue;
     Object c = o;
+    if (keep_difficult) c.difficult = false;
+    if (drop_ignored && (c.iscrowd || c.difficult)) continue;
     c.box.x1 = std::clamp(c.box.x1, 0.0, static_cast<double>(width));
     c.box.x2 = std::clamp(c.box.x2, 0.0, static_cast<double>(width));
     c.box.y1 = std::clamp(c.box.y1, 0.0, static_cast<double>(height));
@@ -171,7 +174,8 @@ bool Loader::load_item(int index, int64_t epoch, Item& item) {
   item.height = decoded.original_height;
   if (options_.train) {
     // Boxes are in the file's pixels: clipped there, then mapped onto the (maybe reduced) decode.
-    std::vector<Object> objects = training_objects(s.objects, item.width, item.height, options_.keep_difficult);
+    std::vector<Object> objects = training_objects(s.objects, item.width, item.height, options_.keep_difficult,
+                                                         options_.drop_ignored);
     if (decoded.scale_denom != 1) {
       const double fx = static_cast<double>(item.image.width) / item.width;
       const double fy = static_cast<double>(item.image.height) / item.height;

@@ -7,13 +7,18 @@ namespace kern::cpu {
 
 template <typename T>
 void assign_targets(const AssignTargetsDims& d, const int64_t* matched, const T* gt_boxes, const int64_t* gt_labels,
-                    const T* anchors, int64_t* labels, T* boxes, T* positive, int64_t* num_pos) {
+                    const uint8_t* gt_ignore, const T* anchors, int64_t* labels, T* boxes, T* positive,
+                    int64_t* num_pos) {
   for (int64_t b = 0; b < d.B; ++b) {
     int64_t count = 0;
     for (int64_t a = 0; a < d.A; ++a) {
       const int64_t i = b * d.A + a, m = matched[i];
       const T* src = anchors + a * 4;
-      if (m >= 0 && m < d.G) {
+      const bool to_gt = m >= 0 && m < d.G;
+      if (to_gt && gt_ignore != nullptr && gt_ignore[b * d.G + m] != 0) {
+        labels[i] = d.ignore_label;  // matched to an ignored GT: neither positive nor negative
+        positive[i] = T(0);
+      } else if (to_gt) {
         labels[i] = gt_labels[b * d.G + m];
         positive[i] = T(1);
         src = gt_boxes + (b * d.G + m) * 4;
@@ -29,8 +34,8 @@ void assign_targets(const AssignTargetsDims& d, const int64_t* matched, const T*
 }
 
 #define KERN_INSTANTIATE(T)                                                                              \
-  template void assign_targets<T>(const AssignTargetsDims&, const int64_t*, const T*, const int64_t*, const T*, \
-                                  int64_t*, T*, T*, int64_t*);
+  template void assign_targets<T>(const AssignTargetsDims&, const int64_t*, const T*, const int64_t*,               \
+                                  const uint8_t*, const T*, int64_t*, T*, T*, int64_t*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

@@ -97,9 +97,61 @@ void match_retinanet(const MatchDims& d, const T* iou, const int64_t* gt_counts,
   }
 }
 
+template <typename T>
+void match_bipartite(const MatchDims& d, const T* iou, const int64_t* gt_counts, double threshold, int64_t* matches) {
+  const T thr = static_cast<T>(threshold), eps = static_cast<T>(kBipartiteEps);
+#pragma omp parallel for if (d.B * d.G * d.A > (1 << 16))
+  for (int64_t b = 0; b < d.B; ++b) {
+    const int64_t n = match::real_rows(gt_counts[b], d.G);
+    const T* img = iou + b * d.G * d.A;
+    int64_t* out = matches + b * d.A;
+    for (int64_t a = 0; a < d.A; ++a) out[a] = kMatchBackground;
+    if (n == 0 || d.A == 0) continue;
+    const ImageBest<T> best = scan_image(img, n, d.A);
+
+    // (1) Greedy one-to-one. cand_v/cand_a: each free GT's best free anchor; gt_free[g].
+    std::vector<T> cand_v(best.gt_max);
+    std::vector<int64_t> cand_a(best.best_anchor);
+    std::vector<char> gt_free(static_cast<size_t>(n), 1);
+    for (int64_t step = 0; step < n; ++step) {
+      int64_t win = -1;
+      for (int64_t g = 0; g < n; ++g) {
+        if (!gt_free[g]) continue;
+        // larger value, then lower anchor, then lower g (g ascending: strict comparison keeps the first)
+        if (win < 0 || cand_v[g] > cand_v[win] || (cand_v[g] == cand_v[win] && cand_a[g] < cand_a[win])) win = g;
+      }
+      if (win < 0 || !(cand_v[win] > eps)) break;  // nothing left above the bipartite threshold
+      const int64_t taken = cand_a[win];
+      out[taken] = win;
+      gt_free[win] = 0;
+      for (int64_t g = 0; g < n; ++g) {  // the GTs that wanted the taken anchor look again
+        if (!gt_free[g] || cand_a[g] != taken) continue;
+        T v_best = static_cast<T>(-INFINITY);
+        int64_t a_best = match::kNoIndex;
+        const T* row = img + g * d.A;
+        for (int64_t a = 0; a < d.A; ++a)
+          if (out[a] == kMatchBackground && match::better(match::sanitize(row[a]), a, v_best, a_best)) {
+            v_best = match::sanitize(row[a]);
+            a_best = a;
+          }
+        cand_v[g] = v_best;
+        cand_a[g] = a_best;
+      }
+    }
+    // (2) ties with the best GT's column maximum, (3) the threshold.
+    for (int64_t a = 0; a < d.A; ++a) {
+      if (out[a] != kMatchBackground) continue;
+      const int64_t g = best.best_gt[a];
+      const T v = best.best_iou[a], col = best.gt_max[g];
+      if ((col > eps && v >= col - eps) || v >= thr) out[a] = g;
+    }
+  }
+}
+
 #define KERN_INSTANTIATE(T)                                                                                   \
   template void match_ssd<T>(const MatchDims&, const T*, const int64_t*, double, int64_t*);                  \
-  template void match_retinanet<T>(const MatchDims&, const T*, const int64_t*, double, double, bool, int64_t*);
+  template void match_retinanet<T>(const MatchDims&, const T*, const int64_t*, double, double, bool, int64_t*); \
+  template void match_bipartite<T>(const MatchDims&, const T*, const int64_t*, double, int64_t*);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

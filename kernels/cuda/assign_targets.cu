@@ -13,15 +13,19 @@ constexpr int kBlock = 256;  // a power of two: the count reduction halves it
 template <typename T>
 __global__ void assign_targets_kernel(AssignTargetsDims d, const int64_t* __restrict__ matched,
                                       const T* __restrict__ gt_boxes, const int64_t* __restrict__ gt_labels,
-                                      const T* __restrict__ anchors, int64_t* __restrict__ labels,
-                                      T* __restrict__ boxes, T* __restrict__ positive, int64_t* __restrict__ num_pos) {
+                                      const uint8_t* __restrict__ gt_ignore, const T* __restrict__ anchors,
+                                      int64_t* __restrict__ labels, T* __restrict__ boxes, T* __restrict__ positive, int64_t* __restrict__ num_pos) {
   __shared__ int s_count[kBlock];
   for (int64_t b = blockIdx.y; b < d.B; b += gridDim.y) {
     int count = 0;
     for (int64_t a = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; a < d.A; a += (int64_t)gridDim.x * blockDim.x) {
       const int64_t i = b * d.A + a, m = matched[i];
       const T* src = anchors + a * 4;
-      if (m >= 0 && m < d.G) {
+      const bool to_gt = m >= 0 && m < d.G;
+      if (to_gt && gt_ignore != nullptr && gt_ignore[b * d.G + m] != 0) {
+        labels[i] = d.ignore_label;  // matched to an ignored GT: neither positive nor negative
+        positive[i] = T(0);
+      } else if (to_gt) {
         labels[i] = gt_labels[b * d.G + m];
         positive[i] = T(1);
         src = gt_boxes + (b * d.G + m) * 4;
@@ -48,21 +52,22 @@ __global__ void assign_targets_kernel(AssignTargetsDims d, const int64_t* __rest
 
 template <typename T>
 void assign_targets(const AssignTargetsDims& d, const int64_t* matched, const T* gt_boxes, const int64_t* gt_labels,
-                    const T* anchors, int64_t* labels, T* boxes, T* positive, int64_t* num_pos, Stream stream) {
+                    const uint8_t* gt_ignore, const T* anchors, int64_t* labels, T* boxes, T* positive,
+                    int64_t* num_pos, Stream stream) {
   if (d.B == 0) return;
   KERN_CUDA_CHECK(cudaMemsetAsync(num_pos, 0, sizeof(int64_t) * static_cast<size_t>(d.B), stream));
   if (d.A == 0) return;
   const int64_t chunks = (d.A + kBlock - 1) / kBlock;
   const dim3 grid(static_cast<unsigned>(chunks < 1024 ? chunks : 1024),
                   static_cast<unsigned>(d.B < 65535 ? d.B : 65535));
-  assign_targets_kernel<T><<<grid, kBlock, 0, stream>>>(d, matched, gt_boxes, gt_labels, anchors, labels, boxes,
-                                                        positive, num_pos);
+  assign_targets_kernel<T><<<grid, kBlock, 0, stream>>>(d, matched, gt_boxes, gt_labels, gt_ignore, anchors, labels,
+                                                        boxes, positive, num_pos);
   KERN_LAUNCH_CHECK();
 }
 
 #define KERN_INSTANTIATE(T)                                                                              \
-  template void assign_targets<T>(const AssignTargetsDims&, const int64_t*, const T*, const int64_t*, const T*, \
-                                  int64_t*, T*, T*, int64_t*, Stream);
+  template void assign_targets<T>(const AssignTargetsDims&, const int64_t*, const T*, const int64_t*,               \
+                                  const uint8_t*, const T*, int64_t*, T*, T*, int64_t*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

@@ -21,12 +21,15 @@ unsigned row_grid(int64_t rows) {
 }
 
 // The best (value, anchor) of one GT row of A IoUs, returned to every thread of the block.
-// Every thread of the block must call it (it synchronises).
+// Every thread of the block must call it (it synchronises). With `free_only`, anchors whose
+// entry there is not background (already matched) are skipped.
 template <typename T>
-__device__ void row_best(const T* __restrict__ row, int64_t A, T* sv, int64_t* si, T& best_v, int64_t& best_a) {
+__device__ void row_best(const T* __restrict__ row, int64_t A, T* sv, int64_t* si, T& best_v, int64_t& best_a,
+                         const int64_t* free_only = nullptr) {
   T v = static_cast<T>(-INFINITY);
   int64_t i = match::kNoIndex;
   for (int64_t a = threadIdx.x; a < A; a += blockDim.x) {
+    if (free_only != nullptr && free_only[a] != kMatchBackground) continue;
     const T x = match::sanitize(row[a]);
     if (match::better(x, a, v, i)) {
       v = x;
@@ -140,7 +143,112 @@ __global__ void retinanet_assign_kernel(MatchDims d, const T* __restrict__ iou, 
   }
 }
 
+// Bipartite step (1), one block per image (grid-stride over images). Scratch per image b:
+// cand_v = values + b * 2G (each GT's best free anchor's IoU), gt_max = cand_v + G (its column
+// maximum), cand_a = indices + b * G (that anchor; kGtTaken once the GT is matched).
+// matches holds -1 everywhere beforehand. Thread 0 picks each winner (a scan of n GTs); the
+// block rescans the rows of the GTs that lost their anchor. Same order and ties as the CPU.
+constexpr int64_t kGtTaken = -1;
+
+template <typename T>
+__global__ void bipartite_greedy_kernel(MatchDims d, const T* __restrict__ iou, const int64_t* __restrict__ counts,
+                                        T eps, T* __restrict__ values, int64_t* __restrict__ indices,
+                                        int64_t* __restrict__ matches) {
+  __shared__ T sv[kBlock];
+  __shared__ int64_t si[kBlock];
+  __shared__ int64_t taken[1];  // the anchor matched in this step, or -1: the greedy step is over
+  for (int64_t b = blockIdx.x; b < d.B; b += gridDim.x) {
+    const int64_t n = match::real_rows(counts[b], d.G);
+    const T* img = iou + b * d.G * d.A;
+    T* cand_v = values + b * 2 * d.G;
+    T* gt_max = cand_v + d.G;
+    int64_t* cand_a = indices + b * d.G;
+    int64_t* out = matches + b * d.A;
+    for (int64_t g = 0; g < n; ++g) {
+      T v;
+      int64_t a;
+      row_best(img + g * d.A, d.A, sv, si, v, a);
+      if (threadIdx.x == 0) {
+        cand_v[g] = gt_max[g] = v;
+        cand_a[g] = a;
+      }
+    }
+    __syncthreads();
+    for (int64_t step = 0; step < n; ++step) {
+      if (threadIdx.x == 0) {
+        int64_t win = -1;
+        for (int64_t g = 0; g < n; ++g) {
+          if (cand_a[g] == kGtTaken) continue;
+          if (win < 0 || cand_v[g] > cand_v[win] || (cand_v[g] == cand_v[win] && cand_a[g] < cand_a[win])) win = g;
+        }
+        if (win < 0 || !(cand_v[win] > eps)) {
+          taken[0] = -1;
+        } else {
+          taken[0] = cand_a[win];
+          out[cand_a[win]] = win;
+          cand_a[win] = kGtTaken;
+        }
+      }
+      __syncthreads();
+      const int64_t t = taken[0];
+      if (t < 0) break;  // uniform: every thread read the same shared value
+      for (int64_t g = 0; g < n; ++g) {
+        if (cand_a[g] != t) continue;  // uniform too (global, written before the barrier)
+        T v;
+        int64_t a;
+        row_best(img + g * d.A, d.A, sv, si, v, a, out);
+        if (threadIdx.x == 0) {
+          cand_v[g] = v;
+          cand_a[g] = a;
+        }
+      }
+      __syncthreads();
+    }
+    __syncthreads();  // taken[] is reused by the next image
+  }
+}
+
+// Bipartite steps (2) and (3): one thread per (b, a) still free.
+template <typename T>
+__global__ void bipartite_assign_kernel(MatchDims d, const T* __restrict__ iou, const int64_t* __restrict__ counts,
+                                        T thr, T eps, const T* __restrict__ values, int64_t* __restrict__ matches) {
+  const int64_t total = d.B * d.A;
+  for (int64_t k = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; k < total; k += (int64_t)gridDim.x * blockDim.x) {
+    if (matches[k] != kMatchBackground) continue;  // taken by the greedy step
+    const int64_t b = k / d.A, a = k % d.A;
+    const int64_t n = match::real_rows(counts[b], d.G);
+    if (n == 0) continue;
+    const T* col = iou + b * d.G * d.A + a;
+    T best_v = static_cast<T>(-INFINITY);
+    int64_t best_g = match::kNoIndex;
+    for (int64_t g = 0; g < n; ++g) {
+      const T v = match::sanitize(col[g * d.A]);
+      if (match::better(v, g, best_v, best_g)) {
+        best_v = v;
+        best_g = g;
+      }
+    }
+    const T gm = values[b * 2 * d.G + d.G + best_g];
+    if ((gm > eps && best_v >= gm - eps) || best_v >= thr) matches[k] = best_g;
+  }
+}
+
 }  // namespace
+
+template <typename T>
+void match_bipartite(const MatchDims& d, const T* iou, const int64_t* gt_counts, double threshold, int64_t* matches,
+                     T* value_scratch, int64_t* index_scratch, Stream stream) {
+  if (d.B * d.A == 0) return;
+  KERN_CUDA_CHECK(cudaMemsetAsync(matches, 0xFF, sizeof(int64_t) * static_cast<size_t>(d.B * d.A), stream));
+  if (d.G == 0) return;
+  const T eps = static_cast<T>(kBipartiteEps);
+  bipartite_greedy_kernel<T><<<row_grid(d.B), kBlock, 0, stream>>>(d, iou, gt_counts, eps, value_scratch,
+                                                                   index_scratch, matches);
+  KERN_LAUNCH_CHECK();
+  bipartite_assign_kernel<T><<<kern_grid_1d(d.B * d.A), kBlock, 0, stream>>>(
+      d, iou, gt_counts, static_cast<T>(threshold), eps, value_scratch, matches);
+  KERN_LAUNCH_CHECK();
+}
 
 template <typename T>
 void match_ssd(const MatchDims& d, const T* iou, const int64_t* gt_counts, double threshold, int64_t* matches,
@@ -175,7 +283,8 @@ void match_retinanet(const MatchDims& d, const T* iou, const int64_t* gt_counts,
 #define KERN_INSTANTIATE(T)                                                                                \
   template void match_ssd<T>(const MatchDims&, const T*, const int64_t*, double, int64_t*, Stream);       \
   template void match_retinanet<T>(const MatchDims&, const T*, const int64_t*, double, double, bool, int64_t*, \
-                                   T*, Stream);
+                                   T*, Stream);                                                       \
+  template void match_bipartite<T>(const MatchDims&, const T*, const int64_t*, double, int64_t*, T*, int64_t*, Stream);
 KERN_INSTANTIATE(float)
 KERN_INSTANTIATE(double)
 #undef KERN_INSTANTIATE

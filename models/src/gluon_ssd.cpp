@@ -214,7 +214,11 @@ HeadOutputs GluonSSD::forward_heads(const Tensor& images) {
 Tensor GluonSSD::anchors(Device device) const { return anchors_cpu_.to(device); }
 
 LossParts GluonSSD::loss(const HeadOutputs& heads, const Targets& targets) {
-  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets);
+  // GluonCV's matcher by default (bipartite one-to-one, then IoU >= 0.5); --matcher ssd for
+  // torchvision's.
+  SSDLossOptions o;
+  o.matcher = resolve_matcher(config(), det::MatchRule::bipartite);
+  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets, o);
 }
 
 det::PostprocessOptions GluonSSD::postprocess_options() const {

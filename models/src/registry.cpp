@@ -42,6 +42,12 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   // Only SSD uses the preset, but an unknown one is refused for every architecture (it would
   // otherwise be written into checkpoints and silently ignored).
   check_anchor_config(config);
+  ENGINE_CHECK(config.matcher.empty() || config.matcher == "ssd" || config.matcher == "bipartite", "matcher '",
+               config.matcher.size() > 40 ? config.matcher.substr(0, 37) + "..." : config.matcher,
+               "' is not one of ssd, bipartite");
+  ENGINE_CHECK(config.matcher.empty() || config.arch != "retinanet_resnet50_fpn",
+               "matcher '", config.matcher, "': retinanet_resnet50_fpn has its own matcher (IoU 0.5 / 0.4); the "
+               "matcher choice is for SSD-family models");
   ENGINE_CHECK(!config.full_tail || config.arch == "ssdlite320_mobilenet_v3_large",
                "full_tail: only ssdlite320_mobilenet_v3_large has a MobileNetV3 tail to choose, not '", config.arch, "'");
   for (const auto& e : kEntries) {

@@ -132,7 +132,8 @@ LossParts RetinaNet::loss(const HeadOutputs& heads, const Targets& targets) {
     Tensor gt = targets.boxes.to(dev).to(DType::f32).contiguous();
     Tensor counts = targets.counts.to(dev).contiguous();
     Tensor matched = det::match_retinanet(det::box_iou_batched(gt, counts, anc), counts, 0.5, 0.4, true);
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, -1, -2);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, C, -1, -2,
+                                                 targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());
     Tensor w = detail::retinanet_image_weights(t.num_positive);  // f32 [B]
     labels_t = t.labels;
     cls_w_t = w;

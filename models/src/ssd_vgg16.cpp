@@ -243,7 +243,9 @@ Tensor SSDVGG16::anchors(Device device) const {
 
 // torchvision SSD's loss (models/ssd_loss.h), shared with ssdlite320_mobilenet_v3_large.
 LossParts SSDVGG16::loss(const HeadOutputs& heads, const Targets& targets) {
-  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets);
+  SSDLossOptions options;
+  options.matcher = resolve_matcher(config(), det::MatchRule::ssd);  // torchvision's SSDMatcher by default
+  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets, options);
 }
 
 det::PostprocessOptions SSDVGG16::postprocess_options() const {

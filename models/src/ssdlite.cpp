@@ -173,7 +173,9 @@ HeadOutputs SSDLiteMobileNetV3::forward_heads(const Tensor& images) {
 Tensor SSDLiteMobileNetV3::anchors(Device device) const { return anchors_cpu_.to(device); }
 
 LossParts SSDLiteMobileNetV3::loss(const HeadOutputs& heads, const Targets& targets) {
-  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets);
+  SSDLossOptions options;
+  options.matcher = resolve_matcher(config(), det::MatchRule::ssd);  // torchvision's SSDMatcher by default
+  return ssd_multibox_loss(cached_anchors(heads.box_regression.device()), heads, targets, options);
 }
 
 det::PostprocessOptions SSDLiteMobileNetV3::postprocess_options() const {

@@ -9,6 +9,7 @@
 #include "models/anchor_scales.h"
 #include "models/factories.h"
 #include "loss_normaliser.h"
+#include "models/ssd_loss.h"
 
 namespace models {
 using namespace eng;
@@ -138,8 +139,10 @@ LossParts TinySSD::loss(const HeadOutputs& heads, const Targets& targets) {
     NoGradGuard ng;
     Tensor gt = targets.boxes.to(dev).to(DType::f32);
     Tensor counts = targets.counts.to(dev);
-    Tensor matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5);
-    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, c, 0, -1);
+    Tensor matched = det::match_anchors(det::box_iou_batched(gt, counts, anc), counts,
+                                        resolve_matcher(config(), det::MatchRule::ssd), 0.5);
+    det::AssignedTargets t = det::assign_targets(matched, gt, targets.labels.to(dev), anc, c, 0, -1,
+                                                 targets.ignore.defined() ? targets.ignore.to(dev) : Tensor());
     labels = t.labels;
     box_targets = det::box_encode(t.boxes, anc);
     pos_mask = t.positive.to(logits.dtype());

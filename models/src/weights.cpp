@@ -45,6 +45,7 @@ std::map<std::string, std::string> model_config_metadata(const ModelConfig& c) {
   meta[kMetaInputSize] = std::to_string(c.input_size);
   meta[kMetaFormat] = "ssd_engine.detection_model";
   if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
+  if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;  // absent: the architecture's default
   if (c.full_tail) meta[kMetaBackboneTail] = "full";  // absent: reduced (files from before stay valid)
   return meta;
 }
@@ -62,7 +63,8 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
                         const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> meta = extra;
   for (const char* k :
-       {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail})
+       {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail,
+        kMetaMatcher})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   for (auto& kv : model_config_metadata(model.config())) meta[kv.first] = kv.second;
   io::save_safetensors(path, model.state_dict(), meta);
@@ -84,6 +86,12 @@ ModelConfig read_model_config(const std::string& path) {
                kMetaAnchorPreset, "' is '", c.anchor_preset, "', not one of voc, coco, custom");
   auto sc = f.metadata.find(kMetaAnchorScales);
   if (sc != f.metadata.end()) c.anchor_scales = parse_anchor_scales(sc->second, path + ": metadata '" + kMetaAnchorScales + "'");
+  auto ma = f.metadata.find(kMetaMatcher);  // optional: files written before it load with the default
+  if (ma != f.metadata.end()) {
+    ENGINE_CHECK(ma->second == "ssd" || ma->second == "bipartite", path, ": metadata '", kMetaMatcher, "' is '",
+                 ma->second.size() > 40 ? ma->second.substr(0, 37) + "..." : ma->second, "', not one of ssd, bipartite");
+    c.matcher = ma->second;
+  }
   c.full_tail = read_full_tail(f.metadata, path);
   ENGINE_CHECK(!c.full_tail || c.arch == "ssdlite320_mobilenet_v3_large", path, ": metadata '", kMetaBackboneTail,
                "' is 'full' but only ssdlite320_mobilenet_v3_large has a tail choice (arch '", c.arch, "')");

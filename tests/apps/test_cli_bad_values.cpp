@@ -137,6 +137,8 @@ const std::vector<BadValue>& table() {
       {"ssd_train", {"--device", "gpu"}, "--device", "gpu"},
       {"ssd_train", {"--precision", "fp16"}, "--precision", "fp16"},
       {"ssd_train", {"--image-transfer", "u16"}, "--image-transfer", "u16"},
+      {"ssd_train", {"--matcher", "hungarian"}, "--matcher", "hungarian"},
+      {"ssd_train", {"--crop-rule", "all"}, "--crop-rule", "all"},
       // ---- ssd_detect
       {"ssd_detect", {"--topk", "0"}, "--topk", "0"},
       {"ssd_detect", {"--topk", "-2"}, "--topk", "-2"},

@@ -452,7 +452,11 @@ TEST_CASE("ssd_train: a COCO-format dataset trains and evaluates", "[apps][ssd_t
 
 TEST_CASE("ssd_train: tiny_ssd learns to detect generated shapes", "[apps][ssd_train][slow]") {
   // A short version of the documented CPU run (docs/training.md: 400 images, 1000
-  // iterations, VOC07 mAP 0.845): 200 images, 300 iterations. Measured: VOC07 mAP 0.461 in 110 s on 2 cores.
+  // iterations): 200 images, 300 iterations. Measured on 2 cores (2026-12-07, machine shared):
+  // VOC07 mAP 0.249 with the default min-IoU crop rule (a kept box reaches the threshold, as
+  // Caffe SSD and torchvision; issue 14); 0.461 with GluonCV's every-box rule used before
+  // (--crop-rule every). The reference rule crops far more often, so this short run learns
+  // more slowly; the bar keeps the same margin below the measured value.
   TempDir data_dir("ssd_train_learn_data"), out("ssd_train_learn");
   data::SynthOptions o;
   o.width = 192;
@@ -474,5 +478,5 @@ TEST_CASE("ssd_train: tiny_ssd learns to detect generated shapes", "[apps][ssd_t
   REQUIRE(lines.back().contains("map_voc07"));
   const double map = lines.back()["map_voc07"].get<double>();
   INFO("VOC07 mAP after 300 iterations: " << map);
-  CHECK(map > 0.3);  // measured 0.461 (2 threads); a broken loss, matcher or loader stays near 0
+  CHECK(map > 0.15);  // measured 0.249 (2 threads); a broken loss, matcher or loader stays near 0
 }

@@ -50,6 +50,22 @@ AugmentOptions nothing() {
   return o;
 }
 
+// The crop rectangle of a coordinate-coded image (pixel (x, y) holds (x, y, 7)).
+Box crop_rect_of(const AnnotatedImage& s) {
+  const int x0 = s.image.at(0, 0, 0), y0 = s.image.at(0, 0, 1);
+  return Box{double(x0), double(y0), double(x0 + s.image.width), double(y0 + s.image.height)};
+}
+
+// Some box whose centre lies strictly inside rect has IoU(box, rect) >= min_iou.
+bool some_kept_box_reaches(const std::vector<Object>& objects, const Box& rect, double min_iou) {
+  for (const Object& o : objects) {
+    const double cx = 0.5 * (o.box.x1 + o.box.x2), cy = 0.5 * (o.box.y1 + o.box.y2);
+    const bool inside = rect.x1 < cx && cx < rect.x2 && rect.y1 < cy && cy < rect.y2;
+    if (inside && detail::box_iou(o.box, rect) >= min_iou) return true;
+  }
+  return false;
+}
+
 bool same(const AnnotatedImage& a, const AnnotatedImage& b) {
   if (a.image.width != b.image.width || a.image.height != b.image.height || a.image.rgb != b.image.rgb) return false;
   if (a.objects.size() != b.objects.size()) return false;
@@ -252,9 +268,8 @@ TEST_CASE("min-IoU crop: output boxes are the clipped input boxes", "[data][augm
     }
     REQUIRE(next == out.objects.size());
   }
-  // The 10x10 box has IoU < 0.1 with any crop (crop sides >= 60 x 45), so only mode "any"
-  // can crop (the min over all boxes is checked): about half the draws crop, half pick
-  // "none" first.
+  // About 6 draws in 7 pick a mode other than "none" first; the large boxes let the
+  // threshold modes crop too (some kept box must reach the threshold, not every box).
   REQUIRE(cropped > 150);
 }
 
@@ -266,30 +281,93 @@ TEST_CASE("min-IoU crop honours the IoU threshold of its mode", "[data][augment]
   AnnotatedImage in = coordinate_image(200, 150);
   // IoU(A, B) = 6300 / 10500 = 0.6.
   in.objects = {object(40, 30, 140, 110, 0), object(50, 40, 160, 120, 1)};
-  const AugmentOptions opt;
-  for (double min_iou : {0.1, 0.3, 0.5}) {
-    int accepted = 0;
-    for (uint64_t seed = 0; seed < 100; ++seed) {
-      eng::Generator gen(seed);
-      AnnotatedImage s = in;
-      if (!detail::min_iou_crop_trials(s, gen, opt, min_iou)) {
-        REQUIRE(same(s, in));
-        continue;
+  for (const bool every : {false, true}) {
+    AugmentOptions opt;
+    opt.crop_every_box = every;
+    for (double min_iou : {0.1, 0.3, 0.5}) {
+      int accepted = 0;
+      for (uint64_t seed = 0; seed < 100; ++seed) {
+        eng::Generator gen(seed);
+        AnnotatedImage s = in;
+        if (!detail::min_iou_crop_trials(s, gen, opt, min_iou)) {
+          REQUIRE(same(s, in));
+          continue;
+        }
+        ++accepted;
+        const Box rect = crop_rect_of(s);
+        if (every) {
+          for (const Object& o : in.objects) REQUIRE(detail::box_iou(o.box, rect) >= min_iou);
+        } else {
+          REQUIRE(some_kept_box_reaches(in.objects, rect, min_iou));
+        }
+        REQUIRE(!s.objects.empty());
       }
-      ++accepted;
-      const int x0 = pixel(s.image, 0, 0)[0], y0 = pixel(s.image, 0, 0)[1];
-      const Box rect{double(x0), double(y0), double(x0 + s.image.width), double(y0 + s.image.height)};
-      for (const Object& o : in.objects) REQUIRE(detail::box_iou(o.box, rect) >= min_iou);
-      REQUIRE(!s.objects.empty());
+      CHECK(accepted > 0);
     }
-    CHECK(accepted > 0);
   }
   // IoU >= 0.9 with both boxes is impossible: 1 - IoU is a metric (Jaccard distance), so it
   // would need IoU(A, B) >= 0.8. Every trial fails and the sample is left alone.
+  AugmentOptions every;
+  every.crop_every_box = true;
   eng::Generator gen(1);
   AnnotatedImage s = in;
-  REQUIRE_FALSE(detail::min_iou_crop_trials(s, gen, opt, 0.9));
+  REQUIRE_FALSE(detail::min_iou_crop_trials(s, gen, every, 0.9));
   REQUIRE(same(s, in));
+}
+
+// Caffe's SSD sampler and torchvision's RandomIoUCrop accept a crop when ANY box (that the
+// crop keeps) reaches the threshold; GluonCV (and this project before) required EVERY box.
+TEST_CASE("min-IoU crop accepts a patch when one kept box reaches the threshold and another does not",
+          "[data][augment]") {
+  AnnotatedImage in = coordinate_image(200, 150);
+  // A: 160 x 120, easily reaches IoU 0.5 with a large crop. B: 10 x 10, IoU <= 100 / (60 x 45)
+  // < 0.04 with any crop (sides >= 0.3 of the image), so it never reaches 0.5.
+  in.objects = {object(20, 15, 180, 135, 0), object(185, 5, 195, 15, 1)};
+  AugmentOptions any_box, every_box;
+  every_box.crop_every_box = true;
+  int accepted_any = 0, accepted_every = 0, b_kept = 0, b_dropped = 0;
+  for (uint64_t seed = 0; seed < 100; ++seed) {
+    {
+      eng::Generator gen(seed);
+      AnnotatedImage s = in;
+      if (detail::min_iou_crop_trials(s, gen, any_box, 0.5)) {
+        ++accepted_any;
+        const Box rect = crop_rect_of(s);
+        REQUIRE(detail::box_iou(in.objects[0].box, rect) >= 0.5);  // the box that met the threshold
+        REQUIRE(detail::box_iou(in.objects[1].box, rect) < 0.5);   // and the one that did not
+        // A is kept; B is kept exactly when its centre lies inside (torchvision: same rule).
+        REQUIRE(!s.objects.empty());
+        REQUIRE(s.objects[0].label == 0);
+        (s.objects.size() == 2 ? b_kept : b_dropped) += 1;
+      } else {
+        REQUIRE(same(s, in));
+      }
+    }
+    {
+      eng::Generator gen(seed);
+      AnnotatedImage s = in;
+      if (detail::min_iou_crop_trials(s, gen, every_box, 0.5)) ++accepted_every;
+    }
+  }
+  CHECK(accepted_any > 50);     // accepted now
+  CHECK(accepted_every == 0);   // refused before (GluonCV's rule, still selectable)
+  CHECK(b_dropped > 0);         // crops that leave B out are allowed
+  // The whole pipeline (fused and step-by-step) uses the same rule: with B present the
+  // threshold modes crop, so more than the "any" mode's share of samples is cropped.
+  AugmentOptions crop_only = nothing();
+  crop_only.crop = true;
+  AugmentOptions crop_only_every = crop_only;
+  crop_only_every.crop_every_box = true;
+  int cropped_any = 0, cropped_every = 0;
+  for (uint64_t seed = 0; seed < 300; ++seed) {
+    const AnnotatedImage a = augment_ssd(in, seed, crop_only);
+    REQUIRE(same(a, detail::augment_ssd_reference(in, seed, crop_only)));
+    cropped_any += a.image.width != 200 || a.image.height != 150;
+    const AnnotatedImage e = augment_ssd(in, seed, crop_only_every);
+    REQUIRE(same(e, detail::augment_ssd_reference(in, seed, crop_only_every)));
+    cropped_every += e.image.width != 200 || e.image.height != 150;
+  }
+  CHECK(cropped_any > cropped_every);
 }
 
 TEST_CASE("degenerate and out-of-image boxes are dropped", "[data][augment]") {

@@ -346,7 +346,7 @@ TEST_CASE("loader: boxes follow the images into input pixels", "[data][loader]")
     CHECK(boxes > kImages);
   }
 
-  SECTION("difficult objects only with keep_difficult; crowd objects never") {
+  SECTION("difficult and crowd objects travel flagged (ignored targets); keep_difficult makes difficult plain") {
     data::Dataset marked = ds;
     size_t difficult = 0, crowd = 0, total = 0;
     for (data::Sample& s : marked.samples) {
@@ -358,30 +358,46 @@ TEST_CASE("loader: boxes follow the images into input pixels", "[data][loader]")
     }
     REQUIRE(difficult > 0);
     REQUIRE(crowd > 0);
-    for (bool keep : {false, true}) {
+    struct Mode {
+      bool keep_difficult, drop_ignored;
+    };
+    for (const Mode mode : {Mode{false, false}, Mode{true, false}, Mode{false, true}, Mode{true, true}}) {
+      INFO("keep_difficult " << mode.keep_difficult << ", drop_ignored " << mode.drop_ignored);
       data::LoaderOptions o = base_options();
       o.augment = no_augment();
       o.batch_size = kImages;  // one batch = the whole epoch
-      o.keep_difficult = keep;
+      o.keep_difficult = mode.keep_difficult;
+      o.drop_ignored = mode.drop_ignored;
       data::Loader loader(marked, o);
       data::Batch b;
       REQUIRE(loader.next(b));
       REQUIRE(b.size() == kImages);
-      size_t n = 0;
+      size_t n = 0, flagged = 0;
       for (size_t i = 0; i < b.samples.size(); ++i) {
         const data::Sample& s = marked.samples[static_cast<size_t>(b.samples[i])];
         std::vector<data::Object> want;
-        for (const data::Object& x : s.objects)
-          if (!x.iscrowd && (keep || !x.difficult)) want.push_back(x);
+        for (data::Object x : s.objects) {
+          if (mode.keep_difficult) x.difficult = false;
+          if (mode.drop_ignored && (x.iscrowd || x.difficult)) continue;
+          want.push_back(x);
+        }
         REQUIRE(b.objects[i].size() == want.size());
         for (size_t j = 0; j < want.size(); ++j) {
           CHECK(b.objects[i][j].difficult == want[j].difficult);
+          CHECK(b.objects[i][j].iscrowd == want[j].iscrowd);
           CHECK(b.objects[i][j].box.x1 == Approx(want[j].box.x1 * fx).margin(1e-9));
           CHECK(b.objects[i][j].box.y2 == Approx(want[j].box.y2 * fy).margin(1e-9));
+          flagged += (want[j].difficult || want[j].iscrowd) ? 1 : 0;
         }
         n += want.size();
       }
-      CHECK(n == total - crowd - (keep ? 0 : difficult));
+      if (mode.drop_ignored) {
+        CHECK(n == total - crowd - (mode.keep_difficult ? 0 : difficult));
+        CHECK(flagged == 0);
+      } else {
+        CHECK(n == total);
+        CHECK(flagged == crowd + (mode.keep_difficult ? 0 : difficult));
+      }
     }
   }
 }

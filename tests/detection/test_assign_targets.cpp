@@ -45,6 +45,38 @@ TEST_CASE("assign_targets: hand example with the three models' label conventions
   }
 }
 
+// Difficult / crowd GTs: an anchor matched to an ignored GT is neither positive nor negative.
+TEST_CASE("assign_targets: anchors matched to an ignored GT get the ignore label, not positive") {
+  // hand_matched: image 0 anchors {1, B, I, 0}, image 1 {B, 0, I, 0}. Ignore GT 1 of image 0.
+  Tensor ign = from_vector<uint8_t>({0, 1, 0, 1}, {2, 2});  // image 1 row 1 is padding: never matched
+  for (int64_t ignore_label : {-1, -2}) {
+    det::AssignedTargets t = det::assign_targets(hand_matched(), hand_gt_boxes(), hand_gt_labels(), hand_anchors(),
+                                                 8, 0, ignore_label, ign);
+    REQUIRE(t.labels.to_vector<int64_t>() == Ids{ignore_label, 0, ignore_label, 3, 0, 5, ignore_label, 5});
+    REQUIRE(t.positive.to_vector<float>() == Floats{0, 0, 0, 1, 0, 1, 0, 1});
+    REQUIRE(t.num_positive.to_vector<int64_t>() == Ids{1, 2});
+    // The ignored anchor's box is the anchor itself (a finite, all-zero encoding).
+    REQUIRE(t.boxes.to_vector<float>() == Floats{0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 10, 10, 11, 11,  //
+                                                 0, 0, 1, 1, 30, 30, 31, 31, 2, 2, 3, 3, 30, 30, 31, 31});
+  }
+  // All zeros is the same as no gt_ignore.
+  det::AssignedTargets none = det::assign_targets(hand_matched(), hand_gt_boxes(), hand_gt_labels(), hand_anchors(),
+                                                  8, 0, -1, zeros({2, 2}, DType::u8));
+  REQUIRE(none.labels.to_vector<int64_t>() == Ids{7, 0, -1, 3, 0, 5, -1, 5});
+  // An ignored GT's label is not used, so it is not range-checked.
+  det::AssignedTargets junk = det::assign_targets(hand_matched(), hand_gt_boxes(),
+                                                  from_vector<int64_t>({3, 1000, 5, -99}, {2, 2}), hand_anchors(),
+                                                  8, 0, -1, ign);
+  REQUIRE(junk.labels.to_vector<int64_t>()[0] == -1);
+  // Bad gt_ignore: one line naming the op and the problem.
+  REQUIRE_THROWS_WITH(det::assign_targets(hand_matched(), hand_gt_boxes(), hand_gt_labels(), hand_anchors(), 8, 0,
+                                          -1, ign.to(DType::i64)),
+                      Catch::Contains("assign_targets: gt_ignore must be u8"));
+  REQUIRE_THROWS_WITH(det::assign_targets(hand_matched(), hand_gt_boxes(), hand_gt_labels(), hand_anchors(), 8, 0,
+                                          -1, zeros({2, 3}, DType::u8)),
+                      Catch::Contains("assign_targets: gt_ignore must be [2, 2]"));
+}
+
 TEST_CASE("assign_targets: f64 boxes keep their dtype") {
   det::AssignedTargets t = det::assign_targets(hand_matched(), hand_gt_boxes().to(DType::f64), hand_gt_labels(),
                                                hand_anchors().to(DType::f64), 8);
@@ -171,6 +203,16 @@ TEST_CASE("assign_targets: cuda matches cpu", "[cuda]") {
     det::AssignedTargets got =
         det::assign_targets(c.matched.cuda(), gb.cuda(), c.gt_labels.cuda(), anc.cuda(), 7, -1, -2);
     require_same(got, want, dt);
+    // With every other GT row ignored: fewer positives, the same on both sides.
+    Ids ign(static_cast<size_t>(c.gt_labels.numel()));
+    for (size_t i = 0; i < ign.size(); ++i) ign[i] = i % 2;
+    Tensor ignore = from_vector<int64_t>(ign, c.gt_labels.sizes()).to(DType::u8);
+    det::AssignedTargets want_i = det::assign_targets(c.matched, gb, c.gt_labels, anc, 7, -1, -2, ignore);
+    const Ids np_i = want_i.num_positive.to_vector<int64_t>();
+    REQUIRE(np_i[0] < np[0]);
+    det::AssignedTargets got_i = det::assign_targets(c.matched.cuda(), gb.cuda(), c.gt_labels.cuda(), anc.cuda(), 7,
+                                                     -1, -2, ignore.cuda());
+    require_same(got_i, want_i, dt);
   }
   SECTION("G = 0 on the device") {
     Tensor m = full({3, 300}, static_cast<double>(B_), TensorOptions(DType::i64));

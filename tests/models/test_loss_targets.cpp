@@ -24,7 +24,9 @@ namespace {
 // ---------------------------------------------------------------- references (host loops)
 
 // SSDVGG16::loss before the device targets.
-models::LossParts ref_ssd_loss(const Tensor& anc, const models::HeadOutputs& heads, const models::Targets& targets) {
+// rule: the matcher the model is configured with (ModelConfig::matcher).
+models::LossParts ref_ssd_loss(const Tensor& anc, const models::HeadOutputs& heads, const models::Targets& targets,
+                               det::MatchRule rule = det::MatchRule::ssd) {
   const Tensor& reg = heads.box_regression;
   const Tensor& logits = heads.class_logits;
   const int64_t B = reg.size(0), A = reg.size(1), C = logits.size(2);
@@ -33,7 +35,7 @@ models::LossParts ref_ssd_loss(const Tensor& anc, const models::HeadOutputs& hea
   const int64_t G = gt.size(1);
   Tensor matched;
   if (G > 0) {
-    matched = det::match_ssd(det::box_iou_batched(gt, counts, anc), counts, 0.5);
+    matched = det::match_anchors(det::box_iou_batched(gt, counts, anc), counts, rule, 0.5);
   } else {
     matched = full({B, A}, static_cast<double>(det::kBackground), TensorOptions(DType::i64));
   }
@@ -73,7 +75,7 @@ models::LossParts ref_ssd_loss(const Tensor& anc, const models::HeadOutputs& hea
 
 // TinySSD::loss before the device targets.
 models::LossParts ref_tiny_ssd_loss(const Tensor& anc, const models::HeadOutputs& heads,
-                                    const models::Targets& targets) {
+                                    const models::Targets& targets, det::MatchRule rule = det::MatchRule::ssd) {
   const Tensor& logits = heads.class_logits;
   const Tensor& deltas = heads.box_regression;
   const int64_t b = logits.size(0), a = logits.size(1), c = logits.size(2);
@@ -83,7 +85,7 @@ models::LossParts ref_tiny_ssd_loss(const Tensor& anc, const models::HeadOutputs
   {
     NoGradGuard ng;
     Tensor gt = targets.boxes.to(DType::f32);
-    Tensor matched = det::match_ssd(det::box_iou_batched(gt, targets.counts, anc), targets.counts, 0.5);
+    Tensor matched = det::match_anchors(det::box_iou_batched(gt, targets.counts, anc), targets.counts, rule, 0.5);
     const auto m = matched.to_vector<int64_t>();
     const auto gtb = gt.to_vector<float>();
     const auto gtl = targets.labels.to_vector<int64_t>();
@@ -173,15 +175,17 @@ models::LossParts ref_retinanet_loss(const Tensor& anc, const models::HeadOutput
 // ---------------------------------------------------------------- inputs
 
 struct Case {
-  std::string arch;
+  std::string arch, matcher;  // matcher: ModelConfig::matcher ("" = the default, ssd)
   int64_t classes, size;
   std::shared_ptr<models::DetectionModel> model;
 };
 
-std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t classes, int64_t size) {
+std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t classes, int64_t size,
+                                              const std::string& matcher = "") {
   manual_seed(5);
   models::ModelConfig c;
   c.arch = arch;
+  c.matcher = matcher;
   c.num_classes = classes;
   c.input_size = size;
   if (arch == "tiny_ssd") return models::make_tiny_ssd(c);
@@ -190,15 +194,16 @@ std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t c
 }
 
 // Built once per architecture (SSD300's VGG16 and RetinaNet's ResNet-50 take a while).
-Case& get_case(const std::string& arch) {
+Case& get_case(const std::string& arch, const std::string& matcher = "") {
   static std::vector<Case> cases;
   for (Case& c : cases)
-    if (c.arch == arch) return c;
+    if (c.arch == arch && c.matcher == matcher) return c;
   Case c;
   c.arch = arch;
+  c.matcher = matcher;
   c.classes = arch == "tiny_ssd" ? 4 : (arch == "retinanet_resnet50_fpn" ? 6 : 21);
   c.size = arch == "tiny_ssd" ? 64 : (arch == "retinanet_resnet50_fpn" ? 128 : 300);
-  c.model = build(arch, c.classes, c.size);
+  c.model = build(arch, c.classes, c.size, matcher);
   cases.push_back(c);
   return cases.back();
 }
@@ -257,11 +262,15 @@ Result run(F&& loss, const Tensor& reg, const Tensor& cls, const models::Targets
           h.box_regression.grad().cpu(), h.class_logits.grad().cpu()};
 }
 
+det::MatchRule rule_of(const Case& c) {
+  return c.matcher == "bipartite" ? det::MatchRule::bipartite : det::MatchRule::ssd;
+}
+
 models::LossParts reference(const Case& c, const models::HeadOutputs& h, const models::Targets& t) {
   Tensor anc = c.model->anchors(Device::cpu());
-  if (c.arch == "tiny_ssd") return ref_tiny_ssd_loss(anc, h, t);
+  if (c.arch == "tiny_ssd") return ref_tiny_ssd_loss(anc, h, t, rule_of(c));
   if (c.arch == "retinanet_resnet50_fpn") return ref_retinanet_loss(anc, h, t);
-  return ref_ssd_loss(anc, h, t);
+  return ref_ssd_loss(anc, h, t, rule_of(c));
 }
 
 // The batches: varying counts with an image without boxes, and a batch with G = 0. The
@@ -282,7 +291,7 @@ std::vector<models::Targets> batches(const Case& c) {
 Tensor mine_label_zero_positives(const Case& c, const models::Targets& t, const Tensor& cls) {
   Tensor anc = c.model->anchors(Device::cpu());
   const std::vector<int64_t> m =
-      det::match_ssd(det::box_iou_batched(t.boxes, t.counts, anc), t.counts, 0.5).to_vector<int64_t>();
+      det::match_anchors(det::box_iou_batched(t.boxes, t.counts, anc), t.counts, rule_of(c), 0.5).to_vector<int64_t>();
   const std::vector<int64_t> lab = t.labels.to_vector<int64_t>();
   std::vector<float> v = cls.to_vector<float>();
   const int64_t B = cls.size(0), A = cls.size(1), C = cls.size(2), G = t.boxes.size(1);
@@ -299,13 +308,13 @@ Tensor mine_label_zero_positives(const Case& c, const models::Targets& t, const 
   return from_vector(v, cls.sizes());
 }
 
-void check_model(const std::string& arch, Device device, double rtol) {
-  Case& c = get_case(arch);
+void check_model(const std::string& arch, Device device, double rtol, const std::string& matcher = "") {
+  Case& c = get_case(arch, matcher);
   const int64_t A = c.model->anchors(Device::cpu()).size(0);
   int k = 0;
   for (const models::Targets& t : batches(c)) {
     const int64_t B = t.counts.size(0);
-    INFO(arch << " on " << device.str() << ", batch " << k << " (G = " << t.boxes.size(1) << ")");
+    INFO(arch << " (matcher '" << matcher << "') on " << device.str() << ", batch " << k << " (G = " << t.boxes.size(1) << ")");
     Tensor reg = test::random_f32({B, A, 4}, 100 + k, -1.5, 1.5);
     Tensor cls = test::random_f32({B, A, c.classes}, 200 + k, -3, 3);
     if (k == 1 && c.arch != "retinanet_resnet50_fpn") cls = mine_label_zero_positives(c, t, cls);
@@ -339,10 +348,36 @@ TEST_CASE("detection losses: device targets equal the host-loop reference bit fo
   for (const char* arch : {"tiny_ssd", "retinanet_resnet50_fpn", "ssd300_vgg16"}) check_model(arch, Device::cpu(), 0);
 }
 
+TEST_CASE("detection losses: the bipartite matcher (ModelConfig::matcher) reaches the SSD losses") {
+  // The model configured with "bipartite" equals the reference built on match_bipartite ...
+  for (const char* arch : {"tiny_ssd", "ssd300_vgg16"}) check_model(arch, Device::cpu(), 0, "bipartite");
+  // ... and differs from the default where the matchers differ: two almost equal boxes of
+  // different classes compete for the same best anchor.
+  Case& bip = get_case("ssd300_vgg16", "bipartite");
+  Case& tv = get_case("ssd300_vgg16");
+  models::Targets t;
+  t.boxes = from_vector<float>({60, 60, 180, 180, 62, 61, 182, 181}, {1, 2, 4});
+  t.labels = from_vector<int64_t>({1, 2}, {1, 2});
+  t.counts = from_vector<int64_t>({2}, {1});
+  Tensor anc = bip.model->anchors(Device::cpu());
+  Tensor iou = det::box_iou_batched(t.boxes, t.counts, anc);
+  REQUIRE(det::match_bipartite(iou, t.counts).to_vector<int64_t>() != det::match_ssd(iou, t.counts).to_vector<int64_t>());
+  const int64_t A = anc.size(0);
+  Tensor reg = test::random_f32({1, A, 4}, 100, -1.5, 1.5), cls = test::random_f32({1, A, bip.classes}, 200, -3, 3);
+  auto loss_of = [&](Case& c) {
+    return run([&](const models::HeadOutputs& h, const models::Targets& tt) { return c.model->loss(h, tt); }, reg, cls,
+               t, Device::cpu());
+  };
+  const Result rb = loss_of(bip), rt = loss_of(tv);
+  REQUIRE(rb.total.item() != rt.total.item());
+  REQUIRE_CLOSE(rb.total, ref_ssd_loss(anc, {test::cpu_leaf(reg), test::cpu_leaf(cls)}, t, det::MatchRule::bipartite).total.detach(), 0, 0);
+}
+
 TEST_CASE("detection losses: device targets on cuda match the host-loop reference", "[cuda]") {
   REQUIRE_CUDA_OR_SKIP();
   for (const char* arch : {"tiny_ssd", "retinanet_resnet50_fpn", "ssd300_vgg16"})
     check_model(arch, Device::cuda(), 1e-5);
+  check_model("ssd300_vgg16", Device::cuda(), 1e-5, "bipartite");
 }
 
 TEST_CASE("detection losses: a matched label outside 0..C-1 is one error on the cpu") {

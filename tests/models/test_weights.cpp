@@ -152,3 +152,41 @@ TEST_CASE("weights: read_model_config from the metadata", "[models][weights]") {
   CHECK(msg.find("arch") != std::string::npos);
   CHECK(msg.find("plain.safetensors") != std::string::npos);
 }
+
+TEST_CASE("weights: the matcher is saved when set, old files load with the default, bad values are one error",
+          "[models][weights]") {
+  TempDir dir("test_weights_matcher");
+  auto m = tiny(5, 128, 1);
+  models::save_model_weights(*m, dir / "plain.safetensors");  // matcher "": no key written
+  io::SafetensorsFile plain = io::load_safetensors(dir / "plain.safetensors");
+  CHECK(plain.metadata.count(models::kMetaMatcher) == 0);
+  CHECK(models::read_model_config(dir / "plain.safetensors").matcher.empty());
+  for (const std::string name : {"ssd", "bipartite"}) {
+    models::ModelConfig c = m->config();
+    c.matcher = name;
+    auto with = models::create_model(c);
+    models::save_model_weights(*with, dir / (name + ".safetensors"));
+    const models::ModelConfig back = models::read_model_config(dir / (name + ".safetensors"));
+    CHECK(back.matcher == name);
+    CHECK(models::create_model(back)->config().matcher == name);
+  }
+  // A value outside the set: one error naming the file, the key and the value.
+  plain.metadata[models::kMetaMatcher] = "hungarian";
+  io::save_safetensors(dir / "bad.safetensors", plain.tensors, plain.metadata);
+  const std::string msg = error_of([&] { models::read_model_config(dir / "bad.safetensors"); });
+  CHECK(msg.find("bad.safetensors") != std::string::npos);
+  CHECK(msg.find("metadata 'matcher' is 'hungarian', not one of ssd, bipartite") != std::string::npos);
+  CHECK(msg.find('\n') == std::string::npos);
+  // save_model_weights' extra metadata may not set it.
+  CHECK(error_of([&] { models::save_model_weights(*m, dir / "x.safetensors", {{"matcher", "ssd"}}); })
+            .find("may not set 'matcher'") != std::string::npos);
+  // create_model refuses unknown names, and a matcher for RetinaNet (it has its own).
+  models::ModelConfig c = m->config();
+  c.matcher = "greedy";
+  CHECK(error_of([&] { models::create_model(c); }).find("matcher 'greedy' is not one of ssd, bipartite") !=
+        std::string::npos);
+  c.arch = "retinanet_resnet50_fpn";
+  c.matcher = "bipartite";
+  CHECK(error_of([&] { models::create_model(c); }).find("retinanet_resnet50_fpn has its own matcher") !=
+        std::string::npos);
+}

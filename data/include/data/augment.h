@@ -34,6 +34,10 @@ struct AugmentOptions {
   int crop_max_trials = 50;                               // trials per drawn mode
   double crop_min_scale = 0.3;                            // crop side in [min_scale, 1] of the image side
   double crop_min_aspect = 0.5, crop_max_aspect = 2.0;    // crop width / height
+  // Crop acceptance: false (Caffe SSD, torchvision RandomIoUCrop) = some box kept by the crop
+  // (centre strictly inside) reaches the mode's min IoU; true (GluonCV) = every box reaches it
+  // and some centre lies inside.
+  bool crop_every_box = false;
   bool flip = true;                                       // horizontal flip, p 0.5
 };
 
@@ -111,8 +115,9 @@ AnnotatedImage expand_canvas(const AnnotatedImage& in, int canvas_w, int canvas_
 // strictly inside it, clips them to it and shifts them to the crop's origin.
 AnnotatedImage crop_annotated(const AnnotatedImage& in, int x0, int y0, int x1, int y1);
 // One mode of the min-IoU crop (docs/augmentation.md): up to options.crop_max_trials random
-// crops; the first whose IoU with every GT box is >= min_iou and which keeps at least one box
-// centre replaces `sample` (returns true). Returns false, leaving `sample` alone, if none.
+// crops; the first in which a box whose centre lies strictly inside has IoU >= min_iou (with
+// options.crop_every_box: every box reaches min_iou and some centre lies inside) replaces
+// `sample` (returns true). Returns false, leaving `sample` alone, if none.
 bool min_iou_crop_trials(AnnotatedImage& sample, eng::Generator& gen, const AugmentOptions& options,
                          double min_iou);
 // Mirrors left-right: x1' = W - x2, x2' = W - x1.

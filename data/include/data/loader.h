@@ -9,8 +9,11 @@
 //     augment_ssd under sample_seed(seed, epoch, sample index), then resized to the
 //     batch's input size (one of input_sizes, drawn per batch from (seed, g): multiscale
 //     training). `start_batch` starts the stream at any g, which is how a resumed run
-//     continues exactly. Difficult objects are left out unless keep_difficult; crowd
-//     objects always. Boxes in Batch::objects are in input pixels.
+//     continues exactly. Boxes in Batch::objects are in input pixels. Difficult (unless
+//     keep_difficult) and crowd objects travel there flagged (difficult / iscrowd set):
+//     the trainer makes them ignored targets (neither positive nor negative). With
+//     keep_difficult a difficult object is a plain target (its flag cleared); with
+//     drop_ignored = true the flagged objects are left out instead (before issue 14).
 //   * evaluation (train = false): one pass over the samples in dataset order, resize only;
 //     next() returns false at the end. Each image is resized to every one of input_sizes
 //     (multi-scale testing): Batch::images_at[i] holds the batch at input_sizes[i], and
@@ -82,6 +85,7 @@ struct LoaderOptions {
   std::vector<double> std = {1, 1, 1};
   AugmentOptions augment;                  // training only
   bool keep_difficult = false;             // training: keep difficult objects as targets
+  bool drop_ignored = false;               // training: drop difficult / crowd objects, not flag them
   bool pinned = false;
   bool uint8_images = false;               // u8 images, not normalised (see above)
   bool keep_images = false;                // evaluation: also hand out the decoded originals

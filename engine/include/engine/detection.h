@@ -75,6 +75,22 @@ constexpr int64_t kIgnore = -2;
 // index wins (torchvision's scatter order on the CPU). Images with zero GT: all background.
 Tensor match_ssd(const Tensor& iou, const Tensor& gt_counts, double threshold = 0.5);
 
+// Bipartite then threshold (GluonCV CompositeMatcher[BipartiteMatcher, MaximumMatcher(threshold)]):
+//   1. global greedy one-to-one: repeatedly take the largest IoU over the pairs (anchor, GT)
+//      whose anchor and GT are both still free, if it is > 1e-12, and match them; so every real
+//      GT with a positive IoU somewhere gets its own, distinct anchor. Equal IoUs: the lower
+//      anchor index first, then the lower GT index.
+//   2. ties: a still free anchor whose best IoU (argmax over GTs, lowest index on ties) is within
+//      1e-12 of that GT's column maximum (its best IoU over all anchors, > 1e-12) takes that GT.
+//   3. threshold: a still free anchor whose best IoU >= threshold takes its best GT.
+// Everything else is background. Images with zero GT: all background.
+Tensor match_bipartite(const Tensor& iou, const Tensor& gt_counts, double threshold = 0.5);
+
+// Which SSD matcher a loss uses: ssd = match_ssd (torchvision), bipartite = match_bipartite (GluonCV).
+enum class MatchRule { ssd, bipartite };
+const char* match_rule_name(MatchRule rule);  // "ssd" | "bipartite"
+Tensor match_anchors(const Tensor& iou, const Tensor& gt_counts, MatchRule rule, double threshold = 0.5);
+
 // RetinaNet (torchvision Matcher(0.5, 0.4, allow_low_quality_matches=True)): best GT per
 // anchor; IoU < bg -> background, bg <= IoU < fg -> ignore, else the GT. Low-quality: for
 // every real GT, each anchor whose IoU with it equals that GT's best IoU (ties included)
@@ -104,9 +120,13 @@ struct AssignedTargets {
   Tensor positive;      // [B, A], gt_boxes' dtype: 1 or 0
   Tensor num_positive;  // i64 [B]
 };
+// gt_ignore (optional) u8 [B, G] on the same device: a nonzero entry marks an ignored GT
+// (difficult / crowd). An anchor matched to it gets ignore_label, the anchor as its box and
+// positive 0: neither positive nor negative (the losses give it no loss and never mine it).
+// Ignored GTs still take part in the matching, so they claim the anchors that cover them.
 AssignedTargets assign_targets(const Tensor& matched, const Tensor& gt_boxes, const Tensor& gt_labels,
                                const Tensor& anchors, int64_t num_classes, int64_t background_label = 0,
-                               int64_t ignore_label = 0);
+                               int64_t ignore_label = 0, const Tensor& gt_ignore = Tensor());
 
 // ---------------------------------------------------------------- box coding (box_coder.cpp)
 struct BoxCoderWeights {

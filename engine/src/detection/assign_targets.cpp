@@ -11,8 +11,9 @@ using namespace detail;
 namespace {
 
 // Host-side checks of CPU inputs: every match is a special value or a GT index in [0, G),
-// and every GT that some anchor matched has a label in [0, num_classes).
-void check_host_values(const char* op, const Tensor& matched, const Tensor& gt_labels, int64_t num_classes) {
+// and every GT that some anchor matched, and that is not ignored, has a label in [0, num_classes).
+void check_host_values(const char* op, const Tensor& matched, const Tensor& gt_labels, const uint8_t* ignore,
+                       int64_t num_classes) {
   const int64_t B = matched.size(0), A = matched.size(1), G = gt_labels.size(1);
   const int64_t* m = matched.data<int64_t>();
   const int64_t* lab = gt_labels.data<int64_t>();
@@ -22,6 +23,7 @@ void check_host_values(const char* op, const Tensor& matched, const Tensor& gt_l
       if (g == kBackground || g == kIgnore) continue;
       ENGINE_CHECK(g >= 0 && g < G, op, ": matched[", b, ", ", a, "] = ", g, " is neither a GT index in [0, ", G,
                    ") nor kBackground (-1) / kIgnore (-2)");
+      if (ignore != nullptr && ignore[b * G + g] != 0) continue;  // an ignored GT's label is not used
       const int64_t l = lab[b * G + g];
       ENGINE_CHECK(l >= 0 && l < num_classes, op, ": gt_labels[", b, ", ", g, "] = ", l, " (matched by anchor ", a,
                    ") is outside [0, ", num_classes, ")");
@@ -32,7 +34,7 @@ void check_host_values(const char* op, const Tensor& matched, const Tensor& gt_l
 
 AssignedTargets assign_targets(const Tensor& matched_in, const Tensor& gt_boxes_in, const Tensor& gt_labels_in,
                                const Tensor& anchors_in, int64_t num_classes, int64_t background_label,
-                               int64_t ignore_label) {
+                               int64_t ignore_label, const Tensor& gt_ignore_in) {
   const char* op = "assign_targets";
   ENGINE_CHECK(matched_in.defined() && gt_boxes_in.defined() && gt_labels_in.defined() && anchors_in.defined(), op,
                ": undefined input");
@@ -59,7 +61,18 @@ AssignedTargets assign_targets(const Tensor& matched_in, const Tensor& gt_boxes_
 
   Tensor matched = matched_in.detach().contiguous(), gt_boxes = gt_boxes_in.detach().contiguous();
   Tensor gt_labels = gt_labels_in.detach().contiguous(), anchors = anchors_in.detach().contiguous();
-  if (!matched.is_cuda()) check_host_values(op, matched, gt_labels, num_classes);
+  Tensor gt_ignore;
+  if (gt_ignore_in.defined()) {
+    ENGINE_CHECK(gt_ignore_in.dtype() == DType::u8, op, ": gt_ignore must be u8, got ",
+                 dtype_name(gt_ignore_in.dtype()));
+    ENGINE_CHECK(gt_ignore_in.dim() == 2 && gt_ignore_in.size(0) == B && gt_ignore_in.size(1) == G, op,
+                 ": gt_ignore must be [", B, ", ", G, "] like gt_labels, got ", shape_str(gt_ignore_in.sizes()));
+    ENGINE_CHECK(gt_ignore_in.device() == gt_boxes_in.device(), op, ": gt_ignore on ", gt_ignore_in.device().str(),
+                 ", gt_boxes on ", gt_boxes_in.device().str());
+    gt_ignore = gt_ignore_in.detach().contiguous();
+  }
+  const uint8_t* ign = gt_ignore.defined() && G > 0 ? gt_ignore.data<uint8_t>() : nullptr;
+  if (!matched.is_cuda()) check_host_values(op, matched, gt_labels, ign, num_classes);
 
   kern::AssignTargetsDims d;
   d.B = B;
@@ -77,12 +90,12 @@ AssignedTargets assign_targets(const Tensor& matched_in, const Tensor& gt_boxes_
     using T = decltype(tag);
     if (gt_boxes.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::assign_targets<T>(d, matched.data<int64_t>(), gt_boxes.data<T>(),
-                                                   gt_labels.data<int64_t>(), anchors.data<T>(),
+                                                   gt_labels.data<int64_t>(), ign, anchors.data<T>(),
                                                    out.labels.data<int64_t>(), out.boxes.data<T>(),
                                                    out.positive.data<T>(), out.num_positive.data<int64_t>(),
                                                    cuda::stream()));
     } else {
-      kern::cpu::assign_targets<T>(d, matched.data<int64_t>(), gt_boxes.data<T>(), gt_labels.data<int64_t>(),
+      kern::cpu::assign_targets<T>(d, matched.data<int64_t>(), gt_boxes.data<T>(), gt_labels.data<int64_t>(), ign,
                                    anchors.data<T>(), out.labels.data<int64_t>(), out.boxes.data<T>(),
                                    out.positive.data<T>(), out.num_positive.data<int64_t>());
     }

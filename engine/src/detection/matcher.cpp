@@ -1,5 +1,6 @@
 // Front-ends of the anchor matchers: eng::det::match_ssd and eng::det::match_retinanet
 // (maths and tie rules in kernels/include/kernels/matcher.h). Not differentiable.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/cuda_context.h"
@@ -83,6 +84,40 @@ Tensor match_retinanet(const Tensor& iou_in, const Tensor& gt_counts, double fg_
     }
   });
   return matches;
+}
+
+Tensor match_bipartite(const Tensor& iou_in, const Tensor& gt_counts, double threshold) {
+  const char* op = "match_bipartite";
+  ENGINE_CHECK(iou_in.defined(), op, ": iou is undefined");
+  Tensor counts = checked_counts(op, iou_in, gt_counts);
+  ENGINE_CHECK(!std::isnan(threshold), op, ": threshold is NaN");
+  Tensor iou = iou_in.detach().contiguous();
+  const kern::MatchDims d = match_dims(iou);
+  Tensor matches = empty({d.B, d.A}, TensorOptions(DType::i64).device(iou.device()));
+  dispatch_float(iou, op, [&](auto tag) {
+    using T = decltype(tag);
+    if (iou.is_cuda()) {
+      // kernel scratch: per GT its best free anchor's IoU and its column maximum, and that anchor
+      Tensor values = empty({std::max<int64_t>(1, 2 * d.B * d.G)}, TensorOptions(iou.dtype()).device(iou.device()));
+      Tensor indices = empty({std::max<int64_t>(1, d.B * d.G)}, TensorOptions(DType::i64).device(iou.device()));
+      ENGINE_IF_CUDA(kern::cuda::match_bipartite<T>(d, iou.data<T>(), counts.data<int64_t>(), threshold,
+                                                    matches.data<int64_t>(), values.data<T>(),
+                                                    indices.data<int64_t>(), cuda::stream()));
+    } else {
+      kern::cpu::match_bipartite<T>(d, iou.data<T>(), counts.data<int64_t>(), threshold, matches.data<int64_t>());
+    }
+  });
+  return matches;
+}
+
+const char* match_rule_name(MatchRule rule) { return rule == MatchRule::bipartite ? "bipartite" : "ssd"; }
+
+Tensor match_anchors(const Tensor& iou, const Tensor& gt_counts, MatchRule rule, double threshold) {
+  switch (rule) {
+    case MatchRule::ssd: return match_ssd(iou, gt_counts, threshold);
+    case MatchRule::bipartite: return match_bipartite(iou, gt_counts, threshold);
+  }
+  ENGINE_FAIL("match_anchors: unknown match rule ", static_cast<int>(rule));
 }
 
 }  // namespace eng::det

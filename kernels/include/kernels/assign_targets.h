@@ -6,6 +6,7 @@
 //                               kMatchBackground (-1), or kMatchIgnore (-2)
 //   gt_boxes   T     [B, G, 4]  corner boxes, G padded
 //   gt_labels  int64 [B, G]
+//   gt_ignore  uint8 [B, G]     1 = an ignored GT (difficult / crowd); nullptr = none ignored
 //   anchors    T     [A, 4]     corner boxes
 // Outputs:
 //   labels     int64 [B, A]
@@ -13,8 +14,10 @@
 //   positive   T     [B, A]     1 or 0
 //   num_pos    int64 [B]        positives per image
 // Per anchor (b, a), with m = matched[b, a]:
-//   0 <= m < G (positive):  labels = gt_labels[b, m], boxes = gt_boxes[b, m], positive = 1
-//   m == kMatchIgnore:      labels = ignore_label,    boxes = anchors[a],     positive = 0
+//   0 <= m < G, not ignored (positive): labels = gt_labels[b, m], boxes = gt_boxes[b, m], positive = 1
+//   0 <= m < G, gt_ignore[b, m] != 0, or m == kMatchIgnore:
+//                           labels = ignore_label,    boxes = anchors[a],     positive = 0
+//   (an anchor matched to an ignored GT is neither positive nor negative)
 //   any other m:            labels = background_label, boxes = anchors[a],    positive = 0
 // (the anchor itself as the box of a non-positive keeps its encoding finite: all zeros).
 //   num_pos[b] = sum over a of positive[b, a]
@@ -46,13 +49,15 @@ struct AssignTargetsDims {
 namespace cpu {
 template <typename T>
 void assign_targets(const AssignTargetsDims& d, const int64_t* matched, const T* gt_boxes, const int64_t* gt_labels,
-                    const T* anchors, int64_t* labels, T* boxes, T* positive, int64_t* num_pos);
+                    const uint8_t* gt_ignore, const T* anchors, int64_t* labels, T* boxes, T* positive,
+                    int64_t* num_pos);
 }  // namespace cpu
 
 namespace cuda {
 template <typename T>
 void assign_targets(const AssignTargetsDims& d, const int64_t* matched, const T* gt_boxes, const int64_t* gt_labels,
-                    const T* anchors, int64_t* labels, T* boxes, T* positive, int64_t* num_pos, Stream stream);
+                    const uint8_t* gt_ignore, const T* anchors, int64_t* labels, T* boxes, T* positive,
+                    int64_t* num_pos, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

@@ -23,6 +23,22 @@
 // When several GTs force the same anchor the highest GT index wins (torchvision writes them
 // in index order on the CPU). n_b == 0: every anchor is -1.
 //
+// ---- match_bipartite (GluonCV CompositeMatcher[BipartiteMatcher, MaximumMatcher(threshold)]) ----
+// (1) greedy one-to-one: while some free GT g (not yet matched) and free anchor a have
+//     iou[g, a] > kBipartiteEps, match the pair with the largest IoU; ties: lower anchor index,
+//     then lower GT index (the order of a stable descending sort of the [A, G] scores).
+//     Equivalent form used by both back-ends: each free GT keeps its best free anchor
+//     (`better` over free anchors); the winner is the free GT whose (value, anchor, g) is best
+//     under (larger value, lower anchor, lower g); after a match, the free GTs whose best anchor
+//     was just taken rescan their row over the free anchors.
+// (2) for every anchor still -1: g = best_gt(a); if gt_max(g) > kBipartiteEps and
+//     best_iou(a) >= gt_max(g) - kBipartiteEps, matches[a] = g (GluonCV's tie rule);
+// (3) else if best_iou(a) >= threshold, matches[a] = best_gt(a); else -1.
+// CUDA: one block per image; the block reduces each row scan with the shared-memory tree
+// (`better`), thread 0 picks the winner among the GTs, so the result equals the CPU's exactly.
+// Scratch (caller-provided): T [2 * B * G] (best value and gt_max per GT), int64 [B * G].
+constexpr double kBipartiteEps = 1e-12;
+
 // ---- match_retinanet (torchvision Matcher(fg, bg, allow_low_quality_matches)) -------------
 //   matches[a] = best_gt(a)  if best_iou(a) >= fg
 //              = -2 (ignore) if bg <= best_iou(a) < fg
@@ -93,6 +109,8 @@ void match_ssd(const MatchDims& d, const T* iou, const int64_t* gt_counts, doubl
 template <typename T>
 void match_retinanet(const MatchDims& d, const T* iou, const int64_t* gt_counts, double fg_threshold,
                      double bg_threshold, bool allow_low_quality, int64_t* matches);
+template <typename T>
+void match_bipartite(const MatchDims& d, const T* iou, const int64_t* gt_counts, double threshold, int64_t* matches);
 }  // namespace cpu
 
 namespace cuda {
@@ -104,6 +122,10 @@ template <typename T>
 void match_retinanet(const MatchDims& d, const T* iou, const int64_t* gt_counts, double fg_threshold,
                      double bg_threshold, bool allow_low_quality, int64_t* matches, T* gt_max_scratch,
                      Stream stream);
+// value_scratch: B * 2 * G elements of T; index_scratch: B * G int64 (contents on return unspecified).
+template <typename T>
+void match_bipartite(const MatchDims& d, const T* iou, const int64_t* gt_counts, double threshold, int64_t* matches,
+                     T* value_scratch, int64_t* index_scratch, Stream stream);
 }  // namespace cuda
 
 }  // namespace kern

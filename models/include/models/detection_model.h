@@ -25,6 +25,10 @@ struct ModelConfig {
   // (models/anchor_scales.h); empty for every other preset.
   std::vector<double> anchor_scales;
   int64_t input_size = 0;         // 0: the architecture's default (256, 300, 512, 512)
+  // SSD-family anchor matcher (models/ssd_loss.h, resolve_matcher): "" = the architecture's
+  // default, "ssd" (torchvision SSDMatcher) or "bipartite" (GluonCV). Saved in the weights
+  // metadata as kMetaMatcher when not empty.
+  std::string matcher;
   // ssdlite320_mobilenet_v3_large only: MobileNetV3's full tail (features 13..16 at 160 / 960
   // channels), the structure torchvision builds when ImageNet backbone weights are given
   // (reduce_tail = weights_backbone is None); false: the reduced tail (3,440,060 parameters).
@@ -43,6 +47,10 @@ struct Targets {
   eng::Tensor boxes;   // f32 [B, G, 4]
   eng::Tensor labels;  // i64 [B, G]
   eng::Tensor counts;  // i64 [B]
+  // Optional u8 [B, G]: 1 = an ignored GT (VOC difficult, COCO crowd). It takes part in the
+  // matching, and the anchors it claims are neither positive nor negative (no loss, never
+  // mined). Undefined = nothing ignored.
+  eng::Tensor ignore;
 };
 
 struct LossParts {

@@ -18,7 +18,7 @@
 // [0.54,0.619],[0.71,0.79],[0.88,0.961]], ratios [1,2,0.5], 4 per location, centres at
 // (j+0.5) S/fmap, no clipping: 5444 anchors at 256, 21764 at 512.
 // Loss (torchvision SSD's, not d2l's): det::match_ssd at IoU 0.5 (best GT per anchor, each
-// GT forces its best anchor), box coding det::box_encode with weights (10,10,5,5); softmax
+// GT forces its best anchor; ModelConfig::matcher "bipartite" picks det::match_bipartite), box coding det::box_encode with weights (10,10,5,5); softmax
 // CE on positives plus the 3*P hardest negatives per image (det::hard_negative_mining) +
 // smooth-L1 (beta 1) on positives, both divided by the batch's positives (at least 1).
 // d2l's offsets use the same (10,10,5,5) maths (plus an eps in the log), but its matching

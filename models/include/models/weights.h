@@ -23,6 +23,7 @@ constexpr const char* kMetaArch = "arch";
 constexpr const char* kMetaNumClasses = "num_classes";
 constexpr const char* kMetaAnchorPreset = "anchor_preset";
 constexpr const char* kMetaInputSize = "input_size";
+constexpr const char* kMetaMatcher = "matcher";       // optional (ModelConfig::matcher); absent = ""
 constexpr const char* kMetaFormat = "format";          // "ssd_engine.detection_model"
 // ModelConfig::full_tail: "full" when set; files without the key (all files from before it
 // existed) are the reduced tail. "reduced" is accepted on reading too.
