@@ -90,16 +90,16 @@ std::optional<std::string> mobilenet_v3_large_backbone_name(const std::string& k
 BackboneLayout vgg16_backbone_layout() {
   return {"torchvision vgg16", &vgg16_name,
           {"backbone.features.", "backbone.extra.0.1.", "backbone.extra.0.3.", "backbone.extra.0.5."},
-          "features.0.weight"};
+          "features.0.weight", nullptr};
 }
 
 BackboneLayout resnet50_backbone_layout() {
-  return {"torchvision resnet50", &resnet50_name, {"backbone.body."}, "conv1.weight"};
+  return {"torchvision resnet50", &resnet50_name, {"backbone.body."}, "conv1.weight", nullptr};
 }
 
 BackboneLayout mobilenet_v3_large_backbone_layout() {
   return {"torchvision mobilenet_v3_large", &mobilenet_v3_large_backbone_name, {"backbone.features."},
-          "features.0.0.weight"};
+          "features.0.0.weight", nullptr};
 }
 
 BackboneLayout gluon_resnet_v1_backbone_layout(const std::string& which) {
