@@ -166,3 +166,28 @@ TEST_CASE("ssd_train: ssd300_mobilenet0_25 learns to detect generated shapes", "
   INFO("VOC07 mAP after 400 iterations: " << map);
   CHECK(map > 0.05);
 }
+
+TEST_CASE("ssd_train: every GluonCV ResNet preset trains two steps (bipartite matcher) and ssd_detect runs it",
+          "[apps][ssd_train][gluon_ssd]") {
+  for (const char* arch : {"ssd512_resnet18_v1", "ssd512_resnet101_v2"}) {
+    INFO(arch);
+    TempDir out("gluon_resnet_train"), det("gluon_resnet_detect");
+    app::TrainConfig c = small_config(out.path.string());
+    c.arch = arch;
+    c.input_size = 64;  // sources 4 x 4 and 2 x 2, then 1 x 1 maps
+    c.iters = 2;
+    REQUIRE(app::train(c) == 0);
+    const auto l = losses(out / "metrics.jsonl");
+    REQUIRE(l.size() == 2);
+    for (const auto& [it, loss] : l) REQUIRE(std::isfinite(loss));
+    auto w = eng::io::load_safetensors(out / "last.safetensors");
+    REQUIRE(w.metadata.count("arch"));
+    CHECK(w.metadata.at("arch") == arch);
+    const std::string image = (fs::path(dataset_root()) / "JPEGImages").string();
+    auto r = test::run_app("ssd_detect", "--weights '" + (out / "last.safetensors") + "' --input '" + image +
+                                             "' --out '" + det.path.string() + "' --workers 1");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    REQUIRE(fs::exists(det / "detections.json"));
+  }
+}
