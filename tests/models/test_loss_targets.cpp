@@ -8,6 +8,7 @@
 // their gradients w.r.t. both heads too. On the (emulated) CUDA device: float tolerance.
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -194,8 +195,10 @@ std::shared_ptr<models::DetectionModel> build(const std::string& arch, int64_t c
 }
 
 // Built once per architecture (SSD300's VGG16 and RetinaNet's ResNet-50 take a while).
+// The cases live in a std::deque: references handed out stay valid when more are added
+// (a vector's reallocation left an earlier Case& dangling).
 Case& get_case(const std::string& arch, const std::string& matcher = "") {
-  static std::vector<Case> cases;
+  static std::deque<Case> cases;
   for (Case& c : cases)
     if (c.arch == arch && c.matcher == matcher) return c;
   Case c;
