@@ -60,10 +60,14 @@ double gradient_tolerance(const std::string& name) {
   return 2e-3;
 }
 
-void check_model(const std::string& arch, int64_t classes, int64_t size) {
+void check_model(const std::string& arch, int64_t classes, int64_t size, bool train_mode = true) {
   auto cpu = build(arch, classes, size);
   auto gpu = build(arch, classes, size);  // same seed: same parameters
   gpu->to(Device::cuda());
+  if (!train_mode) {
+    cpu->eval();
+    gpu->eval();
+  }
 
   Generator gen(11);
   Tensor images = rand({2, 3, size, size}, gen) * 2.0 - 1.0;
@@ -153,7 +157,12 @@ TEST_CASE("models: ssdlite320_mobilenet_v3_large on cuda matches cpu (heads, los
 TEST_CASE("models: ssd300_mobilenet0_25 on cuda matches cpu (heads, loss, gradients, detections)",
           "[cuda][models]") {
   REQUIRE_CUDA_OR_SKIP();
-  check_model("ssd300_mobilenet0_25", 4, 96);  // GluonCV FeatureExpander (fixed-gamma BN), depthwise convs
+  // GluonCV FeatureExpander (fixed-gamma BN), depthwise convs. In eval mode: in train mode
+  // its gradients are chaotic at this size (BN normalises 2 values on the 1x1 maps of a batch
+  // of 2): on the CPU alone a 1e-7 relative change of the images moved the backbone's
+  // gradients by 15-29% of their scale, and the CUDA run (another summation order) differed
+  // by 0.26% of the scale in one element. In eval mode the same change moves no gradient by 1e-4.
+  check_model("ssd300_mobilenet0_25", 4, 96, /*train_mode=*/false);
 }
 
 // BF16 autocast (--precision bf16, the default on CUDA) through every detector: each op of
