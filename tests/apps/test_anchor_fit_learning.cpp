@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "metrics_jsonl.h"
 #include "common/trainer.h"
 #include "data/synth.h"
 #include "temp_dir.h"
@@ -15,21 +16,6 @@
 
 namespace fs = std::filesystem;
 using test::TempDir;
-
-namespace {
-
-double final_map(const fs::path& metrics) {
-  std::ifstream in(metrics);
-  double map = -1;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("map_voc07")) map = j["map_voc07"].get<double>();
-  }
-  return map;
-}
-
-}  // namespace
 
 TEST_CASE("anchor fit: tiny_ssd learns small objects better with the proposed anchor sizes", "[anchor_fit][apps][slow]") {
   // Data as `ssd_data synth --n 300 --val 100 --seed 3 --min-size 0.05 --max-size 0.2
@@ -76,7 +62,7 @@ TEST_CASE("anchor fit: tiny_ssd learns small objects better with the proposed an
   app::TrainConfig b = config(prop.path.string());
   b.anchor_sizes = sizes;
   REQUIRE(app::train(b) == 0);
-  const double m_def = final_map(def / "metrics.jsonl"), m_prop = final_map(prop / "metrics.jsonl");
+  const double m_def = test::final_voc07_map(def / "metrics.jsonl"), m_prop = test::final_voc07_map(prop / "metrics.jsonl");
   INFO("proposed sizes " << sizes << ": mAP " << m_prop << ", defaults: mAP " << m_def);
   CHECK(m_prop > m_def + 0.05);
 }

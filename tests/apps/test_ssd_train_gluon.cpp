@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "metrics_jsonl.h"
 #include "common/trainer.h"
 #include "data/synth.h"
 #include "engine/io/safetensors.h"
@@ -51,28 +52,6 @@ app::TrainConfig small_config(const std::string& out) {
   return c;
 }
 
-std::map<int64_t, double> losses(const std::string& path) {
-  std::map<int64_t, double> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss") && j.contains("lr")) out[j["iteration"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
-double final_map(const fs::path& metrics) {
-  std::ifstream in(metrics);
-  double map = -1;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("map_voc07")) map = j["map_voc07"].get<double>();
-  }
-  return map;
-}
-
 }  // namespace
 
 TEST_CASE("ssd_detect --summary: the GluonCV presets' blocks, parameters and anchors", "[apps][gluon_ssd]") {
@@ -105,7 +84,7 @@ TEST_CASE("ssd_train: ssd300_mobilenet0_25 trains, resumes exactly, and ssd_dete
   b.resume = halves / "last.safetensors";
   REQUIRE(app::train(b) == 0);
 
-  const auto la = losses(straight / "metrics.jsonl"), lb = losses(halves / "metrics.jsonl");
+  const auto la = test::losses_by_iteration(straight / "metrics.jsonl"), lb = test::losses_by_iteration(halves / "metrics.jsonl");
   REQUIRE(la.size() == 4);
   REQUIRE(lb.size() == 4);
   for (const auto& [it, loss] : la) {
@@ -162,7 +141,7 @@ TEST_CASE("ssd_train: ssd300_mobilenet0_25 learns to detect generated shapes", "
   c.log_every = 100;
   c.out = out.path.string();
   REQUIRE(app::train(c) == 0);
-  const double map = final_map(out / "metrics.jsonl");
+  const double map = test::final_voc07_map(out / "metrics.jsonl");
   INFO("VOC07 mAP after 400 iterations: " << map);
   CHECK(map > 0.05);
 }
@@ -177,7 +156,7 @@ TEST_CASE("ssd_train: every GluonCV ResNet preset trains two steps (bipartite ma
     c.input_size = 64;  // sources 4 x 4 and 2 x 2, then 1 x 1 maps
     c.iters = 2;
     REQUIRE(app::train(c) == 0);
-    const auto l = losses(out / "metrics.jsonl");
+    const auto l = test::losses_by_iteration(out / "metrics.jsonl");
     REQUIRE(l.size() == 2);
     for (const auto& [it, loss] : l) REQUIRE(std::isfinite(loss));
     auto w = eng::io::load_safetensors(out / "last.safetensors");

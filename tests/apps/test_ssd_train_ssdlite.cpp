@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
+#include "metrics_jsonl.h"
 #include "common/trainer.h"
 #include "data/synth.h"
 #include "engine/io/safetensors.h"
@@ -51,17 +52,6 @@ app::TrainConfig small_config(const std::string& out) {
   return c;
 }
 
-std::map<int64_t, double> losses(const std::string& path) {
-  std::map<int64_t, double> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("loss") && j.contains("lr")) out[j["iteration"].get<int64_t>()] = j["loss"].get<double>();
-  }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("ssd_detect --summary: ssdlite320_mobilenet_v3_large blocks, parameters, anchors", "[apps][ssdlite]") {
@@ -87,7 +77,7 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large trains, resumes exactly, and
   b.resume = halves / "last.safetensors";
   REQUIRE(app::train(b) == 0);
 
-  const auto la = losses(straight / "metrics.jsonl"), lb = losses(halves / "metrics.jsonl");
+  const auto la = test::losses_by_iteration(straight / "metrics.jsonl"), lb = test::losses_by_iteration(halves / "metrics.jsonl");
   REQUIRE(la.size() == 4);
   REQUIRE(lb.size() == 4);
   for (const auto& [it, loss] : la) {
@@ -144,13 +134,7 @@ TEST_CASE("ssd_train: ssdlite320_mobilenet_v3_large learns to detect generated s
   c.log_every = 50;
   c.out = out.path.string();
   REQUIRE(app::train(c) == 0);
-  std::ifstream in(out / "metrics.jsonl");
-  double map = -1;
-  for (std::string line; std::getline(in, line);) {
-    if (line.empty()) continue;
-    auto j = nlohmann::json::parse(line);
-    if (j.contains("map_voc07")) map = j["map_voc07"].get<double>();
-  }
+  const double map = test::final_voc07_map(out / "metrics.jsonl");
   INFO("VOC07 mAP after 250 iterations: " << map);
   CHECK(map > 0.15);
 }
