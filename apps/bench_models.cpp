@@ -216,7 +216,7 @@ void bench_model(const Options& o, const std::string& arch, eng::Device device, 
     so.lr = 1e-4;  // small: random inputs, the step must stay finite over the repetitions
     so.momentum = 0.9;
     so.weight_decay = 5e-4;
-    eng::optim::SGD opt(model->named_parameters(), so);
+    eng::optim::SGD opt(model->named_trainable_parameters(), so);
     const eng::Tensor x = eng::randn({batch, 3, size, size}, gen).to(device);
     const models::Targets t = synthetic_targets(batch, size, device);
     reset_peak(device);

@@ -75,6 +75,13 @@ int main(int argc, char** argv) {
   cli.add_option("--matcher", c.matcher,
                  "SSD-family anchor matching: ssd (torchvision SSDMatcher: IoU >= 0.5 plus each box's best anchor) "
                  "or bipartite (GluonCV: one distinct anchor per box, then IoU >= 0.5); default: the architecture's");
+  cli.add_option("--trainable-backbone-layers", c.trainable_backbone_layers,
+                 "ResNet-FPN models: how many of layer4, layer3, layer2, layer1, conv1 train (0..5; the others are "
+                 "frozen); default 3 as torchvision with pretrained weights (conv1 and layer1 frozen)");
+  cli.add_option("--rpn-top-n-train", c.rpn_top_n_train,
+                 "two-stage models: RPN proposals kept per image before and after NMS in training (default 2000)");
+  cli.add_option("--rpn-top-n-test", c.rpn_top_n_test,
+                 "two-stage models: the same in inference (default 1000; ssd_detect --topk overrides it)");
   cli.add_option("--profile", c.profile,
                  "after N steps, profile one step: launches, host syncs, driver allocations, bytes copied, time "
                  "per phase (printed and in metrics.jsonl)");

@@ -10,6 +10,9 @@ Usage (from the repository root; needs torch, torchvision and safetensors on the
     # convert real torchvision weights (downloads them through torchvision's own cache)
     python tools/export_torchvision.py --model ssd300_vgg16 --weights DEFAULT --out ssd300_coco.safetensors
 
+    # Faster R-CNN COCO weights (FrozenBatchNorm2d eps 0 recorded, as torchvision loads them)
+    python tools/export_torchvision.py --model fasterrcnn_resnet50_fpn --weights DEFAULT --out frcnn_coco.safetensors
+
     # RetinaNet: dispatched to tools/export_retinanet.py when that module is present
     python tools/export_torchvision.py --model retinanet_resnet50_fpn ...
 
@@ -162,7 +165,33 @@ def export_ssd(args):
           f"({len(det_nc['scores'])} unclipped)")
 
 
-EXPORTERS = {"ssd300_vgg16": export_ssd}
+def export_fasterrcnn(args):
+    """Convert mode only (the parity fixture is tools/make_fasterrcnn_fixture.py).
+
+    torchvision loads fasterrcnn_resnet50_fpn COCO_V1 weights with overwrite_eps(model, 0.0):
+    every FrozenBatchNorm2d eps becomes 0. The file records that as metadata frozen_bn_eps "0",
+    which models::load_model_weights applies, so our forward matches theirs.
+    """
+    from torchvision.models.detection import faster_rcnn as tv_frcnn
+
+    if not args.weights:
+        raise SystemExit("fasterrcnn_resnet50_fpn: give --weights (e.g. DEFAULT); the parity fixture is "
+                         "tools/make_fasterrcnn_fixture.py")
+    model = tv_frcnn.fasterrcnn_resnet50_fpn(weights=args.weights)
+    eps = {m.eps for m in model.modules() if type(m).__name__ == "FrozenBatchNorm2d"}
+    if len(eps) != 1:
+        raise SystemExit(f"unexpected FrozenBatchNorm2d eps values {sorted(eps)}")
+    sd = model.state_dict()
+    num_classes = model.roi_heads.box_predictor.cls_score.out_features
+    meta = {"model": args.model, **_versions(), "arch": args.model, "num_classes": num_classes,
+            "anchor_preset": "coco", "input_size": 800, "format": "ssd_engine.detection_model",
+            "frozen_bn_eps": repr(float(eps.pop())), "state_dict_keys": json.dumps(list(sd))}
+    save(args.out, dict(sd), meta)
+    print(f"wrote {args.out}: {len(sd)} tensors, {sum(p.numel() for p in model.parameters())} parameters, "
+          f"FrozenBatchNorm2d eps {meta['frozen_bn_eps']}")
+
+
+EXPORTERS = {"ssd300_vgg16": export_ssd, "fasterrcnn_resnet50_fpn": export_fasterrcnn}
 
 
 def main():

@@ -58,6 +58,7 @@ void save_checkpoint(const std::string& path, const models::DetectionModel& mode
                      const TrainState& state, const ClassList& classes) {
   const models::ModelConfig& c = model.config();
   std::map<std::string, std::string> meta = models::model_config_metadata(c);
+  for (auto& kv : models::frozen_bn_metadata(model)) meta[kv.first] = kv.second;
   meta["classes"] = nlohmann::json(classes.names).dump();
   meta["category_ids"] = nlohmann::json(classes.category_ids).dump();
   meta["iteration"] = std::to_string(state.iteration);

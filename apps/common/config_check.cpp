@@ -254,6 +254,9 @@ const std::vector<NumberRule>& train_rules() {
       int_rule("--max-gt", 1, kMaxTopk),
       real_rule("--dist-timeout", 1, 1e6),
       int_rule("--accum", 1, 4096),
+      with_special(int_rule("--trainable-backbone-layers", 0, 5), -1, "the architecture's default"),
+      with_special(int_rule("--rpn-top-n-train", 1, 100000), 0, "the architecture's default"),
+      with_special(int_rule("--rpn-top-n-test", 1, 100000), 0, "the architecture's default"),
   };
   return rules;
 }
@@ -344,6 +347,9 @@ void check(const TrainConfig& c) {
   check_value(rule_of(r, "--max-gt"), c.max_gt);
   check_value(rule_of(r, "--dist-timeout"), c.dist_timeout);
   check_value(rule_of(r, "--accum"), c.accum);
+  check_value(rule_of(r, "--trainable-backbone-layers"), c.trainable_backbone_layers);
+  check_value(rule_of(r, "--rpn-top-n-train"), c.rpn_top_n_train);
+  check_value(rule_of(r, "--rpn-top-n-test"), c.rpn_top_n_test);
   check_member("--dist", c.dist, {"auto", "none"});
   check_member("--crop-rule", c.crop_rule, {"any", "every"});
   check_member("--matcher", c.matcher, {"ssd", "bipartite"}, /*allow_empty=*/true);

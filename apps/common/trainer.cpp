@@ -199,6 +199,9 @@ void Run::setup_model() {
                  "--anchor-preset / --anchor-sizes: not with --resume (the checkpoint's anchors are used)");
     ENGINE_CHECK(c_.matcher.empty() || c_.matcher == mc.matcher,
                  "--matcher: not with --resume (the checkpoint's matcher is used)");
+    ENGINE_CHECK(c_.trainable_backbone_layers == -1 && c_.rpn_top_n_train == 0 && c_.rpn_top_n_test == 0,
+                 "--trainable-backbone-layers / --rpn-top-n-train / --rpn-top-n-test: not with --resume (the "
+                 "checkpoint's are used)");
   } else {
     ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
                    std::string names;
@@ -210,6 +213,9 @@ void Run::setup_model() {
     apply_anchor_flags(mc, c_.anchor_preset, c_.anchor_sizes, data::is_coco_path(c_.data) ? "coco" : "voc");
     mc.input_size = c_.input_size;
     mc.matcher = c_.matcher;
+    mc.trainable_backbone_layers = c_.trainable_backbone_layers;
+    mc.rpn_top_n_train = c_.rpn_top_n_train;
+    mc.rpn_top_n_test = c_.rpn_top_n_test;
     // SSDlite as torchvision builds it: the full MobileNetV3 tail with ImageNet backbone
     // weights, else the reduced one; --init takes the structure its file records.
     if (!c_.backbone.empty()) mc.full_tail = mc.arch == "ssdlite320_mobilenet_v3_large";
@@ -239,7 +245,7 @@ void Run::setup_model() {
   o.lr = c_.lr > 0 ? c_.lr : default_lr(mc.arch);
   o.momentum = c_.momentum;
   o.weight_decay = c_.wd;
-  optimizer_ = std::make_unique<eng::optim::SGD>(model_->named_parameters(), o);
+  optimizer_ = std::make_unique<eng::optim::SGD>(model_->named_trainable_parameters(), o);
   const int64_t warmup = c_.warmup >= 0 ? c_.warmup : default_warmup(mc.arch);
   schedule_ = std::make_unique<eng::optim::LinearWarmup>(eng::optim::MultiStep(o.lr, c_.steps, 0.1), warmup, 0.001);
 
@@ -285,7 +291,7 @@ void Run::setup_data_parallel() {
     broadcast_buffers_ = true;
   }
   eng::dist::broadcast_module(comm, *model_);
-  reducer_ = std::make_unique<eng::dist::GradReducer>(comm, model_->named_parameters());
+  reducer_ = std::make_unique<eng::dist::GradReducer>(comm, model_->named_trainable_parameters());
   meter_.set_communicator(&comm);
   const int64_t global = static_cast<int64_t>(c_.batch) * dist_.size() * c_.accum;
   nlohmann::json line = {{"event", "distributed"},      {"world_size", dist_.size()},
@@ -406,6 +412,8 @@ int Run::execute() {
   lo.uint8_images = c_.image_transfer == "u8" || (c_.image_transfer == "auto" && device_.is_cuda());
   data::Loader loader(train_set_, lo);
   if (c_.cuda_graph) {
+    ENGINE_CHECK(model_->graph_capturable(), "--cuda-graph: ", model_->config().arch,
+                 " samples its training RoIs on the host; its step cannot be captured (run without --cuda-graph)");
     check_max_gt(train_set_, c_.max_gt);
     graphed_ = std::make_unique<GraphedTrainStep>(*model_, *optimizer_, c_.clip_grad_norm);
     log_->say("cuda graphs: the step of each input size is captured after eager warm-up steps and replayed; "
@@ -499,6 +507,9 @@ int Run::execute() {
           for (auto& [name, b] : model_->named_buffers()) dist_.comm()->broadcast(b, 0);
         }
         if (reducer_) reducer_->set_enabled(last);
+        // Models that sample in their loss (two-stage: the RPN and RoI samplers) draw from a
+        // seed of (run seed, iteration, micro-batch, rank): a resumed run draws the same.
+        model_->begin_step(step_seed(state_.seed, state_.iteration, micro, dist_.rank()));
         models::LossParts parts;
         {
           const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
@@ -603,9 +614,24 @@ int Run::execute() {
 
 }  // namespace
 
+uint64_t step_seed(uint64_t seed, int64_t iteration, int micro, int rank) {
+  // splitmix64 over the four values in turn
+  auto mix = [](uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  uint64_t h = mix(seed);
+  for (uint64_t v : {static_cast<uint64_t>(iteration), static_cast<uint64_t>(micro), static_cast<uint64_t>(rank)})
+    h = mix(h ^ v);
+  return h;
+}
+
 double default_lr(const std::string& arch) {
   if (arch == "tiny_ssd") return 0.05;
   if (arch == "retinanet_resnet50_fpn") return 0.01;
+  if (arch == "fasterrcnn_resnet50_fpn") return 0.02;  // torchvision's reference at 16 images
   return 0.002;  // SSD300 / SSD512 (torchvision's reference at batch 32)
 }
 

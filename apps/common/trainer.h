@@ -54,6 +54,11 @@ struct TrainConfig {
   // default, "ssd" (torchvision SSDMatcher) or "bipartite" (GluonCV). Not with --resume
   // (the checkpoint's is used).
   std::string matcher;
+  // --trainable-backbone-layers (ResNet-FPN models; -1: the architecture's default, 3) and
+  // --rpn-top-n-train / --rpn-top-n-test (two-stage models; 0: 2000 / 1000): written into the
+  // model config (models/detection_model.h); not with --resume (the checkpoint's are used).
+  int64_t trainable_backbone_layers = -1;
+  int64_t rpn_top_n_train = 0, rpn_top_n_test = 0;
   int eval_batch = 8;
   // --profile N: after N steps of this run, profile the next one (counters and time per
   // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.
@@ -88,6 +93,8 @@ int train(const TrainConfig& config);
 
 // The defaults a run uses for `arch` when --lr / --warmup are not given.
 double default_lr(const std::string& arch);
+// The seed of a step's random draws inside the model's loss (DetectionModel::begin_step).
+uint64_t step_seed(uint64_t seed, int64_t iteration, int micro, int rank);
 int64_t default_warmup(const std::string& arch);
 
 }  // namespace app

@@ -112,7 +112,7 @@ std::optional<BackboneLayout> imagenet_backbone_layout(const std::string& arch) 
   if (arch == "ssd512_resnet18_v1") return gluon_resnet_v1_backbone_layout("resnet18");
   if (arch == "ssd512_resnet50_v1") return gluon_resnet_v1_backbone_layout("resnet50");
   if (arch == "ssd300_vgg16" || arch == "ssd512_vgg16") return vgg16_backbone_layout();
-  if (arch == "retinanet_resnet50_fpn") return resnet50_backbone_layout();
+  if (arch == "retinanet_resnet50_fpn" || arch == "fasterrcnn_resnet50_fpn") return resnet50_backbone_layout();
   if (arch == "ssdlite320_mobilenet_v3_large") return mobilenet_v3_large_backbone_layout();
   return std::nullopt;
 }

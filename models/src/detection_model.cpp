@@ -29,6 +29,8 @@ HeadOutputs forward_heads_f32(DetectionModel& model, const eng::Tensor& images) 
   HeadOutputs h = model.forward_heads(images);
   if (h.box_regression.dtype() != eng::DType::f32) h.box_regression = h.box_regression.to(eng::DType::f32);
   if (h.class_logits.dtype() != eng::DType::f32) h.class_logits = h.class_logits.to(eng::DType::f32);
+  for (eng::Tensor& f : h.features)
+    if (f.dtype() != eng::DType::f32) f = f.to(eng::DType::f32);
   return h;
 }
 

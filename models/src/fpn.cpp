@@ -26,15 +26,16 @@ LastLevelP6P7::LastLevelP6P7(int64_t in_channels, int64_t out_channels) : Module
   p7 = register_module("p7", fpn_conv(out_channels, out_channels, 3, 2, 1));
 }
 
-FeaturePyramidNetwork::FeaturePyramidNetwork(const std::vector<int64_t>& in_channels, int64_t out_channels)
-    : Module("FeaturePyramidNetwork") {
+FeaturePyramidNetwork::FeaturePyramidNetwork(const std::vector<int64_t>& in_channels, int64_t out_channels, FpnTop top_)
+    : Module("FeaturePyramidNetwork"), top(top_) {
   inner_blocks = register_module("inner_blocks", std::make_shared<nn::ModuleList>());
   layer_blocks = register_module("layer_blocks", std::make_shared<nn::ModuleList>());
   for (int64_t c : in_channels) {
     inner_blocks->push_back(wrap(fpn_conv(c, out_channels, 1, 1, 0)));
     layer_blocks->push_back(wrap(fpn_conv(out_channels, out_channels, 3, 1, 1)));
   }
-  extra_blocks = register_module("extra_blocks", std::make_shared<LastLevelP6P7>(out_channels, out_channels));
+  if (top == FpnTop::P6P7)
+    extra_blocks = register_module("extra_blocks", std::make_shared<LastLevelP6P7>(out_channels, out_channels));
 }
 
 std::vector<Tensor> FeaturePyramidNetwork::forward_features(const std::vector<Tensor>& xs) {
@@ -49,6 +50,14 @@ std::vector<Tensor> FeaturePyramidNetwork::forward_features(const std::vector<Te
     Tensor top_down = upsample_nearest2d(last_inner, lateral.size(2), lateral.size(3));
     last_inner = lateral + top_down;
     results[i] = (*layer_blocks)[i]->forward(last_inner);
+  }
+  if (top == FpnTop::MaxPool) {
+    Pool2dParams pool;  // kernel 1, stride 2, no padding: P5 subsampled at even pixels
+    pool.kernel_h = pool.kernel_w = 1;
+    pool.stride_h = pool.stride_w = 2;
+    pool.pad_h = pool.pad_w = 0;
+    results.push_back(max_pool2d(results[n - 1], pool));
+    return results;
   }
   Tensor p6 = extra_blocks->p6->forward(results[n - 1]);
   Tensor p7 = extra_blocks->p7->forward(relu(p6));

@@ -208,7 +208,7 @@ HeadOutputs GluonSSD::forward_heads(const Tensor& images) {
     boxes.push_back((*box_heads_)[k]->forward(feats[k]));
     logits.push_back((*cls_heads_)[k]->forward(feats[k]));
   }
-  return {flatten_concat_heads(boxes, 4), flatten_concat_heads(logits, config().num_classes)};
+  return {flatten_concat_heads(boxes, 4), flatten_concat_heads(logits, config().num_classes), {}};
 }
 
 Tensor GluonSSD::anchors(Device device) const { return anchors_cpu_.to(device); }

@@ -28,6 +28,7 @@ const Entry kEntries[] = {
     {"ssd512_resnet152_v2", 512, &make_gluon_ssd},
     {"ssd512_mobilenet1_0", 512, &make_gluon_ssd},
     {"ssd300_mobilenet0_25", 300, &make_gluon_ssd},
+    {"fasterrcnn_resnet50_fpn", 800, &make_fasterrcnn},
 };
 
 }  // namespace
@@ -48,8 +49,20 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   ENGINE_CHECK(config.matcher.empty() || config.arch != "retinanet_resnet50_fpn",
                "matcher '", config.matcher, "': retinanet_resnet50_fpn has its own matcher (IoU 0.5 / 0.4); the "
                "matcher choice is for SSD-family models");
+  ENGINE_CHECK(config.matcher.empty() || config.arch != "fasterrcnn_resnet50_fpn",
+               "matcher '", config.matcher, "': fasterrcnn_resnet50_fpn has its own matchers (RPN 0.7 / 0.3, RoI "
+               "0.5); the matcher choice is for SSD-family models");
   ENGINE_CHECK(!config.full_tail || config.arch == "ssdlite320_mobilenet_v3_large",
                "full_tail: only ssdlite320_mobilenet_v3_large has a MobileNetV3 tail to choose, not '", config.arch, "'");
+  const bool resnet_fpn = config.arch == "retinanet_resnet50_fpn" || config.arch == "fasterrcnn_resnet50_fpn";
+  ENGINE_CHECK(config.trainable_backbone_layers == -1 || (resnet_fpn && config.trainable_backbone_layers >= 0 &&
+                                                          config.trainable_backbone_layers <= 5),
+               "trainable backbone layers ", config.trainable_backbone_layers,
+               resnet_fpn ? ": must be in 0..5" : std::string(": only the ResNet-FPN models (retinanet_resnet50_fpn, "
+                                                              "fasterrcnn_resnet50_fpn) have them, not '") + config.arch + "'");
+  ENGINE_CHECK((config.rpn_top_n_train == 0 && config.rpn_top_n_test == 0) || config.arch == "fasterrcnn_resnet50_fpn",
+               "RPN proposals per image: only two-stage models (fasterrcnn_resnet50_fpn) have an RPN, not '", config.arch,
+               "'");
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;
     ModelConfig c = config;

@@ -52,17 +52,31 @@ ResNet50Body::ResNet50Body() : Module("ResNet50Body") {
   }
 }
 
-std::vector<Tensor> ResNet50Body::forward_features(const Tensor& x) {
+std::vector<Tensor> ResNet50Body::forward_c2_c5(const Tensor& x) {
   Pool2dParams pool;
   pool.kernel_h = pool.kernel_w = 3;
   pool.stride_h = pool.stride_w = 2;
   pool.pad_h = pool.pad_w = 1;
   Tensor y = max_pool2d(relu(bn1->forward(conv1->forward(x))), pool);
-  y = layer1->forward(y);
-  Tensor c3 = layer2->forward(y);
+  Tensor c2 = layer1->forward(y);
+  Tensor c3 = layer2->forward(c2);
   Tensor c4 = layer3->forward(c3);
   Tensor c5 = layer4->forward(c4);
-  return {c3, c4, c5};
+  return {c2, c3, c4, c5};
+}
+
+std::vector<Tensor> ResNet50Body::forward_features(const Tensor& x) {
+  std::vector<Tensor> c = forward_c2_c5(x);
+  return {c[1], c[2], c[3]};
+}
+
+void ResNet50Body::set_trainable_layers(int64_t n) {
+  ENGINE_CHECK(n >= 0 && n <= 5, "trainable backbone layers must be in 0..5, got ", n);
+  // torchvision: layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:n]
+  // ("conv1" also frees bn1, whose FrozenBatchNorm2d has buffers only, so nothing changes there).
+  Module* order[5] = {layer4.get(), layer3.get(), layer2.get(), layer1.get(), conv1.get()};
+  requires_grad_(false);
+  for (int64_t i = 0; i < n; ++i) order[i]->requires_grad_(true);
 }
 
 }  // namespace models

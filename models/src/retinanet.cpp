@@ -68,6 +68,9 @@ RetinaNet::RetinaNet(const ModelConfig& config) : DetectionModel("RetinaNet", co
   ENGINE_CHECK(config.num_classes >= 2, "retinanet: num_classes must be >= 2, got ", config.num_classes);
   backbone = register_module("backbone", std::make_shared<RetinaNetBackbone>());
   head = register_module("head", std::make_shared<RetinaNetHead>(256, kAnchorsPerLocation, config.num_classes));
+  // torchvision's trainable_backbone_layers (default 3 with pretrained weights: conv1 and
+  // layer1 frozen).
+  backbone->body->set_trainable_layers(config.trainable_backbone_layers >= 0 ? config.trainable_backbone_layers : 3);
 }
 
 HeadOutputs RetinaNet::forward_heads(const Tensor& images) {

@@ -63,7 +63,7 @@ LossParts ssd_multibox_loss(const Tensor& anc, const HeadOutputs& heads, const T
     sel_mask = clamp(add(pos_mask, neg), 0.0, 1.0);
   }
   Tensor cls_loss = per_positive(sum(mul(ce, sel_mask)));
-  return {add(cls_loss, box_loss), cls_loss, box_loss};
+  return {add(cls_loss, box_loss), cls_loss, box_loss, {}};
 }
 
 }  // namespace models

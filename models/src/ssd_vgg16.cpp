@@ -234,7 +234,7 @@ HeadOutputs SSDVGG16::forward_heads(const Tensor& images) {
     boxes.push_back((*box_heads_)[k]->forward(feats[k]));
     logits.push_back((*cls_heads_)[k]->forward(feats[k]));
   }
-  return {flatten_concat_heads(boxes, 4), flatten_concat_heads(logits, C)};
+  return {flatten_concat_heads(boxes, 4), flatten_concat_heads(logits, C), {}};
 }
 
 Tensor SSDVGG16::anchors(Device device) const {

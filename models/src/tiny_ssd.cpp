@@ -101,7 +101,7 @@ HeadOutputs TinySSD::forward_heads(const Tensor& images) {
     box.push_back(box_[i]->forward(x));
   }
   // [B, A*K, H, W] per scale -> [B, sum H*W*A, K] (permute + concat in one kernel).
-  return {flatten_concat_heads(box, 4), flatten_concat_heads(cls, c)};
+  return {flatten_concat_heads(box, 4), flatten_concat_heads(cls, c), {}};
 }
 
 Tensor TinySSD::anchors(Device device) const {

@@ -2,13 +2,16 @@
 
 #include "models/anchor_scales.h"
 
+#include <cmath>
 #include <cstdlib>
+#include <iomanip>
 #include <map>
 #include <sstream>
 
 #include "engine/error.h"
 #include "engine/io/read_file.h"
 #include "engine/io/safetensors.h"
+#include "engine/nn/layers.h"
 
 namespace models {
 using namespace eng;
@@ -47,6 +50,9 @@ std::map<std::string, std::string> model_config_metadata(const ModelConfig& c) {
   if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
   if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;  // absent: the architecture's default
   if (c.full_tail) meta[kMetaBackboneTail] = "full";  // absent: reduced (files from before stay valid)
+  if (c.trainable_backbone_layers >= 0) meta[kMetaTrainableLayers] = std::to_string(c.trainable_backbone_layers);
+  if (c.rpn_top_n_train > 0 || c.rpn_top_n_test > 0)
+    meta[kMetaRpnTopN] = std::to_string(c.rpn_top_n_train) + "," + std::to_string(c.rpn_top_n_test);
   return meta;
 }
 
@@ -59,14 +65,36 @@ bool read_full_tail(const std::map<std::string, std::string>& metadata, const st
   return v == "full";
 }
 
+namespace {
+void collect_frozen_bn(const nn::Module& m, std::vector<nn::FrozenBatchNorm2d*>& out) {
+  for (const auto& [name, child] : m.named_children()) {
+    if (auto* f = dynamic_cast<nn::FrozenBatchNorm2d*>(child.get())) out.push_back(f);
+    collect_frozen_bn(*child, out);
+  }
+}
+}  // namespace
+
+std::map<std::string, std::string> frozen_bn_metadata(const nn::Module& model) {
+  std::vector<nn::FrozenBatchNorm2d*> bns;
+  collect_frozen_bn(model, bns);
+  if (bns.empty() || bns.front()->eps == 1e-5) return {};
+  for (auto* b : bns)
+    ENGINE_CHECK(b->eps == bns.front()->eps, "frozen_bn_metadata: FrozenBatchNorm2d layers with eps ", b->eps, " and ",
+                 bns.front()->eps, " in one model");
+  std::ostringstream os;
+  os << std::setprecision(17) << bns.front()->eps;
+  return {{kMetaFrozenBnEps, os.str()}};
+}
+
 void save_model_weights(const DetectionModel& model, const std::string& path,
                         const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> meta = extra;
   for (const char* k :
        {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail,
-        kMetaMatcher})
+        kMetaMatcher, kMetaTrainableLayers, kMetaRpnTopN, kMetaFrozenBnEps})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   for (auto& kv : model_config_metadata(model.config())) meta[kv.first] = kv.second;
+  for (auto& kv : frozen_bn_metadata(model)) meta[kv.first] = kv.second;
   io::save_safetensors(path, model.state_dict(), meta);
 }
 
@@ -93,6 +121,17 @@ ModelConfig read_model_config(const std::string& path) {
     c.matcher = ma->second;
   }
   c.full_tail = read_full_tail(f.metadata, path);
+  if (f.metadata.count(kMetaTrainableLayers) != 0)
+    c.trainable_backbone_layers = parse_int(f.metadata, path, kMetaTrainableLayers, 0, 5);
+  auto rt = f.metadata.find(kMetaRpnTopN);
+  if (rt != f.metadata.end()) {
+    const std::string& v = rt->second;
+    const size_t comma = v.find(',');
+    const bool ok = comma != std::string::npos && io::parse_int64(v.substr(0, comma), 0, 1000000, c.rpn_top_n_train) &&
+                    io::parse_int64(v.substr(comma + 1), 0, 1000000, c.rpn_top_n_test);
+    ENGINE_CHECK(ok, path, ": weights metadata '", kMetaRpnTopN, "' is '", v.size() > 40 ? v.substr(0, 37) + "..." : v,
+                 "', not TRAIN,TEST (integers in [0, 1000000])");
+  }
   ENGINE_CHECK(!c.full_tail || c.arch == "ssdlite320_mobilenet_v3_large", path, ": metadata '", kMetaBackboneTail,
                "' is 'full' but only ssdlite320_mobilenet_v3_large has a tail choice (arch '", c.arch, "')");
   try {
@@ -108,10 +147,25 @@ void load_model_weights(DetectionModel& model, const std::string& path) {
   std::vector<std::pair<std::string, Tensor>> model_tensors;
   for (auto& kv : f.tensors)
     if (!starts_with(kv.first, kOptimizerPrefix)) model_tensors.push_back(kv);
+  // The FrozenBatchNorm2d eps the file asks for (checked before anything is loaded).
+  double eps = -1;
+  auto ep = f.metadata.find(kMetaFrozenBnEps);
+  if (ep != f.metadata.end()) {
+    const std::string& v = ep->second;
+    char* end = nullptr;
+    eps = v.empty() || v.size() > 40 ? -1 : std::strtod(v.c_str(), &end);
+    ENGINE_CHECK(end != nullptr && *end == '\0' && std::isfinite(eps) && eps >= 0 && eps <= 1, path, ": weights metadata '",
+                 kMetaFrozenBnEps, "' is '", v.size() > 40 ? v.substr(0, 37) + "..." : v, "', not a number in [0, 1]");
+  }
   try {
     model.load_state_dict(model_tensors, /*strict=*/true);
   } catch (const Error& e) {
     ENGINE_FAIL(path, ": does not fit model '", model.config().arch, "': ", e.what());
+  }
+  if (eps >= 0) {
+    std::vector<nn::FrozenBatchNorm2d*> bns;
+    collect_frozen_bn(model, bns);
+    for (auto* b : bns) b->eps = eps;
   }
 }
 

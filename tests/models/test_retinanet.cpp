@@ -20,11 +20,14 @@ using namespace eng;
 
 namespace {
 
-std::shared_ptr<models::RetinaNet> make(int64_t num_classes, int64_t size) {
+// trainable: torchvision's trainable_backbone_layers (-1: the default 3, conv1 + layer1 frozen;
+// the parity fixture unfreezes everything, so its test takes 5).
+std::shared_ptr<models::RetinaNet> make(int64_t num_classes, int64_t size, int64_t trainable = -1) {
   models::ModelConfig cfg;
   cfg.arch = "retinanet_resnet50_fpn";
   cfg.num_classes = num_classes;
   cfg.input_size = size;
+  cfg.trainable_backbone_layers = trainable;
   auto m = std::dynamic_pointer_cast<models::RetinaNet>(models::make_retinanet(cfg));
   REQUIRE(m != nullptr);
   return m;
@@ -140,8 +143,11 @@ TEST_CASE("retinanet_resnet50_fpn: forward, backward and an SGD step", "[slow]")
   REQUIRE(l.box_regression.item() > 0);
   l.total.backward();
   REQUIRE(w.grad().defined());
-  REQUIRE(m->find("backbone.body.conv1.weight").grad().defined());
-  REQUIRE(std::isfinite(max_abs(m->find("backbone.body.conv1.weight").grad())));
+  // conv1 and layer1 are frozen by default (torchvision's trainable_backbone_layers 3).
+  CHECK_FALSE(m->find("backbone.body.conv1.weight").grad().defined());
+  CHECK_FALSE(m->find("backbone.body.layer1.0.conv1.weight").grad().defined());
+  REQUIRE(m->find("backbone.body.layer2.0.conv1.weight").grad().defined());
+  REQUIRE(std::isfinite(max_abs(m->find("backbone.body.layer2.0.conv1.weight").grad())));
   opt.step();
   CHECK(max_abs(w.detach() - before) > 0);
   auto d = m->postprocess(heads);
@@ -158,7 +164,7 @@ TEST_CASE("retinanet_resnet50_fpn: parity with torchvision") {
   INFO("fixture: " << kFixture << " (generate with tools/export_retinanet.py)");
   io::SafetensorsFile f = io::load_safetensors(kFixture);  // throws (fails) when missing
   const int64_t C = std::stoll(f.metadata.at("num_classes")), S = std::stoll(f.metadata.at("input_size"));
-  auto m = make(C, S);
+  auto m = make(C, S, 5);  // the fixture trains every layer (it compares conv1's gradient)
   models::parity_init(*m);
 
   Tensor ref_anchors = f.get("anchors");

@@ -100,6 +100,19 @@ Tensor Module::find(const std::string& dotted_name) const {
   ENGINE_FAIL(type_name_, ": no parameter or buffer named '", dotted_name, "'");
 }
 
+Module& Module::requires_grad_(bool on) {
+  for (auto& kv : params_) kv.second.set_requires_grad(on);
+  for (auto& kv : children_) kv.second->requires_grad_(on);
+  return *this;
+}
+
+NamedTensors Module::named_trainable_parameters() const {
+  NamedTensors out;
+  for (auto& kv : named_parameters())
+    if (kv.second.requires_grad()) out.push_back(kv);
+  return out;
+}
+
 int64_t Module::num_parameters() const {
   int64_t n = 0;
   for (auto& kv : named_parameters()) n += kv.second.numel();

@@ -99,6 +99,7 @@ void Optimizer::prepare_step() {
   for (Slot& s : slots_) {
     Tensor g = s.param.grad();
     if (!g.defined()) continue;  // no gradient: skipped, like PyTorch
+    if (!s.param.requires_grad()) continue;  // frozen (Module::requires_grad_(false)): never updated
     ENGINE_CHECK(g.sizes() == s.param.sizes(), kind_, ": the grad of '", s.name, "' has shape ",
                  shape_str(g.sizes()), " but the parameter has shape ", shape_str(s.param.sizes()));
     ENGINE_CHECK(g.dtype() == s.param.dtype() && g.device() == s.param.device(), kind_, ": the grad of '",

@@ -34,11 +34,24 @@ struct ModelConfig {
   // (reduce_tail = weights_backbone is None); false: the reduced tail (3,440,060 parameters).
   // Recorded in weights metadata as kMetaBackboneTail = "full" (absent: reduced).
   bool full_tail = false;
+  // ResNet-FPN detectors (retinanet_resnet50_fpn, fasterrcnn_resnet50_fpn): torchvision's
+  // trainable_backbone_layers, 0..5 (models/resnet.h: the last n of layer4..layer1, conv1
+  // train; the rest are frozen). -1: the default, 3 (conv1 and layer1 frozen), which is what
+  // torchvision uses with pretrained weights. Recorded as kMetaTrainableLayers when >= 0.
+  int64_t trainable_backbone_layers = -1;
+  // Two-stage models (fasterrcnn_resnet50_fpn): RPN proposals kept per image before and
+  // after NMS, in training and in inference; 0: torchvision's 2000 (train) / 1000 (test).
+  // Recorded as kMetaRpnTopN ("train,test") when either is set.
+  int64_t rpn_top_n_train = 0, rpn_top_n_test = 0;
 };
 
+// Two-stage models (Faster R-CNN) return their first stage here: the RPN's deltas and
+// objectness logits per anchor (C = 1), and the feature maps the RoI heads pool from
+// (`features`, P2..P5); loss() and postprocess() run the second stage on them.
 struct HeadOutputs {
   eng::Tensor box_regression;  // [B, A, 4]
   eng::Tensor class_logits;    // [B, A, C]
+  std::vector<eng::Tensor> features;  // two-stage models only; empty otherwise
 };
 
 // Ground truth of a batch, padded: boxes in input pixels (corners), labels are class
@@ -57,6 +70,10 @@ struct LossParts {
   eng::Tensor total;           // scalar: classification + box regression
   eng::Tensor classification;  // scalar
   eng::Tensor box_regression;  // scalar
+  // Optional finer parts under torchvision's names (two-stage: loss_objectness,
+  // loss_rpn_box_reg, loss_classifier, loss_box_reg), detached; classification and
+  // box_regression above are their sums.
+  std::vector<std::pair<std::string, eng::Tensor>> components;
 };
 
 class DetectionModel : public eng::nn::Module {
@@ -78,7 +95,15 @@ class DetectionModel : public eng::nn::Module {
   virtual eng::det::PostprocessOptions postprocess_options() const = 0;
   // Head outputs -> detections (boxes in input pixels, labels = class indices into C).
   eng::det::Detections postprocess(const HeadOutputs& heads) { return postprocess(heads, postprocess_options()); }
-  eng::det::Detections postprocess(const HeadOutputs& heads, const eng::det::PostprocessOptions& options);
+  virtual eng::det::Detections postprocess(const HeadOutputs& heads, const eng::det::PostprocessOptions& options);
+  // Whether loss() and postprocess() run with fixed shapes and no host synchronisation, so
+  // that a CUDA graph can capture a whole training step (--cuda-graph). Two-stage models
+  // sample their RoIs on the host: false.
+  virtual bool graph_capturable() const { return true; }
+  // Called by the trainer before each step's loss with a seed derived from the run's seed
+  // and the iteration, for models that draw random numbers in their loss (the RPN and RoI
+  // samplers): a resumed run draws what the uninterrupted one would. Default: nothing.
+  virtual void begin_step(uint64_t step_seed) { (void)step_seed; }
   // Output shape of each top-level block for a [1, 3, S, S] input (for --summary).
   virtual std::vector<std::pair<std::string, eng::Shape>> block_shapes() = 0;
   // Changes the input side S (multiscale training, multi-scale testing): anchors and the

@@ -25,6 +25,12 @@ class ResNet50Body : public eng::nn::Module {
   ResNet50Body();
   // [N, 3, S, S] -> {C3 [N, 512, S/8], C4 [N, 1024, S/16], C5 [N, 2048, S/32]} (ceil halvings)
   std::vector<eng::Tensor> forward_features(const eng::Tensor& x);
+  // The same with C2 [N, 256, S/4] (layer1's output) first: {C2, C3, C4, C5}.
+  std::vector<eng::Tensor> forward_c2_c5(const eng::Tensor& x);
+  // torchvision's trainable_backbone_layers (0..5): the last n of layer4, layer3, layer2,
+  // layer1, conv1 (with bn1) keep requires_grad; the others are frozen (requires_grad_(false)).
+  // 5 trains everything; torchvision's default with pretrained weights is 3 (conv1 and layer1 frozen).
+  void set_trainable_layers(int64_t n);
 
   std::shared_ptr<eng::nn::Conv2d> conv1;
   std::shared_ptr<eng::nn::FrozenBatchNorm2d> bn1;

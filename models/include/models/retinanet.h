@@ -1,5 +1,6 @@
 // RetinaNet ResNet50-FPN, torchvision v1 layout and names with a frozen-BN backbone:
-//   backbone.body.*  ResNet50Body (FrozenBatchNorm2d: weight/bias/running_* are buffers)
+//   backbone.body.*  ResNet50Body (FrozenBatchNorm2d: weight/bias/running_* are buffers); conv1
+//                    and layer1 frozen by default (ModelConfig::trainable_backbone_layers, as torchvision)
 //   backbone.fpn.*   FeaturePyramidNetwork (C3-C5 -> P3-P7)
 //   head.classification_head.conv.N.0.*, head.classification_head.cls_logits.*
 //   head.regression_head.conv.N.0.*,     head.regression_head.bbox_reg.*

@@ -28,6 +28,18 @@ constexpr const char* kMetaFormat = "format";          // "ssd_engine.detection_
 // ModelConfig::full_tail: "full" when set; files without the key (all files from before it
 // existed) are the reduced tail. "reduced" is accepted on reading too.
 constexpr const char* kMetaBackboneTail = "backbone_tail";
+// ModelConfig::trainable_backbone_layers when set (>= 0); absent = the default (3).
+constexpr const char* kMetaTrainableLayers = "trainable_backbone_layers";
+// ModelConfig::rpn_top_n_train / _test as "train,test" when either is set; absent = 0,0.
+constexpr const char* kMetaRpnTopN = "rpn_top_n";
+// The eps of the model's FrozenBatchNorm2d layers when it is not their default 1e-5, e.g. "0"
+// for torchvision's COCO detection weights (torchvision loads fasterrcnn / retinanet COCO_V1
+// weights with overwrite_eps(model, 0.0)). load_model_weights applies it to every
+// FrozenBatchNorm2d of the model; save_model_weights and the checkpoints write it.
+constexpr const char* kMetaFrozenBnEps = "frozen_bn_eps";
+// {kMetaFrozenBnEps: eps} when the model's FrozenBatchNorm2d layers have an eps other than
+// 1e-5 (all must agree: else an error), else empty.
+std::map<std::string, std::string> frozen_bn_metadata(const eng::nn::Module& model);
 
 // The config keys save_model_weights and the training checkpoints write: arch, num_classes,
 // anchor_preset, input_size, format, and anchor_scales / backbone_tail where they apply.

@@ -82,8 +82,19 @@ class Module {
   std::vector<std::pair<std::string, Module*>> named_modules();
   // A tensor (parameter or buffer) by dotted name; throws listing the name when absent.
   Tensor find(const std::string& dotted_name) const;
-  // Number of elements over all parameters (buffers are not counted, like PyTorch).
+  // Number of elements over all parameters (buffers are not counted, like PyTorch; frozen
+  // parameters are counted, as torchvision's num_params does).
   int64_t num_parameters() const;
+
+  // ---- freezing (PyTorch's module.requires_grad_) ----
+  // Sets requires_grad of every parameter of this module and its children. A frozen
+  // parameter stays a parameter (in state_dict(), num_parameters(), checkpoints) but gets no
+  // gradient: backward skips it (and whatever only it needs), the optimizers never update it
+  // and hold no state for it, and data-parallel training does not reduce it.
+  Module& requires_grad_(bool on = true);
+  // The parameters that require grad, in named_parameters() order: what optimizers and
+  // gradient reducers are given (torch's `[p for p in model.parameters() if p.requires_grad]`).
+  NamedTensors named_trainable_parameters() const;
 
   // ---- state ----
   // Parameters and buffers (see the order above) as detached handles sharing storage.
