@@ -26,8 +26,10 @@ Tensor roi_align(const Tensor& features, const Tensor& rois, int64_t out_h, int6
                  int64_t sampling_ratio, bool aligned);
 
 // The FPN level of each RoI, i64 [K] in [0, k_max - k_min] (index into P_kmin..P_kmax):
-//   plus_one_area false (torchvision):        floor(canonical_level + log2(sqrt((x2-x1)(y2-y1)) / canonical_scale) + eps)
-//   plus_one_area true (maskrcnn-benchmark):  floor(canonical_level + log2(sqrt((x2-x1+1)(y2-y1+1)) / canonical_scale + eps))
+//   plus_one_area false (torchvision):
+//     floor(canonical_level + log2(sqrt((x2-x1)(y2-y1)) / canonical_scale) + eps)
+//   plus_one_area true (maskrcnn-benchmark):
+//     floor(canonical_level + log2(sqrt((x2-x1+1)(y2-y1+1)) / canonical_scale + eps))
 // clamped to [k_min, k_max], minus k_min. Computed in double on both devices (torchvision
 // computes in the boxes' dtype: the two can differ only within ~1e-7 of a level boundary).
 // A NaN (negative area, non-finite box) gives level 0. rois [K, 5] f32 or f64, either device;
