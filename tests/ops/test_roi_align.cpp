@@ -260,6 +260,10 @@ TEST_CASE("multiscale_roi_align: gradcheck", "[gradcheck]") {
   o.canonical_scale = 16;
   REQUIRE(roi_levels(rois, 2, 4, 16.0).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 0});
   REQUIRE_GRADCHECK([&](const std::vector<Tensor>& in) { return multiscale_roi_align(in, rois, 32, 32, o); }, xs);
+  // Only the middle level requires grad: the others get no gradient.
+  std::vector<Tensor> mid = {xs[0].detach(), test::cpu_leaf(xs[1]), xs[2].detach()};
+  REQUIRE_GRADCHECK([&](const std::vector<Tensor>& in) { return multiscale_roi_align(in, rois, 32, 32, o); }, mid);
+  REQUIRE_FALSE(mid[0].grad().defined());
 }
 
 TEST_CASE("roi_align: no RoIs, rois requiring grad, non-finite coordinates") {
