@@ -19,6 +19,9 @@ Notes on the comparisons:
   * focal_loss uses one-hot targets over all anchors (torchvision's RetinaNet drops the
     between-threshold anchors first; the per-element work is the same).
   * box_iou calls torchvision.ops.box_iou once per image (as torchvision's matchers do).
+  * roi_align_* time torchvision.ops.MultiScaleRoIAlign (level mapper, per-level roi_align,
+    scatter into the result); roi_align_bwd_det is its backward under
+    torch.use_deterministic_algorithms (the pure-PyTorch _roi_align on CUDA).
 """
 import argparse
 import json
@@ -338,6 +341,58 @@ def rows_detect_postprocess(ctx):
              f"SSD300 batch {B}: {A} anchors x {K} classes, thresh 0.01, top 400/class, nms 0.45, keep 200", fn)]
 
 
+def rows_roi_align(ctx):
+    """torchvision.ops.MultiScaleRoIAlign at Faster R-CNN R50-FPN shapes, as apps/bench/rows_roi_align.cpp:
+    P2..P5 of an 800x800 image, 2 images x 256 channels, 2 x 512 RoIs (sides log-uniform in [16, 800],
+    centres uniform), 7x7, sampling ratio 2."""
+    if torchvision is None:
+        return "torchvision is not importable"
+    from torchvision.ops import MultiScaleRoIAlign
+
+    per_image = 512 if ctx.gpu else 32
+    feats = {str(l): ctx.randn(2, 256, 800 // (4 << l), 800 // (4 << l)) for l in range(4)}
+    boxes = []
+    for _ in range(2):
+        wh = 16.0 * torch.exp(torch.rand(per_image, 2, generator=ctx.gen) * math.log(50.0))
+        centre = torch.rand(per_image, 2, generator=ctx.gen) * 800.0
+        boxes.append(torch.cat([centre - wh / 2, centre + wh / 2], dim=1).to(ctx.device))
+    pooler = MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2)
+    image_shapes = [(800, 800)] * 2
+    shape = f"P2-P5 of 800x800, 2x256ch, 2x{per_image} rois, 7x7 sr2 f32"
+
+    def fwd():
+        with torch.no_grad():
+            return pooler(feats, boxes, image_shapes)
+
+    def graph():
+        xs = {k: v.clone().requires_grad_(True) for k, v in feats.items()}
+        y = pooler(xs, boxes, image_shapes)
+        return xs, y, ctx.randn(*y.shape)
+
+    xs, y, gy = graph()
+
+    def bwd():  # backward alone, on the graph of one forward
+        return torch.autograd.grad(y, list(xs.values()), gy, retain_graph=True)
+
+    rows = [("roi_align_fwd", shape, fwd), ("roi_align_bwd", shape, bwd)]
+    if ctx.gpu:
+        # torch.use_deterministic_algorithms: torchvision's roi_align falls back to the
+        # pure-PyTorch _roi_align on CUDA (its autograd graph is built under the flag).
+        torch.use_deterministic_algorithms(True)
+        xd, yd, gd = graph()
+        torch.use_deterministic_algorithms(False)
+
+        def bwd_det():
+            torch.use_deterministic_algorithms(True)
+            try:
+                return torch.autograd.grad(yd, list(xd.values()), gd, retain_graph=True)
+            finally:
+                torch.use_deterministic_algorithms(False)
+
+        rows.append(("roi_align_bwd_det", shape + ", deterministic", bwd_det))
+    return rows
+
+
 ROW_GROUPS = [
     ("conv2d_dilated", rows_conv2d_dilated),
     ("l2norm", rows_l2norm),
@@ -346,6 +401,7 @@ ROW_GROUPS = [
     ("box_encode / box_decode", rows_box_coder),
     ("hard_negative_mining", rows_hard_negative_mining),
     ("focal_loss", rows_focal_loss),
+    ("roi_align", rows_roi_align),
     ("nms", rows_nms),
     ("detect_postprocess", rows_detect_postprocess),
 ]
