@@ -9,13 +9,14 @@ Usage (from the repository root; needs torch and torchvision, CPU only):
 
 Contents (names are prefixes of the tensors in the file):
   rpn{1,2}_*   objectness [2, A], deltas [2, A, 4], anchors [A, 4] (levels 240/60/15 anchors,
-               some tiny and some outside the 64x80 image), and torchvision's result per image
+               some tiny and some outside the images; clip sizes
+               (h, w) = (64, 80) and (50, 70)), and torchvision's result per image
                padded to post_nms_top_n: boxes, scores, levels (-1 padding), counts. Case 1:
                pre 50 (level 3 has only 15: more requested than anchors), post 40, NMS 0.7,
                min_size 1e-3, score 0. Case 2: pre 30, post 60, NMS 0.5, min_size 2, score 0.8 (fewer survivors than post).
                The levels of the kept boxes are recovered from the kept indices.
   head_*       class_logits [47, 6], box_deltas [47, 24], proposals [47, 4], roi_image (30 RoIs
-               of image 0, 17 of image 1), and torchvision's detections padded to 50 (score 0.05,
+               of image 0, 17 of image 1), clip sizes (64, 80) and (56, 72), and torchvision's detections padded to 50 (score 0.05,
                NMS 0.5, 50 per image): boxes, scores, labels (-1 padding), counts.
   match_*      gt [2, 5, 4] with counts (5, 3), proposals [2, 40, 4] with counts (40, 25); exact
                duplicates and a GT equal to a proposal make ties; matches of Matcher(0.7, 0.3,
@@ -35,6 +36,8 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import boxes as box_ops
 
 H, W = 64, 80
+RPN_SHAPES = [(64, 80), (50, 70)]   # (h, w) clip size of each image: they differ, as in a batch
+HEAD_SHAPES = [(64, 80), (56, 72)]
 LEVELS = [240, 60, 15]
 
 
@@ -78,12 +81,12 @@ def rpn_case(g, prefix, pre, post, nms, min_size, score, out):
     # Which anchor (hence which level) each kept box came from: filter_proposals does not
     # return indices, so the levels are recovered by matching the kept boxes to the decoded
     # and clipped candidates (exact equality; the boxes are distinct random values).
-    boxes_list, scores_list = rpn.filter_proposals(proposals, objectness.reshape(-1, 1), [(H, W)] * 2, LEVELS)
+    boxes_list, scores_list = rpn.filter_proposals(proposals, objectness.reshape(-1, 1), RPN_SHAPES, LEVELS)
     level_of = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(LEVELS)])
     ob, osc, olv, cnt = torch.zeros(2, post, 4, dtype=torch.float64), torch.zeros(2, post, dtype=torch.float64), \
         torch.full((2, post), -1, dtype=torch.int64), torch.zeros(2, dtype=torch.int64)
     for b in range(2):
-        clipped = box_ops.clip_boxes_to_image(proposals[b], (H, W))
+        clipped = box_ops.clip_boxes_to_image(proposals[b], RPN_SHAPES[b])
         n = boxes_list[b].shape[0]
         cnt[b] = n
         ob[b, :n] = boxes_list[b]
@@ -112,7 +115,7 @@ def head_case(g, out):
     deltas = 0.5 * torch.randn(R, 4 * C, generator=g, dtype=torch.float64)
     heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, K).double().eval()
     plist = list(proposals.split(per_image))
-    boxes, scores, labels = heads.postprocess_detections(logits, deltas, plist, [(H, W)] * 2)
+    boxes, scores, labels = heads.postprocess_detections(logits, deltas, plist, HEAD_SHAPES)
     ob, osc, olb, cnt = torch.zeros(2, K, 4, dtype=torch.float64), torch.zeros(2, K, dtype=torch.float64), \
         torch.full((2, K), -1, dtype=torch.int64), torch.zeros(2, dtype=torch.int64)
     for b in range(2):

@@ -10,7 +10,7 @@ namespace kern::cpu {
 
 template <typename T>
 void box_head_postprocess(const BoxHeadDims& d, const T* logits, const T* deltas, const T* proposals,
-                          const int64_t* image_start, T* out_boxes, T* out_scores, int64_t* out_labels,
+                          const int64_t* image_start, const T* image_hw, T* out_boxes, T* out_scores, int64_t* out_labels,
                           int64_t* out_counts) {
   const NmsDims nd = box_head_nms_dims(d);
   const int64_t K = nd.K, per_roi = box_head_slots_per_roi(d.C, d.score_threshold);
@@ -28,7 +28,8 @@ void box_head_postprocess(const BoxHeadDims& d, const T* logits, const T* deltas
       for (int64_t c = 1; c < d.C && j < per_roi; ++c) {
         const T pc = std::exp(x[c] - m) / s;
         T box[4];
-        if (!box_head_candidate<T>(deltas + (r * d.C + c) * 4, proposals + r * 4, pc, d, box)) continue;
+        if (!box_head_candidate<T>(deltas + (r * d.C + c) * 4, proposals + r * 4, pc, d, image_hw[2 * b],
+                                   image_hw[2 * b + 1], box)) continue;
         const size_t slot = static_cast<size_t>(b * K + (r - image_start[b]) * per_roi + j);
         std::memcpy(&cand_boxes[slot * 4], box, sizeof box);
         cand_scores[slot] = pc;
@@ -42,8 +43,8 @@ void box_head_postprocess(const BoxHeadDims& d, const T* logits, const T* deltas
 }
 
 template void box_head_postprocess<float>(const BoxHeadDims&, const float*, const float*, const float*,
-                                          const int64_t*, float*, float*, int64_t*, int64_t*);
+                                          const int64_t*, const float*, float*, float*, int64_t*, int64_t*);
 template void box_head_postprocess<double>(const BoxHeadDims&, const double*, const double*, const double*,
-                                           const int64_t*, double*, double*, int64_t*, int64_t*);
+                                           const int64_t*, const double*, double*, double*, int64_t*, int64_t*);
 
 }  // namespace kern::cpu

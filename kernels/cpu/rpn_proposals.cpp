@@ -22,17 +22,18 @@ bool ranks_before(T a, T b) {
 }  // namespace
 
 template <typename T>
-void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, const T* anchors, T* out_boxes,
-                   T* out_scores, int64_t* out_levels, int64_t* out_counts) {
+void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, const T* anchors, const T* image_hw,
+                   T* out_boxes, T* out_scores, int64_t* out_levels, int64_t* out_counts) {
   const RpnProposalLayout L = rpn_proposal_layout(d);
   const int64_t K = L.candidates;
   std::vector<T> cand_boxes(static_cast<size_t>(d.B * K * 4), T(0)), cand_scores(static_cast<size_t>(d.B * K), T(0));
   std::vector<int64_t> cand_labels(static_cast<size_t>(d.B * K), -1);
-  const T clamp = static_cast<T>(d.clamp), w = static_cast<T>(d.image_w), h = static_cast<T>(d.image_h);
+  const T clamp = static_cast<T>(d.clamp);
   const T min_size = static_cast<T>(d.min_size), thr = static_cast<T>(d.score_threshold);
   std::vector<int64_t> order;
   for (int64_t b = 0; b < d.B; ++b) {
     const T* lg = logits + b * d.A;
+    const T h = image_hw[2 * b], w = image_hw[2 * b + 1];
     for (int l = 0; l < d.num_levels; ++l) {
       const int64_t first = L.level_start[l], n = d.level_sizes[l], k = L.level_topk[l];
       if (k == 0) continue;
@@ -61,9 +62,9 @@ void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, c
                  static_cast<T>(d.nms_threshold), out_boxes, out_scores, out_levels, out_counts);
 }
 
-template void rpn_proposals<float>(const RpnProposalDims&, const float*, const float*, const float*, float*, float*,
-                                   int64_t*, int64_t*);
-template void rpn_proposals<double>(const RpnProposalDims&, const double*, const double*, const double*, double*,
-                                    double*, int64_t*, int64_t*);
+template void rpn_proposals<float>(const RpnProposalDims&, const float*, const float*, const float*, const float*,
+                                   float*, float*, int64_t*, int64_t*);
+template void rpn_proposals<double>(const RpnProposalDims&, const double*, const double*, const double*,
+                                    const double*, double*, double*, int64_t*, int64_t*);
 
 }  // namespace kern::cpu

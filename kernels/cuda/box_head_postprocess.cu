@@ -57,7 +57,8 @@ __device__ __forceinline__ int image_of(const int64_t* image_start, int B, int r
 
 __global__ void rows_kernel(BoxHeadDims d, int K, int per_roi, const float* __restrict__ logits,
                             const float* __restrict__ deltas, const float* __restrict__ proposals,
-                            const int64_t* __restrict__ image_start, float* __restrict__ cand_boxes,
+                            const int64_t* __restrict__ image_start, const float* __restrict__ image_hw,
+                            float* __restrict__ cand_boxes,
                             float* __restrict__ cand_scores, int64_t* __restrict__ cand_labels) {
   const int lane = threadIdx.x % kWarp;
   const int R = static_cast<int>(d.R), C = static_cast<int>(d.C), B = static_cast<int>(d.B);
@@ -80,7 +81,8 @@ __global__ void rows_kernel(BoxHeadDims d, int K, int per_roi, const float* __re
       if (c < C) {
         p = expf(x[c] - m) / s;
         pass = box_head_candidate<float>(deltas + (static_cast<size_t>(r) * C + c) * 4,
-                                         proposals + static_cast<size_t>(r) * 4, p, d, box);
+                                         proposals + static_cast<size_t>(r) * 4, p, d, image_hw[2 * b],
+                                         image_hw[2 * b + 1], box);
       }
       const unsigned ballot = __ballot_sync(0xffffffffu, pass);
       const int j = taken + __popc(ballot & ((1u << lane) - 1u));
@@ -113,7 +115,7 @@ size_t box_head_postprocess_workspace_bytes(const BoxHeadDims& d) {
 // Preconditions (checked by the front-end): B >= 1, max_rois >= 1, R * C < 2^31,
 // K <= kNmsMaxCandidatesCuda, image_start on the device.
 void box_head_postprocess(const BoxHeadDims& d, const float* logits, const float* deltas, const float* proposals,
-                          const int64_t* image_start, float* out_boxes, float* out_scores, int64_t* out_labels,
+                          const int64_t* image_start, const float* image_hw, float* out_boxes, float* out_scores, int64_t* out_labels,
                           int64_t* out_counts, void* workspace, Stream stream) {
   const NmsDims nd = box_head_nms_dims(d);
   size_t total = 0;
@@ -124,7 +126,7 @@ void box_head_postprocess(const BoxHeadDims& d, const float* logits, const float
   if (d.R > 0) {
     rows_kernel<<<warp_grid(static_cast<int>(d.R)), kBlock, 0, stream>>>(
         d, static_cast<int>(nd.K), static_cast<int>(box_head_slots_per_roi(d.C, d.score_threshold)), logits, deltas,
-        proposals, image_start, w.cand_boxes, w.cand_scores, w.cand_labels);
+        proposals, image_start, image_hw, w.cand_boxes, w.cand_scores, w.cand_labels);
     KERN_LAUNCH_CHECK();
   }
   batched_nms(nd, w.cand_boxes, w.cand_scores, w.cand_labels, static_cast<float>(d.nms_threshold), out_boxes,

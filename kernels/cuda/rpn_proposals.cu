@@ -21,7 +21,7 @@ struct Geometry {
   int B = 0, A = 0, levels = 1, K = 0, abits = 1;
   int level_start[kMaxLevels + 1] = {};
   int slot_start[kMaxLevels + 1] = {};
-  float clamp = 0, image_w = 0, image_h = 0, min_size = 0, threshold = 0;
+  float clamp = 0, min_size = 0, threshold = 0;
 };
 
 Geometry make_geometry(const RpnProposalDims& d) {
@@ -37,7 +37,6 @@ Geometry make_geometry(const RpnProposalDims& d) {
   }
   g.abits = index_bits(max_n);
   g.clamp = static_cast<float>(d.clamp);
-  g.image_w = static_cast<float>(d.image_w), g.image_h = static_cast<float>(d.image_h);
   g.min_size = static_cast<float>(d.min_size), g.threshold = static_cast<float>(d.score_threshold);
   return g;
 }
@@ -101,7 +100,7 @@ __global__ void keys_kernel(Geometry g, const float* __restrict__ logits, uint64
 // rank r in the sorted level.
 __global__ void slots_kernel(Geometry g, const uint64_t* __restrict__ sorted, const float* __restrict__ logits,
                              const float* __restrict__ deltas, const float* __restrict__ anchors,
-                             float* __restrict__ cand_boxes, float* __restrict__ cand_scores,
+                             const float* __restrict__ image_hw, float* __restrict__ cand_boxes, float* __restrict__ cand_scores,
                              int64_t* __restrict__ cand_labels) {
   const uint64_t local_mask = (1ull << g.abits) - 1;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < g.B * g.K; i += gridDim.x * blockDim.x) {
@@ -114,7 +113,7 @@ __global__ void slots_kernel(Geometry g, const uint64_t* __restrict__ sorted, co
     const size_t ba = static_cast<size_t>(b) * g.A + a;
     float box[4], score;
     const bool keep = rpn_candidate<float>(deltas + ba * 4, anchors + static_cast<size_t>(a) * 4, logits[ba],
-                                           g.clamp, g.image_w, g.image_h, g.min_size, g.threshold, box, &score);
+                                           g.clamp, image_hw[2 * b + 1], image_hw[2 * b], g.min_size, g.threshold, box, &score);
     for (int c = 0; c < 4; ++c) cand_boxes[static_cast<size_t>(i) * 4 + c] = keep ? box[c] : 0.0f;
     cand_scores[i] = keep ? score : 0.0f;
     cand_labels[i] = keep ? l : -1;
@@ -132,7 +131,7 @@ size_t rpn_proposals_workspace_bytes(const RpnProposalDims& d) {
 // Preconditions (checked by the front-end): B >= 1, candidates in 1 .. kNmsMaxCandidatesCuda,
 // B * A < 2^31, post_nms_top_n >= 1.
 void rpn_proposals(const RpnProposalDims& d, const float* logits, const float* deltas, const float* anchors,
-                   float* out_boxes, float* out_scores, int64_t* out_levels, int64_t* out_counts, void* workspace,
+                   const float* image_hw, float* out_boxes, float* out_scores, int64_t* out_levels, int64_t* out_counts, void* workspace,
                    Stream stream) {
   const Geometry g = make_geometry(d);
   size_t total = 0;
@@ -145,7 +144,7 @@ void rpn_proposals(const RpnProposalDims& d, const float* logits, const float* d
   KERN_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortKeys(w.cub_temp, cub_bytes, keys, n, segs, w.offsets,
                                                           w.offsets + 1, 0, 32 + g.abits, stream));
   slots_kernel<<<kern_grid_1d(static_cast<long long>(g.B) * g.K), kBlock, 0, stream>>>(
-      g, keys.Current(), logits, deltas, anchors, w.cand_boxes, w.cand_scores, w.cand_labels);
+      g, keys.Current(), logits, deltas, anchors, image_hw, w.cand_boxes, w.cand_scores, w.cand_labels);
   KERN_LAUNCH_CHECK();
   batched_nms(rpn_nms_dims(d), w.cand_boxes, w.cand_scores, w.cand_labels, static_cast<float>(d.nms_threshold),
               out_boxes, out_scores, out_levels, out_counts, w.nms_workspace, stream);

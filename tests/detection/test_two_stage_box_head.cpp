@@ -37,7 +37,8 @@ TEST_CASE("box_head_postprocess: torchvision postprocess_detections (fixture)") 
     INFO("dtype " << dtype_name(dt));
     const bool d64 = dt == DType::f64;
     Detections got = det::box_head_postprocess(f.get("head_class_logits").to(dt), f.get("head_box_deltas").to(dt),
-                                               f.get("head_proposals").to(dt), f.get("head_roi_image"), 2, 64, 80,
+                                               f.get("head_proposals").to(dt), f.get("head_roi_image"),
+                                               {{64, 80}, {56, 72}},
                                                opts(0.05, 0.5, 50));
     REQUIRE(i64s(got.counts) == i64s(f.get("head_counts")));
     REQUIRE(i64s(got.labels) == i64s(f.get("head_labels")));
@@ -153,6 +154,10 @@ TEST_CASE("box_head_postprocess: bad input") {
   REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, zeros({3}), 2, 10, 10, o), Catch::Contains("i64"));
   REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, img, 0, 10, 10, o), Catch::Contains("batch must be >= 1"));
   REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, img, 2, -1, 10, o), Catch::Contains("image size"));
+  REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, img, std::vector<det::ImageSize>{}, o),
+                      Catch::Contains("batch must be >= 1"));
+  REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, img, std::vector<det::ImageSize>{{5, 5}}, o),
+                      Catch::Contains("roi_image[2] = 1 is outside [0, 1)"));
   BoxHeadPostprocessOptions bad = o;
   bad.detections_per_image = 0;
   REQUIRE_THROWS_WITH(det::box_head_postprocess(l, d, p, img, 2, 10, 10, bad),
@@ -165,8 +170,10 @@ TEST_CASE("box_head_postprocess: bad input") {
 namespace {
 void check_cuda_matches_cpu(const Tensor& logits, const Tensor& deltas, const Tensor& props, const Tensor& img,
                             int64_t B, const BoxHeadPostprocessOptions& o) {
-  Detections ref = det::box_head_postprocess(logits, deltas, props, img, B, 200, 240, o);
-  Detections got = det::box_head_postprocess(logits.cuda(), deltas.cuda(), props.cuda(), img.cuda(), B, 200, 240, o);
+  std::vector<det::ImageSize> sizes = {{200, 240}, {100, 100}, {150, 180}};  // (h, w) per image
+  sizes.resize(static_cast<size_t>(B), det::ImageSize{200, 240});
+  Detections ref = det::box_head_postprocess(logits, deltas, props, img, sizes, o);
+  Detections got = det::box_head_postprocess(logits.cuda(), deltas.cuda(), props.cuda(), img.cuda(), sizes, o);
   REQUIRE(got.boxes.is_cuda());
   REQUIRE(i64s(got.counts) == i64s(ref.counts));
   REQUIRE(i64s(got.labels) == i64s(ref.labels));

@@ -26,7 +26,7 @@ std::vector<int64_t> i64s(const Tensor& t) { return t.cpu().to_vector<int64_t>()
 void check_fixture_case(const std::string& p, const ProposalOptions& o, DType dtype, double atol, double rtol) {
   const io::SafetensorsFile f = io::load_safetensors(kFixture);
   Proposals got = det::rpn_proposals(f.get(p + "_objectness").to(dtype), f.get(p + "_deltas").to(dtype),
-                                     f.get(p + "_anchors").to(dtype), kFixtureLevels, 64, 80, o);
+                                     f.get(p + "_anchors").to(dtype), kFixtureLevels, {{64, 80}, {50, 70}}, o);
   REQUIRE(i64s(got.counts) == i64s(f.get(p + "_counts")));
   REQUIRE(i64s(got.levels) == i64s(f.get(p + "_levels")));
   REQUIRE_CLOSE(got.scores.to(DType::f64), f.get(p + "_scores"), atol, rtol);
@@ -45,6 +45,7 @@ Tensor f64(const std::vector<double>& v, const Shape& s) { return from_vector(v,
 }  // namespace
 
 TEST_CASE("rpn_proposals: torchvision filter_proposals (fixture)") {
+  // Clip sizes (h, w): (64, 80) and (50, 70).
   // Case 1: pre 50 per level (the last level has 15 anchors), post 40, NMS 0.7, defaults.
   // Case 2: pre 30, post 60 (fewer survivors than that), NMS 0.5, min_size 2, score 0.8.
   SECTION("f64") {
@@ -163,6 +164,10 @@ TEST_CASE("rpn_proposals: bad input") {
   REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, zeros({4, 3}), {4}, 10, 10, o), Catch::Contains("anchors must be"));
   REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, 0, 10, o), Catch::Contains("image size"));
   REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, 10, std::nan(""), o), Catch::Contains("image size"));
+  REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, std::vector<det::ImageSize>{{10, 10}, {10, 10}}, o),
+                      Catch::Contains("2 image sizes for 1 images"));
+  REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, std::vector<det::ImageSize>{{10, -3}}, o),
+                      Catch::Contains("image size of image 0"));
   REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, 10, 10, opts(0, 5, 0.7, 0, 0)),
                       Catch::Contains("pre_nms_top_n must be >= 1"));
   REQUIRE_THROWS_WITH(det::rpn_proposals(l, d, a, {4}, 10, 10, opts(5, 0, 0.7, 0, 0)),
@@ -173,8 +178,9 @@ TEST_CASE("rpn_proposals: bad input") {
 namespace {
 void check_cuda_matches_cpu(const Tensor& logits, const Tensor& deltas, const Tensor& anchors,
                             const std::vector<int64_t>& levels, const ProposalOptions& o) {
-  Proposals ref = det::rpn_proposals(logits, deltas, anchors, levels, 200, 240, o);
-  Proposals got = det::rpn_proposals(logits.cuda(), deltas.cuda(), anchors.cuda(), levels, 200, 240, o);
+  const std::vector<det::ImageSize> sizes = {{200, 240}, {150, 260}};  // (h, w) per image
+  Proposals ref = det::rpn_proposals(logits, deltas, anchors, levels, sizes, o);
+  Proposals got = det::rpn_proposals(logits.cuda(), deltas.cuda(), anchors.cuda(), levels, sizes, o);
   REQUIRE(got.boxes.is_cuda());
   REQUIRE(i64s(got.counts) == i64s(ref.counts));
   REQUIRE(i64s(got.levels) == i64s(ref.levels));

@@ -17,6 +17,11 @@
 
 namespace eng::det {
 
+// Clip size of one image: its un-padded (resized) height and width in pixels, both > 0.
+struct ImageSize {
+  double h = 0, w = 0;
+};
+
 // ---------------------------------------------------------------- RPN proposals (rpn_proposals.cpp)
 struct Proposals {
   Tensor boxes;   // [B, N, 4], N = post_nms_top_n, padded with zeros
@@ -46,6 +51,12 @@ struct ProposalOptions {
 // CPU (f32 / f64) and CUDA (f32): on CUDA every step stays on the device, no host sync.
 Proposals rpn_proposals(const Tensor& objectness, const Tensor& deltas, const Tensor& anchors,
                         const std::vector<int64_t>& level_sizes, double image_h, double image_w,
+                        const ProposalOptions& options);
+// The same with one clip size per image (torchvision's image_shapes; images of a batch differ
+// in size when the resize keeps the aspect ratio): image_sizes.size() == B. On CUDA the B sizes
+// are copied to the device (a small host-to-device copy, no sync with the device's work).
+Proposals rpn_proposals(const Tensor& objectness, const Tensor& deltas, const Tensor& anchors,
+                        const std::vector<int64_t>& level_sizes, const std::vector<ImageSize>& image_sizes,
                         const ProposalOptions& options);
 
 // ---------------------------------------------------------------- sampler (sample_balanced.cpp)
@@ -90,6 +101,10 @@ struct BoxHeadPostprocessOptions {
 // min(C - 1, floor(1 / score_threshold) + 2) <= 65536 (1000 RoIs at 0.05: 21000).
 Detections box_head_postprocess(const Tensor& class_logits, const Tensor& box_deltas, const Tensor& proposals,
                                 const Tensor& roi_image, int64_t batch, double image_h, double image_w,
+                                const BoxHeadPostprocessOptions& options);
+// The same with one clip size per image: batch = image_sizes.size().
+Detections box_head_postprocess(const Tensor& class_logits, const Tensor& box_deltas, const Tensor& proposals,
+                                const Tensor& roi_image, const std::vector<ImageSize>& image_sizes,
                                 const BoxHeadPostprocessOptions& options);
 
 }  // namespace eng::det

@@ -16,7 +16,16 @@ using namespace eng::detail;
 Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in, const Tensor& proposals_in,
                                 const Tensor& roi_image_in, int64_t batch, double image_h, double image_w,
                                 const BoxHeadPostprocessOptions& o) {
+  ENGINE_CHECK(batch >= 1, "box_head_postprocess: batch must be >= 1, got ", batch);
+  const std::vector<ImageSize> sizes(static_cast<size_t>(batch), ImageSize{image_h, image_w});
+  return box_head_postprocess(logits_in, deltas_in, proposals_in, roi_image_in, sizes, o);
+}
+
+Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in, const Tensor& proposals_in,
+                                const Tensor& roi_image_in, const std::vector<ImageSize>& image_sizes,
+                                const BoxHeadPostprocessOptions& o) {
   const char* op = "box_head_postprocess";
+  const int64_t batch = static_cast<int64_t>(image_sizes.size());
   check_dim(op, logits_in, 2, "class_logits");
   check_dim(op, deltas_in, 2, "box_deltas");
   check_dim(op, proposals_in, 2, "proposals");
@@ -36,8 +45,11 @@ Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in
   ENGINE_CHECK(roi_image_in.device() == logits_in.device(), op, ": roi_image on ", roi_image_in.device().str(),
                " but class_logits on ", logits_in.device().str());
   ENGINE_CHECK(batch >= 1, op, ": batch must be >= 1, got ", batch);
-  ENGINE_CHECK(std::isfinite(image_h) && std::isfinite(image_w) && image_h > 0 && image_w > 0, op,
-               ": image size must be positive and finite, got ", image_h, " x ", image_w);
+  for (size_t b = 0; b < image_sizes.size(); ++b) {
+    const ImageSize& s = image_sizes[b];
+    ENGINE_CHECK(std::isfinite(s.h) && std::isfinite(s.w) && s.h > 0 && s.w > 0, op, ": image size of image ", b,
+                 " must be positive and finite, got ", s.h, " x ", s.w);
+  }
   ENGINE_CHECK(o.detections_per_image >= 1, op, ": detections_per_image must be >= 1, got ",
                o.detections_per_image);
   ENGINE_CHECK(!std::isnan(o.score_threshold) && !std::isnan(o.nms_threshold) && !std::isnan(o.min_size) &&
@@ -71,7 +83,7 @@ Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in
   d.score_threshold = o.score_threshold, d.nms_threshold = o.nms_threshold;
   d.max_out = o.detections_per_image, d.min_size = o.min_size;
   d.wx = w.wx, d.wy = w.wy, d.ww = w.ww, d.wh = w.wh;
-  d.clamp = o.clamp, d.image_h = image_h, d.image_w = image_w;
+  d.clamp = o.clamp;
   const kern::NmsDims nd = kern::box_head_nms_dims(d);
 
   const Device dev = logits_in.device();
@@ -94,6 +106,9 @@ Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in
   Tensor logits = logits_in.detach().contiguous(), deltas = deltas_in.detach().contiguous();
   Tensor proposals = proposals_in.detach().contiguous();
   Tensor starts = from_vector(start, {batch + 1});
+  std::vector<double> hw;
+  for (const ImageSize& s : image_sizes) hw.insert(hw.end(), {s.h, s.w});
+  const Tensor image_hw = from_vector(hw, {batch, 2}, TensorOptions(logits_in.dtype())).to(dev);
   dispatch_float(logits, op, [&](auto tag) {
     using T = decltype(tag);
     if (dev.is_cuda()) {
@@ -102,13 +117,14 @@ Detections box_head_postprocess(const Tensor& logits_in, const Tensor& deltas_in
         Tensor ws = empty({static_cast<int64_t>(kern::cuda::box_head_postprocess_workspace_bytes(d))},
                           TensorOptions(DType::u8).device(dev));
         kern::cuda::box_head_postprocess(d, logits.data<float>(), deltas.data<float>(), proposals.data<float>(),
-                                         starts_dev.data<int64_t>(), out.boxes.data<float>(), out.scores.data<float>(),
+                                         starts_dev.data<int64_t>(), image_hw.data<float>(),
+                                         out.boxes.data<float>(), out.scores.data<float>(),
                                          out.labels.data<int64_t>(), out.counts.data<int64_t>(), ws.raw_data(),
                                          cuda::stream());
       });
     } else {
       kern::cpu::box_head_postprocess<T>(d, logits.data<T>(), deltas.data<T>(), proposals.data<T>(),
-                                         starts.data<int64_t>(), out.boxes.data<T>(), out.scores.data<T>(),
+                                         starts.data<int64_t>(), image_hw.data<T>(), out.boxes.data<T>(), out.scores.data<T>(),
                                          out.labels.data<int64_t>(), out.counts.data<int64_t>());
     }
   });

@@ -13,6 +13,14 @@ using namespace eng::detail;
 Proposals rpn_proposals(const Tensor& logits_in, const Tensor& deltas_in, const Tensor& anchors_in,
                         const std::vector<int64_t>& level_sizes, double image_h, double image_w,
                         const ProposalOptions& o) {
+  check_dim("rpn_proposals", logits_in, 2, "objectness");
+  const std::vector<ImageSize> sizes(static_cast<size_t>(logits_in.size(0)), ImageSize{image_h, image_w});
+  return rpn_proposals(logits_in, deltas_in, anchors_in, level_sizes, sizes, o);
+}
+
+Proposals rpn_proposals(const Tensor& logits_in, const Tensor& deltas_in, const Tensor& anchors_in,
+                        const std::vector<int64_t>& level_sizes, const std::vector<ImageSize>& image_sizes,
+                        const ProposalOptions& o) {
   const char* op = "rpn_proposals";
   check_dim(op, logits_in, 2, "objectness");
   check_dim(op, deltas_in, 3, "deltas");
@@ -39,15 +47,20 @@ Proposals rpn_proposals(const Tensor& logits_in, const Tensor& deltas_in, const 
   ENGINE_CHECK(total == A, op, ": level_sizes sum to ", total, " but there are ", A, " anchors");
   ENGINE_CHECK(o.pre_nms_top_n >= 1, op, ": pre_nms_top_n must be >= 1, got ", o.pre_nms_top_n);
   ENGINE_CHECK(o.post_nms_top_n >= 1, op, ": post_nms_top_n must be >= 1, got ", o.post_nms_top_n);
-  ENGINE_CHECK(std::isfinite(image_h) && std::isfinite(image_w) && image_h > 0 && image_w > 0, op,
-               ": image size must be positive and finite, got ", image_h, " x ", image_w);
+  ENGINE_CHECK(static_cast<int64_t>(image_sizes.size()) == B, op, ": ", image_sizes.size(), " image sizes for ", B,
+               " images");
+  for (size_t b = 0; b < image_sizes.size(); ++b) {
+    const ImageSize& s = image_sizes[b];
+    ENGINE_CHECK(std::isfinite(s.h) && std::isfinite(s.w) && s.h > 0 && s.w > 0, op, ": image size of image ", b,
+                 " must be positive and finite, got ", s.h, " x ", s.w);
+  }
   ENGINE_CHECK(!std::isnan(o.nms_threshold), op, ": nms_threshold is NaN");
   ENGINE_CHECK(!std::isnan(o.min_size), op, ": min_size is NaN");
   ENGINE_CHECK(!std::isnan(o.score_threshold), op, ": score_threshold is NaN");
   ENGINE_CHECK(!std::isnan(o.clamp), op, ": clamp is NaN");
   d.pre_nms_top_n = o.pre_nms_top_n, d.post_nms_top_n = o.post_nms_top_n;
   d.nms_threshold = o.nms_threshold, d.min_size = o.min_size, d.score_threshold = o.score_threshold;
-  d.clamp = o.clamp, d.image_h = image_h, d.image_w = image_w;
+  d.clamp = o.clamp;
   const kern::RpnProposalLayout layout = kern::rpn_proposal_layout(d);
 
   const Device dev = logits_in.device();
@@ -72,6 +85,10 @@ Proposals rpn_proposals(const Tensor& logits_in, const Tensor& deltas_in, const 
 
   Tensor logits = logits_in.detach().contiguous(), deltas = deltas_in.detach().contiguous();
   Tensor anchors = anchors_in.detach().contiguous();
+  std::vector<double> hw;
+  for (const ImageSize& s : image_sizes) hw.insert(hw.end(), {s.h, s.w});
+  // (h, w) per image in the inputs' dtype, on their device (CUDA: one small host-to-device copy).
+  const Tensor image_hw = from_vector(hw, {B, 2}, TensorOptions(logits_in.dtype())).to(dev);
   dispatch_float(logits, op, [&](auto tag) {
     using T = decltype(tag);
     if (dev.is_cuda()) {
@@ -79,12 +96,12 @@ Proposals rpn_proposals(const Tensor& logits_in, const Tensor& deltas_in, const 
         Tensor ws = empty({static_cast<int64_t>(kern::cuda::rpn_proposals_workspace_bytes(d))},
                           TensorOptions(DType::u8).device(dev));
         kern::cuda::rpn_proposals(d, logits.data<float>(), deltas.data<float>(), anchors.data<float>(),
-                                  out.boxes.data<float>(), out.scores.data<float>(), out.levels.data<int64_t>(),
+                                  image_hw.data<float>(), out.boxes.data<float>(), out.scores.data<float>(), out.levels.data<int64_t>(),
                                   out.counts.data<int64_t>(), ws.raw_data(), cuda::stream());
       });
     } else {
-      kern::cpu::rpn_proposals<T>(d, logits.data<T>(), deltas.data<T>(), anchors.data<T>(), out.boxes.data<T>(),
-                                  out.scores.data<T>(), out.levels.data<int64_t>(), out.counts.data<int64_t>());
+      kern::cpu::rpn_proposals<T>(d, logits.data<T>(), deltas.data<T>(), anchors.data<T>(), image_hw.data<T>(),
+                                  out.boxes.data<T>(), out.scores.data<T>(), out.levels.data<int64_t>(), out.counts.data<int64_t>());
     }
   });
   return out;

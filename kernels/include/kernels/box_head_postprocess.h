@@ -4,11 +4,12 @@
 // Inputs (contiguous): logits [R, C] (class 0 = background), deltas [R, 4 C] (class-specific,
 // class c at columns 4c .. 4c + 3), proposals [R, 4] (corners, pixels), image_start int64
 // [B + 1]: the RoIs of image b are image_start[b] .. image_start[b + 1] - 1 (the front-end
-// builds it from the non-decreasing RoI -> image index).
+// builds it from the non-decreasing RoI -> image index), image_hw [B, 2]: the clip size (h, w)
+// of each image.
 // Per RoI r of image b:
 //   p[c] = exp(x[c] - m) / sum_k exp(x[k] - m),  m = max_k x[k]
 //   for c = 1 .. C - 1: box = kern::box::decode(deltas[r, 4c..], proposals[r]) with weights
-//   (wx, wy, ww, wh), dw and dh clamped at `clamp`, then clamped to [0, image_w] x [0, image_h];
+//   (wx, wy, ww, wh), dw and dh clamped at `clamp`, then clamped to [0, w_b] x [0, h_b];
 //   a candidate when p[c] > score_threshold (strictly), x2 - x1 >= min_size and
 //   y2 - y1 >= min_size.
 //   The candidates of the RoI go, in class order, to the slots
@@ -40,7 +41,6 @@ struct BoxHeadDims {
   double min_size = 1e-2;
   double wx = 10, wy = 10, ww = 5, wh = 5;
   double clamp = 4.135166556742356;
-  double image_h = 0, image_w = 0;
 };
 
 inline int64_t box_head_slots_per_roi(int64_t C, double score_threshold) {
@@ -61,9 +61,10 @@ inline NmsDims box_head_nms_dims(const BoxHeadDims& d) {
 
 // One (RoI, class) candidate, shared by both devices: writes box[4], returns whether it passes.
 template <typename T>
-KERN_BOX_HD bool box_head_candidate(const T* delta, const T* proposal, T p, const BoxHeadDims& d, T* box) {
+KERN_BOX_HD bool box_head_candidate(const T* delta, const T* proposal, T p, const BoxHeadDims& d, T image_h, T image_w,
+                                    T* box) {
   box::decode(delta, proposal, T(d.wx), T(d.wy), T(d.ww), T(d.wh), T(d.clamp), box);
-  box::clip(box, T(d.image_w), T(d.image_h));
+  box::clip(box, image_w, image_h);
   return p > T(d.score_threshold) && (box[2] - box[0]) >= T(d.min_size) && (box[3] - box[1]) >= T(d.min_size);
 }
 
@@ -71,7 +72,7 @@ namespace cpu {
 // T = float or double. Requires B >= 1 and max_rois >= 1.
 template <typename T>
 void box_head_postprocess(const BoxHeadDims& d, const T* logits, const T* deltas, const T* proposals,
-                          const int64_t* image_start, T* out_boxes, T* out_scores, int64_t* out_labels,
+                          const int64_t* image_start, const T* image_hw, T* out_boxes, T* out_scores, int64_t* out_labels,
                           int64_t* out_counts);
 }  // namespace cpu
 
@@ -86,7 +87,7 @@ void box_head_postprocess(const BoxHeadDims& d, const T* logits, const T* deltas
 namespace cuda {
 size_t box_head_postprocess_workspace_bytes(const BoxHeadDims& d);
 void box_head_postprocess(const BoxHeadDims& d, const float* logits, const float* deltas, const float* proposals,
-                          const int64_t* image_start, float* out_boxes, float* out_scores, int64_t* out_labels,
+                          const int64_t* image_start, const float* image_hw, float* out_boxes, float* out_scores, int64_t* out_labels,
                           int64_t* out_counts, void* workspace, Stream stream);
 }  // namespace cuda
 

@@ -2,7 +2,8 @@
 // of the kept anchors folded in), batched and padded, with fixed tie rules.
 //
 // Inputs (contiguous): logits [B, A] (objectness logits), deltas [B, A, 4], anchors [A, 4]
-// (corners, pixels, shared by every image). The A anchors are cut into L consecutive levels of
+// (corners, pixels, shared by every image), image_hw [B, 2]: the clip size (h, w) of each
+// image (its un-padded size, > 0). The A anchors are cut into L consecutive levels of
 // level_sizes[l] anchors (sum = A).
 // Per image b, independently:
 //   1. per level l, the k_l = min(pre_nms_top_n, level_sizes[l]) anchors with the largest
@@ -11,7 +12,8 @@
 //      (kern::desc_score_key; a positive NaN above +inf) on both devices; its score is NaN
 //      and step 4 drops it.
 //   2. each kept anchor's box = kern::box::decode(deltas[b, a], anchors[a]) with weights
-//      (1, 1, 1, 1) and dw, dh clamped at `clamp`, then clamped to [0, image_w] x [0, image_h];
+//      (1, 1, 1, 1) and dw, dh clamped at `clamp`, then clamped to [0, w_b] x [0, h_b]
+//      (image_hw[b] = (h_b, w_b));
 //      its score p = 1 / (1 + exp(-logit)).
 //   3. dropped when (x2 - x1) < min_size or (y2 - y1) < min_size (torchvision
 //      remove_small_boxes keeps w >= min_size and h >= min_size);
@@ -44,7 +46,6 @@ struct RpnProposalDims {
   double min_size = 1e-3;
   double score_threshold = 0.0;
   double clamp = 4.135166556742356;  // ln(1000 / 16)
-  double image_h = 0, image_w = 0;   // clip size, > 0
 };
 
 struct RpnProposalLayout {
@@ -92,8 +93,8 @@ KERN_BOX_HD bool rpn_candidate(const T* delta, const T* anchor, T logit, T clamp
 namespace cpu {
 // T = float or double. Requires candidates >= 1 and B >= 1.
 template <typename T>
-void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, const T* anchors, T* out_boxes,
-                   T* out_scores, int64_t* out_levels, int64_t* out_counts);
+void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, const T* anchors, const T* image_hw,
+                   T* out_boxes, T* out_scores, int64_t* out_levels, int64_t* out_counts);
 }  // namespace cpu
 
 // CUDA (f32), every step on the device, no host synchronisation:
@@ -107,7 +108,7 @@ void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, c
 namespace cuda {
 size_t rpn_proposals_workspace_bytes(const RpnProposalDims& d);
 void rpn_proposals(const RpnProposalDims& d, const float* logits, const float* deltas, const float* anchors,
-                   float* out_boxes, float* out_scores, int64_t* out_levels, int64_t* out_counts, void* workspace,
+                   const float* image_hw, float* out_boxes, float* out_scores, int64_t* out_levels, int64_t* out_counts, void* workspace,
                    Stream stream);
 }  // namespace cuda
 
