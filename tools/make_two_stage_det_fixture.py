@@ -14,6 +14,8 @@ Contents (names are prefixes of the tensors in the file):
                padded to post_nms_top_n: boxes, scores, levels (-1 padding), counts. Case 1:
                pre 50 (level 3 has only 15: more requested than anchors), post 40, NMS 0.7,
                min_size 1e-3, score 0. Case 2: pre 30, post 60, NMS 0.5, min_size 2, score 0.8 (fewer survivors than post).
+               Case 3: levels 200 / 0 / 60 (an empty level), pre 1000 (more than every level),
+               post 500 (more than the anchors).
                The levels of the kept boxes are recovered from the kept indices.
   head_*       class_logits [47, 6], box_deltas [47, 24], proposals [47, 4], roi_image (30 RoIs
                of image 0, 17 of image 1), clip sizes (64, 80) and (56, 72), and torchvision's detections padded to 50 (score 0.05,
@@ -67,8 +69,8 @@ def random_boxes(g, n, cx_lo, cx_hi, cy_lo, cy_hi, side_lo, side_hi):
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
 
 
-def rpn_case(g, prefix, pre, post, nms, min_size, score, out):
-    A = sum(LEVELS)
+def rpn_case(g, prefix, pre, post, nms, min_size, score, out, levels=LEVELS):
+    A = sum(levels)
     anchors = random_boxes(g, A, -10, W + 10, -10, H + 10, 4, 40)
     anchors[::17, 2] = anchors[::17, 0] + 5e-4  # tiny: dropped by min_size
     objectness = 2.0 * torch.randn(2, A, generator=g, dtype=torch.float64)
@@ -81,8 +83,8 @@ def rpn_case(g, prefix, pre, post, nms, min_size, score, out):
     # Which anchor (hence which level) each kept box came from: filter_proposals does not
     # return indices, so the levels are recovered by matching the kept boxes to the decoded
     # and clipped candidates (exact equality; the boxes are distinct random values).
-    boxes_list, scores_list = rpn.filter_proposals(proposals, objectness.reshape(-1, 1), RPN_SHAPES, LEVELS)
-    level_of = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(LEVELS)])
+    boxes_list, scores_list = rpn.filter_proposals(proposals, objectness.reshape(-1, 1), RPN_SHAPES, levels)
+    level_of = torch.cat([torch.full((n,), i, dtype=torch.int64) for i, n in enumerate(levels)])
     ob, osc, olv, cnt = torch.zeros(2, post, 4, dtype=torch.float64), torch.zeros(2, post, dtype=torch.float64), \
         torch.full((2, post), -1, dtype=torch.int64), torch.zeros(2, dtype=torch.int64)
     for b in range(2):
@@ -161,6 +163,7 @@ def main():
     out = {}
     rpn_case(g, "rpn1", 50, 40, 0.7, 1e-3, 0.0, out)
     rpn_case(g, "rpn2", 30, 60, 0.5, 2.0, 0.8, out)
+    rpn_case(g, "rpn3", 1000, 500, 0.7, 1e-3, 0.0, out, levels=[200, 0, 60])
     head_case(g, out)
     match_case(g, out)
     save_safetensors(args.out, out)

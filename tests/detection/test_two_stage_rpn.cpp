@@ -23,10 +23,11 @@ const std::vector<int64_t> kFixtureLevels = {240, 60, 15};
 
 std::vector<int64_t> i64s(const Tensor& t) { return t.cpu().to_vector<int64_t>(); }
 
-void check_fixture_case(const std::string& p, const ProposalOptions& o, DType dtype, double atol, double rtol) {
+void check_fixture_case(const std::string& p, const ProposalOptions& o, DType dtype, double atol, double rtol,
+                        const std::vector<int64_t>& levels = kFixtureLevels) {
   const io::SafetensorsFile f = io::load_safetensors(kFixture);
   Proposals got = det::rpn_proposals(f.get(p + "_objectness").to(dtype), f.get(p + "_deltas").to(dtype),
-                                     f.get(p + "_anchors").to(dtype), kFixtureLevels, {{64, 80}, {50, 70}}, o);
+                                     f.get(p + "_anchors").to(dtype), levels, {{64, 80}, {50, 70}}, o);
   REQUIRE(i64s(got.counts) == i64s(f.get(p + "_counts")));
   REQUIRE(i64s(got.levels) == i64s(f.get(p + "_levels")));
   REQUIRE_CLOSE(got.scores.to(DType::f64), f.get(p + "_scores"), atol, rtol);
@@ -48,13 +49,16 @@ TEST_CASE("rpn_proposals: torchvision filter_proposals (fixture)") {
   // Clip sizes (h, w): (64, 80) and (50, 70).
   // Case 1: pre 50 per level (the last level has 15 anchors), post 40, NMS 0.7, defaults.
   // Case 2: pre 30, post 60 (fewer survivors than that), NMS 0.5, min_size 2, score 0.8.
+  // Case 3: levels 200 / 0 / 60 (an empty level), pre 1000 (more than every level), post 500.
   SECTION("f64") {
     check_fixture_case("rpn1", opts(50, 40, 0.7, 1e-3, 0.0), DType::f64, 1e-9, 1e-12);
     check_fixture_case("rpn2", opts(30, 60, 0.5, 2.0, 0.8), DType::f64, 1e-9, 1e-12);
+    check_fixture_case("rpn3", opts(1000, 500, 0.7, 1e-3, 0.0), DType::f64, 1e-9, 1e-12, {200, 0, 60});
   }
   SECTION("f32") {
     check_fixture_case("rpn1", opts(50, 40, 0.7, 1e-3, 0.0), DType::f32, 1e-4, 1e-5);
     check_fixture_case("rpn2", opts(30, 60, 0.5, 2.0, 0.8), DType::f32, 1e-4, 1e-5);
+    check_fixture_case("rpn3", opts(1000, 500, 0.7, 1e-3, 0.0), DType::f32, 1e-4, 1e-5, {200, 0, 60});
   }
 }
 
