@@ -11,13 +11,19 @@
 namespace kern::cpu {
 
 namespace {
-// Ranking key of a logit: the CUDA path sorts desc_score_key(float(logit)) ascending; here a
-// double logit is compared as it is (NaN first, as a positive NaN's key on CUDA).
+// Ranking of logits: the CUDA path sorts desc_score_key(float(logit)) ascending, i.e. by the
+// float bit pattern: a positive NaN above +inf, a negative NaN below -inf. Here the logit is
+// compared as it is (doubles keep their precision) with the NaNs placed the same way
+// (NaN payloads are not told apart).
+template <typename T>
+int nan_class(T x) {
+  return std::isnan(x) ? (std::signbit(x) ? 0 : 2) : 1;
+}
 template <typename T>
 bool ranks_before(T a, T b) {
-  const bool na = std::isnan(a), nb = std::isnan(b);
-  if (na || nb) return na && !nb;
-  return a > b;
+  const int ca = nan_class(a), cb = nan_class(b);
+  if (ca != cb) return ca > cb;
+  return ca == 1 && a > b;
 }
 }  // namespace
 

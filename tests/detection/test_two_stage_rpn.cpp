@@ -212,6 +212,7 @@ TEST_CASE("rpn_proposals: cuda matches cpu", "[cuda]") {
   lv[5] = std::numeric_limits<float>::quiet_NaN();
   lv[9] = std::numeric_limits<float>::infinity();
   lv[A + 3] = -std::numeric_limits<float>::infinity();
+  lv[A + 7] = -std::numeric_limits<float>::quiet_NaN();
   for (int64_t i = 0; i < B * A * 4; ++i) dv.push_back(float(0.3 * n(rng)));
   Tensor anchors = from_vector(av, {A, 4}), logits = from_vector(lv, {B, A}), deltas = from_vector(dv, {B, A, 4});
   SECTION("defaults, pre 200 (more than the small levels), post 300") {

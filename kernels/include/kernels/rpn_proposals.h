@@ -8,9 +8,9 @@
 // Per image b, independently:
 //   1. per level l, the k_l = min(pre_nms_top_n, level_sizes[l]) anchors with the largest
 //      logit, in the order (logit desc, anchor asc) (the tie rule: torch.topk leaves the order
-//      of equal logits unspecified). A NaN logit ranks by the bit pattern of its float
-//      (kern::desc_score_key; a positive NaN above +inf) on both devices; its score is NaN
-//      and step 4 drops it.
+//      of equal logits unspecified). A NaN logit ranks as kern::desc_score_key orders
+//      it on both devices (a positive NaN above +inf, a negative one below -inf); its score
+//      is NaN and step 4 drops it.
 //   2. each kept anchor's box = kern::box::decode(deltas[b, a], anchors[a]) with weights
 //      (1, 1, 1, 1) and dw, dh clamped at `clamp`, then clamped to [0, w_b] x [0, h_b]
 //      (image_hw[b] = (h_b, w_b));
