@@ -19,6 +19,9 @@ Notes on the comparisons:
   * focal_loss uses one-hot targets over all anchors (torchvision's RetinaNet drops the
     between-threshold anchors first; the per-element work is the same).
   * box_iou calls torchvision.ops.box_iou once per image (as torchvision's matchers do).
+  * rpn_proposals times RegionProposalNetwork's decode of every anchor plus filter_proposals
+    (our kernel decodes only the per-level top-k); box_head_postprocess is
+    RoIHeads.postprocess_detections; sample_balanced is BalancedPositiveNegativeSampler.
 """
 import argparse
 import json
