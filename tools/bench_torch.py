@@ -22,6 +22,9 @@ Notes on the comparisons:
   * roi_align_* time torchvision.ops.MultiScaleRoIAlign (level mapper, per-level roi_align,
     scatter into the result); roi_align_bwd_det is its backward under
     torch.use_deterministic_algorithms (the pure-PyTorch _roi_align on CUDA).
+  * rpn_proposals times RegionProposalNetwork's decode of every anchor plus filter_proposals
+    (our kernel decodes only the per-level top-k); box_head_postprocess is
+    RoIHeads.postprocess_detections; sample_balanced is BalancedPositiveNegativeSampler.
 """
 import argparse
 import json
@@ -391,6 +394,66 @@ def rows_roi_align(ctx):
 
         rows.append(("roi_align_bwd_det", shape + ", deterministic", bwd_det))
     return rows
+FRCNN_LEVELS = [3 * 200 * 200, 3 * 100 * 100, 3 * 50 * 50, 3 * 25 * 25, 3 * 13 * 13]  # P2..P6 at 800x800
+
+
+def rows_two_stage(ctx):
+    """Faster R-CNN R50-FPN utilities at 800x800, batch 2 (bench_kernels rows_two_stage.cpp)."""
+    if torchvision is None:
+        return "torchvision not importable"
+    from torchvision.models.detection import _utils as det_utils
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+
+    out = []
+    B, A = 2, sum(FRCNN_LEVELS)
+    anchors = random_boxes((A,), 800.0, ctx.gen, ctx.device)
+    objectness = ctx.randn(B, A) * 2.0
+    deltas = ctx.randn(B * A, 4) * 0.3
+    for n, mode in ((1000, "test"), (2000, "train")):
+        rpn = RegionProposalNetwork(AnchorGenerator(), RPNHead(1, 3), 0.7, 0.3, 256, 0.5,
+                                    dict(training=n, testing=n), dict(training=n, testing=n), 0.7).eval()
+
+        def proposals(rpn=rpn):  # as RegionProposalNetwork.forward: decode every anchor, then filter
+            boxes = rpn.box_coder.decode(deltas, [anchors] * B).view(B, -1, 4)
+            return rpn.filter_proposals(boxes, objectness.reshape(-1, 1), [(800, 800)] * B, FRCNN_LEVELS)
+
+        out.append(("rpn_proposals", f"FRCNN 800x800 {B}x{A} anchors P2-P6, pre {n}/lvl, post {n} ({mode}); "
+                    "decode of all anchors + filter_proposals", proposals))
+
+    per, C = 1000, 91
+    logits = ctx.randn(B * per, C) * 2.0
+    regression = ctx.randn(B * per, 4 * C) * 0.5
+    rois = [random_boxes((per,), 800.0, ctx.gen, ctx.device) for _ in range(B)]
+    heads = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.05, 0.5, 100).eval()
+
+    def box_head():
+        return heads.postprocess_detections(logits, regression, rois, [(800, 800)] * B)
+
+    out.append(("box_head_postprocess", f"FRCNN {B} img x {per} RoIs x {C} cls, logits N(0,2), 0.05, NMS 0.5, "
+                "top 100 (postprocess_detections)", box_head))
+
+    gt = random_boxes((B, 20), 800.0, ctx.gen, ctx.device)
+    props = random_boxes((B, 2020), 800.0, ctx.gen, ctx.device)
+    counts = [(20, 2020), (13, 2013)]
+
+    def iou():
+        return [box_iou(gt[i, :g], props[i, :p]) for i, (g, p) in enumerate(counts)]
+
+    out.append(("box_iou_per_image", f"FRCNN RoI matching: {B} img x 20 GT x 2020 proposals f32 (box_iou per image)",
+                iou))
+
+    u = torch.rand(B, A, generator=ctx.gen)
+    labels = torch.where(u < 0.002, 1, torch.where(u < 0.9, 0, -1)).to(ctx.device)
+    sampler = det_utils.BalancedPositiveNegativeSampler(256, 0.5)
+
+    def sample():
+        return sampler(list(labels))
+
+    out.append(("sample_balanced", f"RPN {B}x{A} labels, 256 per image, 0.5 (BalancedPositiveNegativeSampler)",
+                sample))
+    return out
 
 
 ROW_GROUPS = [
@@ -404,6 +467,7 @@ ROW_GROUPS = [
     ("roi_align", rows_roi_align),
     ("nms", rows_nms),
     ("detect_postprocess", rows_detect_postprocess),
+    ("two-stage (Faster R-CNN)", rows_two_stage),
 ]
 
 
