@@ -69,7 +69,7 @@ TEST_CASE("module freeze: backward gives no gradient to frozen parameters, SGD a
     CHECK(m.a->weight.to_vector<float>() == a_before);
     CHECK(m.b->weight.to_vector<float>() != b_before);
     // No optimizer state for the frozen tensors.
-    const NamedTensors state = opt->state_tensors();
+    const nn::NamedTensors state = opt->state_tensors();
     CHECK_FALSE(state.empty());
     for (auto& [name, t] : state) CHECK(name.find(".a.") == std::string::npos);
   }
