@@ -58,7 +58,7 @@ void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, c
         if (rpn_candidate<T>(deltas + (b * d.A + a) * 4, anchors + a * 4, lg[a], clamp, w, h, min_size, thr, box,
                              &score)) {
           std::memcpy(&cand_boxes[slot * 4], box, sizeof box);
-          cand_scores[slot] = score;
+          cand_scores[slot] = lg[a];  // NMS ranks by the logit (see kernels/rpn_proposals.h)
           cand_labels[slot] = l;
         }
       }
@@ -66,6 +66,11 @@ void rpn_proposals(const RpnProposalDims& d, const T* logits, const T* deltas, c
   }
   batched_nms<T>(rpn_nms_dims(d), cand_boxes.data(), cand_scores.data(), cand_labels.data(),
                  static_cast<T>(d.nms_threshold), out_boxes, out_scores, out_levels, out_counts);
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int64_t i = 0; i < out_counts[b]; ++i) {
+      T& s = out_scores[b * d.post_nms_top_n + i];
+      s = rpn_score(s);
+    }
 }
 
 template void rpn_proposals<float>(const RpnProposalDims&, const float*, const float*, const float*, const float*,

@@ -115,9 +115,15 @@ __global__ void slots_kernel(Geometry g, const uint64_t* __restrict__ sorted, co
     const bool keep = rpn_candidate<float>(deltas + ba * 4, anchors + static_cast<size_t>(a) * 4, logits[ba],
                                            g.clamp, image_hw[2 * b + 1], image_hw[2 * b], g.min_size, g.threshold, box, &score);
     for (int c = 0; c < 4; ++c) cand_boxes[static_cast<size_t>(i) * 4 + c] = keep ? box[c] : 0.0f;
-    cand_scores[i] = keep ? score : 0.0f;
+    cand_scores[i] = keep ? logits[ba] : 0.0f;  // the NMS ranks by the logit (kernels/rpn_proposals.h)
     cand_labels[i] = keep ? l : -1;
   }
+}
+
+// The kept entries' ranking logits become their scores p (padding stays 0).
+__global__ void scores_kernel(int B, int post, const int64_t* __restrict__ counts, float* __restrict__ scores) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < B * post; i += gridDim.x * blockDim.x)
+    if (i % post < counts[i / post]) scores[i] = rpn_score(scores[i]);
 }
 
 }  // namespace
@@ -148,6 +154,10 @@ void rpn_proposals(const RpnProposalDims& d, const float* logits, const float* d
   KERN_LAUNCH_CHECK();
   batched_nms(rpn_nms_dims(d), w.cand_boxes, w.cand_scores, w.cand_labels, static_cast<float>(d.nms_threshold),
               out_boxes, out_scores, out_levels, out_counts, w.nms_workspace, stream);
+  const int post = static_cast<int>(d.post_nms_top_n);
+  scores_kernel<<<kern_grid_1d(static_cast<long long>(g.B) * post), kBlock, 0, stream>>>(g.B, post, out_counts,
+                                                                                        out_scores);
+  KERN_LAUNCH_CHECK();
 }
 
 }  // namespace kern::cuda

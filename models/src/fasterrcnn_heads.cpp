@@ -237,7 +237,12 @@ det::PostprocessOptions FasterRCNN::postprocess_options() const {
 det::Detections FasterRCNN::postprocess(const HeadOutputs& heads, const det::PostprocessOptions& options) {
   NoGradGuard ng;
   ENGINE_CHECK(heads.features.size() == 4, "fasterrcnn postprocess: head outputs without the pooler's feature maps");
-  const Tensor boxes = proposals(heads, options.topk_candidates).first;
+  return detect(heads.features, proposals(heads, options.topk_candidates).first, options);
+}
+
+det::Detections FasterRCNN::detect(const std::vector<Tensor>& features, const Tensor& boxes,
+                                   const det::PostprocessOptions& options) {
+  NoGradGuard ng;
   const Device dev = boxes.device();
   const int64_t B = boxes.size(0), N = boxes.size(1);
   // Every proposal slot becomes a RoI, padding included (zero boxes): the shapes stay fixed
@@ -246,7 +251,7 @@ det::Detections FasterRCNN::postprocess(const HeadOutputs& heads, const det::Pos
   Tensor image = arange(B, TensorOptions(DType::i64).device(dev)).reshape({B, 1}).expand({B, N}).reshape({B * N});
   Tensor flat = boxes.reshape({B * N, 4});
   Tensor rois = concat({image.to(DType::f32).reshape({B * N, 1}), flat}, 1);
-  auto [logits, deltas] = box_head_outputs(pool(heads.features, rois));
+  auto [logits, deltas] = box_head_outputs(pool(features, rois));
   det::BoxHeadPostprocessOptions o;
   o.score_threshold = options.score_threshold;
   o.nms_threshold = options.nms_threshold;

@@ -22,9 +22,13 @@
 //        slot of (level l, rank r) = slot_start[l] + r,  slot_start[l] = k_0 + .. + k_{l-1}
 //      (dropped and unused slots are padding, label -1) and go to class-wise NMS
 //      (kernels/nms.h) with the level as the class, nms_threshold and max_out =
-//      post_nms_top_n. Ties in score therefore resolve by (level asc, rank asc).
+//      post_nms_top_n. The NMS ranks the candidates by their logit, not by p: the sigmoid
+//      is monotone, but in float32 it maps neighbouring logits near 0.58 onto one value,
+//      and the ties it would create make the kept set depend on the tie rule (a float64
+//      reference sees no tie there). Equal logits resolve by (level asc, rank asc).
 // Outputs: those of kern::*::batched_nms: out_boxes [B, post, 4], out_scores [B, post]
-// (descending), out_levels int64 [B, post] (padding -1), out_counts int64 [B].
+// (p of the kept proposals, descending; padding 0), out_levels int64 [B, post] (padding -1),
+// out_counts int64 [B].
 //
 // Work: a per-level top-k (a segmented sort of B * A keys on CUDA), k_l decodes, then the NMS
 // over K = sum k_l candidates per image.
@@ -79,6 +83,14 @@ inline NmsDims rpn_nms_dims(const RpnProposalDims& d) {
 // Steps 2-4 for one kept anchor, shared by both devices: writes box[4] and *score, returns
 // whether the candidate survives the size and score filters.
 template <typename T>
+KERN_BOX_HD T rpn_score(T logit) {
+#ifndef __CUDA_ARCH__
+  using std::exp;
+#endif
+  return T(1) / (T(1) + exp(-logit));
+}
+
+template <typename T>
 KERN_BOX_HD bool rpn_candidate(const T* delta, const T* anchor, T logit, T clamp, T image_w, T image_h, T min_size,
                                T score_threshold, T* box, T* score) {
 #ifndef __CUDA_ARCH__
@@ -86,7 +98,7 @@ KERN_BOX_HD bool rpn_candidate(const T* delta, const T* anchor, T logit, T clamp
 #endif
   box::decode(delta, anchor, T(1), T(1), T(1), T(1), clamp, box);
   box::clip(box, image_w, image_h);
-  *score = T(1) / (T(1) + exp(-logit));
+  *score = rpn_score(logit);
   return (box[2] - box[0]) >= min_size && (box[3] - box[1]) >= min_size && *score >= score_threshold;
 }
 

@@ -130,6 +130,9 @@ class FasterRCNN : public DetectionModel {
   // The Fast R-CNN loss parts {classifier, box} of the sampled RoIs.
   std::pair<eng::Tensor, eng::Tensor> box_loss(const eng::Tensor& class_logits, const eng::Tensor& box_deltas,
                                                const RoITargets& t);
+  // The second stage of inference: proposals [B, N, 4] (zero rows are padding) -> detections.
+  eng::det::Detections detect(const std::vector<eng::Tensor>& features, const eng::Tensor& boxes,
+                              const eng::det::PostprocessOptions& options);
   // loss() with the samplers' choices given instead of drawn.
   LossParts loss_with_samples(const HeadOutputs& heads, const Targets& targets, const FixedSamples& fixed);
 
