@@ -100,6 +100,11 @@ class DetectionModel : public eng::nn::Module {
   // that a CUDA graph can capture a whole training step (--cuda-graph). Two-stage models
   // sample their RoIs on the host: false.
   virtual bool graph_capturable() const { return true; }
+  // How images are fitted into the S x S input: false: stretched to S x S (SSD); true: the
+  // aspect ratio kept, scale S / max(h, w), the image at the top-left and the rest padded
+  // with zeros after normalisation (the mean pixel): torchvision's GeneralizedRCNNTransform
+  // with min_size = max_size = S, padded to S x S (two-stage models).
+  virtual bool keep_aspect_ratio() const { return false; }
   // Called by the trainer before each step's loss with a seed derived from the run's seed
   // and the iteration, for models that draw random numbers in their loss (the RPN and RoI
   // samplers): a resumed run draws what the uninterrupted one would. Default: nothing.

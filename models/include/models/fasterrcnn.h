@@ -105,6 +105,7 @@ class FasterRCNN : public DetectionModel {
   using DetectionModel::postprocess;
   eng::det::Detections postprocess(const HeadOutputs& heads, const eng::det::PostprocessOptions& options) override;
   bool graph_capturable() const override { return false; }
+  bool keep_aspect_ratio() const override { return true; }
   void begin_step(uint64_t step_seed) override { sampler_.seed(step_seed); }
   void set_input_size(int64_t size) override;
   std::vector<std::pair<std::string, eng::Shape>> block_shapes() override;
