@@ -78,10 +78,14 @@ int main(int argc, char** argv) {
   cli.add_option("--trainable-backbone-layers", c.trainable_backbone_layers,
                  "ResNet-FPN models: how many of layer4, layer3, layer2, layer1, conv1 train (0..5; the others are "
                  "frozen); default 3 as torchvision with pretrained weights (conv1 and layer1 frozen)");
+  cli.add_option("--backbone-norm", c.backbone_norm,
+                 "ResNet-FPN models: frozen (FrozenBatchNorm2d, the pretrained layout; default) or batch "
+                 "(BatchNorm2d, as torchvision builds without any weights, for training from scratch; all layers "
+                 "then train unless --trainable-backbone-layers says otherwise)");
   cli.add_option("--rpn-top-n-train", c.rpn_top_n_train,
                  "two-stage models: RPN proposals kept per image before and after NMS in training (default 2000)");
   cli.add_option("--rpn-top-n-test", c.rpn_top_n_test,
-                 "two-stage models: the same in inference (default 1000; ssd_detect --topk overrides it)");
+                 "two-stage models: the same in inference (default 1000; saved with the weights, so ssd_detect uses it)");
   cli.add_option("--profile", c.profile,
                  "after N steps, profile one step: launches, host syncs, driver allocations, bytes copied, time "
                  "per phase (printed and in metrics.jsonl)");

@@ -353,6 +353,7 @@ void check(const TrainConfig& c) {
   check_member("--dist", c.dist, {"auto", "none"});
   check_member("--crop-rule", c.crop_rule, {"any", "every"});
   check_member("--matcher", c.matcher, {"ssd", "bipartite"}, /*allow_empty=*/true);
+  check_member("--backbone-norm", c.backbone_norm, {"frozen", "batch"}, /*allow_empty=*/true);
   check_member("--dist-backend", c.dist_backend, {"auto", "nccl", "mpi"});
   // --steps: iterations at which the LR drops, increasing (each one is one x0.1 drop).
   const NumberRule steps = int_rule("--steps", 1, kMaxIters);

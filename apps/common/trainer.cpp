@@ -199,9 +199,10 @@ void Run::setup_model() {
                  "--anchor-preset / --anchor-sizes: not with --resume (the checkpoint's anchors are used)");
     ENGINE_CHECK(c_.matcher.empty() || c_.matcher == mc.matcher,
                  "--matcher: not with --resume (the checkpoint's matcher is used)");
-    ENGINE_CHECK(c_.trainable_backbone_layers == -1 && c_.rpn_top_n_train == 0 && c_.rpn_top_n_test == 0,
-                 "--trainable-backbone-layers / --rpn-top-n-train / --rpn-top-n-test: not with --resume (the "
-                 "checkpoint's are used)");
+    ENGINE_CHECK(c_.trainable_backbone_layers == -1 && c_.rpn_top_n_train == 0 && c_.rpn_top_n_test == 0 &&
+                     c_.backbone_norm.empty(),
+                 "--trainable-backbone-layers / --rpn-top-n-train / --rpn-top-n-test / --backbone-norm: not with "
+                 "--resume (the checkpoint's are used)");
   } else {
     ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
                    std::string names;
@@ -216,6 +217,7 @@ void Run::setup_model() {
     mc.trainable_backbone_layers = c_.trainable_backbone_layers;
     mc.rpn_top_n_train = c_.rpn_top_n_train;
     mc.rpn_top_n_test = c_.rpn_top_n_test;
+    mc.backbone_norm = c_.backbone_norm;
     // SSDlite as torchvision builds it: the full MobileNetV3 tail with ImageNet backbone
     // weights, else the reduced one; --init takes the structure its file records.
     if (!c_.backbone.empty()) mc.full_tail = mc.arch == "ssdlite320_mobilenet_v3_large";

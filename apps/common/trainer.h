@@ -59,6 +59,8 @@ struct TrainConfig {
   // model config (models/detection_model.h); not with --resume (the checkpoint's are used).
   int64_t trainable_backbone_layers = -1;
   int64_t rpn_top_n_train = 0, rpn_top_n_test = 0;
+  // --backbone-norm frozen|batch (ResNet-FPN models; "" = frozen): ModelConfig::backbone_norm.
+  std::string backbone_norm;
   int eval_batch = 8;
   // --profile N: after N steps of this run, profile the next one (counters and time per
   // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.

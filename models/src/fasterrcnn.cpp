@@ -11,8 +11,8 @@ namespace models {
 using namespace eng;
 
 // ------------------------------------------------------------------------------ modules
-FasterRCNNBackbone::FasterRCNNBackbone() : Module("BackboneWithFPN") {
-  body = register_module("body", std::make_shared<ResNet50Body>());
+FasterRCNNBackbone::FasterRCNNBackbone(ResNetNorm norm) : Module("BackboneWithFPN") {
+  body = register_module("body", std::make_shared<ResNet50Body>(norm));
   fpn = register_module("fpn", std::make_shared<FeaturePyramidNetwork>(std::vector<int64_t>{256, 512, 1024, 2048},
                                                                        256, FpnTop::MaxPool));
 }
@@ -75,10 +75,11 @@ FasterRCNN::FasterRCNN(const ModelConfig& config) : DetectionModel("FasterRCNN",
   ENGINE_CHECK(config.num_classes >= 2, "fasterrcnn: num_classes must be >= 2, got ", config.num_classes);
   ENGINE_CHECK(config.rpn_top_n_train >= 0 && config.rpn_top_n_test >= 0, "fasterrcnn: RPN top-n must be >= 0, got ",
                config.rpn_top_n_train, ",", config.rpn_top_n_test);
-  backbone = register_module("backbone", std::make_shared<FasterRCNNBackbone>());
+  const ResNetNorm norm = resnet_norm_of(config.backbone_norm);
+  backbone = register_module("backbone", std::make_shared<FasterRCNNBackbone>(norm));
   rpn = register_module("rpn", std::make_shared<RegionProposalNetwork>(kAnchorsPerLocation));
   roi_heads = register_module("roi_heads", std::make_shared<RoIHeads>(config.num_classes));
-  backbone->body->set_trainable_layers(config.trainable_backbone_layers >= 0 ? config.trainable_backbone_layers : 3);
+  backbone->body->set_trainable_layers(trainable_layers_of(config.trainable_backbone_layers, norm));
 }
 
 HeadOutputs FasterRCNN::forward_heads(const Tensor& images) {

@@ -12,19 +12,23 @@ std::shared_ptr<nn::Conv2d> conv(int64_t in, int64_t out, int64_t k, int64_t str
   nn::init::normal_(c->weight, 0.0, std::sqrt(2.0 / static_cast<double>(out * k * k)));
   return c;
 }
+std::shared_ptr<nn::Module> norm_layer(ResNetNorm norm, int64_t channels) {
+  if (norm == ResNetNorm::Batch) return std::make_shared<nn::BatchNorm2d>(channels);
+  return std::make_shared<nn::FrozenBatchNorm2d>(channels);
+}
 }  // namespace
 
-Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride) : Module("Bottleneck") {
+Bottleneck::Bottleneck(int64_t inplanes, int64_t planes, int64_t stride, ResNetNorm norm) : Module("Bottleneck") {
   conv1 = register_module("conv1", conv(inplanes, planes, 1, 1, 0));
-  bn1 = register_module("bn1", std::make_shared<nn::FrozenBatchNorm2d>(planes));
+  bn1 = register_module("bn1", norm_layer(norm, planes));
   conv2 = register_module("conv2", conv(planes, planes, 3, stride, 1));
-  bn2 = register_module("bn2", std::make_shared<nn::FrozenBatchNorm2d>(planes));
+  bn2 = register_module("bn2", norm_layer(norm, planes));
   conv3 = register_module("conv3", conv(planes, planes * 4, 1, 1, 0));
-  bn3 = register_module("bn3", std::make_shared<nn::FrozenBatchNorm2d>(planes * 4));
+  bn3 = register_module("bn3", norm_layer(norm, planes * 4));
   if (stride != 1 || inplanes != planes * 4) {
     downsample = register_module("downsample", std::make_shared<nn::Sequential>());
     downsample->push_back(conv(inplanes, planes * 4, 1, stride, 0));
-    downsample->push_back(std::make_shared<nn::FrozenBatchNorm2d>(planes * 4));
+    downsample->push_back(norm_layer(norm, planes * 4));
   }
 }
 
@@ -36,16 +40,16 @@ Tensor Bottleneck::forward(const Tensor& x) {
   return relu(y + identity);
 }
 
-ResNet50Body::ResNet50Body() : Module("ResNet50Body") {
+ResNet50Body::ResNet50Body(ResNetNorm norm) : Module("ResNet50Body") {
   conv1 = register_module("conv1", conv(3, 64, 7, 2, 3));
-  bn1 = register_module("bn1", std::make_shared<nn::FrozenBatchNorm2d>(64));
+  bn1 = register_module("bn1", norm_layer(norm, 64));
   const int64_t planes[4] = {64, 128, 256, 512}, blocks[4] = {3, 4, 6, 3};
   int64_t inplanes = 64;
   std::shared_ptr<nn::Sequential>* layers[4] = {&layer1, &layer2, &layer3, &layer4};
   for (int i = 0; i < 4; ++i) {
     auto seq = std::make_shared<nn::Sequential>();
     for (int64_t b = 0; b < blocks[i]; ++b) {
-      seq->push_back(std::make_shared<Bottleneck>(inplanes, planes[i], (b == 0 && i > 0) ? 2 : 1));
+      seq->push_back(std::make_shared<Bottleneck>(inplanes, planes[i], (b == 0 && i > 0) ? 2 : 1, norm));
       inplanes = planes[i] * 4;
     }
     *layers[i] = register_module("layer" + std::to_string(i + 1), seq);
@@ -72,10 +76,11 @@ std::vector<Tensor> ResNet50Body::forward_features(const Tensor& x) {
 
 void ResNet50Body::set_trainable_layers(int64_t n) {
   ENGINE_CHECK(n >= 0 && n <= 5, "trainable backbone layers must be in 0..5, got ", n);
-  // torchvision: layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:n]
-  // ("conv1" also frees bn1, whose FrozenBatchNorm2d has buffers only, so nothing changes there).
+  // torchvision: layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:n], plus
+  // "bn1" when n == 5 (FrozenBatchNorm2d has no parameters; BatchNorm2d's affine then trains).
   Module* order[5] = {layer4.get(), layer3.get(), layer2.get(), layer1.get(), conv1.get()};
   requires_grad_(false);
+  if (n == 5) bn1->requires_grad_(true);
   for (int64_t i = 0; i < n; ++i) order[i]->requires_grad_(true);
 }
 

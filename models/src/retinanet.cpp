@@ -12,8 +12,8 @@ namespace models {
 using namespace eng;
 
 // ------------------------------------------------------------------------------ modules
-RetinaNetBackbone::RetinaNetBackbone() : Module("BackboneWithFPN") {
-  body = register_module("body", std::make_shared<ResNet50Body>());
+RetinaNetBackbone::RetinaNetBackbone(ResNetNorm norm) : Module("BackboneWithFPN") {
+  body = register_module("body", std::make_shared<ResNet50Body>(norm));
   fpn = register_module("fpn", std::make_shared<FeaturePyramidNetwork>(std::vector<int64_t>{512, 1024, 2048}, 256));
 }
 
@@ -66,11 +66,12 @@ RetinaNetHead::RetinaNetHead(int64_t in_channels, int64_t num_anchors, int64_t n
 RetinaNet::RetinaNet(const ModelConfig& config) : DetectionModel("RetinaNet", config) {
   set_input_size(config.input_size > 0 ? config.input_size : 512);
   ENGINE_CHECK(config.num_classes >= 2, "retinanet: num_classes must be >= 2, got ", config.num_classes);
-  backbone = register_module("backbone", std::make_shared<RetinaNetBackbone>());
+  const ResNetNorm norm = resnet_norm_of(config.backbone_norm);
+  backbone = register_module("backbone", std::make_shared<RetinaNetBackbone>(norm));
   head = register_module("head", std::make_shared<RetinaNetHead>(256, kAnchorsPerLocation, config.num_classes));
   // torchvision's trainable_backbone_layers (default 3 with pretrained weights: conv1 and
   // layer1 frozen).
-  backbone->body->set_trainable_layers(config.trainable_backbone_layers >= 0 ? config.trainable_backbone_layers : 3);
+  backbone->body->set_trainable_layers(trainable_layers_of(config.trainable_backbone_layers, norm));
 }
 
 HeadOutputs RetinaNet::forward_heads(const Tensor& images) {

@@ -50,6 +50,7 @@ std::map<std::string, std::string> model_config_metadata(const ModelConfig& c) {
   if (!c.anchor_scales.empty()) meta[kMetaAnchorScales] = format_anchor_scales(c.anchor_scales);
   if (!c.matcher.empty()) meta[kMetaMatcher] = c.matcher;  // absent: the architecture's default
   if (c.full_tail) meta[kMetaBackboneTail] = "full";  // absent: reduced (files from before stay valid)
+  if (!c.backbone_norm.empty()) meta[kMetaBackboneNorm] = c.backbone_norm;
   if (c.trainable_backbone_layers >= 0) meta[kMetaTrainableLayers] = std::to_string(c.trainable_backbone_layers);
   if (c.rpn_top_n_train > 0 || c.rpn_top_n_test > 0)
     meta[kMetaRpnTopN] = std::to_string(c.rpn_top_n_train) + "," + std::to_string(c.rpn_top_n_test);
@@ -91,7 +92,7 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
   std::map<std::string, std::string> meta = extra;
   for (const char* k :
        {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail,
-        kMetaMatcher, kMetaTrainableLayers, kMetaRpnTopN, kMetaFrozenBnEps})
+        kMetaMatcher, kMetaTrainableLayers, kMetaRpnTopN, kMetaFrozenBnEps, kMetaBackboneNorm})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   for (auto& kv : model_config_metadata(model.config())) meta[kv.first] = kv.second;
   for (auto& kv : frozen_bn_metadata(model)) meta[kv.first] = kv.second;
@@ -121,6 +122,12 @@ ModelConfig read_model_config(const std::string& path) {
     c.matcher = ma->second;
   }
   c.full_tail = read_full_tail(f.metadata, path);
+  auto bn = f.metadata.find(kMetaBackboneNorm);
+  if (bn != f.metadata.end()) {
+    ENGINE_CHECK(bn->second == "frozen" || bn->second == "batch", path, ": weights metadata '", kMetaBackboneNorm,
+                 "' is '", bn->second.size() > 40 ? bn->second.substr(0, 37) + "..." : bn->second, "', not frozen or batch");
+    c.backbone_norm = bn->second;
+  }
   if (f.metadata.count(kMetaTrainableLayers) != 0)
     c.trainable_backbone_layers = parse_int(f.metadata, path, kMetaTrainableLayers, 0, 5);
   auto rt = f.metadata.find(kMetaRpnTopN);

@@ -39,6 +39,11 @@ struct ModelConfig {
   // train; the rest are frozen). -1: the default, 3 (conv1 and layer1 frozen), which is what
   // torchvision uses with pretrained weights. Recorded as kMetaTrainableLayers when >= 0.
   int64_t trainable_backbone_layers = -1;
+  // ResNet-FPN models: the backbone's normalisation (models/resnet.h): "" or "frozen":
+  // FrozenBatchNorm2d, the layout of torchvision's pretrained models; "batch": BatchNorm2d,
+  // what torchvision builds with neither weights nor weights_backbone (for training from
+  // scratch; trainable_backbone_layers then defaults to 5). Recorded as kMetaBackboneNorm.
+  std::string backbone_norm;
   // Two-stage models (fasterrcnn_resnet50_fpn): RPN proposals kept per image before and
   // after NMS, in training and in inference; 0: torchvision's 2000 (train) / 1000 (test).
   // Recorded as kMetaRpnTopN ("train,test") when either is set.

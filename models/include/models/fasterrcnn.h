@@ -39,7 +39,7 @@ namespace models {
 
 class FasterRCNNBackbone : public eng::nn::Module {
  public:
-  FasterRCNNBackbone();
+  explicit FasterRCNNBackbone(ResNetNorm norm = ResNetNorm::Frozen);
   std::vector<eng::Tensor> forward_features(const eng::Tensor& x);  // P2..P6
   std::shared_ptr<ResNet50Body> body;
   std::shared_ptr<FeaturePyramidNetwork> fpn;

@@ -22,7 +22,7 @@ namespace models {
 
 class RetinaNetBackbone : public eng::nn::Module {
  public:
-  RetinaNetBackbone();
+  explicit RetinaNetBackbone(ResNetNorm norm = ResNetNorm::Frozen);
   std::vector<eng::Tensor> forward_features(const eng::Tensor& x);  // P3..P7
   std::shared_ptr<ResNet50Body> body;
   std::shared_ptr<FeaturePyramidNetwork> fpn;
