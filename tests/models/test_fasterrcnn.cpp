@@ -8,9 +8,13 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/io/safetensors.h"
+#include "engine/nn/layers.h"
 #include "engine/optim.h"
 #include "models/factories.h"
 #include "models/fasterrcnn.h"
+#include "models/weights.h"
+#include "temp_dir.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -256,4 +260,62 @@ TEST_CASE("fasterrcnn_resnet50_fpn: bad configurations are one line") {
   CHECK_THROWS_WITH(models::create_model(c), Catch::Contains("have an RPN"));
   auto m = make(3, 128);
   CHECK_THROWS_WITH(m->forward_heads(zeros({1, 3, 160, 160})), Catch::Contains("expected images [B, 3, 128, 128]"));
+}
+
+TEST_CASE("fasterrcnn_resnet50_fpn: --backbone-norm batch is torchvision's build without weights") {
+  models::ModelConfig cfg;
+  cfg.arch = "fasterrcnn_resnet50_fpn";
+  cfg.backbone_norm = "batch";
+  auto m = models::create_model(cfg);
+  // BatchNorm2d's affine values are parameters: 53 layers, 2 x their channels (the fixture
+  // tool measured 41,808,406 and 348 entries on torchvision's weights=None model).
+  CHECK(m->num_parameters() == 41808406);
+  CHECK(m->state_dict().size() == 348);
+  for (auto& [name, t] : m->named_parameters()) {
+    INFO(name);
+    CHECK(t.requires_grad());  // trainable_backbone_layers defaults to 5 then
+  }
+  cfg.trainable_backbone_layers = 3;
+  auto f = models::create_model(cfg);
+  CHECK_FALSE(f->find("backbone.body.bn1.weight").requires_grad());
+  CHECK(f->find("backbone.body.layer2.0.bn1.weight").requires_grad());
+  cfg.backbone_norm = "group";
+  CHECK_THROWS_WITH(models::create_model(cfg), Catch::Contains("not one of frozen, batch"));
+  cfg.backbone_norm = "batch";
+  cfg.arch = "tiny_ssd";
+  cfg.trainable_backbone_layers = -1;
+  CHECK_THROWS_WITH(models::create_model(cfg), Catch::Contains("only the ResNet-FPN models"));
+}
+
+TEST_CASE("fasterrcnn_resnet50_fpn: a file's frozen_bn_eps reaches every FrozenBatchNorm2d") {
+  test::TempDir dir("frcnn_eps");
+  auto m = make(3, 128);
+  const std::string path = (dir.path / "w.safetensors").string();
+  auto eps_of = [](const nn::Module& mod) {
+    std::set<double> out;
+    for (auto& [name, child] : const_cast<nn::Module&>(mod).named_modules())
+      if (auto* f = dynamic_cast<nn::FrozenBatchNorm2d*>(child)) out.insert(f->eps);
+    return out;
+  };
+  CHECK(eps_of(*m) == std::set<double>{1e-5});
+  CHECK(models::frozen_bn_metadata(*m).empty());
+  models::save_model_weights(*m, path);
+  // torchvision's COCO weights carry eps 0 (overwrite_eps): written by the conversion tool.
+  auto f = io::load_safetensors(path);
+  f.metadata["frozen_bn_eps"] = "0";
+  io::save_safetensors(path, f.tensors, f.metadata);
+  auto n = make(3, 128);
+  models::load_model_weights(*n, path);
+  CHECK(eps_of(*n) == std::set<double>{0.0});
+  CHECK(models::frozen_bn_metadata(*n).at("frozen_bn_eps") == "0");
+  // ... and our own files keep it.
+  models::save_model_weights(*n, path);
+  CHECK(io::load_safetensors(path).metadata.at("frozen_bn_eps") == "0");
+  for (const char* bad : {"-1", "nan", "1e400", "abc", "2"}) {
+    INFO(bad);
+    auto g = io::load_safetensors(path);
+    g.metadata["frozen_bn_eps"] = bad;
+    io::save_safetensors(path, g.tensors, g.metadata);
+    CHECK_THROWS_WITH(models::load_model_weights(*n, path), Catch::Contains("frozen_bn_eps"));
+  }
 }
