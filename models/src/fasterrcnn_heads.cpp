@@ -1,6 +1,7 @@
 // Faster R-CNN's second stage and losses (torchvision RegionProposalNetwork + RoIHeads):
 // proposals, the RPN loss, RoI sampling and targets, the box head, the Fast R-CNN loss and
 // inference. Semantics and sources: seed specs part B; docs/fasterrcnn.md.
+#include <algorithm>
 #include <cmath>
 
 #include "engine/autograd.h"
@@ -46,6 +47,11 @@ std::pair<Tensor, Tensor> FasterRCNN::proposals(const HeadOutputs& heads, int64_
   const int64_t B = heads.class_logits.size(0), A = heads.class_logits.size(1);
   det::ProposalOptions o;
   o.pre_nms_top_n = o.post_nms_top_n = top_n;  // torchvision's pairs are equal (2000/2000, 1000/1000)
+  // No more can survive than the per-level top-k keep: a smaller padded width (every slot is
+  // pooled at inference) without reading the counts back.
+  int64_t most = 0;
+  for (int64_t n : level_sizes()) most += std::min(n, top_n);
+  o.post_nms_top_n = std::min(top_n, most);
   o.nms_threshold = 0.7;
   o.min_size = 1e-3;
   o.score_threshold = 0.0;

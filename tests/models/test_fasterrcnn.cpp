@@ -319,3 +319,39 @@ TEST_CASE("fasterrcnn_resnet50_fpn: a file's frozen_bn_eps reaches every FrozenB
     CHECK_THROWS_WITH(models::load_model_weights(*n, path), Catch::Contains("frozen_bn_eps"));
   }
 }
+
+TEST_CASE("fasterrcnn_resnet50_fpn: boxes outside the image and more proposals than anchors") {
+  manual_seed(4);
+  models::ModelConfig cfg;
+  cfg.arch = "fasterrcnn_resnet50_fpn";
+  cfg.num_classes = 4;
+  cfg.input_size = 64;  // 3 (16^2 + 8^2 + 4^2 + 2^2 + 1) = 1023 anchors
+  cfg.rpn_top_n_train = cfg.rpn_top_n_test = 100000;
+  auto m = std::dynamic_pointer_cast<models::FasterRCNN>(models::create_model(cfg));
+  REQUIRE(m != nullptr);
+  models::HeadOutputs h = m->forward_heads(randn({2, 3, 64, 64}));
+  CHECK(h.class_logits.size(1) == 1023);
+  models::Targets t;
+  // Image 0: a box half outside and one entirely outside; image 1: a box larger than the image.
+  t.boxes = from_vector<float>({40, 40, 90, 90, 100, 100, 140, 150, -20, -30, 120, 110, 0, 0, 0, 0}, {2, 2, 4});
+  t.labels = from_vector<int64_t>({1, 2, 3, 0}, {2, 2});
+  t.counts = from_vector<int64_t>({2, 1}, {2});
+  m->begin_step(1);
+  models::LossParts p = m->loss(h, t);
+  for (auto& [name, v] : p.components) {
+    INFO(name);
+    CHECK(std::isfinite(v.item()));
+  }
+  p.total.backward();
+  NoGradGuard ng;
+  auto [boxes, counts] = m->proposals(h, m->rpn_top_n(false));
+  CHECK(boxes.size(1) == 1023);  // padded to what can survive: every anchor
+  for (int64_t c : counts.to_vector<int64_t>()) {
+    CHECK(c >= 1);
+    CHECK(c <= 1023);
+  }
+  det::PostprocessOptions o = m->postprocess_options();
+  o.score_threshold = 0.0;
+  det::Detections d = m->postprocess(h, o);
+  for (int64_t c : d.counts.to_vector<int64_t>()) CHECK(c <= 100);
+}
