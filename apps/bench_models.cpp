@@ -112,14 +112,16 @@ double median(std::vector<double> v) {
 
 // Recipe batch sizes (docs/training.md): SSD300/512 at 32 (SSD paper), RetinaNet at 16
 // (torchvision's reference), tiny_ssd at 32 (d2l).
-int recipe_batch(const std::string& arch) { return arch == "retinanet_resnet50_fpn" ? 16 : 32; }
+int recipe_batch(const std::string& arch) {
+  return arch == "retinanet_resnet50_fpn" || arch == "fasterrcnn_resnet50_fpn" ? 16 : 32;
+}
 
 // Dataset conventions of the recipes: SSD / TinySSD on VOC (20 classes + background),
-// RetinaNet on COCO (torchvision's 91 indices).
+// RetinaNet and Faster R-CNN on COCO (torchvision's 91 indices).
 models::ModelConfig model_config(const std::string& arch, int input_size) {
   models::ModelConfig mc;
   mc.arch = arch;
-  const bool coco = arch == "retinanet_resnet50_fpn";
+  const bool coco = arch == "retinanet_resnet50_fpn" || arch == "fasterrcnn_resnet50_fpn";
   mc.num_classes = coco ? 91 : 21;
   mc.anchor_preset = coco ? "coco" : "voc";
   mc.input_size = input_size;
@@ -223,6 +225,7 @@ void bench_model(const Options& o, const std::string& arch, eng::Device device, 
     double last_loss = 0;
     const auto ms = time_reps(o.warmup, o.reps, [&] {
       opt.zero_grad();
+      model->begin_step(1);  // the same samples every repetition (two-stage models)
       models::LossParts parts = model->loss(models::forward_heads_f32(*model, x), t);
       parts.total.backward();
       opt.step();

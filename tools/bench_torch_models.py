@@ -13,8 +13,11 @@ Models (random initialisation, weights=None and weights_backbone=None):
   * ssd512_vgg16: the same network at 512 (torchvision has no SSD512 preset; the anchors
     follow torchvision's default generator at that size, as our ssd512 does its own).
   * retinanet_resnet50_fpn: torchvision's RetinaNet v1 layout (ResNet-50, FPN P3-P7) built
-    with FrozenBatchNorm2d and all layers trainable, as ours is; 91 classes (COCO), input
-    512x512 (min_size = max_size = 512).
+    with FrozenBatchNorm2d, conv1 and layer1 frozen (trainable layers 3), as ours is; 91
+    classes (COCO), input 512x512 (min_size = max_size = 512).
+  * fasterrcnn_resnet50_fpn: torchvision's FasterRCNN on the same backbone built the same way
+    (FPN P2-P6), 91 classes, input 800x800 (min_size = max_size = 800; ours fits images into
+    the same canvas keeping their aspect ratio).
   * tiny_ssd: d2l's TinySSD as models/src/tiny_ssd.cpp builds it (three down-sample blocks
     16/32/64, three of 128, a global max pool; 4 anchors per location; 3x3 heads), with the
     SSD loss (IoU 0.5 matching, 3:1 hard negatives, smooth L1) and SSD post-processing
@@ -54,7 +57,7 @@ try:
 except ImportError:  # pragma: no cover
     torch = None
 
-MODELS = ["tiny_ssd", "ssd300_vgg16", "ssd512_vgg16", "retinanet_resnet50_fpn"]
+MODELS = ["tiny_ssd", "ssd300_vgg16", "ssd512_vgg16", "retinanet_resnet50_fpn", "fasterrcnn_resnet50_fpn"]
 MEAN = (123.675, 116.28, 103.53)
 STD = (58.395, 57.12, 57.375)
 
@@ -217,9 +220,18 @@ def make_model(name, size=None):
         from torchvision.ops import misc as misc_nn_ops
         from torchvision.ops.feature_pyramid_network import LastLevelP6P7
         backbone = resnet50(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d)
-        backbone = _resnet_fpn_extractor(backbone, 5, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
+        # 3 trainable layers (conv1, layer1 frozen), as torchvision with weights and as ours
+        backbone = _resnet_fpn_extractor(backbone, 3, returned_layers=[2, 3, 4], extra_blocks=LastLevelP6P7(256, 256))
         size = size or 512
         return RetinaNet(backbone, num_classes=91, min_size=size, max_size=size), size
+    if name == "fasterrcnn_resnet50_fpn":
+        from torchvision.models import resnet50
+        from torchvision.models.detection import FasterRCNN
+        from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+        from torchvision.ops import misc as misc_nn_ops
+        backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=misc_nn_ops.FrozenBatchNorm2d), 3)
+        size = size or 800
+        return FasterRCNN(backbone, num_classes=91, min_size=size, max_size=size), size
     fail(f"--model: unknown model '{name}' (known: {', '.join(MODELS)})")
 
 
@@ -287,7 +299,7 @@ def bench_model(args, name, device, threads, rows):
     cpu = device.type == "cpu"
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
     if "train" in args.modes:
-        recipe = 16 if name == "retinanet_resnet50_fpn" else 32
+        recipe = 16 if name in ("retinanet_resnet50_fpn", "fasterrcnn_resnet50_fpn") else 32
         batch = args.batch or (min(recipe, 4) if cpu else recipe)
         note = "recipe batch" if batch == recipe else f"recipe batch is {recipe}"
         model.train()
