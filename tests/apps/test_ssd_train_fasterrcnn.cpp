@@ -294,3 +294,28 @@ TEST_CASE("ssd_train --cuda-graph: fasterrcnn_resnet50_fpn is refused with one l
   CHECK(message.find('\n') == std::string::npos);
   CHECK_FALSE(fs::exists(out / "last.safetensors"));  // nothing trained, nothing saved
 }
+
+// The eager CUDA step: the four losses are summed on the device with the others and logged.
+TEST_CASE("ssd_train --device cuda: fasterrcnn_resnet50_fpn trains and logs its four losses",
+          "[apps][ssd_train][fasterrcnn][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  TempDir out("frcnn_cuda_train");
+  app::TrainConfig c = small_config(out.path.string());
+  c.iters = 1;  // one step: about 25 s on the emulator
+  c.batch = 1;
+  c.device = "cuda";
+  c.precision = "fp32";
+  REQUIRE(app::train(c) == 0);
+  const auto lines = training_lines(out / "metrics.jsonl");
+  REQUIRE(lines.size() == 1);
+  for (const auto& [it, j] : lines) {
+    INFO("iteration " << it << ": " << j.dump());
+    double sum = 0;
+    for (const char* k : kComponents) {
+      REQUIRE(j.contains(k));
+      CHECK(std::isfinite(j[k].get<double>()));
+      sum += j[k].get<double>();
+    }
+    CHECK(sum == Approx(j["loss"].get<double>()).epsilon(1e-5));
+  }
+}
