@@ -11,16 +11,31 @@ namespace app {
 void LossMeter::add(const models::LossParts& parts, int64_t iteration) {
   eng::NoGradGuard no_grad;
   const eng::Tensor t = parts.total.detach(), c = parts.classification.detach(), b = parts.box_regression.detach();
+  if (!seen_step_ && component_names_.empty()) {
+    for (const auto& [name, value] : parts.components) component_names_.push_back(name);
+    sum_components_.assign(component_names_.size(), 0.0);
+  }
+  seen_step_ = true;
+  ENGINE_CHECK(parts.components.size() == component_names_.size(), "LossMeter::add: iteration ", iteration, " has ",
+               parts.components.size(), " loss components, the run's first step had ", component_names_.size());
+  for (size_t i = 0; i < component_names_.size(); ++i)
+    ENGINE_CHECK(parts.components[i].first == component_names_[i], "LossMeter::add: loss component ", i, " of iteration ",
+                 iteration, " is '", parts.components[i].first, "', the run's first step named '", component_names_[i],
+                 "'");
   if (pending_ == 0) {
     // The first step of a read: keep the (detached) values themselves, no launch.
     total_ = t;
     cls_ = c;
     box_ = b;
+    components_.clear();
+    for (const auto& kv : parts.components) components_.push_back(kv.second.detach().to(t.dtype()).reshape({}));
     first_pending_ = iteration;
   } else {
     total_ = eng::add(total_, t);
     cls_ = eng::add(cls_, c);
     box_ = eng::add(box_, b);
+    for (size_t i = 0; i < components_.size(); ++i)
+      components_[i] = eng::add(components_[i], parts.components[i].second.detach().to(t.dtype()).reshape({}));
   }
   last_pending_ = iteration;
   ++pending_;
@@ -29,6 +44,9 @@ void LossMeter::add(const models::LossParts& parts, int64_t iteration) {
 void LossMeter::add_sums(const eng::Tensor& sums, int64_t first_iteration, int64_t last_iteration) {
   ENGINE_CHECK(sums.numel() == 3 && last_iteration >= first_iteration, "LossMeter::add_sums: expected 3 sums over ",
                "iterations first <= last, got ", sums.numel(), " over ", first_iteration, "-", last_iteration);
+  ENGINE_CHECK(component_names_.empty(), "LossMeter::add_sums: the run's steps have ", component_names_.size(),
+               " named loss components, device-summed steps (a CUDA graph) carry none");
+  seen_step_ = true;
   eng::NoGradGuard no_grad;
   const eng::Tensor flat = sums.detach().reshape({3});
   const eng::Tensor t = flat.select(0, 0), c = flat.select(0, 1), b = flat.select(0, 2);
@@ -68,7 +86,10 @@ LossMeter::Check LossMeter::check() {
   if (pending_ == 0) return r;
   eng::NoGradGuard no_grad;
   // One read for the three sums (and the norm max): concatenated on their device, copied back once.
+  // Layout: total, classification, box, the named components, then the norm max.
   std::vector<eng::Tensor> parts = {total_.reshape({1}), cls_.reshape({1}), box_.reshape({1})};
+  for (const eng::Tensor& comp : components_) parts.push_back(comp.reshape({1}));
+  const size_t n_sums = parts.size();
   if (grad_norm_max_.defined()) parts.push_back(grad_norm_max_.to(total_.dtype()).reshape({1}));
   const eng::Tensor all = eng::concat(parts, 0);
   std::vector<double> v = all.to_vector<double>();
@@ -77,10 +98,10 @@ LossMeter::Check LossMeter::check() {
     // on every rank), the gradient norm is the same on every rank after the all-reduce.
     const std::vector<double> g = comm_->all_gather(all.to(eng::DType::f64).to(eng::Device::cpu())).to_vector<double>();
     const size_t k = v.size();
-    for (size_t j = 0; j < 3; ++j) v[j] = 0;
+    for (size_t j = 0; j < n_sums; ++j) v[j] = 0;
     for (int rk = 0; rk < comm_->size(); ++rk) {
       bool finite = true;
-      for (size_t j = 0; j < 3; ++j) {
+      for (size_t j = 0; j < n_sums; ++j) {
         const double x = g[static_cast<size_t>(rk) * k + j];
         v[j] += x;
         finite = finite && std::isfinite(x);
@@ -90,7 +111,7 @@ LossMeter::Check LossMeter::check() {
   }
   if (grad_norm_max_.defined()) {
     // NaN-sticky, as running_max: a non-finite norm in any checked step keeps the interval's NaN.
-    const double n = std::isfinite(v[3]) ? v[3] : NAN;
+    const double n = std::isfinite(v[n_sums]) ? v[n_sums] : NAN;
     if (!interval_has_norm_) {
       interval_norm_max_ = n;
     } else if (!std::isnan(interval_norm_max_)) {
@@ -106,8 +127,10 @@ LossMeter::Check LossMeter::check() {
   sum_loss_ += v[0];
   sum_cls_ += v[1];
   sum_box_ += v[2];
+  for (size_t i = 0; i < components_.size(); ++i) sum_components_[i] += v[3 + i];
   interval_steps_ += pending_;
   total_ = cls_ = box_ = eng::Tensor();
+  components_.clear();
   pending_ = 0;
   return r;
 }
@@ -120,7 +143,10 @@ LossMeter::Interval LossMeter::take_interval() {
     r.loss = sum_loss_ / k;
     r.cls = sum_cls_ / k;
     r.box = sum_box_ / k;
+    for (size_t i = 0; i < component_names_.size(); ++i)
+      r.components.emplace_back(component_names_[i], sum_components_[i] / k);
   }
+  std::fill(sum_components_.begin(), sum_components_.end(), 0.0);
   r.has_grad_norm = interval_has_norm_;
   r.grad_norm_max = interval_has_norm_ ? interval_norm_max_ : -1;
   sum_loss_ = sum_cls_ = sum_box_ = 0;

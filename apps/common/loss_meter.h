@@ -6,10 +6,17 @@
 // interval's host sums and says whether every step's loss since the last check was finite:
 // a NaN or infinity in any step makes the sum non-finite, so one read covers them all.
 //
+// A model's named loss components (LossParts::components, e.g. Faster R-CNN's four losses)
+// are summed beside them and read in the same copy: no extra host sync. Every step of a run
+// must name the same components in the same order (the first add() fixes them).
+//
 // It also keeps the largest global gradient norm of the steps (add_grad_norm: a device max,
 // no host sync), read back with the losses in the same copy.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/dist/communicator.h"
 #include "models/detection_model.h"
@@ -53,12 +60,18 @@ class LossMeter {
     int64_t steps = 0;
     bool has_grad_norm = false;
     double grad_norm_max = -1;
+    // The means of the model's named loss components (empty when it has none).
+    std::vector<std::pair<std::string, double>> components;
   };
   Interval take_interval();
 
  private:
   eng::dist::Communicator* comm_ = nullptr;
   eng::Tensor total_, cls_, box_;  // device sums of the pending steps (undefined when none)
+  std::vector<std::string> component_names_;  // fixed by the first add() that has components
+  std::vector<eng::Tensor> components_;       // device sums of the pending steps' components
+  std::vector<double> sum_components_;        // checked sums of the log interval
+  bool seen_step_ = false;                    // add() or add_sums() ran once
   eng::Tensor grad_norm_max_;      // device max of the pending steps' gradient norms (undefined: none)
   int64_t pending_ = 0;
   int64_t first_pending_ = 0, last_pending_ = 0;

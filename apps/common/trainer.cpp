@@ -574,6 +574,9 @@ int Run::execute() {
       // The largest global gradient norm of the interval's steps (before clipping); null when
       // some step's norm was not finite.
       if (m.has_grad_norm) line["grad_norm_max"] = m.grad_norm_max;
+      // The model's named loss parts (Faster R-CNN: loss_objectness, loss_rpn_box_reg,
+      // loss_classifier, loss_box_reg), summing to "loss".
+      for (const auto& [name, value] : m.components) line[name] = value;
       log_->write(line);
       log_->progress(state_.iteration, total,
                      "it " + std::to_string(state_.iteration) +

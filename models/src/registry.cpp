@@ -57,16 +57,16 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   const bool resnet_fpn = config.arch == "retinanet_resnet50_fpn" || config.arch == "fasterrcnn_resnet50_fpn";
   ENGINE_CHECK(config.trainable_backbone_layers == -1 || (resnet_fpn && config.trainable_backbone_layers >= 0 &&
                                                           config.trainable_backbone_layers <= 5),
-               "trainable backbone layers ", config.trainable_backbone_layers,
+               "trainable backbone layers (--trainable-backbone-layers) ", config.trainable_backbone_layers,
                resnet_fpn ? ": must be in 0..5" : std::string(": only the ResNet-FPN models (retinanet_resnet50_fpn, "
                                                               "fasterrcnn_resnet50_fpn) have them, not '") + config.arch + "'");
   ENGINE_CHECK(config.backbone_norm.empty() || ((config.backbone_norm == "frozen" || config.backbone_norm == "batch") &&
                                                  resnet_fpn),
-               "backbone norm '", config.backbone_norm.size() > 40 ? config.backbone_norm.substr(0, 37) + "..." : config.backbone_norm,
+               "backbone norm (--backbone-norm) '", config.backbone_norm.size() > 40 ? config.backbone_norm.substr(0, 37) + "..." : config.backbone_norm,
                resnet_fpn ? "' is not one of frozen, batch" : std::string("': only the ResNet-FPN models (retinanet_resnet50_fpn, "
                                                                             "fasterrcnn_resnet50_fpn) have that choice, not '") + config.arch + "'");
   ENGINE_CHECK((config.rpn_top_n_train == 0 && config.rpn_top_n_test == 0) || config.arch == "fasterrcnn_resnet50_fpn",
-               "RPN proposals per image: only two-stage models (fasterrcnn_resnet50_fpn) have an RPN, not '", config.arch,
+               "RPN proposals per image (--rpn-top-n-train / --rpn-top-n-test): only two-stage models (fasterrcnn_resnet50_fpn) have an RPN, not '", config.arch,
                "'");
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;

@@ -74,6 +74,15 @@ const std::vector<BadValue>& table() {
       {"ssd_train", {"--eval-batch", "2000"}, "--eval-batch", "2000"},
       {"ssd_train", {"--profile", "-2"}, "--profile", "-2"},
       {"ssd_train", {"--max-gt", "0"}, "--max-gt", "0"},
+      // ---- ssd_train: two-stage / ResNet-FPN options (0 / -1: the architecture's default)
+      {"ssd_train", {"--trainable-backbone-layers", "6"}, "--trainable-backbone-layers", "6"},
+      {"ssd_train", {"--trainable-backbone-layers", "-2"}, "--trainable-backbone-layers", "-2"},
+      {"ssd_train", {"--trainable-backbone-layers", "1.5"}, "--trainable-backbone-layers", "1.5"},
+      {"ssd_train", {"--rpn-top-n-train", "-5"}, "--rpn-top-n-train", "-5"},
+      {"ssd_train", {"--rpn-top-n-train", "200000"}, "--rpn-top-n-train", "200000"},
+      {"ssd_train", {"--rpn-top-n-train", "nan"}, "--rpn-top-n-train", "nan"},
+      {"ssd_train", {"--rpn-top-n-test", "-1"}, "--rpn-top-n-test", "-1"},
+      {"ssd_train", {"--rpn-top-n-test", "100001"}, "--rpn-top-n-test", "100001"},
       {"ssd_train", {"--seed", "-1"}, "--seed", "-1"},
       {"ssd_train", {"--seed", "18446744073709551616"}, "--seed", "18446744073709551616"},
       {"ssd_train", {"--seed", "1.5"}, "--seed", "1.5"},
@@ -256,6 +265,9 @@ TEST_CASE("apps: values in range pass the checks and reach the data", "[apps][cl
       {"--momentum", "0"},    {"--momentum", "1"},     {"--wd", "0"},            {"--profile", "-1"},
       {"--seed", "18446744073709551615"},              {"--steps", "5,10,20"},   {"--multiscale", "96,64,96"},
       {"--time-limit", "0.5"}, {"--batch", "+8"},      {"--lr", "0x1p-4"},       {"--batch", "010"},
+      {"--trainable-backbone-layers", "-1"},           {"--trainable-backbone-layers", "0"},
+      {"--trainable-backbone-layers", "5"},            {"--rpn-top-n-train", "0"},
+      {"--rpn-top-n-train", "100000"},                 {"--rpn-top-n-test", "1"},
   };
   for (const auto& extra : ok) {
     std::string args;

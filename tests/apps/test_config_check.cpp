@@ -163,8 +163,17 @@ TEST_CASE("config_check: check(TrainConfig) names the flag, the value and the ra
   CHECK(with([](auto& c) { c.arch = "foo"; }) ==
         "--arch: foo is not one of tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, ssdlite320_mobilenet_v3_large, "
         "ssd512_resnet18_v1, ssd512_resnet50_v1, ssd512_resnet101_v2, ssd512_resnet152_v2, ssd512_mobilenet1_0, "
-        "ssd300_mobilenet0_25");
+        "ssd300_mobilenet0_25, fasterrcnn_resnet50_fpn");
   CHECK(with([](auto& c) { c.device = "gpu"; }) == "--device: gpu is not one of cpu, cuda");
+  // Two-stage / ResNet-FPN options: -1 and 0 are the architecture's defaults.
+  CHECK(with([](auto& c) { c.trainable_backbone_layers = 6; }) ==
+        "--trainable-backbone-layers: 6 is not an integer in 0..5 (or -1: the architecture's default)");
+  CHECK(with([](auto& c) { c.trainable_backbone_layers = -1; }).empty());
+  CHECK(with([](auto& c) { c.trainable_backbone_layers = 0; }).empty());
+  CHECK(with([](auto& c) { c.rpn_top_n_train = -5; }) ==
+        "--rpn-top-n-train: -5 is not an integer in 1..100000 (or 0: the architecture's default)");
+  CHECK_THAT(with([](auto& c) { c.rpn_top_n_test = 200000; }), Contains("--rpn-top-n-test: 200000"));
+  CHECK(with([](auto& c) { c.rpn_top_n_train = 0, c.rpn_top_n_test = 100000; }).empty());
 }
 
 TEST_CASE("config_check: app::train refuses a bad config before touching any file", "[apps][cli]") {

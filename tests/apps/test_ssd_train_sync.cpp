@@ -275,3 +275,60 @@ TEST_CASE("ssd_train: the loss meter sums on the device and reads back once per 
   CHECK(bad.last_iteration == 6);
   CHECK(meter.check().finite);  // nothing pending
 }
+
+// Named loss components (Faster R-CNN's four losses) are summed beside the three parts and
+// read in the same copy: still one host sync per check, their interval means by name.
+TEST_CASE("ssd_train: the loss meter's named components sum on the device and read back in the same copy",
+          "[apps][ssd_train][cuda]") {
+  REQUIRE_CUDA_OR_SKIP();
+  const auto on = eng::TensorOptions().device(eng::Device::cuda());
+  auto parts = [&](float a, float b, float c, float d) {
+    models::LossParts p;
+    const eng::Tensor ta = eng::scalar_tensor(a, on), tb = eng::scalar_tensor(b, on);
+    const eng::Tensor tc = eng::scalar_tensor(c, on), td = eng::scalar_tensor(d, on);
+    p.classification = eng::add(ta, tc);
+    p.box_regression = eng::add(tb, td);
+    p.total = eng::add(p.classification, p.box_regression);
+    p.components = {{"loss_objectness", ta}, {"loss_rpn_box_reg", tb}, {"loss_classifier", tc}, {"loss_box_reg", td}};
+    return p;
+  };
+  const auto p1 = parts(1, 2, 3, 4), p2 = parts(0.5f, 0.25f, 0.125f, 2), p3 = parts(2, 0, 1, 1);
+  app::LossMeter meter;
+  const eng::cuda::Counters c0 = eng::cuda::counters();
+  meter.add(p1, 1);
+  meter.add(p2, 2);
+  meter.add(p3, 3);
+  const eng::cuda::Counters added = eng::cuda::counters() - c0;
+  CHECK(added.host_syncs == 0);
+  CHECK(added.launches == 14);  // the first step is kept as is, then 3 + 4 adds per step
+  const eng::cuda::Counters c1 = eng::cuda::counters();
+  const app::LossMeter::Check r = meter.check();
+  CHECK((eng::cuda::counters() - c1).host_syncs == 1);  // parts and components in one copy
+  CHECK(r.finite);
+  CHECK(r.loss == Approx(10 + 2.875 + 4));
+  const app::LossMeter::Interval m = meter.take_interval();
+  REQUIRE(m.components.size() == 4);
+  CHECK(m.components[0].first == "loss_objectness");
+  CHECK(m.components[0].second == Approx(3.5 / 3));
+  CHECK(m.components[1].second == Approx(2.25 / 3));
+  CHECK(m.components[2].first == "loss_classifier");
+  CHECK(m.components[2].second == Approx(4.125 / 3));
+  CHECK(m.components[3].second == Approx(7.0 / 3));
+  double sum = 0;
+  for (const auto& kv : m.components) sum += kv.second;
+  CHECK(sum == Approx(m.loss));
+  // The next interval starts from zero; a step without the run's components is refused, as
+  // are device-summed (graphed) steps, which carry none.
+  meter.add(p2, 4);
+  meter.check();
+  const app::LossMeter::Interval m2 = meter.take_interval();
+  REQUIRE(m2.components.size() == 4);
+  CHECK(m2.components[3].second == Approx(2.0));
+  models::LossParts plain = p1;
+  plain.components.clear();
+  CHECK_THROWS_WITH(meter.add(plain, 5), Catch::Contains("0 loss components") && Catch::Contains("had 4"));
+  models::LossParts renamed = p1;
+  renamed.components[1].first = "loss_rpn";
+  CHECK_THROWS_WITH(meter.add(renamed, 5), Catch::Contains("'loss_rpn'") && Catch::Contains("'loss_rpn_box_reg'"));
+  CHECK_THROWS_WITH(meter.add_sums(eng::zeros({3}, on), 5, 6), Catch::Contains("carry none"));
+}
