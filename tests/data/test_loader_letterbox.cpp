@@ -311,3 +311,34 @@ TEST_CASE("loader keep_aspect training: augmented boxes follow the drawn rectang
     CHECK(padded >= 10);
   }
 }
+
+TEST_CASE("loader keep_aspect evaluation with a reduced JPEG decode fits the original size", "[data][loader]") {
+  test::TempDir dir("letterbox");
+  // 400 x 200 at S = 64: libjpeg decodes it at 1/2 (200 x 100: the loader keeps every side
+  // >= S), but the fit is computed from the original size, so the mapping back uses 400 x 200.
+  data::Image im;
+  im.width = 400;
+  im.height = 200;
+  im.rgb.assign(static_cast<size_t>(400) * 200 * 3, 200);
+  const std::string path = dir / "big.jpg";
+  data::save_jpg(path, im, 95);
+  data::Dataset d;
+  d.class_names = {"box"};
+  d.category_ids = {1};
+  d.samples.push_back({path, "big", 400, 200, {}});
+  data::LoaderOptions o = options(false, false);
+  REQUIRE(o.scaled_decode);
+  data::Loader loader(d, o);
+  data::Batch b;
+  REQUIRE(loader.next(b));
+  REQUIRE(b.size() == 1);
+  const data::InputFit& f = b.fits[0];
+  CHECK(f.ref_width == 400);
+  CHECK(f.ref_height == 200);
+  CHECK(f.width == 64);
+  CHECK(f.height == 32);
+  CHECK(b.widths[0] == 400);
+  // Content (grey 200, JPEG error aside) inside, exact padding outside.
+  CHECK(at(b.images, 64, 0, 10, 10) * o.std[0] + o.mean[0] == Approx(200).margin(3));
+  CHECK(at(b.images, 64, 0, 10, 40) == 0.0f);
+}
