@@ -66,7 +66,7 @@ std::vector<Found> merge(const std::vector<Found>& pooled, double nms_thresh, in
 }  // namespace
 
 data::Box input_box_to_original(const data::Box& box, const data::InputFit& fit, bool mirrored) {
-  return data::box_to_reference(mirrored ? data::unmirror_box(box, fit) : box, fit);
+  return data::box_to_reference(data::clip_to_valid(mirrored ? data::unmirror_box(box, fit) : box, fit), fit);
 }
 
 std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options) {

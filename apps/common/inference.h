@@ -8,6 +8,9 @@
 // y * height / valid height: x * width / s, y * height / s when stretched, torchvision's
 // resize_boxes when the loader kept the aspect ratio); a mirrored pass flips only each
 // image's valid region, and its boxes are first mapped back with x -> valid width - x.
+// Letterboxed inputs: boxes are clipped to the valid region first (torchvision clips its
+// detections to the resized image's size; here after the model's NMS, since the models
+// see only the S x S canvas), so nothing lands outside the original image.
 // With more than one pass, each image's detections of all passes are pooled and put
 // through class-wise NMS again at the same threshold, keeping the top `topk`
 // (the one-stage multi-scale testing recipe).

@@ -14,6 +14,7 @@ InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect) {
   InputFit f;
   f.ref_width = ref_width;
   f.ref_height = ref_height;
+  f.keep_aspect = keep_aspect;
   if (!keep_aspect) {
     f.width = f.height = side;
   } else {
@@ -33,6 +34,12 @@ InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect) {
 Box box_to_reference(const Box& b, const InputFit& f) {
   const double fx = static_cast<double>(f.ref_width) / f.width, fy = static_cast<double>(f.ref_height) / f.height;
   return {b.x1 * fx, b.y1 * fy, b.x2 * fx, b.y2 * fy};
+}
+
+Box clip_to_valid(const Box& b, const InputFit& f) {
+  if (!f.keep_aspect) return b;
+  const double w = f.width, h = f.height;
+  return {std::clamp(b.x1, 0.0, w), std::clamp(b.y1, 0.0, h), std::clamp(b.x2, 0.0, w), std::clamp(b.y2, 0.0, h)};
 }
 
 Box unmirror_box(const Box& b, const InputFit& f) {

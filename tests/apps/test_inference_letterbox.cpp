@@ -140,6 +140,14 @@ TEST_CASE("input_box_to_original: stretched, letterboxed, mirrored", "[apps][inf
   const data::Box m = app::input_box_to_original({16, 16, 32, 32}, k, true);
   CHECK(m.x1 == Approx(100));
   CHECK(m.x2 == Approx(150));
+  // A box reaching into the padding is clipped to the image (torchvision's clip).
+  const data::Box pc = app::input_box_to_original({40, 20, 64, 60}, k, false);
+  CHECK(pc.x2 == Approx(200));
+  CHECK(pc.y2 == Approx(100));
+  CHECK(pc.y1 == Approx(62.5));
+  const data::Box pm = app::input_box_to_original({60, 0, 70, 10}, k, true);  // unmirrored: [-6, 4]
+  CHECK(pm.x1 == 0);
+  CHECK(pm.x2 == Approx(4 / 0.32));
   // Tall image: the valid region is narrow, the mirror still within it.
   const data::InputFit t = data::fit_input(50, 200, 64, true);  // 16 x 64
   const data::Box tm = app::input_box_to_original({0, 0, 4, 8}, t, true);

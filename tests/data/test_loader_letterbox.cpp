@@ -130,6 +130,17 @@ TEST_CASE("box_to_reference and unmirror_box invert the fit", "[data][loader]") 
   CHECK(m.x2 == 54);
   CHECK(m.y1 == 1);
   CHECK(m.y2 == 2);
+  // Clipping to the valid region: letterboxed fits only.
+  CHECK(k.keep_aspect);
+  CHECK_FALSE(s.keep_aspect);
+  const data::Box c = data::clip_to_valid({-3, 10, 70, 50}, k);
+  CHECK(c.x1 == 0);
+  CHECK(c.y1 == 10);
+  CHECK(c.x2 == 64);
+  CHECK(c.y2 == 32);
+  const data::Box u = data::clip_to_valid({-3, 10, 70, 50}, s);
+  CHECK(u.x1 == -3);
+  CHECK(u.y2 == 50);
 }
 
 TEST_CASE("loader keep_aspect evaluation: content at the top-left, padding the normalised 0", "[data][loader]") {

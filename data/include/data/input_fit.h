@@ -25,6 +25,7 @@ struct InputFit {
   int width = 0, height = 0;          // valid (unpadded) region in input pixels
   int ref_width = 0, ref_height = 0;  // the image that was fitted
   double scale_x = 0, scale_y = 0;    // width / ref_width, height / ref_height
+  bool keep_aspect = false;           // fitted with keep_aspect (the rest of S x S is padding)
 };
 
 // The fit of a ref_width x ref_height image into an S x S input (side S). Bad sizes
@@ -35,6 +36,11 @@ InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect);
 // ref_height / height (torchvision's resize_boxes back to the original size; for a
 // stretched fit exactly x * w / S, y * h / S).
 Box box_to_reference(const Box& box, const InputFit& fit);
+
+// keep_aspect fits: the box clamped to the valid region [0, width] x [0, height] (what
+// torchvision's clip_boxes_to_image does with the resized image's size); stretched fits:
+// the box unchanged.
+Box clip_to_valid(const Box& box, const InputFit& fit);
 
 // A box found on a mirrored input (the valid region flipped along x: column x of the mirror
 // is column fit.width - 1 - x of the image) -> the same box on the unmirrored input.
