@@ -69,6 +69,12 @@ data::Box input_box_to_original(const data::Box& box, const data::InputFit& fit,
   return data::box_to_reference(data::clip_to_valid(mirrored ? data::unmirror_box(box, fit) : box, fit), fit);
 }
 
+bool input_box_in_padding(const data::Box& box, const data::InputFit& fit, bool mirrored) {
+  if (!fit.keep_aspect) return false;
+  const data::Box c = data::clip_to_valid(mirrored ? data::unmirror_box(box, fit) : box, fit);
+  return !(c.x2 - c.x1 >= 1e-2 && c.y2 - c.y1 >= 1e-2);
+}
+
 std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options) {
   if (!options.scales.empty()) return options.scales;
   return {static_cast<int>(model.config().input_size)};
@@ -145,6 +151,7 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
           const size_t q = i * static_cast<size_t>(kmax) + static_cast<size_t>(j);
           if (labels[q] < 1) continue;  // background (never a dataset class)
           const data::Box b{boxes[4 * q], boxes[4 * q + 1], boxes[4 * q + 2], boxes[4 * q + 3]};
+          if (input_box_in_padding(b, fit, mirrored)) continue;
           pooled[i].push_back({static_cast<int>(labels[q] - 1), scores[q], input_box_to_original(b, fit, mirrored)});
         }
       }

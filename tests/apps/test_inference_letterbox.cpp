@@ -148,6 +148,13 @@ TEST_CASE("input_box_to_original: stretched, letterboxed, mirrored", "[apps][inf
   const data::Box pm = app::input_box_to_original({60, 0, 70, 10}, k, true);  // unmirrored: [-6, 4]
   CHECK(pm.x1 == 0);
   CHECK(pm.x2 == Approx(4 / 0.32));
+  // All padding: dropped (letterboxed only); partly padding: kept.
+  CHECK(app::input_box_in_padding({10, 40, 20, 50}, k, false));
+  CHECK(app::input_box_in_padding({10, 32, 20, 50}, k, false));
+  CHECK_FALSE(app::input_box_in_padding({10, 31, 20, 50}, k, false));
+  CHECK(app::input_box_in_padding({64, 0, 70, 10}, k, false));
+  CHECK(app::input_box_in_padding({64, 0, 70, 10}, k, true));  // unmirrored: [-6, 0], clipped 0 wide
+  CHECK_FALSE(app::input_box_in_padding({10, 40, 20, 50}, s, false));
   // Tall image: the valid region is narrow, the mirror still within it.
   const data::InputFit t = data::fit_input(50, 200, 64, true);  // 16 x 64
   const data::Box tm = app::input_box_to_original({0, 0, 4, 8}, t, true);
