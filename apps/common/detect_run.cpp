@@ -132,6 +132,7 @@ int detect(const DetectConfig& c) {
     lo.input_sizes = inference_sizes(model, c.inference);
     lo.mean = model.pixel_mean();
     lo.std = model.pixel_std();
+    lo.keep_aspect = model.keep_aspect_ratio();
     lo.pinned = device.is_cuda();
     lo.keep_images = true;
     data::Loader loader(inputs, lo);

@@ -104,6 +104,7 @@ EvalRun evaluate_model_sharded(models::DetectionModel& model, const data::Datase
     lo.input_sizes = inference_sizes(model, options);
     lo.mean = model.pixel_mean();
     lo.std = model.pixel_std();
+    lo.keep_aspect = model.keep_aspect_ratio();
     lo.pinned = device.is_cuda();
     data::Loader loader(shard, lo);
     data::Batch batch;

@@ -13,15 +13,23 @@ namespace app {
 
 namespace {
 
-// A mirrored copy of a CPU batch [B, 3, H, W] (flipped along W).
-eng::Tensor mirror(const eng::Tensor& images) {
+// A mirrored copy of a CPU batch [B, 3, H, W]: each image's valid region (columns
+// [0, fits[b].width), the whole row when stretched) flipped along W; padding columns stay.
+eng::Tensor mirror(const eng::Tensor& images, const std::vector<data::InputFit>& fits) {
   const eng::Tensor x = images.contiguous();
   eng::Tensor out = eng::empty(x.sizes(), eng::TensorOptions(eng::DType::f32));
-  const int64_t w = x.size(3), rows = x.numel() / w;
+  const int64_t w = x.size(3), rows_per_image = x.size(1) * x.size(2);
+  ENGINE_CHECK(static_cast<int64_t>(fits.size()) == x.size(0), "detect_batch: ", fits.size(), " fits for ", x.size(0),
+               " images");
   const float* src = x.data<float>();
   float* dst = out.data<float>();
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < w; ++j) dst[r * w + j] = src[r * w + (w - 1 - j)];
+  for (int64_t b = 0; b < x.size(0); ++b) {
+    const int64_t v = std::min<int64_t>(w, fits[static_cast<size_t>(b)].width);
+    for (int64_t r = b * rows_per_image; r < (b + 1) * rows_per_image; ++r) {
+      for (int64_t j = 0; j < v; ++j) dst[r * w + j] = src[r * w + (v - 1 - j)];
+      for (int64_t j = v; j < w; ++j) dst[r * w + j] = src[r * w + j];
+    }
+  }
   return out;
 }
 
@@ -56,6 +64,16 @@ std::vector<Found> merge(const std::vector<Found>& pooled, double nms_thresh, in
 }
 
 }  // namespace
+
+data::Box input_box_to_original(const data::Box& box, const data::InputFit& fit, bool mirrored) {
+  return data::box_to_reference(data::clip_to_valid(mirrored ? data::unmirror_box(box, fit) : box, fit), fit);
+}
+
+bool input_box_in_padding(const data::Box& box, const data::InputFit& fit, bool mirrored) {
+  if (!fit.keep_aspect) return false;
+  const data::Box c = data::clip_to_valid(mirrored ? data::unmirror_box(box, fit) : box, fit);
+  return !(c.x2 - c.x1 >= 1e-2 && c.y2 - c.y1 >= 1e-2);
+}
 
 std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options) {
   if (!options.scales.empty()) return options.scales;
@@ -98,6 +116,11 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
   const std::vector<int> sizes = inference_sizes(model, options);
   ENGINE_CHECK(batch.images_at.size() == sizes.size(), "detect_batch: the batch has ", batch.images_at.size(),
                " input sizes, the options ", sizes.size());
+  ENGINE_CHECK(batch.fits_at.size() == sizes.size(), "detect_batch: the batch has ", batch.fits_at.size(),
+               " input fits for ", sizes.size(), " input sizes (build it with data::Loader)");
+  for (const auto& f : batch.fits_at)
+    ENGINE_CHECK(static_cast<int64_t>(f.size()) == batch.size(), "detect_batch: ", f.size(), " input fits for ",
+                 batch.size(), " images");
   const size_t n = static_cast<size_t>(batch.size());
   std::vector<std::vector<Found>> pooled(n);
   if (n == 0) return pooled;
@@ -112,7 +135,7 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
     if (options.topk > 0) po.max_per_image = options.topk;
     for (int mirrored = 0; mirrored <= (options.flip ? 1 : 0); ++mirrored) {
       ++passes;
-      const eng::Tensor host = mirrored ? mirror(batch.images_at[si]) : batch.images_at[si];
+      const eng::Tensor host = mirrored ? mirror(batch.images_at[si], batch.fits_at[si]) : batch.images_at[si];
       eng::det::Detections d =
           model.postprocess(graphed ? graphed->run(model, host)
                                     : models::forward_heads_f32(model, device.is_cpu() ? host : host.to(device)),
@@ -123,14 +146,13 @@ std::vector<std::vector<Found>> detect_batch(models::DetectionModel& model, cons
       const auto labels = d.labels.to_vector<int64_t>();
       const int64_t kmax = d.scores.size(1);
       for (size_t i = 0; i < n; ++i) {
-        const double fx = static_cast<double>(batch.widths[i]) / s, fy = static_cast<double>(batch.heights[i]) / s;
+        const data::InputFit& fit = batch.fits_at[si][i];
         for (int64_t j = 0; j < counts[i]; ++j) {
           const size_t q = i * static_cast<size_t>(kmax) + static_cast<size_t>(j);
           if (labels[q] < 1) continue;  // background (never a dataset class)
-          double x1 = boxes[4 * q], x2 = boxes[4 * q + 2];
-          if (mirrored) std::tie(x1, x2) = std::make_pair(s - x2, s - x1);
-          pooled[i].push_back({static_cast<int>(labels[q] - 1), scores[q],
-                               {x1 * fx, boxes[4 * q + 1] * fy, x2 * fx, boxes[4 * q + 3] * fy}});
+          const data::Box b{boxes[4 * q], boxes[4 * q + 1], boxes[4 * q + 2], boxes[4 * q + 3]};
+          if (input_box_in_padding(b, fit, mirrored)) continue;
+          pooled[i].push_back({static_cast<int>(labels[q] - 1), scores[q], input_box_to_original(b, fit, mirrored)});
         }
       }
     }
@@ -174,6 +196,7 @@ EvalRun evaluate_model(models::DetectionModel& model, const data::Dataset& datas
   lo.input_sizes = inference_sizes(model, options);
   lo.mean = model.pixel_mean();
   lo.std = model.pixel_std();
+  lo.keep_aspect = model.keep_aspect_ratio();
   lo.pinned = device.is_cuda();
   EvalRun run;
   std::vector<data::Detection> dets;

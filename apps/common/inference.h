@@ -4,7 +4,15 @@
 //
 // Per pass (input size s, mirrored or not): the model's own postprocessing (score
 // threshold, top-k, class-wise NMS; thresholds overridable), boxes from input pixels to the
-// original image (x * width / s, y * height / s; a mirrored pass first maps x -> s - x).
+// original image with the batch's data::InputFit of that size (x * width / valid width,
+// y * height / valid height: x * width / s, y * height / s when stretched, torchvision's
+// resize_boxes when the loader kept the aspect ratio); a mirrored pass flips only each
+// image's valid region, and its boxes are first mapped back with x -> valid width - x.
+// Letterboxed inputs: boxes are clipped to the valid region first (torchvision clips its
+// detections to the resized image's size; here after the model's NMS, since the models
+// see only the S x S canvas), so nothing lands outside the original image; a detection
+// left under 0.01 input pixels wide or high by the clip (it lay in the padding) is dropped,
+// as torchvision's remove_small_boxes(1e-2) after its clip.
 // With more than one pass, each image's detections of all passes are pooled and put
 // through class-wise NMS again at the same threshold, keeping the top `topk`
 // (the one-stage multi-scale testing recipe).
@@ -38,6 +46,13 @@ struct Found {
   double score = 0;
   data::Box box;
 };
+
+// One pass's box in input pixels -> the original image (see above).
+data::Box input_box_to_original(const data::Box& box, const data::InputFit& fit, bool mirrored);
+
+// Whether a letterboxed pass's box is (almost) all padding and dropped (see above); never
+// for a stretched fit.
+bool input_box_in_padding(const data::Box& box, const data::InputFit& fit, bool mirrored);
 
 // The input sides a run uses: options.scales, or the model's size.
 std::vector<int> inference_sizes(const models::DetectionModel& model, const InferenceOptions& options);

@@ -403,6 +403,7 @@ int Run::execute() {
   lo.input_sizes = c_.multiscale.empty() ? std::vector<int>{static_cast<int>(base_size_)} : c_.multiscale;
   lo.mean = model_->pixel_mean();
   lo.std = model_->pixel_std();
+  lo.keep_aspect = model_->keep_aspect_ratio();
   lo.augment.fill = model_->pixel_mean();
   lo.augment.crop_every_box = c_.crop_rule == "every";
   if (!c_.augment) lo.augment.photometric = lo.augment.expand = lo.augment.crop = lo.augment.flip = false;

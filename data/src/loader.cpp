@@ -7,6 +7,7 @@
 #include <random>
 #include <system_error>
 
+#include "data/input_fit.h"
 #include "data/shard.h"
 #include "engine/error.h"
 
@@ -47,6 +48,40 @@ DecodeOptions decode_options_for(const LoaderOptions& o) {
   if (!(need >= 1 && need <= 1e6)) return {};  // a bad crop_min_scale: augment_ssd reports it
   const int side = static_cast<int>(need);
   return {side, side};
+}
+
+// keep_aspect: image k of `t` ([n, 3, S, S], f32 or u8): the image resized to fit.width x
+// fit.height at the top-left, the rest the padding. f32: normalised, padding 0 (the mean
+// pixel normalises to 0). u8: resized and rounded as in the stretched u8 path, padding the
+// rounded mean (per channel), which the device normalises to (round(mean) - mean) / std,
+// at most 0.5 / std away from 0. `scratch` holds at least 3 * S * S floats.
+void write_letterboxed(const Image& img, const InputFit& fit, int side, eng::Tensor& t, int64_t k,
+                       const std::vector<double>& mean, const std::vector<double>& std, bool u8,
+                       std::vector<float>& scratch) {
+  const size_t plane = static_cast<size_t>(side) * side, per = 3 * plane;
+  const size_t vplane = static_cast<size_t>(fit.width) * fit.height;
+  if (u8)
+    resize_normalize_into(img, fit.width, fit.height, {0, 0, 0}, {1, 1, 1}, scratch.data());
+  else
+    resize_normalize_into(img, fit.width, fit.height, mean, std, scratch.data());
+  for (int c = 0; c < 3; ++c) {
+    const float* src = scratch.data() + c * vplane;
+    if (u8) {
+      uint8_t* dst = t.data<uint8_t>() + static_cast<size_t>(k) * per + c * plane;
+      const auto pad = static_cast<uint8_t>(std::lround(std::clamp(mean[static_cast<size_t>(c)], 0.0, 255.0)));
+      std::fill(dst, dst + plane, pad);
+      for (int y = 0; y < fit.height; ++y)
+        for (int x = 0; x < fit.width; ++x)
+          dst[static_cast<size_t>(y) * side + x] = static_cast<uint8_t>(
+              std::lround(std::clamp(src[static_cast<size_t>(y) * fit.width + x], 0.0f, 255.0f)));
+    } else {
+      float* dst = t.data<float>() + static_cast<size_t>(k) * per + c * plane;
+      std::fill(dst, dst + plane, 0.0f);
+      for (int y = 0; y < fit.height; ++y)
+        std::copy(src + static_cast<size_t>(y) * fit.width, src + static_cast<size_t>(y + 1) * fit.width,
+                  dst + static_cast<size_t>(y) * side);
+    }
+  }
 }
 
 constexpr uint64_t kShuffleStream = 0x5348554646ull;  // "SHUFF": sample_seed's index slot for the shuffle
@@ -213,9 +248,18 @@ Batch Loader::build(int64_t number) {
     eng::Tensor t = options_.pinned ? eng::empty_pinned({n, 3, size, size}, dt)
                                     : eng::empty({n, 3, size, size}, eng::TensorOptions(dt));
     const size_t per = static_cast<size_t>(3) * size * size;
-    std::vector<float> scratch(options_.uint8_images ? per : 0);
+    std::vector<float> scratch(options_.uint8_images || options_.keep_aspect ? per : 0);
+    std::vector<InputFit> fits;
     for (int64_t k = 0; k < n; ++k) {
-      const Image& img = items[static_cast<size_t>(good[static_cast<size_t>(k)])].image;
+      const Item& it = items[static_cast<size_t>(good[static_cast<size_t>(k)])];
+      const Image& img = it.image;
+      // Training fits the augmented image; evaluation the original (the decode may be reduced).
+      fits.push_back(options_.train ? fit_input(img.width, img.height, size, options_.keep_aspect)
+                                    : fit_input(it.width, it.height, size, options_.keep_aspect));
+      if (options_.keep_aspect) {
+        write_letterboxed(img, fits.back(), size, t, k, options_.mean, options_.std, options_.uint8_images, scratch);
+        continue;
+      }
       if (!options_.uint8_images) {
         resize_normalize_into(img, size, size, options_.mean, options_.std,
                               t.data<float>() + static_cast<size_t>(k) * per);
@@ -227,14 +271,18 @@ Batch Loader::build(int64_t number) {
       for (size_t i = 0; i < per; ++i) dst[i] = static_cast<uint8_t>(std::lround(std::clamp(scratch[i], 0.0f, 255.0f)));
     }
     batch.images_at.push_back(t);
+    batch.fits_at.push_back(std::move(fits));
   }
   batch.images = batch.images_at[0];
+  batch.fits = batch.fits_at[0];
   for (int64_t k = 0; k < n; ++k) {
     Item& it = items[static_cast<size_t>(good[static_cast<size_t>(k)])];
-    // Boxes into input pixels: x by S / width, y by S / height of the (augmented) image;
-    // training drops those under kMinTrainingBoxSide there (data/augment.h).
+    // Boxes into input pixels: x by fit.width / width, y by fit.height / height of the
+    // (augmented) image (S / width, S / height when stretched); training drops those under
+    // kMinTrainingBoxSide there (data/augment.h).
     if (options_.train) {
-      scale_and_drop_small_boxes(it.objects, it.image.width, it.image.height, s, s);
+      const InputFit& f = batch.fits[static_cast<size_t>(k)];
+      scale_and_drop_small_boxes(it.objects, it.image.width, it.image.height, f.width, f.height);
     } else {
       const double fx = static_cast<double>(s) / it.image.width, fy = static_cast<double>(s) / it.image.height;
       for (Object& o : it.objects) {

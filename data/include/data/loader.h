@@ -55,6 +55,17 @@
 // apps/common/batch_upload.h). The rounding to 8 bits after the resize is the one
 // difference from the float path (at most 0.5 / std per value), as in torchvision's
 // uint8 pipelines. The CPU path keeps the default (float, normalised on the host).
+//
+// Fitting into the input (data/input_fit.h): by default every image is stretched to S x S.
+// With keep_aspect = true (models whose keep_aspect_ratio() is true) the final resize keeps
+// the aspect ratio, as torchvision's GeneralizedRCNNTransform with min_size = max_size = S:
+// the (augmented, in training) image is resized to floor(w * S / long) x floor(h * S / long)
+// and placed at the top-left of the S x S input; the rest is padding: 0 in the normalised
+// f32 images (the mean pixel), the mean rounded to an integer per channel in u8 images.
+// Training boxes are scaled by the same per-axis factors. Batch::fits (and fits_at, one per
+// input size) say, in both modes, where each image lies in the input and the factors from
+// the reference image (training: the augmented image; evaluation: the original, whose size
+// is widths/heights) to input pixels: detections map back with data::box_to_reference.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -69,6 +80,7 @@
 #include "data/annotation.h"
 #include "data/augment.h"
 #include "data/image.h"
+#include "data/input_fit.h"
 #include "engine/tensor.h"
 
 namespace data {
@@ -89,6 +101,7 @@ struct LoaderOptions {
   bool pinned = false;
   bool uint8_images = false;               // u8 images, not normalised (see above)
   bool keep_images = false;                // evaluation: also hand out the decoded originals
+  bool keep_aspect = false;                // letterbox into S x S (see above); false: stretch
   // JPEGs decoded at 1/2, 1/4 or 1/8 when still at least as large as the batch needs
   // (evaluation: the largest input size; training: that over augment.crop_min_scale). Not
   // with keep_images. Boxes stay correct: they are mapped onto the reduced decode.
@@ -110,6 +123,8 @@ struct Batch {
   std::vector<int> samples;                  // dataset index of each item
   std::vector<std::vector<Object>> objects;  // training: targets in input pixels
   std::vector<int> widths, heights;          // original image sizes
+  std::vector<InputFit> fits;                // per item: its place in `images` (= fits_at[0])
+  std::vector<std::vector<InputFit>> fits_at;  // evaluation: one per input size, like images_at
   std::vector<Image> originals;              // with keep_images: the decoded images
   int64_t size() const { return static_cast<int64_t>(samples.size()); }
 };
