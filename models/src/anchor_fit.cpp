@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "data/augment.h"
+#include "data/input_fit.h"
 #include "engine/autograd.h"
 #include "engine/detection.h"
 #include "engine/error.h"
@@ -16,7 +17,7 @@
 
 namespace models {
 
-TrainingBoxes fit_boxes(const data::Dataset& d, int input_size) {
+TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect) {
   ENGINE_CHECK(input_size >= 1, "fit_boxes: input size must be positive, got ", input_size);
   TrainingBoxes out;
   for (const data::Sample& s : d.samples) {
@@ -28,7 +29,10 @@ TrainingBoxes fit_boxes(const data::Dataset& d, int input_size) {
       ++out.unsized_images;
       continue;
     }
-    data::scale_and_drop_small_boxes(objects, s.width, s.height, input_size, input_size);
+    // The boxes as the loader fits the image (data/input_fit.h): stretched to S x S, or scaled
+    // by the aspect-keeping fit of two-stage models.
+    const data::InputFit fit = data::fit_input(s.width, s.height, input_size, keep_aspect);
+    data::scale_and_drop_small_boxes(objects, s.width, s.height, fit.width, fit.height);
     for (const data::Object& o : objects) out.boxes.push_back(o.box);
   }
   return out;
