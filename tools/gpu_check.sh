@@ -123,7 +123,7 @@ fi
 # torch.compile runs on SSD300 only (its compile takes minutes per model).
 if [ -x build-gpu/apps/bench_models ] && nvidia-smi >/dev/null 2>&1; then
   mdir=$(mktemp -d)
-  models=${GPU_CHECK_MODELS:-tiny_ssd,ssd300_vgg16,retinanet_resnet50_fpn}
+  models=${GPU_CHECK_MODELS:-tiny_ssd,ssd300_vgg16,retinanet_resnet50_fpn,fasterrcnn_resnet50_fpn}
   have_torch=0
   python3 -c "import torch, torchvision" >/dev/null 2>&1 && have_torch=1
   for prec in fp32 tf32 bf16; do

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/io/safetensors.h"
 #include "engine/nn/layers.h"
@@ -354,4 +355,31 @@ TEST_CASE("fasterrcnn_resnet50_fpn: boxes outside the image and more proposals t
   o.score_threshold = 0.0;
   det::Detections d = m->postprocess(h, o);
   for (int64_t c : d.counts.to_vector<int64_t>()) CHECK(c <= 100);
+}
+
+TEST_CASE("fasterrcnn_resnet50_fpn: trains and detects under bf16 autocast (the CPU twin of the CUDA path)") {
+  manual_seed(6);
+  auto m = make(9, 128);
+  Tensor x = randn({2, 3, 128, 128});
+  const models::Targets t = two_images_targets();
+  m->begin_step(3);
+  const double fp32 = m->loss(models::forward_heads_f32(*m, x), t).total.item();
+  m->zero_grad();
+  autocast::Guard bf16(true, /*cpu_twin=*/true);
+  models::HeadOutputs h = models::forward_heads_f32(*m, x);
+  for (const Tensor& f : h.features) CHECK(f.dtype() == DType::f32);  // the pooler takes f32
+  m->begin_step(3);
+  models::LossParts p = m->loss(h, t);
+  CHECK(p.total.dtype() == DType::f32);
+  CHECK(std::isfinite(p.total.item()));
+  CHECK(p.total.item() == Approx(fp32).epsilon(0.1));  // bf16 rounding, same samples
+  p.total.backward();
+  CHECK(m->find("roi_heads.box_head.fc6.weight").grad().defined());
+  NoGradGuard ng;
+  m->eval();
+  det::PostprocessOptions o = m->postprocess_options();
+  o.score_threshold = 0.0;
+  det::Detections d = m->postprocess(models::forward_heads_f32(*m, x), o);
+  CHECK(d.scores.dtype() == DType::f32);
+  for (int64_t c : d.counts.to_vector<int64_t>()) CHECK(c > 0);
 }
