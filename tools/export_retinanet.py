@@ -61,7 +61,7 @@ def export(out_path, num_classes=5, size=128):
     model = build_model(num_classes)
     parity_init(model)
     model.eval()
-    for p in model.parameters():  # conv1/layer1 are frozen by _resnet_fpn_extractor; we train all
+    for p in model.parameters():  # conv1/layer1 frozen by _resnet_fpn_extractor: unfrozen here so the fixture has their gradients (the C++ test builds trainable_backbone_layers 5)
         p.requires_grad_(True)
     keys = list(model.state_dict().keys())
 
