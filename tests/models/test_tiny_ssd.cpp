@@ -206,7 +206,7 @@ TEST_CASE("registry: names, defaults and unknown names", "[models][registry]") {
   CHECK(names == std::vector<std::string>{"tiny_ssd", "ssd300_vgg16", "ssd512_vgg16", "retinanet_resnet50_fpn",
                                                   "ssdlite320_mobilenet_v3_large", "ssd512_resnet18_v1", "ssd512_resnet50_v1",
                                                   "ssd512_resnet101_v2", "ssd512_resnet152_v2", "ssd512_mobilenet1_0",
-                                                  "ssd300_mobilenet0_25"});
+                                                  "ssd300_mobilenet0_25", "fasterrcnn_resnet50_fpn"});
   models::ModelConfig c;
   c.arch = "tiny_ssd";
   c.num_classes = 21;
