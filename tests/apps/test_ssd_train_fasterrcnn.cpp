@@ -324,12 +324,12 @@ TEST_CASE("ssd_train: a reduced fasterrcnn_resnet50_fpn learns to detect generat
           "[apps][ssd_train][fasterrcnn][slow]") {
   // 200 images of 3 generated shape classes (192 x 144), 50 held out; from scratch with the
   // BatchNorm2d backbone (--backbone-norm batch: a fresh FrozenBatchNorm2d ResNet-50
-  // normalises nothing and diverges), input 128 (aspect kept: 128 x 96), 100 proposals per
-  // image, batch 4, 200 iterations, lr 0.01 with a 20-iteration warmup and a drop at 170,
-  // gradient norm clipped at 10, no augmentation. Measured on 2 cores (193 s): VOC07 mAP
-  // 0.513 on the 50 held-out images (0.267 after 100 iterations); the same run through
-  // `ssd_train` flags is in docs/fasterrcnn.md. A broken sampler, matcher, pooler or box
-  // loss stays near 0.
+  // normalises nothing and diverges), input 128 (aspect kept: 128 x 96), 48 proposals per
+  // image in training (100 at evaluation), batch 4, 150 iterations, lr 0.01 with a
+  // 20-iteration warmup and a drop at 130, gradient norm clipped at 10, no augmentation.
+  // Measured on 2 cores (128 s): VOC07 mAP 0.371 on the 50 held-out images; 200 iterations
+  // with 100 proposals reach 0.513 (docs/fasterrcnn.md). A broken sampler, matcher, pooler or
+  // box loss stays near 0.
   TempDir data_dir("frcnn_learn_data"), out("frcnn_learn");
   data::SynthOptions o;
   o.width = 192;
@@ -341,12 +341,13 @@ TEST_CASE("ssd_train: a reduced fasterrcnn_resnet50_fpn learns to detect generat
   c.data = c.val = data_dir.path.string();
   c.backbone_norm = "batch";
   c.input_size = 128;
-  c.rpn_top_n_train = c.rpn_top_n_test = 100;
+  c.rpn_top_n_train = 48;
+  c.rpn_top_n_test = 100;
   c.batch = 4;
-  c.iters = 200;
+  c.iters = 150;
   c.lr = 0.01;
   c.warmup = 20;
-  c.steps = {170};
+  c.steps = {130};
   c.clip_grad_norm = 10;
   c.augment = false;
   c.workers = 1;
@@ -354,6 +355,6 @@ TEST_CASE("ssd_train: a reduced fasterrcnn_resnet50_fpn learns to detect generat
   c.out = out.path.string();
   REQUIRE(app::train(c) == 0);
   const double map = test::final_voc07_map(out / "metrics.jsonl");
-  INFO("VOC07 mAP after 200 iterations: " << map);
-  CHECK(map > 0.25);
+  INFO("VOC07 mAP after 150 iterations: " << map);
+  CHECK(map > 0.18);
 }
