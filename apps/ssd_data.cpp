@@ -138,7 +138,7 @@ int run_anchors(const AnchorArgs& a) {
   for (const std::string& line : app::anchor_fit_lines(d, *model, a.data)) std::cout << line << "\n";
 
   const int s = static_cast<int>(model->config().input_size);
-  const models::TrainingBoxes tb = models::fit_boxes(d, s, model->keep_aspect_ratio());
+  const models::TrainingBoxes tb = models::fit_boxes(d, s, model->keep_aspect_ratio(), model->aspect_limits());
   ENGINE_CHECK(!tb.boxes.empty(), a.data, ": no training box to cluster");
   if (count == 0) {
     std::cout << "anchors: " << a.arch << " takes no custom anchor sizes (tiny_ssd, ssd300_vgg16, ssd512_vgg16 and the GluonCV presets do)\n";

@@ -82,6 +82,12 @@ int main(int argc, char** argv) {
                  "ResNet-FPN models: frozen (FrozenBatchNorm2d, the pretrained layout; default) or batch "
                  "(BatchNorm2d, as torchvision builds without any weights, for training from scratch; all layers "
                  "then train unless --trainable-backbone-layers says otherwise)");
+  cli.add_option("--min-size", c.min_size,
+                 "models that keep the aspect ratio (fasterrcnn_resnet50_fpn): torchvision's min_size, the short "
+                 "side's target in input pixels (default: the input size); torchvision's 800 / 1333 is --input-size "
+                 "1344 --min-size 800 --max-size 1333");
+  cli.add_option("--max-size", c.max_size,
+                 "the same: torchvision's max_size, the long side's limit (default: the input size)");
   cli.add_option("--rpn-top-n-train", c.rpn_top_n_train,
                  "two-stage models: RPN proposals kept per image before and after NMS in training (default 2000)");
   cli.add_option("--rpn-top-n-test", c.rpn_top_n_test,

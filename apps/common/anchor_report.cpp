@@ -10,7 +10,7 @@ std::vector<std::string> anchor_fit_lines(const data::Dataset& train, const mode
                                           const std::string& data_flag) {
   const models::ModelConfig& c = model.config();
   const int s = static_cast<int>(c.input_size);
-  const models::TrainingBoxes tb = models::fit_boxes(train, s, model.keep_aspect_ratio());
+  const models::TrainingBoxes tb = models::fit_boxes(train, s, model.keep_aspect_ratio(), model.aspect_limits());
   const models::AnchorFit fit = models::measure_anchor_fit(tb.boxes, model.anchors(eng::Device::cpu()));
   std::vector<std::string> out;
   out.push_back("anchors: " + c.arch + " (" + c.anchor_preset + ") at input " + std::to_string(s) +

@@ -257,6 +257,8 @@ const std::vector<NumberRule>& train_rules() {
       with_special(int_rule("--trainable-backbone-layers", 0, 5), -1, "the architecture's default"),
       with_special(int_rule("--rpn-top-n-train", 1, 100000), 0, "the architecture's default"),
       with_special(int_rule("--rpn-top-n-test", 1, 100000), 0, "the architecture's default"),
+      with_special(int_rule("--min-size", 1, kInputSizeMax), 0, "the input size"),
+      with_special(int_rule("--max-size", 1, kInputSizeMax), 0, "the input size"),
   };
   return rules;
 }
@@ -350,6 +352,8 @@ void check(const TrainConfig& c) {
   check_value(rule_of(r, "--trainable-backbone-layers"), c.trainable_backbone_layers);
   check_value(rule_of(r, "--rpn-top-n-train"), c.rpn_top_n_train);
   check_value(rule_of(r, "--rpn-top-n-test"), c.rpn_top_n_test);
+  check_value(rule_of(r, "--min-size"), c.min_size);
+  check_value(rule_of(r, "--max-size"), c.max_size);
   check_member("--dist", c.dist, {"auto", "none"});
   check_member("--crop-rule", c.crop_rule, {"any", "every"});
   check_member("--matcher", c.matcher, {"ssd", "bipartite"}, /*allow_empty=*/true);

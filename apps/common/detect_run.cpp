@@ -133,6 +133,7 @@ int detect(const DetectConfig& c) {
     lo.mean = model.pixel_mean();
     lo.std = model.pixel_std();
     lo.keep_aspect = model.keep_aspect_ratio();
+    lo.aspect_limits = model.aspect_limits();
     lo.pinned = device.is_cuda();
     lo.keep_images = true;
     data::Loader loader(inputs, lo);

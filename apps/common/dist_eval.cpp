@@ -105,6 +105,7 @@ EvalRun evaluate_model_sharded(models::DetectionModel& model, const data::Datase
     lo.mean = model.pixel_mean();
     lo.std = model.pixel_std();
     lo.keep_aspect = model.keep_aspect_ratio();
+    lo.aspect_limits = model.aspect_limits();
     lo.pinned = device.is_cuda();
     data::Loader loader(shard, lo);
     data::Batch batch;

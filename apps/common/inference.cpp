@@ -197,6 +197,7 @@ EvalRun evaluate_model(models::DetectionModel& model, const data::Dataset& datas
   lo.mean = model.pixel_mean();
   lo.std = model.pixel_std();
   lo.keep_aspect = model.keep_aspect_ratio();
+  lo.aspect_limits = model.aspect_limits();
   lo.pinned = device.is_cuda();
   EvalRun run;
   std::vector<data::Detection> dets;

@@ -200,9 +200,9 @@ void Run::setup_model() {
     ENGINE_CHECK(c_.matcher.empty() || c_.matcher == mc.matcher,
                  "--matcher: not with --resume (the checkpoint's matcher is used)");
     ENGINE_CHECK(c_.trainable_backbone_layers == -1 && c_.rpn_top_n_train == 0 && c_.rpn_top_n_test == 0 &&
-                     c_.backbone_norm.empty(),
-                 "--trainable-backbone-layers / --rpn-top-n-train / --rpn-top-n-test / --backbone-norm: not with "
-                 "--resume (the checkpoint's are used)");
+                     c_.backbone_norm.empty() && c_.min_size == 0 && c_.max_size == 0,
+                 "--trainable-backbone-layers / --rpn-top-n-train / --rpn-top-n-test / --backbone-norm / --min-size / "
+                 "--max-size: not with --resume (the checkpoint's are used)");
   } else {
     ENGINE_CHECK(!c_.arch.empty(), "--arch is required (one of ", [] {
                    std::string names;
@@ -218,6 +218,8 @@ void Run::setup_model() {
     mc.rpn_top_n_train = c_.rpn_top_n_train;
     mc.rpn_top_n_test = c_.rpn_top_n_test;
     mc.backbone_norm = c_.backbone_norm;
+    mc.min_size = c_.min_size;
+    mc.max_size = c_.max_size;
     // SSDlite as torchvision builds it: the full MobileNetV3 tail with ImageNet backbone
     // weights, else the reduced one; --init takes the structure its file records.
     if (!c_.backbone.empty()) mc.full_tail = mc.arch == "ssdlite320_mobilenet_v3_large";
@@ -404,6 +406,7 @@ int Run::execute() {
   lo.mean = model_->pixel_mean();
   lo.std = model_->pixel_std();
   lo.keep_aspect = model_->keep_aspect_ratio();
+  lo.aspect_limits = model_->aspect_limits();
   lo.augment.fill = model_->pixel_mean();
   lo.augment.crop_every_box = c_.crop_rule == "every";
   if (!c_.augment) lo.augment.photometric = lo.augment.expand = lo.augment.crop = lo.augment.flip = false;

@@ -61,6 +61,9 @@ struct TrainConfig {
   int64_t rpn_top_n_train = 0, rpn_top_n_test = 0;
   // --backbone-norm frozen|batch (ResNet-FPN models; "" = frozen): ModelConfig::backbone_norm.
   std::string backbone_norm;
+  // --min-size / --max-size (models that keep the aspect ratio; 0: the input size):
+  // ModelConfig::min_size / max_size, torchvision's GeneralizedRCNNTransform limits.
+  int64_t min_size = 0, max_size = 0;
   int eval_batch = 8;
   // --profile N: after N steps of this run, profile the next one (counters and time per
   // phase, printed and written to metrics.jsonl as {"event":"profile",...}); < 0: off.

@@ -7,7 +7,7 @@
 
 namespace data {
 
-InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect) {
+InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect, const AspectLimits& limits) {
   ENGINE_CHECK(ref_width > 0 && ref_height > 0 && ref_width <= 1000000 && ref_height <= 1000000,
                "fit_input: image size ", ref_width, "x", ref_height, " out of range 1..1000000");
   ENGINE_CHECK(side > 0 && side <= 1000000, "fit_input: input side ", side, " out of range 1..1000000");
@@ -18,10 +18,17 @@ InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect) {
   if (!keep_aspect) {
     f.width = f.height = side;
   } else {
-    // As torchvision: scale = min(S / min_side, S / max_side) in double, then
+    // As torchvision: scale = min(min_size / min_side, max_size / max_side) in double, then
     // floor(float(size) * scale) per axis (interpolate with recompute_scale_factor).
     const double s = static_cast<double>(side);
-    const double scale = std::min(s / std::min(ref_width, ref_height), s / std::max(ref_width, ref_height));
+    auto limit = [&](double v) {
+      if (v <= 0) return s;
+      return limits.side > 0 && limits.side != side ? v * s / limits.side : v;  // exact at its own side
+    };
+    const double lo = limit(limits.min_size), hi = limit(limits.max_size);
+    ENGINE_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo > 0 && hi > 0 && lo <= s && hi <= s, "fit_input: size limits ",
+                 lo, " / ", hi, " must be in (0, ", side, "] (the input side)");
+    const double scale = std::min(lo / std::min(ref_width, ref_height), hi / std::max(ref_width, ref_height));
     // At least 1 px (a 1 x 100000 image at S = 8); never more than S.
     f.width = std::clamp(static_cast<int>(std::floor(static_cast<double>(ref_width) * scale)), 1, side);
     f.height = std::clamp(static_cast<int>(std::floor(static_cast<double>(ref_height) * scale)), 1, side);

@@ -254,8 +254,8 @@ Batch Loader::build(int64_t number) {
       const Item& it = items[static_cast<size_t>(good[static_cast<size_t>(k)])];
       const Image& img = it.image;
       // Training fits the augmented image; evaluation the original (the decode may be reduced).
-      fits.push_back(options_.train ? fit_input(img.width, img.height, size, options_.keep_aspect)
-                                    : fit_input(it.width, it.height, size, options_.keep_aspect));
+      fits.push_back(options_.train ? fit_input(img.width, img.height, size, options_.keep_aspect, options_.aspect_limits)
+                                    : fit_input(it.width, it.height, size, options_.keep_aspect, options_.aspect_limits));
       if (options_.keep_aspect) {
         write_letterboxed(img, fits.back(), size, t, k, options_.mean, options_.std, options_.uint8_images, scratch);
         continue;

@@ -17,7 +17,7 @@
 
 namespace models {
 
-TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect) {
+TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect, const data::AspectLimits& limits) {
   ENGINE_CHECK(input_size >= 1, "fit_boxes: input size must be positive, got ", input_size);
   TrainingBoxes out;
   for (const data::Sample& s : d.samples) {
@@ -31,7 +31,7 @@ TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect
     }
     // The boxes as the loader fits the image (data/input_fit.h): stretched to S x S, or scaled
     // by the aspect-keeping fit of two-stage models.
-    const data::InputFit fit = data::fit_input(s.width, s.height, input_size, keep_aspect);
+    const data::InputFit fit = data::fit_input(s.width, s.height, input_size, keep_aspect, limits);
     data::scale_and_drop_small_boxes(objects, s.width, s.height, fit.width, fit.height);
     for (const data::Object& o : objects) out.boxes.push_back(o.box);
   }

@@ -73,6 +73,11 @@ RoIHeads::RoIHeads(int64_t num_classes) : Module("RoIHeads") {
 FasterRCNN::FasterRCNN(const ModelConfig& config) : DetectionModel("FasterRCNN", config), sampler_(0) {
   set_input_size(config.input_size > 0 ? config.input_size : 800);
   ENGINE_CHECK(config.num_classes >= 2, "fasterrcnn: num_classes must be >= 2, got ", config.num_classes);
+  ENGINE_CHECK(config.min_size >= 0 && config.max_size >= 0 && config.min_size <= input_size_ &&
+                   config.max_size <= input_size_,
+               "fasterrcnn: min / max size (--min-size / --max-size) ", config.min_size, " / ", config.max_size,
+               " must be in 0..", input_size_, " (the input size; 0: the input size)");
+  limits_ = {static_cast<double>(config.min_size), static_cast<double>(config.max_size), static_cast<int>(input_size_)};
   ENGINE_CHECK(config.rpn_top_n_train >= 0 && config.rpn_top_n_test >= 0, "fasterrcnn: RPN top-n must be >= 0, got ",
                config.rpn_top_n_train, ",", config.rpn_top_n_test);
   const ResNetNorm norm = resnet_norm_of(config.backbone_norm);

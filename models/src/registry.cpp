@@ -68,6 +68,9 @@ std::shared_ptr<DetectionModel> create_model(const ModelConfig& config) {
   ENGINE_CHECK((config.rpn_top_n_train == 0 && config.rpn_top_n_test == 0) || config.arch == "fasterrcnn_resnet50_fpn",
                "RPN proposals per image (--rpn-top-n-train / --rpn-top-n-test): only two-stage models (fasterrcnn_resnet50_fpn) have an RPN, not '", config.arch,
                "'");
+  ENGINE_CHECK((config.min_size == 0 && config.max_size == 0) || config.arch == "fasterrcnn_resnet50_fpn",
+               "min / max size (--min-size / --max-size): only models that keep the aspect ratio "
+               "(fasterrcnn_resnet50_fpn) have them, not '", config.arch, "'");
   for (const auto& e : kEntries) {
     if (config.arch != e.name) continue;
     ModelConfig c = config;

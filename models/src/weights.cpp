@@ -52,6 +52,8 @@ std::map<std::string, std::string> model_config_metadata(const ModelConfig& c) {
   if (c.full_tail) meta[kMetaBackboneTail] = "full";  // absent: reduced (files from before stay valid)
   if (!c.backbone_norm.empty()) meta[kMetaBackboneNorm] = c.backbone_norm;
   if (c.trainable_backbone_layers >= 0) meta[kMetaTrainableLayers] = std::to_string(c.trainable_backbone_layers);
+  if (c.min_size > 0 || c.max_size > 0)
+    meta[kMetaResizeLimits] = std::to_string(c.min_size) + "," + std::to_string(c.max_size);
   if (c.rpn_top_n_train > 0 || c.rpn_top_n_test > 0)
     meta[kMetaRpnTopN] = std::to_string(c.rpn_top_n_train) + "," + std::to_string(c.rpn_top_n_test);
   return meta;
@@ -92,7 +94,7 @@ void save_model_weights(const DetectionModel& model, const std::string& path,
   std::map<std::string, std::string> meta = extra;
   for (const char* k :
        {kMetaArch, kMetaNumClasses, kMetaAnchorPreset, kMetaInputSize, kMetaFormat, kMetaAnchorScales, kMetaBackboneTail,
-        kMetaMatcher, kMetaTrainableLayers, kMetaRpnTopN, kMetaFrozenBnEps, kMetaBackboneNorm})
+        kMetaMatcher, kMetaTrainableLayers, kMetaRpnTopN, kMetaFrozenBnEps, kMetaBackboneNorm, kMetaResizeLimits})
     ENGINE_CHECK(meta.count(k) == 0, "save_model_weights: extra metadata may not set '", k, "'");
   for (auto& kv : model_config_metadata(model.config())) meta[kv.first] = kv.second;
   for (auto& kv : frozen_bn_metadata(model)) meta[kv.first] = kv.second;
@@ -130,6 +132,15 @@ ModelConfig read_model_config(const std::string& path) {
   }
   if (f.metadata.count(kMetaTrainableLayers) != 0)
     c.trainable_backbone_layers = parse_int(f.metadata, path, kMetaTrainableLayers, 0, 5);
+  auto rl = f.metadata.find(kMetaResizeLimits);
+  if (rl != f.metadata.end()) {
+    const std::string& v = rl->second;
+    const size_t comma = v.find(',');
+    const bool ok = comma != std::string::npos && io::parse_int64(v.substr(0, comma), 0, kMaxInputSize, c.min_size) &&
+                    io::parse_int64(v.substr(comma + 1), 0, kMaxInputSize, c.max_size);
+    ENGINE_CHECK(ok, path, ": weights metadata '", kMetaResizeLimits, "' is '", v.size() > 40 ? v.substr(0, 37) + "..." : v,
+                 "', not MIN,MAX (integers in [0, ", kMaxInputSize, "])");
+  }
   auto rt = f.metadata.find(kMetaRpnTopN);
   if (rt != f.metadata.end()) {
     const std::string& v = rt->second;

@@ -353,3 +353,52 @@ TEST_CASE("loader keep_aspect evaluation with a reduced JPEG decode fits the ori
   CHECK(at(b.images, 64, 0, 10, 10) * o.std[0] + o.mean[0] == Approx(200).margin(3));
   CHECK(at(b.images, 64, 0, 10, 40) == 0.0f);
 }
+
+TEST_CASE("fit_input: torchvision's min_size / max_size limits (GeneralizedRCNNTransform(800, 1333))", "[data][loader]") {
+  // The image sizes torchvision 0.29.2's transform gives (measured with it): w x h -> w' x h'.
+  const data::AspectLimits tv{800, 1333, 1344};
+  struct Case { int w, h, fw, fh; };
+  for (const Case& c : {Case{640, 480, 1066, 800}, Case{2000, 500, 1333, 333}, Case{300, 1000, 399, 1333},
+                        Case{500, 375, 1066, 800}}) {
+    INFO(c.w << "x" << c.h);
+    const data::InputFit f = data::fit_input(c.w, c.h, 1344, true, tv);
+    CHECK(f.width == c.fw);
+    CHECK(f.height == c.fh);
+  }
+  // At another input side the limits scale with it: 672 -> 400 / 666.5 (torchvision
+  // GeneralizedRCNNTransform(400, 666.5) gives 533 x 400 and 666 x 166).
+  data::InputFit half = data::fit_input(640, 480, 672, true, tv);
+  CHECK(half.width == 533);
+  CHECK(half.height == 400);
+  half = data::fit_input(2000, 500, 672, true, tv);
+  CHECK(half.width == 666);
+  CHECK(half.height == 166);
+  // Stretch fits ignore the limits; limits above the side are refused (the image would not fit).
+  CHECK(data::fit_input(640, 480, 1344, false, tv).width == 1344);
+  CHECK_THROWS_WITH(data::fit_input(640, 480, 1344, true, data::AspectLimits{800, 1400, 1344}),
+                    Catch::Contains("must be in (0, 1344]"));
+}
+
+TEST_CASE("loader keep_aspect with size limits: the short side's target binds", "[data][loader]") {
+  test::TempDir dir("letterbox_limits");
+  const data::Image im = make_image(false);  // 200 x 100
+  const data::Dataset d = one_image_dataset(dir, im);
+  data::LoaderOptions o = options(false, false);
+  o.input_sizes = {64, 96};
+  o.aspect_limits = {24, 64, 64};  // min(24 / 100, 64 / 200) = 0.24 at 64; 36 and 96 at 96
+  data::Loader loader(d, o);
+  data::Batch b;
+  REQUIRE(loader.next(b));
+  CHECK(b.fits_at[0][0].width == 48);
+  CHECK(b.fits_at[0][0].height == 24);
+  CHECK(b.fits_at[1][0].width == 72);
+  CHECK(b.fits_at[1][0].height == 36);
+  // Everything beyond the valid region is the padding (0 after normalisation).
+  const eng::Tensor& t = b.images_at[0];
+  int bad_pad = 0;
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < 64; ++y)
+      for (int x = 0; x < 64; ++x)
+        if (x >= 48 || y >= 24) bad_pad += at(t, 64, c, x, y) != 0.0f;
+  CHECK(bad_pad == 0);
+}

@@ -383,3 +383,40 @@ TEST_CASE("fasterrcnn_resnet50_fpn: trains and detects under bf16 autocast (the 
   CHECK(d.scores.dtype() == DType::f32);
   for (int64_t c : d.counts.to_vector<int64_t>()) CHECK(c > 0);
 }
+
+TEST_CASE("fasterrcnn_resnet50_fpn: torchvision's min / max size limits of the aspect-keeping fit") {
+  models::ModelConfig cfg;
+  cfg.arch = "fasterrcnn_resnet50_fpn";
+  cfg.input_size = 1344;
+  cfg.min_size = 800;
+  cfg.max_size = 1333;
+  auto m = models::create_model(cfg);
+  CHECK(m->keep_aspect_ratio());
+  const data::AspectLimits l = m->aspect_limits();
+  CHECK(l.min_size == 800);
+  CHECK(l.max_size == 1333);
+  CHECK(l.side == 1344);
+  // Recorded with the weights and read back.
+  test::TempDir dir("frcnn_limits");
+  const std::string path = (dir.path / "w.safetensors").string();
+  models::ModelConfig small = cfg;
+  small.input_size = 128;
+  small.min_size = 96;
+  small.max_size = 0;
+  models::save_model_weights(*models::create_model(small), path);
+  CHECK(io::load_safetensors(path).metadata.at("resize_min_max") == "96,0");
+  const models::ModelConfig back = models::read_model_config(path);
+  CHECK(back.min_size == 96);
+  CHECK(back.max_size == 0);
+  // Defaults: min_size = max_size = S.
+  models::ModelConfig d;
+  d.arch = "fasterrcnn_resnet50_fpn";
+  CHECK(models::create_model(d)->aspect_limits().min_size == 0);
+  // Bad values: one line each.
+  cfg.max_size = 1400;
+  CHECK_THROWS_WITH(models::create_model(cfg), Catch::Contains("--min-size / --max-size"));
+  cfg.max_size = 0;
+  cfg.arch = "ssd300_vgg16";
+  cfg.input_size = 0;
+  CHECK_THROWS_WITH(models::create_model(cfg), Catch::Contains("only models that keep the aspect ratio"));
+}

@@ -2,8 +2,9 @@
 //
 //   * stretch (keep_aspect = false, SSD): the image is resized to S x S; x is scaled by S / w,
 //     y by S / h.
-//   * keep_aspect (two-stage models): torchvision's GeneralizedRCNNTransform with
-//     min_size = max_size = S. scale = min(S / short side, S / long side) (= S / long side),
+//   * keep_aspect (two-stage models): torchvision's GeneralizedRCNNTransform, by default with
+//     min_size = max_size = S: scale = min(S / short side, S / long side) (= S / long side),
+//     with AspectLimits min(min_size / short side, max_size / long side);
 //     computed in double as torchvision does in Python; the resized image is
 //     floor(w * scale) x floor(h * scale) (torch.nn.functional.interpolate with scale_factor
 //     and recompute_scale_factor = True floors the float product, so the long side can come
@@ -21,6 +22,16 @@
 
 namespace data {
 
+// torchvision's GeneralizedRCNNTransform limits for keep_aspect fits: scale = min(min_size /
+// short side, max_size / long side). Sizes are in input pixels at input side `side`; at
+// another side S they scale by S / side (multiscale training and testing). 0 means S, so
+// the default {0, 0} is min_size = max_size = S. torchvision's 800 / 1333 is {800, 1333, 1344}
+// (a canvas of 1344 = 1333 rounded up to a multiple of 32).
+struct AspectLimits {
+  double min_size = 0, max_size = 0;
+  int side = 0;
+};
+
 struct InputFit {
   int width = 0, height = 0;          // valid (unpadded) region in input pixels
   int ref_width = 0, ref_height = 0;  // the image that was fitted
@@ -30,7 +41,8 @@ struct InputFit {
 
 // The fit of a ref_width x ref_height image into an S x S input (side S). Bad sizes
 // (non-positive, over 1e6) throw eng::Error naming them.
-InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect);
+// keep_aspect fits use `limits` (above); both must be <= S after scaling (the image then fits).
+InputFit fit_input(int ref_width, int ref_height, int side, bool keep_aspect, const AspectLimits& limits = {});
 
 // A box in input pixels -> the reference image's pixels: x * ref_width / width, y *
 // ref_height / height (torchvision's resize_boxes back to the original size; for a

@@ -102,6 +102,7 @@ struct LoaderOptions {
   bool uint8_images = false;               // u8 images, not normalised (see above)
   bool keep_images = false;                // evaluation: also hand out the decoded originals
   bool keep_aspect = false;                // letterbox into S x S (see above); false: stretch
+  AspectLimits aspect_limits;              // keep_aspect: torchvision's min / max size (data/input_fit.h)
   // JPEGs decoded at 1/2, 1/4 or 1/8 when still at least as large as the batch needs
   // (evaluation: the largest input size; training: that over augment.crop_min_scale). Not
   // with keep_images. Boxes stay correct: they are mapped onto the reduced decode.

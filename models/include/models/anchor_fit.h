@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "data/annotation.h"
+#include "data/input_fit.h"
 #include "engine/tensor.h"
 #include "models/detection_model.h"
 
@@ -49,7 +50,8 @@ struct TrainingBoxes {
 // The training boxes of `d` at input side `input_size` (see above), fitted as the loader
 // fits their images: stretched to S x S, or with keep_aspect as two-stage models ask
 // (DetectionModel::keep_aspect_ratio, data/input_fit.h).
-TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect = false);
+TrainingBoxes fit_boxes(const data::Dataset& d, int input_size, bool keep_aspect = false,
+                        const data::AspectLimits& limits = {});
 // boxes against anchors [A, 4] (corners, input pixels, any float dtype, CPU or not).
 AnchorFit measure_anchor_fit(const std::vector<data::Box>& boxes, const eng::Tensor& anchors);
 // "N boxes: 43.1% reach IoU 0.5 with their best anchor, median best IoU 0.46"

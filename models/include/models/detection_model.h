@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "data/input_fit.h"
 #include "engine/detection.h"
 #include "engine/nn/module.h"
 
@@ -48,6 +49,12 @@ struct ModelConfig {
   // after NMS, in training and in inference; 0: torchvision's 2000 (train) / 1000 (test).
   // Recorded as kMetaRpnTopN ("train,test") when either is set.
   int64_t rpn_top_n_train = 0, rpn_top_n_test = 0;
+  // Models that keep the aspect ratio (keep_aspect_ratio()): torchvision's
+  // GeneralizedRCNNTransform min_size / max_size in input pixels at input_size (they scale with
+  // the side under multiscale); 0: the input side, so the defaults fit the long side to S.
+  // torchvision's 800 / 1333: input_size 1344, min_size 800, max_size 1333. Each <= input_size.
+  // Recorded as kMetaResizeLimits ("min,max") when either is set.
+  int64_t min_size = 0, max_size = 0;
 };
 
 // Two-stage models (Faster R-CNN) return their first stage here: the RPN's deltas and
@@ -110,6 +117,9 @@ class DetectionModel : public eng::nn::Module {
   // with zeros after normalisation (the mean pixel): torchvision's GeneralizedRCNNTransform
   // with min_size = max_size = S, padded to S x S (two-stage models).
   virtual bool keep_aspect_ratio() const { return false; }
+  // With keep_aspect_ratio(): the min / max size limits of the fit (data/input_fit.h);
+  // {0, 0, 0}: min_size = max_size = S.
+  virtual data::AspectLimits aspect_limits() const { return {}; }
   // Called by the trainer before each step's loss with a seed derived from the run's seed
   // and the iteration, for models that draw random numbers in their loss (the RPN and RoI
   // samplers): a resumed run draws what the uninterrupted one would. Default: nothing.

@@ -106,6 +106,7 @@ class FasterRCNN : public DetectionModel {
   eng::det::Detections postprocess(const HeadOutputs& heads, const eng::det::PostprocessOptions& options) override;
   bool graph_capturable() const override { return false; }
   bool keep_aspect_ratio() const override { return true; }
+  data::AspectLimits aspect_limits() const override { return limits_; }
   void begin_step(uint64_t step_seed) override { sampler_.seed(step_seed); }
   void set_input_size(int64_t size) override;
   std::vector<std::pair<std::string, eng::Shape>> block_shapes() override;
@@ -148,6 +149,7 @@ class FasterRCNN : public DetectionModel {
 
  private:
   int64_t input_size_;
+  data::AspectLimits limits_;  // config's min / max size at the configured input side
   eng::Generator sampler_;  // seeded by begin_step (and from the run's generator at construction)
 };
 

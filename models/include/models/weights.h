@@ -32,6 +32,8 @@ constexpr const char* kMetaBackboneTail = "backbone_tail";
 constexpr const char* kMetaTrainableLayers = "trainable_backbone_layers";
 // ModelConfig::rpn_top_n_train / _test as "train,test" when either is set; absent = 0,0.
 constexpr const char* kMetaRpnTopN = "rpn_top_n";
+// ModelConfig::min_size / max_size as "min,max" when either is set; absent = 0,0.
+constexpr const char* kMetaResizeLimits = "resize_min_max";
 // ModelConfig::backbone_norm when set ("frozen" or "batch"); absent = frozen.
 constexpr const char* kMetaBackboneNorm = "backbone_norm";
 // The eps of the model's FrozenBatchNorm2d layers when it is not their default 1e-5, e.g. "0"
