@@ -130,8 +130,18 @@ ModelConfig read_model_config(const std::string& path) {
                  "' is '", bn->second.size() > 40 ? bn->second.substr(0, 37) + "..." : bn->second, "', not frozen or batch");
     c.backbone_norm = bn->second;
   }
-  if (f.metadata.count(kMetaTrainableLayers) != 0)
+  if (f.metadata.count(kMetaTrainableLayers) != 0) {
     c.trainable_backbone_layers = parse_int(f.metadata, path, kMetaTrainableLayers, 0, 5);
+  } else if (c.arch == "retinanet_resnet50_fpn") {
+    // RetinaNet checkpoints from before parameter freezing trained every layer: their
+    // optimizer state has conv1's entries. Resume them as they were trained.
+    for (const auto& kv : f.tensors)
+      if (starts_with(kv.first, kOptimizerPrefix) && kv.first.size() > 26 &&
+          kv.first.compare(kv.first.size() - 26, 26, "backbone.body.conv1.weight") == 0) {
+        c.trainable_backbone_layers = 5;
+        break;
+      }
+  }
   auto rl = f.metadata.find(kMetaResizeLimits);
   if (rl != f.metadata.end()) {
     const std::string& v = rl->second;

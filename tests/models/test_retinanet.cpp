@@ -14,6 +14,8 @@
 #include "models/factories.h"
 #include "models/parity_init.h"
 #include "models/retinanet.h"
+#include "models/weights.h"
+#include "temp_dir.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -221,4 +223,20 @@ TEST_CASE("retinanet_resnet50_fpn: parity with torchvision") {
     if (!found) ++unmatched;
   }
   CHECK(unmatched == 0);
+}
+
+TEST_CASE("retinanet_resnet50_fpn: checkpoints from before the freeze resume with every layer trainable") {
+  // Before issue 15 RetinaNet trained conv1 and layer1: such a checkpoint has optimizer state
+  // for them and no trainable_backbone_layers metadata; read_model_config gives 5 for it.
+  auto m = make(5, 128, 5);
+  test::TempDir dir("retinanet_old_ckpt");
+  const std::string path = (dir.path / "old.safetensors").string();
+  models::save_model_weights(*m, path);
+  auto f = io::load_safetensors(path);
+  f.metadata.erase("trainable_backbone_layers");
+  io::save_safetensors(path, f.tensors, f.metadata);
+  CHECK(models::read_model_config(path).trainable_backbone_layers == -1);  // weights only: the default
+  f.tensors.emplace_back("optimizer.momentum_buffer.backbone.body.conv1.weight", zeros({64, 3, 7, 7}));
+  io::save_safetensors(path, f.tensors, f.metadata);
+  CHECK(models::read_model_config(path).trainable_backbone_layers == 5);
 }
