@@ -23,6 +23,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/optim.h"
 #include "models/weights.h"
+#include "synth_voc.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -33,18 +34,8 @@ namespace {
 
 // 24 + 8 small generated images, written once per test process.
 const std::string& dataset_root() {
-  static TempDir dir("ssd_train_data");
-  static const bool written = [] {
-    data::SynthOptions o;
-    o.width = 96;
-    o.height = 80;
-    o.num_classes = 3;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 24, 8, 11, o);
-    return true;
-  }();
-  (void)written;
-  static const std::string root = dir.path.string();
-  return root;
+  static const test::SynthVoc d("ssd_train_data", 24, 8, 11);
+  return d.root;
 }
 
 app::TrainConfig small_config(const std::string& out) {

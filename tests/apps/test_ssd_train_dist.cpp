@@ -23,6 +23,7 @@
 #include "data/synth.h"
 #include "engine/allocator.h"
 #include "engine/io/safetensors.h"
+#include "synth_voc.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -33,18 +34,8 @@ namespace {
 
 // 48 + 8 small generated images, written once per test process.
 const std::string& dataset_root() {
-  static TempDir dir("ssd_train_dist_data");
-  static const bool written = [] {
-    data::SynthOptions o;
-    o.width = 96;
-    o.height = 80;
-    o.num_classes = 3;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 48, 8, 23, o);
-    return true;
-  }();
-  (void)written;
-  static const std::string root = dir.path.string();
-  return root;
+  static const test::SynthVoc d("ssd_train_dist_data", 48, 8, 23);
+  return d.root;
 }
 
 bool have_mpirun() { return std::system("command -v mpirun >/dev/null 2>&1") == 0; }

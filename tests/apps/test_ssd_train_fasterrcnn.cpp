@@ -19,6 +19,7 @@
 #include "engine/random.h"
 #include "metrics_jsonl.h"
 #include "models/detection_model.h"
+#include "synth_voc.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -30,18 +31,8 @@ namespace {
 const char* const kComponents[] = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"};
 
 const std::string& dataset_root() {
-  static TempDir dir("frcnn_train_data");
-  static const bool written = [] {
-    data::SynthOptions o;
-    o.width = 96;
-    o.height = 80;
-    o.num_classes = 3;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 8, 2, 17, o);
-    return true;
-  }();
-  (void)written;
-  static const std::string root = dir.path.string();
-  return root;
+  static const test::SynthVoc d("frcnn_train_data", 8, 2, 17);
+  return d.root;
 }
 
 app::TrainConfig small_config(const std::string& out) {

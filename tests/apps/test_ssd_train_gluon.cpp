@@ -14,6 +14,7 @@
 #include "common/trainer.h"
 #include "data/synth.h"
 #include "engine/io/safetensors.h"
+#include "synth_voc.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -23,18 +24,8 @@ using test::TempDir;
 namespace {
 
 const std::string& dataset_root() {
-  static TempDir dir("gluon_ssd_train_data");
-  static const bool written = [] {
-    data::SynthOptions o;
-    o.width = 96;
-    o.height = 80;
-    o.num_classes = 3;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 8, 2, 17, o);
-    return true;
-  }();
-  (void)written;
-  static const std::string root = dir.path.string();
-  return root;
+  static const test::SynthVoc d("gluon_ssd_train_data", 8, 2, 17);
+  return d.root;
 }
 
 app::TrainConfig small_config(const std::string& out) {

@@ -18,6 +18,7 @@
 #include "engine/ops.h"
 #include "data/synth.h"
 #include "engine/io/safetensors.h"
+#include "synth_voc.h"
 #include "temp_dir.h"
 #include "test_helpers.h"
 
@@ -28,18 +29,8 @@ namespace {
 
 // 16 + 4 small generated images, written once per test process.
 const std::string& dataset_root() {
-  static TempDir dir("ssd_train_sync_data");
-  static const bool written = [] {
-    data::SynthOptions o;
-    o.width = 96;
-    o.height = 80;
-    o.num_classes = 3;
-    data::write_synth_dataset(dir.path.string(), data::SynthFormat::Voc, 16, 4, 17, o);
-    return true;
-  }();
-  (void)written;
-  static const std::string root = dir.path.string();
-  return root;
+  static const test::SynthVoc d("ssd_train_sync_data", 16, 4, 17);
+  return d.root;
 }
 
 app::TrainConfig small_config(const std::string& out) {
