@@ -2,6 +2,7 @@
 # The whole test suite from a fresh machine: install deps, configure (CUDA when nvcc
 # exists), build, run every test with CTest. [cuda] tests report "Skipped" without a GPU;
 # then, on such a machine, they run again on the CPU emulator of CUDA (scripts/test_cuda_emu.sh).
+# Test oracles (ONNX Runtime, pycocotools, headless Chromium) come from scripts/install_oracles.sh.
 # Pass --fast to leave out tests tagged [slow]. Then, in the clang build build-fuzz, a subset
 # under ASan + UBSan and a short libFuzzer run of every reader (skip them with
 # ENGINE_SKIP_SANITIZE=1 / ENGINE_SKIP_FUZZ=1; ENGINE_FUZZ_SECONDS per target, default 20).
@@ -12,6 +13,7 @@ if [ "${1:-}" = "--sanitize" ]; then
   exec bash scripts/test_sanitize.sh
 fi
 bash scripts/install_deps.sh
+bash scripts/install_oracles.sh
 fast=OFF
 [ "${1:-}" = "--fast" ] && fast=ON
 bash scripts/configure.sh build -DENGINE_TESTS_FAST=$fast

@@ -11,6 +11,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/copy.h"
 
 namespace eng {
@@ -284,6 +285,7 @@ Tensor Tensor::view(Shape shape) const {
                " is not contiguous; use reshape()");
   Tensor out = make_view(*this, shape, st.empty() ? Shape{} : st, storage_offset());
   if (any_requires_grad({*this})) attach(out, std::make_shared<ViewBackward>(sizes()), {*this});
+  if (auto* r = trace::active()) r->record("reshape", {*this}, {out}, {{"shape", out.sizes()}});
   return out;
 }
 
@@ -320,6 +322,11 @@ Tensor Tensor::permute(Shape dims) const {
   }
   Tensor out = make_view(*this, s, st, storage_offset());
   if (any_requires_grad({*this})) attach(out, std::make_shared<PermuteBackward>(inverse), {*this});
+  if (auto* r = trace::active()) {
+    Shape perm(dim());
+    for (int64_t i = 0; i < dim(); ++i) perm[inverse[i]] = i;
+    r->record("permute", {*this}, {out}, {{"dims", perm}});
+  }
   return out;
 }
 
@@ -343,6 +350,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   st[d] = strides()[d] * step;
   Tensor out = make_view(*this, s, st, storage_offset() + start * strides()[d]);
   if (any_requires_grad({*this})) attach(out, std::make_shared<SliceBackward>(sizes(), d, start, end, step), {*this});
+  if (auto* r = trace::active())
+    r->record("slice", {*this}, {out}, {{"dim", d}, {"start", start}, {"end", end}, {"step", step}});
   return out;
 }
 
@@ -374,6 +383,7 @@ Tensor Tensor::squeeze(int64_t d) const {
   st.erase(st.begin() + d);
   Tensor out = make_view(*this, s, st, storage_offset());
   if (any_requires_grad({*this})) attach(out, std::make_shared<ViewBackward>(sizes()), {*this});
+  if (auto* r = trace::active()) r->record("reshape", {*this}, {out}, {{"shape", out.sizes()}});
   return out;
 }
 
@@ -385,6 +395,7 @@ Tensor Tensor::unsqueeze(int64_t d) const {
   st.insert(st.begin() + d, stride);
   Tensor out = make_view(*this, s, st, storage_offset());
   if (any_requires_grad({*this})) attach(out, std::make_shared<ViewBackward>(sizes()), {*this});
+  if (auto* r = trace::active()) r->record("reshape", {*this}, {out}, {{"shape", out.sizes()}});
   return out;
 }
 
@@ -409,6 +420,7 @@ Tensor Tensor::expand(Shape shape) const {
   }
   Tensor out = make_view(*this, shape, st, storage_offset());
   if (any_requires_grad({*this})) attach(out, std::make_shared<ExpandBackward>(sizes()), {*this});
+  if (auto* r = trace::active()) r->record("expand", {*this}, {out}, {{"shape", out.sizes()}});
   return out;
 }
 
@@ -422,6 +434,7 @@ Tensor Tensor::clone() const {
   Tensor out = empty(sizes(), TensorOptions(dtype()).device(device()));
   copy_strided(*this, out);
   if (any_requires_grad({*this})) attach(out, std::make_shared<IdentityBackward>("CloneBackward"), {*this});
+  if (auto* r = trace::active()) r->record("identity", {*this}, {out}, {});
   return out;
 }
 
@@ -430,6 +443,7 @@ Tensor Tensor::to(Device d) const {
   Tensor out = empty(sizes(), TensorOptions(dtype()).device(d));
   copy_strided(*this, out);
   if (any_requires_grad({*this})) attach(out, std::make_shared<ToDeviceBackward>(device()), {*this});
+  if (auto* r = trace::active()) r->record("identity", {*this}, {out}, {});
   return out;
 }
 
@@ -439,6 +453,7 @@ Tensor Tensor::to(DType dt) const {
   copy_strided(*this, out);
   if (is_floating(dt) && any_requires_grad({*this}))
     attach(out, std::make_shared<ToDTypeBackward>(dtype()), {*this});
+  if (auto* r = trace::active()) r->record("cast", {*this}, {out}, {{"dtype", std::string(dtype_name(dt))}});
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/batch_norm.h"
 
 namespace eng {
@@ -143,7 +144,7 @@ struct FrozenBatchNormBackward : Node {
 
 }  // namespace
 
-Tensor batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+static Tensor batch_norm2d_untraced(const Tensor& x_in, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                     Tensor running_var, bool training, double momentum, double eps) {
   const char* op = "batch_norm2d";
   check_bn_input(op, x_in);
@@ -222,7 +223,7 @@ std::pair<Tensor, Tensor> frozen_batch_norm2d_scale_shift(const Tensor& weight, 
   return {scale, shift};
 }
 
-Tensor frozen_batch_norm2d_affine(const Tensor& x_in, const Tensor& scale, const Tensor& shift) {
+static Tensor frozen_batch_norm2d_affine_untraced(const Tensor& x_in, const Tensor& scale, const Tensor& shift) {
   const char* op = "frozen_batch_norm2d";
   check_bn_input(op, x_in);
   const int64_t C = x_in.size(1);
@@ -260,6 +261,21 @@ Tensor frozen_batch_norm2d(const Tensor& x_in, const Tensor& weight, const Tenso
   ENGINE_CHECK(eps >= 0, op, ": eps ", eps, " must be non-negative");
   auto [scale, shift] = frozen_batch_norm2d_scale_shift(weight, bias, running_mean, running_var, eps);
   return frozen_batch_norm2d_affine(x_in, scale, shift);
+}
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                    Tensor running_var, bool training, double momentum, double eps) {
+  Tensor y = batch_norm2d_untraced(x, weight, bias, running_mean, running_var, training, momentum, eps);
+  if (auto* r = trace::active())
+    r->record("batch_norm2d", {x, weight, bias, running_mean, running_var}, {y},
+              {{"training", int64_t{training}}, {"eps", eps}});
+  return y;
+}
+
+Tensor frozen_batch_norm2d_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
+  Tensor y = frozen_batch_norm2d_affine_untraced(x, scale, shift);
+  if (auto* r = trace::active()) r->record("frozen_bn_affine", {x, scale, shift}, {y}, {});
+  return y;
 }
 
 }  // namespace eng

@@ -3,6 +3,7 @@
 #include "engine/autograd.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 
 namespace eng {
 using namespace detail;
@@ -24,7 +25,7 @@ struct ConcatBackward : Node {
 
 }  // namespace
 
-Tensor concat(const std::vector<Tensor>& xs, int64_t dim_in) {
+static Tensor concat_untraced(const std::vector<Tensor>& xs, int64_t dim_in) {
   ENGINE_CHECK(!xs.empty(), "concat: needs at least one tensor");
   for (size_t i = 0; i < xs.size(); ++i) ENGINE_CHECK(xs[i].defined(), "concat: tensor ", i, " is undefined");
   check_same_device_dtype("concat", xs);
@@ -53,6 +54,12 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim_in) {
   }
   if (any_requires_grad(xs)) attach(out, std::make_shared<ConcatBackward>(dim, offsets, lengths), xs);
   return out;
+}
+
+Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
+  Tensor y = concat_untraced(xs, dim);
+  if (auto* r = trace::active()) r->record("concat", xs, {y}, {{"dim", dim < 0 ? dim + y.dim() : dim}});
+  return y;
 }
 
 }  // namespace eng

@@ -10,6 +10,7 @@
 #include "engine/detail/cudnn_conv.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/elementwise.h"
@@ -360,12 +361,26 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
 
 void detail::set_conv2d_observer(Conv2dObserver f) { observer() = std::move(f); }
 
+namespace {
+Tensor traced_conv(const char* op, const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p,
+                   bool relu) {
+  Tensor y = conv2d_impl(op, x, weight, bias, p, relu);
+  if (auto* r = trace::active())
+    r->record(op, {x, weight, bias}, {y},
+              {{"stride", std::vector<int64_t>{p.stride_h, p.stride_w}},
+               {"pad", std::vector<int64_t>{p.pad_h, p.pad_w}},
+               {"dilation", std::vector<int64_t>{p.dilation_h, p.dilation_w}},
+               {"groups", p.groups}});
+  return y;
+}
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
-  return conv2d_impl("conv2d", x, weight, bias, p, false);
+  return traced_conv("conv2d", x, weight, bias, p, false);
 }
 
 Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
-  return conv2d_impl("conv2d_relu", x, weight, bias, p, true);
+  return traced_conv("conv2d_relu", x, weight, bias, p, true);
 }
 
 }  // namespace eng

@@ -7,6 +7,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/elementwise.h"
 
 namespace eng {
@@ -135,6 +136,7 @@ struct BinaryBackward : Node {
 Tensor binary(kern::BinaryOp op, const Tensor& a, const Tensor& b) {
   Tensor out = binary_raw(op, a, b);
   if (any_requires_grad({a, b})) attach(out, std::make_shared<BinaryBackward>(op, a, b), {a, b});
+  if (auto* r = trace::active()) r->record(binary_name(op), {a, b}, {out}, {});
   return out;
 }
 
@@ -232,6 +234,7 @@ Tensor unary(kern::UnaryOp op, const Tensor& x_in, double p0 = 0.0, double p1 = 
                                                 grad_needs_y(op) ? y.detach() : Tensor(), p0, p1);
     attach(y, node, {x_in});
   }
+  if (auto* r = trace::active()) r->record(name, {x_in}, {y}, {{"p0", p0}, {"p1", p1}});
   return y;
 }
 
@@ -286,6 +289,7 @@ Tensor& unary_from_output_(kern::UnaryOp op, Tensor& x) {
     auto node = std::make_shared<UnaryBackward>(op, Tensor(), x.detach(), 0.0, 0.0);
     attach(x, node, {x});
   }
+  if (auto* r = trace::active()) r->record(unary_name(op), {x}, {x}, {{"p0", 0.0}, {"p1", 0.0}});
   return x;
 }
 }  // namespace

@@ -7,6 +7,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/flatten_heads.h"
 
 namespace eng {
@@ -70,7 +71,7 @@ struct FlattenHeadsBackward : Node {
 
 }  // namespace
 
-Tensor flatten_concat_heads(const std::vector<Tensor>& levels_in, int64_t k) {
+static Tensor flatten_concat_heads_untraced(const std::vector<Tensor>& levels_in, int64_t k) {
   ENGINE_CHECK(!levels_in.empty(), "flatten_concat_heads: needs at least one level");
   for (size_t i = 0; i < levels_in.size(); ++i)
     ENGINE_CHECK(levels_in[i].defined(), "flatten_concat_heads: level ", i, " is undefined");
@@ -114,6 +115,12 @@ Tensor flatten_concat_heads(const std::vector<Tensor>& levels_in, int64_t k) {
   if (any_requires_grad(levels_in))
     attach(out, std::make_shared<FlattenHeadsBackward>(std::move(L), std::move(shapes)), levels_in);
   return out;
+}
+
+Tensor flatten_concat_heads(const std::vector<Tensor>& levels, int64_t k) {
+  Tensor y = flatten_concat_heads_untraced(levels, k);
+  if (auto* r = trace::active()) r->record("flatten_concat_heads", levels, {y}, {{"k", k}});
+  return y;
 }
 
 }  // namespace eng

@@ -9,6 +9,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/l2norm.h"
 
 namespace eng {
@@ -67,7 +68,7 @@ struct L2NormBackward : Node {
 
 }  // namespace
 
-Tensor l2norm(const Tensor& x_in, const Tensor& scale_in, double eps) {
+static Tensor l2norm_untraced(const Tensor& x_in, const Tensor& scale_in, double eps) {
   const char* op = "l2norm";
   ENGINE_CHECK(x_in.defined() && scale_in.defined(), op, ": undefined input or scale");
   check_floating_or_bf16(op, x_in);
@@ -100,6 +101,12 @@ Tensor l2norm(const Tensor& x_in, const Tensor& scale_in, double eps) {
   });
   if (any_requires_grad({x_in, scale_in}))
     attach(y, std::make_shared<L2NormBackward>(x, scale, eps), {x_in, scale_in});
+  return y;
+}
+
+Tensor l2norm(const Tensor& x, const Tensor& scale, double eps) {
+  Tensor y = l2norm_untraced(x, scale, eps);
+  if (auto* r = trace::active()) r->record("l2norm", {x, scale}, {y}, {{"eps", eps}});
   return y;
 }
 

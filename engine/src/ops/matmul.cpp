@@ -9,6 +9,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/gemm.h"
 
 namespace eng {
@@ -74,7 +75,7 @@ struct MatmulBackward : Node {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+static Tensor matmul_untraced(const Tensor& a, const Tensor& b) {
   ENGINE_CHECK(a.defined() && b.defined(), "matmul: undefined input");
   check_same_device_dtype("matmul", {a, b});
   check_floating("matmul", a);
@@ -146,7 +147,7 @@ struct LinearBackward : Node {
 
 }  // namespace
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+static Tensor linear_untraced(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   ENGINE_CHECK(x.defined() && weight.defined(), "linear: undefined input or weight");
   check_same_device_dtype("linear", {x, weight, bias});
   check_floating("linear", x);
@@ -174,6 +175,18 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                                                  x.requires_grad() ? W : Tensor(), x.sizes(), rows, in, out);
     attach(y, node, {x, weight, bias});
   }
+  return y;
+}
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  Tensor y = matmul_untraced(a, b);
+  if (auto* r = trace::active()) r->record("matmul", {a, b}, {y}, {});
+  return y;
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  Tensor y = linear_untraced(x, weight, bias);
+  if (auto* r = trace::active()) r->record("linear", {x, weight, bias}, {y}, {});
   return y;
 }
 

@@ -6,6 +6,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/pool2d.h"
 
 namespace eng {
@@ -64,7 +65,7 @@ void check_pool_input(const char* op, const Tensor& x) {
 
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
+static Tensor max_pool2d_untraced(const Tensor& x_in, const Pool2dParams& p) {
   check_pool_input("max_pool2d", x_in);
   ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, "max_pool2d: kernel ", p.kernel_h, "x", p.kernel_w,
                " must be positive");
@@ -127,7 +128,7 @@ Tensor max_pool2d(const Tensor& x_in, const Pool2dParams& p) {
 //   global_max_pool2d = max over the flattened H*W (torch.max(dim) semantics: the gradient
 //     goes to the first maximum; equals adaptive_max_pool2d(x, 1) for distinct values);
 //   global_avg_pool2d = mean over (H, W) (equals adaptive_avg_pool2d(x, 1)).
-Tensor global_max_pool2d(const Tensor& x) {
+static Tensor global_max_pool2d_untraced(const Tensor& x) {
   check_pool_input("global_max_pool2d", x);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_max_pool2d: empty spatial size in ", shape_str(x.sizes()));
   const int64_t N = x.size(0), C = x.size(1);
@@ -135,10 +136,33 @@ Tensor global_max_pool2d(const Tensor& x) {
   return max(flat, 2, true).first.view({N, C, 1, 1});
 }
 
-Tensor global_avg_pool2d(const Tensor& x) {
+static Tensor global_avg_pool2d_untraced(const Tensor& x) {
   check_pool_input("global_avg_pool2d", x);
   ENGINE_CHECK(x.size(2) * x.size(3) > 0, "global_avg_pool2d: empty spatial size in ", shape_str(x.sizes()));
   return mean(x, {2, 3}, true);
+}
+
+Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
+  Tensor y = max_pool2d_untraced(x, p);
+  if (auto* r = trace::active())
+    r->record("max_pool2d", {x}, {y},
+              {{"kernel", std::vector<int64_t>{p.kernel_h, p.kernel_w}},
+               {"stride", std::vector<int64_t>{p.stride_h, p.stride_w}},
+               {"pad", std::vector<int64_t>{p.pad_h, p.pad_w}},
+               {"ceil_mode", int64_t{p.ceil_mode}}});
+  return y;
+}
+
+Tensor global_max_pool2d(const Tensor& x) {
+  Tensor y = global_max_pool2d_untraced(x);
+  if (auto* r = trace::active()) r->record("global_max_pool2d", {x}, {y}, {});
+  return y;
+}
+
+Tensor global_avg_pool2d(const Tensor& x) {
+  Tensor y = global_avg_pool2d_untraced(x);
+  if (auto* r = trace::active()) r->record("global_avg_pool2d", {x}, {y}, {});
+  return y;
 }
 
 }  // namespace eng

@@ -12,6 +12,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/reduce.h"
 #include "kernels/reduce_multiblock.h"
 
@@ -187,9 +188,9 @@ struct MaxBackward : Node {
 }  // namespace
 
 Tensor sum(const Tensor& x) { return reduce_sum(x, all_dims(x), false, false); }
-Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduce_sum(x, dims, keepdim, false); }
+static Tensor sum_dims_untraced(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduce_sum(x, dims, keepdim, false); }
 Tensor mean(const Tensor& x) { return reduce_sum(x, all_dims(x), false, true); }
-Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduce_sum(x, dims, keepdim, true); }
+static Tensor mean_dims_untraced(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) { return reduce_sum(x, dims, keepdim, true); }
 
 std::pair<Tensor, Tensor> max(const Tensor& x_in, int64_t dim, bool keepdim) {
   ENGINE_CHECK(x_in.defined(), "max: undefined input");
@@ -226,6 +227,26 @@ std::pair<Tensor, Tensor> max(const Tensor& x_in, int64_t dim, bool keepdim) {
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard guard;
   return max(x, dim, keepdim).second;
+}
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  Tensor y = sum_dims_untraced(x, dims, keepdim);
+  if (auto* r = trace::active()) {
+    std::vector<int64_t> d;
+    for (int64_t v : dims) d.push_back(v < 0 ? v + x.dim() : v);
+    r->record("sum", {x}, {y}, {{"dims", d}, {"keepdim", int64_t{keepdim}}});
+  }
+  return y;
+}
+
+Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  Tensor y = mean_dims_untraced(x, dims, keepdim);
+  if (auto* r = trace::active()) {
+    std::vector<int64_t> d;
+    for (int64_t v : dims) d.push_back(v < 0 ? v + x.dim() : v);
+    r->record("mean", {x}, {y}, {{"dims", d}, {"keepdim", int64_t{keepdim}}});
+  }
+  return y;
 }
 
 }  // namespace eng

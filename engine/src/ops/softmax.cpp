@@ -5,6 +5,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/softmax.h"
 
 namespace eng {
@@ -78,7 +79,19 @@ Tensor softmax_impl(const Tensor& x_in, int64_t dim_in, bool log_space) {
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+static Tensor softmax_untraced(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+static Tensor log_softmax_untraced(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+Tensor softmax(const Tensor& x, int64_t dim) {
+  Tensor y = softmax_untraced(x, dim);
+  if (auto* r = trace::active()) r->record("softmax", {x}, {y}, {{"dim", dim < 0 ? dim + x.dim() : dim}});
+  return y;
+}
+
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  Tensor y = log_softmax_untraced(x, dim);
+  if (auto* r = trace::active()) r->record("log_softmax", {x}, {y}, {{"dim", dim < 0 ? dim + x.dim() : dim}});
+  return y;
+}
 
 }  // namespace eng

@@ -3,6 +3,7 @@
 #include "engine/cuda_context.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
+#include "engine/trace.h"
 #include "kernels/upsample.h"
 
 namespace eng {
@@ -32,7 +33,7 @@ struct UpsampleNearest2dBackward : Node {
 
 }  // namespace
 
-Tensor upsample_nearest2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
+static Tensor upsample_nearest2d_untraced(const Tensor& x_in, int64_t out_h, int64_t out_w) {
   ENGINE_CHECK(x_in.defined(), "upsample_nearest2d: undefined input");
   check_floating_or_bf16("upsample_nearest2d", x_in);
   ENGINE_CHECK(x_in.dim() == 4, "upsample_nearest2d: expected a 4-d [N, C, H, W] input, got shape ",
@@ -59,6 +60,12 @@ Tensor upsample_nearest2d(const Tensor& x_in, int64_t out_h, int64_t out_w) {
     }
   });
   if (any_requires_grad({x_in})) attach(y, std::make_shared<UpsampleNearest2dBackward>(x.sizes(), d), {x_in});
+  return y;
+}
+
+Tensor upsample_nearest2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  Tensor y = upsample_nearest2d_untraced(x, out_h, out_w);
+  if (auto* r = trace::active()) r->record("upsample_nearest2d", {x}, {y}, {{"size", std::vector<int64_t>{out_h, out_w}}});
   return y;
 }
 
