@@ -352,6 +352,15 @@ TEST_CASE("train prints: the progress line shows img/s, data wait, memory, best 
   CHECK(seen_first == 1);
   CHECK(seen_last == 1);
   CHECK(seen_eval == 1);
+  // --workers 0: every batch is decoded and augmented inside the loader's next(), so the
+  // loop measurably waits for it (a measurement that always said 0 would fail here).
+  const auto lines = training_lines(jsonl(out / "metrics.jsonl"));
+  REQUIRE(lines.size() == 2);
+  for (const auto& j : lines) {
+    INFO(j.dump());
+    CHECK(j["data_wait"].get<double>() > 0.0);
+    CHECK(j["data_wait"].get<double>() < 1.0);
+  }
 }
 
 TEST_CASE("train prints: the caching allocator's allocated, reserved and peak counters", "[apps][train_prints][cuda]") {
