@@ -23,6 +23,7 @@
 #include "common/graphed_train_step.h"
 #include "common/loss_meter.h"
 #include "common/step_profile.h"
+#include "common/train_progress.h"
 #include "common/precision.h"
 #include "engine/cuda_context.h"
 #include "common/inference.h"
@@ -85,6 +86,10 @@ data::Dataset trainable(const data::Dataset& d) {
   return out;
 }
 
+// metrics.jsonl's "memory_mb" (kept from the first log format): the run's peak of the bytes
+// handed out by the device's allocator (CUDA: the caching allocator's peak allocated, the
+// same value as "mem_peak_mb"; CPU: the engine's CPU allocator, tensors only, not the
+// process's resident set "rss_mb").
 double memory_mb(eng::Device device) {
   const eng::MemoryStats s = device.is_cuda() ? eng::cuda::alloc::stats() : eng::cpu_alloc::stats();
   return static_cast<double>(s.peak_allocated) / (1 << 20);
@@ -113,6 +118,11 @@ class Run {
   void setup_data();
   void setup_model();
   void evaluate_now();
+  // evaluate_now() and the save after it; its wall time goes to the ETA (not the rate).
+  void evaluate_and_save();
+  // The text after the losses on the progress line and the matching metrics.jsonl fields.
+  std::string interval_report(nlohmann::json& line, int64_t total, double train_seconds, double wait_seconds,
+                              double elapsed);
   void save_last();
   bool read_losses();
   void restore_base_size() {
@@ -140,6 +150,8 @@ class Run {
   int64_t base_size_ = 0;
   int64_t last_eval_iteration_ = -1;
   LossMeter meter_;
+  EtaEstimator eta_;                 // rate of the recent log intervals, mean evaluation time
+  double interval_eval_seconds_ = 0;  // evaluation time inside the current log interval
   std::unique_ptr<GraphedTrainStep> graphed_;  // --cuda-graph
   std::filesystem::path out_;
 };
@@ -359,25 +371,85 @@ void Run::evaluate_now() {
                   : evaluate_model(*model_, val_set_, device_, io, c_.eval_batch, c_.workers);
   for (const auto& w : r.warnings) log_->warn("warning: " + w);
   const data::EvalResult& m = r.result;
+  last_eval_iteration_ = state_.iteration;
+  // The metric the run selects best.safetensors by: COCO AP on a COCO validation set, VOC07
+  // mAP otherwise. The best so far lives in the training state (checkpoint metadata
+  // best_metric / best_iteration), so a resumed run continues from the checkpoint's best.
+  const bool coco = data::is_coco_path(c_.val);
+  const double metric = coco ? m.map_coco : m.map_voc07;
+  const bool improved = metric > state_.best_metric;
+  if (improved) {
+    state_.best_metric = metric;
+    state_.best_iteration = state_.iteration;
+  }
   nlohmann::json line = {{"iteration", state_.iteration}, {"map_voc07", m.map_voc07}, {"map_voc_area", m.map_voc_area},
                          {"map_coco", m.map_coco},         {"ap50", m.ap50},           {"ap75", m.ap75},
                          {"eval_images", r.images.size()}, {"eval_seconds", r.seconds}};
+  if (state_.best_iteration >= 0) {
+    line["best_map"] = state_.best_metric;
+    line["best_iteration"] = state_.best_iteration;
+    line["best_metric"] = coco ? "map_coco" : "map_voc07";
+  }
   log_->write(line);
   log_->say("eval at iteration " + std::to_string(state_.iteration) + ": mAP VOC07 " + fmt("%.4f", m.map_voc07) +
             "  VOC area " + fmt("%.4f", m.map_voc_area) + "  COCO " + fmt("%.4f", m.map_coco) + "  AP50 " +
-            fmt("%.4f", m.ap50) + "  (" + fmt("%.1f", r.seconds) + " s)");
-  last_eval_iteration_ = state_.iteration;
-  const double metric = data::is_coco_path(c_.val) ? m.map_coco : m.map_voc07;
-  if (metric > state_.best_metric) {
-    state_.best_metric = metric;
-    state_.best_iteration = state_.iteration;
-    if (dist_.root())
-      save_checkpoint((out_ / "best.safetensors").string(), *model_, nullptr, state_, classes_);
+            fmt("%.4f", m.ap50) + "  (" + fmt("%.1f", r.seconds) + " s)" +
+            (state_.best_iteration < 0 ? std::string()
+                                       : "  best " + std::string(coco ? "COCO AP " : "mAP VOC07 ") +
+                                             fmt("%.4f", state_.best_metric) + " at iteration " +
+                                             std::to_string(state_.best_iteration) + (improved ? " (new)" : "")));
+  if (improved && dist_.root())
+    save_checkpoint((out_ / "best.safetensors").string(), *model_, nullptr, state_, classes_);
+}
+
+void Run::evaluate_and_save() {
+  const auto t0 = Clock::now();
+  evaluate_now();
+  save_last();
+  const double s = seconds_since(t0);
+  eta_.add_evaluation(s);
+  interval_eval_seconds_ += s;
+}
+
+std::string Run::interval_report(nlohmann::json& line, int64_t total, double train_seconds, double wait_seconds,
+                                 double elapsed) {
+  std::string text;
+  // The share of the interval's training time the loop waited in the loader's next() (host
+  // wall clock; no device sync is added: on CUDA the host runs ahead of the device until the
+  // loss read at the log line, so a device-bound run waits in its launches, not here).
+  const double wait = train_seconds > 0 ? std::min(1.0, std::max(0.0, wait_seconds / train_seconds)) : 0.0;
+  line["data_wait"] = wait;
+  text += "  data " + fmt("%.0f", 100 * wait) + "%";
+  if (device_.is_cuda()) {
+    const DeviceMemory d = cuda_memory();
+    line["mem_allocated_mb"] = d.allocated_mb;
+    line["mem_reserved_mb"] = d.reserved_mb;
+    line["mem_peak_mb"] = d.peak_mb;
+    text += "  mem " + fmt("%.0f", d.allocated_mb) + "/" + fmt("%.0f", d.reserved_mb) + " MB (peak " +
+            fmt("%.0f", d.peak_mb) + ")";
   }
+  const ProcessMemory p = process_memory();
+  line["rss_mb"] = p.rss_mb;
+  line["rss_peak_mb"] = p.rss_peak_mb;
+  if (!device_.is_cuda()) text += "  rss " + fmt("%.0f", p.rss_mb) + " MB (peak " + fmt("%.0f", p.rss_peak_mb) + ")";
+  if (state_.best_iteration >= 0)
+    text += "  best " + fmt("%.4f", state_.best_metric) + " @" + std::to_string(state_.best_iteration);
+  const double eta = run_eta(eta_, state_.iteration, total, c_.time_limit, elapsed, c_.eval_every, have_val_);
+  if (std::isfinite(eta)) {
+    line["eta_s"] = eta;
+    text += "  ETA " + format_hms(eta);
+  }
+  return text;
 }
 
 int Run::execute() {
   const auto start = Clock::now();
+  // The allocator's peak ("memory_mb", "mem_peak_mb") is this run's, not the process's.
+  if (device_.is_cuda()) {
+    eng::cuda::alloc::reset_peak();
+  } else {
+    eng::cpu_alloc::reset_peak();
+  }
   setup_data();
   setup_model();
 
@@ -440,6 +512,8 @@ int Run::execute() {
 
   SigintScope sigint;
   int64_t interval_images = 0, steps_run = 0;
+  int64_t interval_first = state_.iteration;  // the iteration the log interval starts after
+  double interval_wait = 0;                   // seconds spent in loader.next() in the interval
   auto interval_start = Clock::now();
   bool stopped_by_time = false;
   // Several ranks decide to stop together (agree_to_stop, at log intervals); one rank alone
@@ -473,7 +547,9 @@ int Run::execute() {
     data::Batch batch;
     // The next batch (this rank's shard of it), on the model's input size.
     auto next_batch = [&] {
+      const auto wait_start = Clock::now();
       loader.next(batch);
+      interval_wait += seconds_since(wait_start);
       for (const auto& w : loader.take_warnings()) log_->warn("warning: " + w);
       ENGINE_CHECK(batch.size() > 0, "batch ", batch.number, ": every image of this rank's shard failed to load");
       if (batch.input_size != model_->config().input_size) model_->set_input_size(batch.input_size);
@@ -559,10 +635,13 @@ int Run::execute() {
     // The only host sync of the loop: the losses, before a log line, an evaluation or a save.
     if ((log_due || eval_due || save_due) && !read_losses()) return 1;
     if (log_due) {
-      const double secs = seconds_since(interval_start);
-      // Images of the whole global batch per second: every rank's shard is the same size
-      // (bad images aside), so this rank's count times the world size.
+      // The interval's training time: its wall time less the evaluations run in it.
+      const double secs = std::max(0.0, seconds_since(interval_start) - interval_eval_seconds_);
+      eta_.add_interval(state_.iteration - interval_first, secs);
+      // Images of the whole global batch per second of training time: every rank's shard is
+      // the same size (bad images aside), so this rank's count times the world size.
       const double ips = secs > 0 ? static_cast<double>(interval_images) * dist_.size() / secs : 0;
+      const double elapsed = seconds_since(start);
       const LossMeter::Interval m = meter_.take_interval();
       nlohmann::json line = {{"iteration", state_.iteration},
                              {"epoch", batch.epoch},
@@ -574,26 +653,30 @@ int Run::execute() {
                              {"memory_mb", memory_mb(device_)},
                              {"input_size", batch.input_size},
                              {"precision", precision_name(precision_)},
-                             {"elapsed_s", seconds_since(start)}};
+                             {"elapsed_s", elapsed}};
       // The largest global gradient norm of the interval's steps (before clipping); null when
       // some step's norm was not finite.
       if (m.has_grad_norm) line["grad_norm_max"] = m.grad_norm_max;
       // The model's named loss parts (Faster R-CNN: loss_objectness, loss_rpn_box_reg,
       // loss_classifier, loss_box_reg), summing to "loss".
       for (const auto& [name, value] : m.components) line[name] = value;
+      // data_wait, memory, ETA (and the best mAP on the progress line).
+      const std::string more = interval_report(line, total, secs, interval_wait, elapsed);
       log_->write(line);
       log_->progress(state_.iteration, total,
                      "it " + std::to_string(state_.iteration) +
                          (total == std::numeric_limits<int64_t>::max() ? "" : "/" + std::to_string(total)) +
                          "  loss " + fmt("%.4f", m.loss) + " (cls " + fmt("%.4f", m.cls) + ", box " +
                          fmt("%.4f", m.box) + ")  grad norm max " + fmt("%.3g", m.grad_norm_max) + "  lr " +
-                         fmt("%.3g", optimizer_->lr()) + "  " + fmt("%.1f", ips) + " img/s");
+                         fmt("%.3g", optimizer_->lr()) + "  " + fmt("%.1f", ips) + " img/s" + more);
       interval_images = 0;
+      interval_first = state_.iteration;
+      interval_wait = 0;
+      interval_eval_seconds_ = 0;
       interval_start = Clock::now();
     }
     if (eval_due) {
-      evaluate_now();
-      save_last();
+      evaluate_and_save();
     } else if (save_due) {
       save_last();
     }
