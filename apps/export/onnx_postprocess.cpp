@@ -5,47 +5,9 @@
 #include <cmath>
 
 #include "engine/error.h"
+#include "export/onnx_nodes.h"
 
 namespace onnx_export {
-
-namespace {
-
-struct P {
-  GraphBuilder& b;
-  std::string op(const std::string& t, const std::vector<std::string>& in, const std::string& hint) {
-    return b.op(t, in, hint);
-  }
-  std::string slice(const std::string& x, int64_t start, int64_t end, int64_t axis) {
-    return op("Slice", {x, b.const_i64({start}), b.const_i64({end}), b.const_i64({axis})}, "slice");
-  }
-  std::string reshape(const std::string& x, const std::vector<int64_t>& shape) {
-    return op("Reshape", {x, b.const_i64(shape)}, "reshape");
-  }
-  std::string unsqueeze(const std::string& x, int64_t axis) { return op("Unsqueeze", {x, b.const_i64({axis})}, "unsq"); }
-  std::string squeeze(const std::string& x, int64_t axis) { return op("Squeeze", {x, b.const_i64({axis})}, "sq"); }
-  std::string concat(const std::vector<std::string>& xs, int64_t axis) {
-    const std::string y = b.fresh("cat");
-    set_attr(b.node("Concat", xs, {y}), "axis", axis);
-    return y;
-  }
-  // values, indices of TopK along `axis` (k a 1-element int64 tensor name).
-  std::pair<std::string, std::string> topk(const std::string& x, const std::string& k, int64_t axis, bool largest) {
-    const std::string v = b.fresh("topv"), i = b.fresh("topi");
-    onnx::NodeProto* n = b.node("TopK", {x, k}, {v, i});
-    set_attr(n, "axis", axis);
-    set_attr(n, "largest", int64_t{largest});
-    set_attr(n, "sorted", int64_t{1});
-    return {v, i};
-  }
-  std::string f(float v) { return b.scalar_f32(v); }
-  std::string cast(const std::string& x, int32_t to) {
-    const std::string y = b.fresh("cast");
-    set_attr(b.node("Cast", {x}, {y}), "to", int64_t{to});
-    return y;
-  }
-};
-
-}  // namespace
 
 PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, const std::string& logits,
                                     const std::string& anchors, int64_t A, int64_t C,
@@ -99,31 +61,7 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
   set_attr(b.node("GatherND", {deltas, p.unsqueeze(anchor_idx, 2)}, {d}), "batch_dims", int64_t{1});
   const std::string an = b.fresh("cand_anchors");
   set_attr(b.node("Gather", {anchors, anchor_idx}, {an}), "axis", int64_t{0});
-  auto col = [&](const std::string& x, int64_t c) { return p.slice(x, c, c + 1, 2); };  // [B, M, 1]
-  const std::string ax1 = col(an, 0), ay1 = col(an, 1), ax2 = col(an, 2), ay2 = col(an, 3);
-  const std::string aw = p.op("Sub", {ax2, ax1}, "aw"), ah = p.op("Sub", {ay2, ay1}, "ah");
-  const std::string half = p.f(0.5f);
-  const std::string acx = p.op("Add", {ax1, p.op("Mul", {half, aw}, "t")}, "acx");
-  const std::string acy = p.op("Add", {ay1, p.op("Mul", {half, ah}, "t")}, "acy");
-  const std::string clampv = p.f(static_cast<float>(std::log(1000.0 / 16)));
-  const std::string dx = p.op("Div", {col(d, 0), p.f(static_cast<float>(o.weights.wx))}, "dx");
-  const std::string dy = p.op("Div", {col(d, 1), p.f(static_cast<float>(o.weights.wy))}, "dy");
-  const std::string dw = p.op("Min", {p.op("Div", {col(d, 2), p.f(static_cast<float>(o.weights.ww))}, "t"), clampv}, "dw");
-  const std::string dh = p.op("Min", {p.op("Div", {col(d, 3), p.f(static_cast<float>(o.weights.wh))}, "t"), clampv}, "dh");
-  const std::string cx = p.op("Add", {p.op("Mul", {dx, aw}, "t"), acx}, "cx");
-  const std::string cy = p.op("Add", {p.op("Mul", {dy, ah}, "t"), acy}, "cy");
-  const std::string hw = p.op("Mul", {half, p.op("Mul", {p.op("Exp", {dw}, "t"), aw}, "w")}, "hw");
-  const std::string hh = p.op("Mul", {half, p.op("Mul", {p.op("Exp", {dh}, "t"), ah}, "h")}, "hh");
-  std::vector<std::string> corners = {p.op("Sub", {cx, hw}, "x1"), p.op("Sub", {cy, hh}, "y1"),
-                                      p.op("Add", {cx, hw}, "x2"), p.op("Add", {cy, hh}, "y2")};
-  if (o.clip_width > 0) {
-    const std::string zero = p.f(0.f);
-    for (int c = 0; c < 4; ++c) {
-      const std::string hi = p.f(static_cast<float>(c % 2 == 0 ? o.clip_width : o.clip_height));
-      corners[c] = p.op("Clip", {corners[c], zero, hi}, "clip");
-    }
-  }
-  const std::string boxes = p.concat(corners, 2);  // [B, M, 4]
+  const std::string boxes = p.decode(d, an, o.weights, o.clip_width, o.clip_height);  // [B, M, 4]
 
   // Class-wise NMS: scores [B, L, M] with each class seeing only its own candidates.
   std::vector<int64_t> cls;
@@ -142,26 +80,8 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
   const std::string det_labels = p.op("Add", {p.squeeze(p.slice(sel, 1, 2, 1), 1), b.scalar_i64(first_label)}, "det_labels");
   const std::string det_batch = p.squeeze(bsel, 1);
 
-  // Order: by score descending, then (stably) by image ascending.
-  const std::string kcount = p.slice(p.op("Shape", {det_scores}, "k"), 0, 1, 0);
-  const std::string o1 = p.topk(det_scores, kcount, 0, true).second;
-  const std::string b1 = p.op("Gather", {det_batch, o1}, "b1");
-  const std::string o2 = p.topk(p.cast(b1, onnx::TensorProto_DataType_FLOAT), kcount, 0, false).second;
-  // (TopK needs a numeric input: cast the batch index to float; exact below 2^24 images.)
-  const std::string order = p.op("Gather", {o1, o2}, "order");
-  const std::string bs = p.op("Gather", {det_batch, order}, "bs");
-  // Rank within the image: cumulative count of the image's rows so far.
   const std::string nb = p.squeeze(p.slice(p.op("Shape", {deltas}, "s"), 0, 1, 0), 0);
-  const std::string range = p.op("Range", {b.scalar_i64(0), nb, b.scalar_i64(1)}, "images");
-  const std::string onehot =
-      p.cast(p.op("Equal", {p.unsqueeze(bs, 1), p.unsqueeze(range, 0)}, "oh"), onnx::TensorProto_DataType_INT64);
-  const std::string cum = b.fresh("cum");
-  b.node("CumSum", {onehot, b.scalar_i64(0)}, {cum});
-  const std::string rank = b.fresh("rank");
-  set_attr(b.node("GatherElements", {cum, p.unsqueeze(bs, 1)}, {rank}), "axis", int64_t{1});
-  const std::string keep = p.op("LessOrEqual", {p.squeeze(rank, 1), b.scalar_i64(o.max_per_image)}, "keep");
-  const std::string kept = p.squeeze(p.op("NonZero", {keep}, "nz"), 0);
-  const std::string final_idx = p.op("Gather", {order, kept}, "final");
+  const std::string final_idx = p.top_per_image(det_scores, det_batch, nb, o.max_per_image);
   PostprocessOutputs out;
   out.boxes = p.op("Gather", {det_boxes, final_idx}, "boxes");
   out.scores = p.op("Gather", {det_scores, final_idx}, "scores");
