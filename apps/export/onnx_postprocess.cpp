@@ -63,6 +63,16 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
   set_attr(b.node("Gather", {anchors, anchor_idx}, {an}), "axis", int64_t{0});
   const std::string boxes = p.decode(d, an, o.weights, o.clip_width, o.clip_height);  // [B, M, 4]
 
+  const std::string nb = p.squeeze(p.slice(p.op("Shape", {deltas}, "s"), 0, 1, 0), 0);
+  return emit_classwise_nms(b, boxes, scores, labels, first_label, num_labels, thr, o.nms_threshold, o.max_per_image,
+                            nb);
+}
+
+PostprocessOutputs emit_classwise_nms(GraphBuilder& b, const std::string& boxes, const std::string& scores,
+                                      const std::string& labels, int64_t first_label, int64_t num_labels,
+                                      const std::string& thr, double nms_threshold, int64_t max_per_image,
+                                      const std::string& num_images) {
+  P p{b};
   // Class-wise NMS: scores [B, L, M] with each class seeing only its own candidates.
   std::vector<int64_t> cls;
   for (int64_t c = 0; c < num_labels; ++c) cls.push_back(first_label + c);
@@ -71,7 +81,7 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
   const std::string cls_scores = p.op("Where", {mine, p.unsqueeze(scores, 1), p.f(0.f)}, "cls_scores");
   const std::string sel = b.fresh("selected");
   b.node("NonMaxSuppression",
-         {boxes, cls_scores, b.scalar_i64(o.max_per_image), b.scalar_f32(static_cast<float>(o.nms_threshold)), thr},
+         {boxes, cls_scores, b.scalar_i64(max_per_image), b.scalar_f32(static_cast<float>(nms_threshold)), thr},
          {sel});
   const std::string bsel = p.slice(sel, 0, 1, 1), jsel = p.slice(sel, 2, 3, 1);  // [K, 1]
   const std::string bj = p.concat({bsel, jsel}, 1);
@@ -80,8 +90,7 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
   const std::string det_labels = p.op("Add", {p.squeeze(p.slice(sel, 1, 2, 1), 1), b.scalar_i64(first_label)}, "det_labels");
   const std::string det_batch = p.squeeze(bsel, 1);
 
-  const std::string nb = p.squeeze(p.slice(p.op("Shape", {deltas}, "s"), 0, 1, 0), 0);
-  const std::string final_idx = p.top_per_image(det_scores, det_batch, nb, o.max_per_image);
+  const std::string final_idx = p.top_per_image(det_scores, det_batch, num_images, max_per_image);
   PostprocessOutputs out;
   out.boxes = p.op("Gather", {det_boxes, final_idx}, "boxes");
   out.scores = p.op("Gather", {det_scores, final_idx}, "scores");

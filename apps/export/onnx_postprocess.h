@@ -30,4 +30,13 @@ PostprocessOutputs emit_postprocess(GraphBuilder& b, const std::string& deltas, 
                                     const std::string& anchors, int64_t num_anchors, int64_t num_classes,
                                     const eng::det::PostprocessOptions& o);
 
+// The tail shared with the two-stage graph: candidates boxes [B, M, 4], scores [B, M] (already
+// 0 where they do not pass), labels [B, M] or [1, M] (i64, in first_label .. first_label +
+// num_labels - 1) -> class-wise NMS (IoU > nms_threshold suppresses; thr: the scalar score
+// threshold's name) -> at most max_per_image per image. num_images: a scalar i64 name.
+PostprocessOutputs emit_classwise_nms(GraphBuilder& b, const std::string& boxes, const std::string& scores,
+                                      const std::string& labels, int64_t first_label, int64_t num_labels,
+                                      const std::string& thr, double nms_threshold, int64_t max_per_image,
+                                      const std::string& num_images);
+
 }  // namespace onnx_export
