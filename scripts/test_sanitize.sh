@@ -23,7 +23,7 @@ subset=(test_image test_dataset test_detections_json test_input_list test_synth 
         test_small_boxes test_clip_grad
         test_dist_launch test_dist_threads test_dist_hooks test_dist_reducer test_dist_sync_bn
         ssd_data)   # test_synth runs the ssd_data program
-fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_safetensors fuzz_checkpoint
+fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_coco_results fuzz_safetensors fuzz_checkpoint
               fuzz_input_list)
 mode=full
 [ "${1:-}" = "--subset" ] && mode=subset
