@@ -17,6 +17,7 @@
 #include "app_runner.h"
 #include "common/checkpoint.h"
 #include "data/synth.h"
+#include "engine/io/safetensors.h"
 #include "engine/tensor.h"
 #include "models/detection_model.h"
 #include "temp_dir.h"
@@ -267,4 +268,71 @@ TEST_CASE("ssd_detect and ssd_eval: bad COCO results input is one line, nothing 
   CHECK(r.status == 0);
   REQUIRE(test::split_lines(r.err).size() == 1);
   CHECK_THAT(r.err, Catch::Contains("1 detections on 1 image ids") && Catch::Contains("e.g. 99"));
+}
+
+TEST_CASE("ssd_detect --coco-gt: class k gets the k-th smallest GT category id, as the COCO loader labels them",
+          "[apps][coco_results]") {
+  const Fixture& f = fixture();
+  test::TempDir tmp("coco_results_remap");
+  // The trainval GT with its categories 1, 2, 3 renamed 9, 3, 7 (file order 9, 3, 7; sorted
+  // 3, 7, 9): data::load_coco labels them 0 -> 3, 1 -> 7, 2 -> 9.
+  json gt = read_json(f.trainval());
+  const std::map<int, int> renamed = {{1, 9}, {2, 3}, {3, 7}};
+  for (json& c : gt.at("categories")) c["id"] = renamed.at(c.at("id").get<int>());
+  for (json& a : gt.at("annotations")) a["category_id"] = renamed.at(a.at("category_id").get<int>());
+  const std::string gt_path = tmp / "renamed.json";
+  test::write_file(gt_path, gt.dump());
+  auto r = detect("--input " + q(f.image(1)) + " --input " + q(f.image(2)) + " --out " + q(tmp / "det") +
+                  " --coco-results " + q(tmp / "res.json") + " --coco-gt " + q(gt_path));
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK_THAT(r.out, Catch::Contains("category ids by class order (3, 7, 9), not the weights' own (1, 2, 3)"));
+  // detections.json keeps the weights' ids 1, 2, 3 (labels 0, 1, 2): each maps to 3, 7, 9.
+  const std::map<double, double> by_label = {{1, 3}, {2, 7}, {3, 9}};
+  std::map<std::string, std::vector<std::vector<double>>> expected = detections_by_file(read_json(tmp / "det/detections.json"));
+  for (auto& [file, dets] : expected)
+    for (auto& d : dets) d[0] = by_label.at(d[0]);
+  std::map<int64_t, std::string> file_of_id;
+  for (const json& im : gt.at("images")) file_of_id[im.at("id").get<int64_t>()] = im.at("file_name").get<std::string>();
+  const json rj = read_json(tmp / "res.json");
+  REQUIRE(rj.size() > 20);
+  CHECK(results_by_file(rj, file_of_id) == expected);
+}
+
+TEST_CASE("ssd_detect --coco-gt with weights of more classes whose ids cover the GT's (torchvision's 90 labels)",
+          "[apps][coco_results]") {
+  const Fixture& f = fixture();
+  test::TempDir tmp("coco_results_tv");
+  // No metadata: 91 outputs, category id = class index (common/detect_run.h).
+  eng::manual_seed(13);
+  models::ModelConfig mc;
+  mc.arch = "tiny_ssd";
+  mc.num_classes = 91;
+  auto model = models::create_model(mc);
+  const std::string w = tmp / "tv.safetensors";
+  eng::io::save_safetensors(w, model->state_dict());
+  const std::string res = tmp / "res.json";
+  auto r = test::run_app("ssd_detect", "--weights " + q(w) + " --arch tiny_ssd --workers 0 --input " + q(f.image(1)) +
+                                           " --input " + q(f.image(3)) + " --out " + q(tmp / "det") +
+                                           " --coco-results " + q(res) + " --coco-gt " + q(f.trainval()));
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.status == 0);
+  // Detections of the 87 ids the GT does not have are left out, reported in one line.
+  const auto lines = test::split_lines(r.err);
+  REQUIRE(lines.size() == 1);
+  CHECK_THAT(lines[0], Catch::Contains("detections of categories the file does not have are left out of " + res));
+  const json dj = read_json(tmp / "det/detections.json");
+  size_t in_gt = 0;
+  for (const json& im : dj.at("images"))
+    for (const json& d : im.at("detections")) in_gt += d.at("category_id").get<int>() <= 3;
+  const json rj = read_json(res);
+  CHECK(in_gt > 0);
+  CHECK(rj.size() == in_gt);
+  for (const json& e : rj) {
+    CHECK(e.at("category_id").get<int>() >= 1);
+    CHECK(e.at("category_id").get<int>() <= 3);
+  }
+  // And the evaluator takes it as it is.
+  CHECK(eval(f.trainval(), res).at("map_coco").get<double>() >= 0);
 }
