@@ -2,11 +2,12 @@
 //   ssd_eval --gt PATH [--split NAME] [--classes FILE] [--images DIR] --det FILE [--json]
 // --gt: a VOC root (several comma-separated) read with --split (default "test"), or a COCO
 // instances JSON. Image files are not needed. Detections are matched to the ground truth by
-// image file base name; --det is the project's detections.json or a COCO results list
-// (data/coco_results.h, told apart by content: a top-level list), whose image ids map to
-// file names through the ids file beside it (data::coco_ids_path, written by ssd_detect
-// without --coco-gt) when there is one, else through a COCO --gt's "images"; a category_id that is not one of the dataset's is an error, a
+// image file base name; a category_id that is not one of the dataset's is an error, a
 // detection on an image the dataset does not have is ignored (with a warning).
+// --det is the project's detections.json or a COCO results list (data/coco_results.h, told
+// apart by content: a top-level list), whose image ids map to file names through the ids
+// file beside it (data::coco_ids_path, written by ssd_detect without --coco-gt) when there
+// is one, else through a COCO --gt's "images".
 // Output: a per-class table and the summary metrics, or with --json one JSON object
 // (data::to_json). Reader warnings go to stderr, one line each, then a count line.
 // Exit codes: 0 ok, 1 bad arguments or unreadable / malformed input ("ssd_eval: <message>").
