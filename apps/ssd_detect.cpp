@@ -3,6 +3,7 @@
 //              [--device cpu|cuda] [--precision fp32|tf32|bf16] [--batch N] [--score-thresh X] [--nms-thresh X] [--topk N]
 //              [--scales S1,S2,...] [--flip] [--workers N] [--draw-thresh X]
 //              [--cuda-graph]  (cuda, batch 1: the forward replayed from a CUDA graph per input size)
+//              [--coco-results FILE [--coco-gt instances.json]]  (the official COCO results format)
 // writes DIR/detections.json and one annotated image per input (app::detect,
 // apps/common/detect_run.h). Also:
 //   ssd_detect --arch NAME --num-classes N [--input-size S] [--anchors voc|coco] --summary
@@ -58,6 +59,10 @@ int main(int argc, char** argv) {
   cli.add_option("--draw-thresh", c.draw_thresh, "minimum score of the drawn boxes")->capture_default_str();
   cli.add_flag("--cuda-graph", c.cuda_graph,
                "replay the network forward from a CUDA graph per input size (cuda only; batch 1, the default with it)");
+  cli.add_option("--coco-results", c.coco_results,
+                 "also write FILE in the COCO results format (image ids from --coco-gt, else input order with "
+                 "FILE's .ids.json beside it)");
+  cli.add_option("--coco-gt", c.coco_gt, "COCO instances file giving --coco-results' image and category ids");
   cli.add_option("--num-classes", summary_config.num_classes, "--summary: classes including background");
   cli.add_option("--input-size", summary_config.input_size, "--summary: input side (0: the architecture's)");
   cli.add_option("--anchors", summary_config.anchor_preset, "--summary: SSD anchor sizes preset")

@@ -1,14 +1,19 @@
 // ssd_eval: evaluate detections against a VOC or COCO ground truth.
-//   ssd_eval --gt PATH [--split NAME] [--classes FILE] [--images DIR] --det detections.json [--json]
+//   ssd_eval --gt PATH [--split NAME] [--classes FILE] [--images DIR] --det FILE [--json]
 // --gt: a VOC root (several comma-separated) read with --split (default "test"), or a COCO
 // instances JSON. Image files are not needed. Detections are matched to the ground truth by
 // image file base name; a category_id that is not one of the dataset's is an error, a
 // detection on an image the dataset does not have is ignored (with a warning).
+// --det is the project's detections.json or a COCO results list (data/coco_results.h, told
+// apart by content: a top-level list), whose image ids map to file names through the ids
+// file beside it (data::coco_ids_path, written by ssd_detect without --coco-gt) when there
+// is one, else through a COCO --gt's "images".
 // Output: a per-class table and the summary metrics, or with --json one JSON object
 // (data::to_json). Reader warnings go to stderr, one line each, then a count line.
 // Exit codes: 0 ok, 1 bad arguments or unreadable / malformed input ("ssd_eval: <message>").
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <set>
 #include <string>
@@ -18,6 +23,7 @@
 
 #include "common/config_check.h"
 #include "data/coco_json.h"
+#include "data/coco_results.h"
 #include "data/dataset.h"
 #include "data/metrics.h"
 #include "engine/error.h"
@@ -93,10 +99,35 @@ void print_table(const data::EvalResult& r, const data::Dataset& d, size_t num_d
               ap_text(r.apl).c_str());
 }
 
+// A COCO results list: image ids -> file names through the ids file beside it, else the
+// COCO ground truth's "images"; results on ids neither has are left out with one warning.
+std::vector<data::Detection> read_coco_results(const Args& a) {
+  const std::vector<data::CocoResult> results = data::read_coco_results(a.det);
+  const std::string ids_file = data::coco_ids_path(a.det);
+  std::error_code ec;
+  std::string source;
+  if (std::filesystem::exists(ids_file, ec)) {
+    source = ids_file;
+  } else {
+    ENGINE_CHECK(data::is_coco_path(a.gt), a.det, ": a COCO results file needs its image ids: no ", ids_file,
+                 " beside it, and --gt ", a.gt, " is not a COCO instances file");
+    source = a.gt;
+  }
+  std::vector<int64_t> unknown;
+  std::vector<data::Detection> dets =
+      data::coco_results_to_detections(results, data::read_coco_image_ids(source), unknown);
+  if (!unknown.empty())
+    std::cerr << "ssd_eval: warning: " << a.det << ": " << results.size() - dets.size() << " detections on "
+              << unknown.size() << " image ids that " << source << " does not have (ignored), e.g. " << unknown[0]
+              << "\n";
+  return dets;
+}
+
 int run(const Args& a) {
   const data::Dataset d = data::load_dataset(a.gt, a.split, a.classes, a.images, /*require_images=*/false);
   report_warnings(d);
-  const auto dets = match_detections(data::read_detections(a.det), d, a.det);
+  const auto dets = match_detections(
+      data::is_coco_results_file(a.det) ? read_coco_results(a) : data::read_detections(a.det), d, a.det);
   const data::EvalResult r = data::evaluate(data::ground_truth(d), dets, d.category_ids);
   if (a.json) {
     std::cout << data::to_json(r) << "\n";
@@ -115,7 +146,7 @@ int main(int argc, char** argv) {
   app.add_option("--split", a.split, "VOC split: ImageSets/Main/<split>.txt (default test)");
   app.add_option("--classes", a.classes, "VOC class names file (default <root>/classes.txt or the 20 VOC classes)");
   app.add_option("--images", a.images, "COCO images folder (not needed for evaluation)");
-  app.add_option("--det", a.det, "detections.json")->required();
+  app.add_option("--det", a.det, "detections.json, or a COCO results list (ssd_detect --coco-results)")->required();
   app.add_flag("--json", a.json, "print one JSON object instead of the table");
   try {
     app.parse(argc, argv);

@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-all_targets="image voc_xml coco_json detections_json safetensors checkpoint input_list"
+all_targets="image voc_xml coco_json detections_json coco_results safetensors checkpoint input_list"
 targets=${FUZZ_TARGETS:-$all_targets}
 build=${ENGINE_FUZZ_BUILD:-build-fuzz}
 seconds=60
@@ -86,7 +86,7 @@ trap 'rm -rf "$scratch"' EXIT
 dict_of() {
   case $1 in
     voc_xml) echo tests/fuzz/dict/xml.dict ;;
-    coco_json|detections_json) echo tests/fuzz/dict/json.dict ;;
+    coco_json|detections_json|coco_results) echo tests/fuzz/dict/json.dict ;;
     safetensors|checkpoint) echo tests/fuzz/dict/safetensors.dict ;;
   esac
 }

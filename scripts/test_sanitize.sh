@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 build=${ENGINE_FUZZ_BUILD:-build-fuzz}
 # The CI subset: files that exercise the readers, the writers, the data path and the core
 # engine quickly; the model-heavy tests (conv layers, training) take minutes under ASan.
-subset=(test_image test_dataset test_detections_json test_input_list test_synth test_metrics
+subset=(test_image test_dataset test_detections_json test_coco_results test_input_list test_synth test_metrics
         test_augment test_draw test_safetensors test_tensor test_autograd test_module test_optim
         test_weights test_box_coder test_box_iou test_matcher test_nms test_anchors
         test_loader test_augment_fused test_postprocess test_hard_negative_mining
@@ -23,7 +23,7 @@ subset=(test_image test_dataset test_detections_json test_input_list test_synth 
         test_small_boxes test_clip_grad
         test_dist_launch test_dist_threads test_dist_hooks test_dist_reducer test_dist_sync_bn
         ssd_data)   # test_synth runs the ssd_data program
-fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_safetensors fuzz_checkpoint
+fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_coco_results fuzz_safetensors fuzz_checkpoint
               fuzz_input_list)
 mode=full
 [ "${1:-}" = "--subset" ] && mode=subset

@@ -6,10 +6,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <set>
 
 #include "common/checkpoint.h"
 #include "common/config_check.h"
+#include "common/detect_coco.h"
 #include "data/coco_json.h"
 #include "data/dataset.h"
 #include "data/detections_json.h"
@@ -103,6 +105,8 @@ int detect(const DetectConfig& c) {
   ENGINE_CHECK(!c.cuda_graph || device.is_cuda(),
                "--cuda-graph needs --device cuda (a CUDA graph replays device work; the CPU has none to capture)");
   ENGINE_CHECK(!c.cuda_graph || c.batch == 1, "--cuda-graph runs at --batch 1 (got --batch ", c.batch, ")");
+  ENGINE_CHECK(c.coco_gt.empty() || !c.coco_results.empty(), "--coco-gt ", c.coco_gt,
+               ": needs --coco-results FILE (the ids it gives are for that file)");
   const PrecisionScope precision(resolve_precision(c.precision, device), device);
 
   int failures = 0;
@@ -118,6 +122,8 @@ int detect(const DetectConfig& c) {
   std::error_code ec;
   fs::create_directories(c.out, ec);
   ENGINE_CHECK(!ec && fs::is_directory(c.out), c.out, ": cannot create the output folder");
+  std::unique_ptr<CocoResultsOut> coco;
+  if (!c.coco_results.empty()) coco = std::make_unique<CocoResultsOut>(c.coco_results, c.coco_gt, lm.classes);
 
   std::vector<data::ImageDetections> records;
   if (!files.empty()) {
@@ -154,6 +160,8 @@ int detect(const DetectConfig& c) {
         const std::string& file = files[static_cast<size_t>(batch.samples[i])];
         records.push_back(to_record(found[i], file, batch.widths[i], batch.heights[i], lm.classes.names,
                                     lm.classes.category_ids));
+        if (coco)
+          coco->add(static_cast<size_t>(batch.samples[i]), file, batch.widths[i], batch.heights[i], found[i]);
         data::Image& img = batch.originals[i];
         int drawn = 0;
         for (auto it = found[i].rbegin(); it != found[i].rend(); ++it) {  // best drawn last, on top
@@ -189,6 +197,7 @@ int detect(const DetectConfig& c) {
   data::write_detections_json(json_path, records);
   std::printf("wrote %s (%zu images)%s\n", json_path.c_str(), records.size(),
               failures ? (", " + std::to_string(failures) + " inputs failed").c_str() : "");
+  if (coco) coco->finish();
   return failures ? 1 : 0;
 }
 

@@ -6,6 +6,8 @@
 // torchvision file) needs --arch; its classes come from --classes, else 90 unnamed COCO
 // classes ("class_<id>", category id = model class index, as torchvision's labels).
 // Inputs that cannot be read are reported on stderr, one line each, and skipped.
+// With coco_results set, the same detections also go to a COCO results file
+// (common/detect_coco.h); the GT and the output folder are checked before inference.
 #pragma once
 #include <string>
 #include <vector>
@@ -24,6 +26,9 @@ struct DetectConfig {
   bool cuda_graph = false;
   InferenceOptions inference;
   double draw_thresh = 0.3;  // drawn boxes only; detections.json keeps every detection
+  // --coco-results FILE: also write the official COCO results format (common/detect_coco.h),
+  // with image and category ids from --coco-gt (a COCO instances file) when given.
+  std::string coco_results, coco_gt;
 };
 
 // Returns the exit status: 0 when every input was processed, 1 when any failed (or the

@@ -43,7 +43,9 @@ std::string record_line(const DetectionRecord& d) {
          dump(d.score) + ", \"bbox\": " + bbox + "}";
 }
 
-void write_atomically(const std::string& path, const std::string& text) {
+}  // namespace
+
+void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   std::error_code ec;
   {
@@ -67,8 +69,6 @@ void write_atomically(const std::string& path, const std::string& text) {
   }
 }
 
-}  // namespace
-
 std::string detections_json_text(const std::vector<ImageDetections>& images, const std::string& name) {
   std::ostringstream os;
   os << "{\"images\": [";
@@ -87,7 +87,7 @@ std::string detections_json_text(const std::vector<ImageDetections>& images, con
 }
 
 void write_detections_json(const std::string& path, const std::vector<ImageDetections>& images) {
-  write_atomically(path, detections_json_text(images, path));
+  write_text_atomically(path, detections_json_text(images, path));
 }
 
 }  // namespace data

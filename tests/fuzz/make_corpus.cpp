@@ -1,5 +1,6 @@
 // Writes the fuzz seed corpora, tests/fuzz/corpus/<target>/, with the project's own writers
 // (data::save_png / save_jpg, the synthetic VOC and COCO writer, write_detections_json,
+// write_coco_results / write_coco_image_ids,
 // eng::io::save_safetensors, app::save_checkpoint). Deterministic: the same program writes the
 // same files. Usage: make_corpus <corpus dir>   (scripts/fuzz.sh --make-corpus runs it).
 // Every seed is small (a few KB) so that libFuzzer mutates it quickly.
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/checkpoint.h"
+#include "data/coco_results.h"
 #include "data/detections_json.h"
 #include "data/image.h"
 #include "data/synth.h"
@@ -146,6 +148,21 @@ void detections(const fs::path& dir) {
   data::write_detections_json((dir / "one_image.json").string(), {a});
 }
 
+// COCO results lists (data::write_coco_results) and an ids file beside one
+// (data::write_coco_image_ids): the harness reads every seed both ways.
+void coco_results(const fs::path& dir) {
+  const std::vector<data::CocoResult> results = {
+      {42, 18, 0.875, {10.5, 20, 210.5, 320.25}},
+      {42, 1, 1e-3, {0, 0, 640, 480}},
+      {7, 90, 0.5, {3.25, 4, 3.25, 4}},  // an empty box
+  };
+  data::write_coco_results((dir / "three.json").string(), results);
+  data::write_coco_results((dir / "one.json").string(), {results[0]});
+  data::write_coco_results((dir / "empty.json").string(), {});
+  data::write_coco_image_ids((dir / "three.ids.json").string(),
+                             {{7, "photos/cat.jpg", 64, 48}, {42, "dog.jpg", 640, 480}, {43, "none.png", 0, 0}});
+}
+
 eng::Tensor tensor_of(eng::DType dt, const eng::Shape& shape) {
   eng::Tensor t = eng::zeros(shape);
   float* p = t.data<float>();
@@ -233,7 +250,8 @@ int main(int argc, char** argv) {
   try {
     const fs::path out = argv[1];
     const fs::path scratch = out / ".scratch";
-    for (const char* t : {"image", "voc_xml", "coco_json", "detections_json", "safetensors", "checkpoint", "input_list"}) {
+    for (const char* t : {"image", "voc_xml", "coco_json", "detections_json", "coco_results", "safetensors", "checkpoint",
+                          "input_list"}) {
       fs::remove_all(out / t);
       fs::create_directories(out / t);
     }
@@ -241,6 +259,7 @@ int main(int argc, char** argv) {
     images(out / "image");
     annotations(out / "voc_xml", out / "coco_json", scratch);
     detections(out / "detections_json");
+    coco_results(out / "coco_results");
     safetensors(out / "safetensors");
     checkpoints(out / "checkpoint", scratch);
     input_lists(out / "input_list");

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#define FUZZ_TARGETS(X) X(image) X(voc_xml) X(coco_json) X(detections_json) X(safetensors) X(checkpoint) X(input_list)
+#define FUZZ_TARGETS(X) X(image) X(voc_xml) X(coco_json) X(detections_json) X(coco_results) X(safetensors) X(checkpoint) X(input_list)
 #define DECLARE(name) extern "C" int fuzz_entry_##name(const uint8_t* data, size_t size);
 FUZZ_TARGETS(DECLARE)
 

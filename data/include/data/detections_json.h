@@ -40,4 +40,9 @@ std::string detections_json_text(const std::vector<ImageDetections>& images, con
 // Errors are eng::Error "<path>: <problem>"; nothing is written when a value is invalid.
 void write_detections_json(const std::string& path, const std::vector<ImageDetections>& images);
 
+// The writer behind it, for the other output files (COCO results, their ids file): `text`
+// to "<path>.tmp", then renamed to `path`; eng::Error "<path>: <problem>" on failure, with
+// the .tmp removed, so `path` is either the old file or the whole new one.
+void write_text_atomically(const std::string& path, const std::string& text);
+
 }  // namespace data
