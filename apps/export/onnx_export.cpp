@@ -15,6 +15,7 @@
 #include "export/onnx_builder.h"
 #include "export/onnx_ops.h"
 #include "export/onnx_postprocess.h"
+#include "export/onnx_two_stage.h"
 
 namespace onnx_export {
 
@@ -46,10 +47,9 @@ onnx::ModelProto export_model(models::DetectionModel& model, const ExportOptions
   ENGINE_CHECK(o.postprocess == "none" || o.postprocess == "nms", "--postprocess '", o.postprocess,
                "': must be none or nms");
   const models::ModelConfig& mc = model.config();
-  const bool two_stage = !model.graph_capturable();
-  ENGINE_CHECK(!(two_stage && o.postprocess == "nms"), mc.arch,
-               ": --postprocess nms is not available for two-stage models (the RPN proposals and the RoI heads have "
-               "no exporter yet); --postprocess none exports the backbone, FPN and RPN heads");
+  auto* two_stage = dynamic_cast<models::FasterRCNN*>(&model);
+  ENGINE_CHECK(two_stage != nullptr || model.graph_capturable(), mc.arch,
+               ": a two-stage model without an ONNX post-processing graph");
   for (const auto& [name, t] : model.named_parameters())
     ENGINE_CHECK(!t.is_cuda() && t.dtype() == eng::DType::f32, "ONNX export: parameter '", name,
                  "' must be f32 on the CPU");
@@ -112,7 +112,9 @@ onnx::ModelProto export_model(models::DetectionModel& model, const ExportOptions
              {batch_dim, s[1], s[2], s[3]}, {"batch"});
     }
   } else {
-    const PostprocessOutputs p = emit_postprocess(b, names[0], names[1], anchors_c, A, C, pp);
+    const PostprocessOutputs p =
+        two_stage ? emit_two_stage(b, *two_stage, names[0], names[1], {names.begin() + 2, names.end()}, anchors_c, pp, ti)
+                  : emit_postprocess(b, names[0], names[1], anchors_c, A, C, pp);
     output(p.boxes, "detection_boxes", onnx::TensorProto_DataType_FLOAT, {-1, 4}, {"detections"});
     output(p.scores, "detection_scores", onnx::TensorProto_DataType_FLOAT, {-1}, {"detections"});
     output(p.labels, "detection_labels", onnx::TensorProto_DataType_INT64, {-1}, {"detections"});

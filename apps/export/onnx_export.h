@@ -13,7 +13,8 @@
 // Outputs, postprocess "none": "boxes" [N, A, 4] encoded deltas, "scores" [N, A, C] logits
 //         (before softmax / sigmoid), "anchors" [A, 4] corners in input pixels (a constant).
 //         Two-stage models add their feature maps "features_<i>" (what the RoI stage pools).
-//         postprocess "nms": see onnx_postprocess.h (detection_boxes / _scores / _labels / _batch).
+//         postprocess "nms": see onnx_postprocess.h (detection_boxes / _scores / _labels / _batch);
+//         two-stage models: onnx_two_stage.h (RPN proposals, RoIAlign, box head, same outputs).
 // Metadata (metadata_props): arch, input_size, num_classes, class_names (JSON list), pixel_mean,
 // pixel_std, anchor_preset, score_kind, box_coder_weights, score_threshold, nms_threshold,
 // topk_candidates, max_per_image, postprocess, producer.

@@ -34,6 +34,11 @@ std::string P::decode(const std::string& d, const std::string& an, const eng::de
 
 std::string P::top_per_image(const std::string& key, const std::string& batch, const std::string& num_images,
                              int64_t cap) {
+  return top_per_image_ranked(key, batch, num_images, cap).first;
+}
+
+std::pair<std::string, std::string> P::top_per_image_ranked(const std::string& key, const std::string& batch,
+                                                            const std::string& num_images, int64_t cap) {
   // Two stable sorts: by key descending, then by image ascending.
   const std::string kcount = slice(op("Shape", {key}, "k"), 0, 1, 0);
   const std::string o1 = topk(key, kcount, 0, true).second;
@@ -50,9 +55,10 @@ std::string P::top_per_image(const std::string& key, const std::string& batch, c
   b.node("CumSum", {onehot, b.scalar_i64(0)}, {cum});
   const std::string rank = b.fresh("rank");
   set_attr(b.node("GatherElements", {cum, unsqueeze(bs, 1)}, {rank}), "axis", int64_t{1});
-  const std::string keep = op("LessOrEqual", {squeeze(rank, 1), b.scalar_i64(cap)}, "keep");
+  const std::string r = squeeze(rank, 1);
+  const std::string keep = op("LessOrEqual", {r, b.scalar_i64(cap)}, "keep");
   const std::string kept = squeeze(op("NonZero", {keep}, "nz"), 0);
-  return op("Gather", {order, kept}, "top");
+  return {op("Gather", {order, kept}, "top"), op("Gather", {r, kept}, "top_rank")};
 }
 
 }  // namespace onnx_export

@@ -57,6 +57,9 @@ struct P {
   // index), keeping at most `cap` per image. `num_images`: a scalar i64.
   std::string top_per_image(const std::string& key, const std::string& batch, const std::string& num_images,
                             int64_t cap);
+  // The same, and the kept rows' 1-based rank within their image (i64 [kept]).
+  std::pair<std::string, std::string> top_per_image_ranked(const std::string& key, const std::string& batch,
+                                                           const std::string& num_images, int64_t cap);
 };
 
 }  // namespace onnx_export
