@@ -38,7 +38,7 @@ std::shared_ptr<models::DetectionModel> small_model(const std::string& arch) {
   c.anchor_preset = "voc";
   if (arch == "tiny_ssd") c.input_size = 128;
   if (arch == "retinanet_resnet50_fpn" || arch == "fasterrcnn_resnet50_fpn") c.input_size = 256;
-  if (arch == "ssd512_resnet18_v1" || arch == "ssd512_mobilenet1_0") c.input_size = 256;
+  if (arch.rfind("ssd512_", 0) == 0 && arch != "ssd512_vgg16") c.input_size = 256;
   return models::create_model(c);
 }
 
