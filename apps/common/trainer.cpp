@@ -24,6 +24,8 @@
 #include "common/loss_meter.h"
 #include "common/step_profile.h"
 #include "common/precision.h"
+#include "common/report_pr.h"
+#include "common/report_run.h"
 #include "engine/cuda_context.h"
 #include "common/inference.h"
 #include "common/run_log.h"
@@ -362,6 +364,7 @@ void Run::evaluate_now() {
   nlohmann::json line = {{"iteration", state_.iteration}, {"map_voc07", m.map_voc07}, {"map_voc_area", m.map_voc_area},
                          {"map_coco", m.map_coco},         {"ap50", m.ap50},           {"ap75", m.ap75},
                          {"eval_images", r.images.size()}, {"eval_seconds", r.seconds}};
+  line["per_class"] = report::per_class_summary(r, val_set_);  // AP and PR curve per class (ssd_report)
   log_->write(line);
   log_->say("eval at iteration " + std::to_string(state_.iteration) + ": mAP VOC07 " + fmt("%.4f", m.map_voc07) +
             "  VOC area " + fmt("%.4f", m.map_voc_area) + "  COCO " + fmt("%.4f", m.map_coco) + "  AP50 " +
@@ -380,6 +383,9 @@ int Run::execute() {
   const auto start = Clock::now();
   setup_data();
   setup_model();
+  // RUN_DIR/report.html (ssd_report's page) whenever this function returns: done, SIGINT, NaN stop.
+  const report::ReportAtExit report_at_exit(out_.string(), model_, have_val_ ? &val_set_ : nullptr, device_,
+                                            dist_.root(), [this](const std::string& s) { log_->say(s); });
 
   data::LoaderOptions lo;
   // Several ranks: the loader deals global batches of batch x world images, and this rank
