@@ -29,10 +29,10 @@ std::string metrics_path(const std::string& run_dir) { return (fs::path(run_dir)
 
 std::string default_out(const std::string& run_dir) { return (fs::path(run_dir) / "report.html").string(); }
 
-std::string title_of(const std::string& run_dir) {
-  std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::path(run_dir), ec);
-  return (ec ? fs::path(run_dir) : p).string();
+// The folder as the user named it (no absolute path made up: pages get shared).
+std::string title_of(std::string run_dir) {
+  while (run_dir.size() > 1 && run_dir.back() == '/') run_dir.pop_back();
+  return run_dir;
 }
 
 std::string default_weights(const std::string& run_dir) {

@@ -10,6 +10,7 @@
 #include "common/report_html.h"
 #include "common/report_metrics.h"
 #include "common/report_pr.h"
+#include "common/report_samples.h"
 #include "common/report_svg.h"
 #include "report_svg_parse.h"
 #include "temp_dir.h"
@@ -233,4 +234,16 @@ TEST_CASE("report: PR curves agree with the VOC07 AP of data::evaluate", "[apps]
     }
     CHECK(ap == Approx(r.per_class[c].ap_voc07).margin(1e-9));
   }
+}
+
+TEST_CASE("report: base64 of the sample JPEGs (RFC 4648 test vectors)", "[apps][report]") {
+  auto b64 = [](const std::string& s) { return base64(std::vector<uint8_t>(s.begin(), s.end())); };
+  CHECK(b64("") == "");
+  CHECK(b64("f") == "Zg==");
+  CHECK(b64("fo") == "Zm8=");
+  CHECK(b64("foo") == "Zm9v");
+  CHECK(b64("foob") == "Zm9vYg==");
+  CHECK(b64("fooba") == "Zm9vYmE=");
+  CHECK(b64("foobar") == "Zm9vYmFy");
+  CHECK(base64({0xff, 0xd8, 0xff}) == "/9j/");
 }
