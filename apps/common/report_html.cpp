@@ -174,7 +174,7 @@ std::string report_html(const ReportPage& page) {
   std::string h =
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
       "<title>" + xml_escape(page.title) + "</title><style>"
-      "body{font-family:sans-serif;margin:20px;color:#222;background:#fafafa;max-width:1300px}"
+      "body{font-family:sans-serif;margin:20px;color:#222;background:#fafafa;max-width:1220px}"
       "h1{font-size:20px}h2{font-size:16px;margin-top:24px}"
       ".grid{display:flex;flex-wrap:wrap;gap:12px}.chart{border:1px solid #ddd;background:#fff}"
       ".warn{background:#fff4e0;border:1px solid #e0b060;padding:6px 10px;font-size:13px}"
@@ -189,8 +189,9 @@ std::string report_html(const ReportPage& page) {
     h += "</div>\n";
   }
   h += summary(page);
-  h += "<h2>Training</h2><div class=\"grid\">" + loss_chart(m) + lr_chart(m) + speed_chart(m) + "</div>\n";
-  h += "<h2>Evaluation</h2><div class=\"grid\">" + map_chart(m) + "</div>\n";
+  h += "<h2>Training and evaluation</h2><div class=\"grid\">" + loss_chart(m) + map_chart(m) + lr_chart(m) +
+       speed_chart(m) + "</div>\n";
+  h += "<h2>Last evaluation</h2>\n";
   if (!m.classes.empty()) {
     h += "<div class=\"grid\">" + class_ap_chart(m) + pr_chart(m) + "</div>\n";
   } else {

@@ -58,7 +58,7 @@ void add_samples(ReportPage& page, ReportOutcome& outcome, models::DetectionMode
   std::vector<std::string> w;
   page.samples = sample_images(model, val, device, count, score_thresh, w);
   for (const std::string& s : w) outcome.warnings.push_back(s);
-  page.samples_note = "green: ground truth (grey: difficult / crowd); coloured with a tag: detections with score >= " +
+  page.samples_note = "white, edged in black: ground truth (grey: difficult / crowd); coloured with a tag: detections with score >= " +
                       std::to_string(score_thresh).substr(0, 4) + " (at most 20 an image)";
 }
 

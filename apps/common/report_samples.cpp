@@ -13,7 +13,7 @@
 namespace app::report {
 namespace {
 
-constexpr int kSide = 320;        // the longer side of a drawn sample
+constexpr int kSide = 288;        // the longer side of a drawn sample
 constexpr size_t kMaxDrawn = 20;  // detections drawn per image
 
 // Puts the model back in training mode on every way out.
@@ -93,8 +93,13 @@ std::vector<SampleImage> sample_images(models::DetectionModel& model, const data
       SampleImage si;
       si.name = s.key;
       for (const data::Object& o : s.objects) {
+        // A white line edged in black (grey for difficult / crowd): visible on any background
+        // and unlike every class colour.
         const bool ignored = o.difficult || o.iscrowd;
-        data::draw_rect(img, scaled(o.box, k), ignored ? data::Rgb{150, 150, 150} : data::Rgb{0, 200, 0}, 1);
+        const data::Box b = scaled(o.box, k);
+        data::draw_rect(img, b, data::Rgb{0, 0, 0}, 3);
+        data::draw_rect(img, {b.x1 + 1, b.y1 + 1, b.x2 - 1, b.y2 - 1},
+                        ignored ? data::Rgb{150, 150, 150} : data::Rgb{255, 255, 255}, 1);
         ++si.num_gt;
       }
       std::vector<Found> dets;

@@ -3,9 +3,9 @@
 // inline <img src="data:image/jpeg;base64,...">.
 //
 // The images are `count` samples spread evenly over the dataset (index i * n / count: the
-// same images every time), scaled so that the longer side is 320 pixels (small images up,
-// large ones down) before drawing, so lines and labels stay crisp. Ground truth: thin green
-// outlines (difficult / crowd ones grey); detections: the class colour with a "name 0.87"
+// same images every time), scaled so that the longer side is 288 pixels (small images up,
+// large ones down) before drawing, so lines and labels stay crisp. Ground truth: thin white
+// outlines edged in black (difficult / crowd ones grey); detections: the class colour with a "name 0.87"
 // tag, at most 20 per image, score >= score_thresh.
 #pragma once
 #include <cstdint>

@@ -51,7 +51,7 @@ struct Series {
 struct PlotSpec {
   std::string title, x_label, y_label;
   bool log_y = false;
-  int width = 600, height = 300;
+  int width = 580, height = 290;
   // Fixed ranges (when lo < hi); otherwise taken from the data.
   double x_lo = 0, x_hi = 0, y_lo = 0, y_hi = 0;
   std::string note;             // small text under the title (e.g. the smoothing used)
