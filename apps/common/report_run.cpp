@@ -10,6 +10,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 #include "common/checkpoint.h"
 #include "common/config_check.h"
 #include "common/inference.h"
@@ -117,15 +119,23 @@ ReportOutcome write_report(const ReportOptions& o) {
       model.reset();
     }
   }
-  if (model && o.data.empty()) page.samples_note = "no held-out set given (ssd_report --data ...): no samples";
-  if (model && !o.data.empty()) {
+  ReportOptions inputs = o;  // --data, else the held-out set the run recorded
+  if (o.data.empty()) {
+    try {
+      if (read_report_inputs(o.run_dir, inputs)) page.facts.push_back("held-out set recorded by the run (report_inputs.json)");
+    } catch (const std::exception& e) {
+      outcome.warnings.push_back(one_line(e.what()));
+    }
+  }
+  if (model && inputs.data.empty()) page.samples_note = "no held-out set given (ssd_report --data ...): no samples";
+  if (model && !inputs.data.empty()) {
     try {
       const data::Dataset val =
-          data::load_dataset(o.data, o.split, data::is_coco_path(o.data) ? "" : o.classes, o.images);
-      ENGINE_CHECK(classes.names.empty() || classes.names == val.class_names, o.data,
+          data::load_dataset(inputs.data, inputs.split, data::is_coco_path(inputs.data) ? "" : inputs.classes, inputs.images);
+      ENGINE_CHECK(classes.names.empty() || classes.names == val.class_names, inputs.data,
                    ": its classes differ from the checkpoint's");
-      ENGINE_CHECK(!val.samples.empty(), o.data, ": no images");
-      page.facts.push_back("held-out set: " + data::dataset_source(o.data, o.split, o.classes, o.images));
+      ENGINE_CHECK(!val.samples.empty(), inputs.data, ": no images");
+      page.facts.push_back("held-out set: " + data::dataset_source(inputs.data, inputs.split, inputs.classes, inputs.images));
       if (page.metrics.classes.empty()) {  // none logged: evaluate the checkpoint now
         const EvalRun r = evaluate_model(*model, val, device, InferenceOptions{}, 8, 1);
         std::vector<ClassSummary> cls;
@@ -164,14 +174,67 @@ ReportOutcome write_report(const std::string& run_dir, models::DetectionModel& m
   return outcome;
 }
 
-ReportAtExit::ReportAtExit(std::string run_dir, std::shared_ptr<models::DetectionModel> model, const data::Dataset* val,
-                           eng::Device device, bool enabled, std::function<void(const std::string&)> say)
-    : run_dir_(std::move(run_dir)),
+bool read_report_inputs(const std::string& run_dir, ReportOptions& o) {
+  const std::string path = (fs::path(run_dir) / "report_inputs.json").string();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception&) {
+    throw std::runtime_error(path + ": not a JSON object");
+  }
+  for (const char* key : {"data", "split", "classes", "images"})
+    if (!j.is_object() || !j.contains(key) || !j[key].is_string())
+      throw std::runtime_error(path + ": \"" + key + "\" is missing or not a string");
+  o.data = j["data"].get<std::string>();
+  o.split = j["split"].get<std::string>();
+  o.classes = j["classes"].get<std::string>();
+  o.images = j["images"].get<std::string>();
+  return !o.data.empty();
+}
+
+namespace {
+
+// Absolute paths: ssd_report may run from another folder. A comma-separated list of VOC
+// roots is made absolute item by item.
+std::string absolute_paths(const std::string& list) {
+  std::string out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    std::error_code ec;
+    const fs::path abs = item.empty() ? fs::path() : fs::absolute(item, ec);
+    out += (start ? "," : "") + (ec || item.empty() ? item : abs.lexically_normal().string());
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+ReportAtExit::ReportAtExit(const TrainConfig& config, std::shared_ptr<models::DetectionModel> model,
+                           const data::Dataset* val, eng::Device device, bool enabled,
+                           std::function<void(const std::string&)> say)
+    : run_dir_(config.out),
       model_(std::move(model)),
       val_(val),
       device_(device),
       enabled_(enabled),
-      say_(std::move(say)) {}
+      say_(std::move(say)) {
+  if (!enabled_ || !val_ || config.val.empty()) return;
+  try {
+    const nlohmann::json j = {{"data", absolute_paths(config.val)},
+                              {"split", config.val_split},
+                              {"classes", absolute_paths(config.classes)},
+                              {"images", absolute_paths(config.val_images)}};
+    write_file_atomically((fs::path(run_dir_) / "report_inputs.json").string(), j.dump(2) + "\n");
+  } catch (const std::exception& e) {
+    say_("report: warning: " + one_line(e.what()));
+  }
+}
 
 ReportAtExit::~ReportAtExit() {
   if (!enabled_ || !model_ || std::uncaught_exceptions() > 0) return;

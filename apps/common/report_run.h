@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/trainer.h"
 #include "data/annotation.h"
 #include "engine/dtype.h"
 #include "models/detection_model.h"
@@ -43,12 +44,19 @@ ReportOutcome write_report(const std::string& run_dir, models::DetectionModel& m
 // `text` to `path` through "<path>.tmp.<pid>" and a rename; throws one line naming `path`.
 void write_file_atomically(const std::string& path, const std::string& text);
 
-// ssd_train's hook: writes <run_dir>/report.html when it goes out of scope (the run ended,
-// was interrupted or stopped on a NaN), unless an exception is on its way or `enabled` is
-// false (ranks other than 0). Never throws: a failure is one line through `say`.
+// The held-out set of a run, recorded by ssd_train in RUN_DIR/report_inputs.json
+// ({"data", "split", "classes", "images"}, absolute paths) so that `ssd_report RUN_DIR` draws
+// samples without --data. false when the file is absent; throws one line when it is malformed.
+bool read_report_inputs(const std::string& run_dir, ReportOptions& options);
+
+// ssd_train's hook. On construction (rank 0, with a held-out set) it records the held-out
+// set in RUN_DIR/report_inputs.json; when it goes out of scope (the run ended, was
+// interrupted or stopped on a NaN) it writes RUN_DIR/report.html, unless an exception is on
+// its way or `enabled` is false (ranks other than 0). Never throws: a failure is one line
+// through `say`.
 class ReportAtExit {
  public:
-  ReportAtExit(std::string run_dir, std::shared_ptr<models::DetectionModel> model, const data::Dataset* val,
+  ReportAtExit(const TrainConfig& config, std::shared_ptr<models::DetectionModel> model, const data::Dataset* val,
                eng::Device device, bool enabled, std::function<void(const std::string&)> say);
   ~ReportAtExit();
   ReportAtExit(const ReportAtExit&) = delete;

@@ -384,7 +384,7 @@ int Run::execute() {
   setup_data();
   setup_model();
   // RUN_DIR/report.html (ssd_report's page) whenever this function returns: done, SIGINT, NaN stop.
-  const report::ReportAtExit report_at_exit(out_.string(), model_, have_val_ ? &val_set_ : nullptr, device_,
+  const report::ReportAtExit report_at_exit(c_, model_, have_val_ ? &val_set_ : nullptr, device_,
                                             dist_.root(), [this](const std::string& s) { log_->say(s); });
 
   data::LoaderOptions lo;

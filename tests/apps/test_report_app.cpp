@@ -141,6 +141,22 @@ TEST_CASE("ssd_train writes report.html at the end: plots of its metrics, per-cl
   CHECK(html2.find("best.safetensors") != std::string::npos);
   CHECK(test::series_values(chart(html2, "Training loss"), "points", "loss").size() == 6);
 
+  // Without --data: the held-out set the run recorded (report_inputs.json, absolute paths).
+  const auto j = nlohmann::json::parse(read_text(out / "report_inputs.json"));
+  CHECK(fs::path(j["data"].get<std::string>()).is_absolute());
+  CHECK(j["split"] == "test");
+  const auto plain = test::run_app("ssd_report", "'" + out.path.string() + "' --samples 2 --out '" + again + "'");
+  CHECK(plain.status == 0);
+  CHECK(plain.err.empty());
+  CHECK(count(read_text(again), "src=\"data:image/jpeg;base64,") == 2);
+  // A malformed record costs the samples only.
+  std::ofstream(out / "report_inputs.json") << "{\"data\": 5}";
+  const auto bad = test::run_app("ssd_report", "'" + out.path.string() + "' --out '" + again + "'");
+  CHECK(bad.status == 0);
+  REQUIRE(test::split_lines(bad.err).size() == 1);
+  CHECK(bad.err.find("report_inputs.json") != std::string::npos);
+  CHECK(count(read_text(again), "src=\"data:image/jpeg;base64,") == 0);
+
   // Without per-class results in the metrics, ssd_report evaluates the checkpoint on --data.
   TempDir bare("report_bare");
   std::ofstream(bare / "metrics.jsonl") << kTwoLines;
