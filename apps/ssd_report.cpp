@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   cli.add_option("run_dir", o.run_dir, "the run folder (ssd_train --out): metrics.jsonl and checkpoints")->required();
   cli.add_option("--out", o.out, "the HTML file to write (default RUN_DIR/report.html)");
   cli.add_option("--weights", o.weights, "checkpoint for the samples (default RUN_DIR/best.safetensors, else last)");
-  cli.add_option("--data", o.data, "held-out set for the samples: a VOC root or a COCO instances .json");
+  cli.add_option("--data", o.data, "held-out set for the samples: a VOC root or a COCO instances .json (default: the one the run recorded in RUN_DIR/report_inputs.json)");
   cli.add_option("--split", o.split, "VOC split of --data")->capture_default_str();
   cli.add_option("--classes", o.classes, "VOC class names file of --data");
   cli.add_option("--images", o.images, "COCO images folder of --data");

@@ -70,6 +70,7 @@ bool read_class_summaries(const nlohmann::json& arr, std::vector<ClassSummary>& 
 RunMetrics read_run_metrics(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw std::runtime_error(path + ": not found (no metrics.jsonl in the run folder)");
+  if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot be read");
   RunMetrics m;

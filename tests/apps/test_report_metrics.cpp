@@ -112,3 +112,9 @@ TEST_CASE("report metrics: a missing file is one error naming it", "[apps][repor
     CHECK(what.find('\n') == std::string::npos);
   }
 }
+
+TEST_CASE("report metrics: a folder named metrics.jsonl is one error", "[apps][report]") {
+  TempDir d("report_dir_metrics");
+  std::filesystem::create_directories(d.path / "metrics.jsonl");
+  CHECK_THROWS_WITH(read_run_metrics(d / "metrics.jsonl"), Catch::Contains("not a regular file"));
+}
