@@ -123,9 +123,13 @@ std::vector<double> axis_ticks(const Axis& a, int target) {
   if (!(a.hi > a.lo) || !std::isfinite(a.lo) || !std::isfinite(a.hi)) return out;
   const double eps = 1e-9 * (a.hi - a.lo);
   if (a.log) {
-    const int k0 = static_cast<int>(std::floor(std::log10(a.lo))), k1 = static_cast<int>(std::ceil(std::log10(a.hi)));
+    const double d0 = std::floor(std::log10(a.lo)), d1 = std::ceil(std::log10(a.hi));
+    if (!(a.lo > 0) || !(d0 >= -400 && d1 <= 400)) return out;  // checked before the conversion
+    const int k0 = static_cast<int>(d0), k1 = static_cast<int>(d1);
     const bool fine = std::log10(a.hi) - std::log10(a.lo) < 2;
+    const int every = std::max(1, (k1 - k0) / 8);  // wide ranges: every few decades
     for (int k = k0; k <= k1; ++k) {
+      if ((k - k0) % every != 0) continue;
       for (double m : {1.0, 2.0, 5.0}) {
         if (m != 1.0 && !fine) continue;
         const double v = m * std::pow(10.0, k);
@@ -142,8 +146,11 @@ std::vector<double> axis_ticks(const Axis& a, int target) {
     step = m * mag;
     if (step >= raw) break;
   }
-  for (double v = std::ceil((a.lo - eps) / step) * step; v <= a.hi + eps; v += step)
-    out.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  // Integer tick indices: no accumulated rounding, and a range too narrow for its magnitude
+  // (steps under the values' resolution) cannot loop without end.
+  const double k0 = std::ceil((a.lo - eps) / step), k1 = std::floor((a.hi + eps) / step);
+  if (!std::isfinite(k0) || !std::isfinite(k1) || k1 - k0 > 100) return {a.lo, a.hi};
+  for (double k = k0; k <= k1; ++k) out.push_back(k == 0 ? 0.0 : k * step);
   return out;
 }
 
@@ -166,13 +173,21 @@ bool data_range(const std::vector<std::vector<double>>& values, bool log, double
   if (!(lo <= hi)) return false;
   if (log) {
     const double a = std::log10(lo), b = std::log10(hi);
-    const double pad = b > a ? 0.04 * (b - a) : 0.5;
-    lo = std::pow(10.0, a - pad);
-    hi = std::pow(10.0, b + pad);
+    const double pad = b - a > 1e-9 ? 0.04 * (b - a) : 0.5;
+    // Kept inside [1e-300, 1e300]: a padded end must not underflow to 0 or overflow.
+    lo = std::max(std::pow(10.0, a - pad), 1e-300);
+    hi = std::min(std::pow(10.0, b + pad), 1e300);
+    if (!(hi > lo)) hi = lo * 10;
   } else {
-    const double pad = hi > lo ? 0.04 * (hi - lo) : (lo != 0 ? 0.5 * std::fabs(lo) : 0.5);
+    // Equal values (or a span below the values' resolution): a span of their magnitude.
+    const bool flat = !(hi - lo > 1e-9 * std::max(std::fabs(lo), std::fabs(hi)));
+    const double pad = !flat ? 0.04 * (hi - lo) : (lo != 0 ? 0.5 * std::fabs(lo) : 0.5);
     lo -= pad;
     hi += pad;
+  }
+  if (!std::isfinite(lo) || !std::isfinite(hi)) {  // values near the double range's ends
+    lo = std::max(lo, -1e300);
+    hi = std::min(hi, 1e300);
   }
   return true;
 }

@@ -247,3 +247,23 @@ TEST_CASE("report: base64 of the sample JPEGs (RFC 4648 test vectors)", "[apps][
   CHECK(b64("foobar") == "Zm9vYmFy");
   CHECK(base64({0xff, 0xd8, 0xff}) == "/9j/");
 }
+
+TEST_CASE("report svg: flat, tiny-span and huge values still give a finite plot", "[apps][report]") {
+  for (const std::vector<double>& ys : std::vector<std::vector<double>>{
+           {3, 3, 3}, {1, 1 + 1e-15, 1}, {0, 0}, {-1e308, 1e308}, {1e-300, 1e300}, {5e-324, 1}}) {
+    for (bool log : {false, true}) {
+      INFO("log " << log << " first " << ys.front() << " second " << ys[1]);
+      PlotSpec spec;
+      spec.log_y = log;
+      Series s{"v", "#000", {1, 2, 3}, ys};
+      s.points = true;
+      const std::string svg = line_plot_svg(spec, {s});
+      CHECK(svg.find("nan") == std::string::npos);
+      CHECK(svg.find("inf") == std::string::npos);
+      const auto ticks = test::parse_yticks(svg);
+      CHECK(ticks.size() <= 101);
+      const auto back = test::series_values(svg, "points", "v");
+      for (size_t i = 0; i < back.size(); ++i) CHECK(std::isfinite(back[i].second));
+    }
+  }
+}
