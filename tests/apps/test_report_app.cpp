@@ -111,6 +111,25 @@ TEST_CASE("ssd_train writes report.html at the end: plots of its metrics, per-cl
       REQUIRE(j.contains("per_class"));
       CHECK(j["per_class"].size() == 3);
       CHECK(j["per_class"][0]["name"] == "circle");
+      // The logged curves are those of the evaluation: each class's envelope read at VOC07's
+      // 11 recall points gives its AP (to the 4 decimals logged), their mean the line's mAP.
+      double sum = 0;
+      int classes = 0;
+      for (const auto& c : j["per_class"]) {
+        if (c["num_gt"].get<int>() == 0) continue;
+        double ap = 0;
+        for (int t = 0; t <= 10; ++t) {
+          double p = 0;
+          for (const auto& pt : c["pr"])
+            if (pt[0].get<double>() >= t / 10.0 - 1e-9) p = std::max(p, pt[1].get<double>());
+          ap += p / 11;
+        }
+        CHECK(ap == Approx(c["ap_voc07"].get<double>()).margin(2e-4));
+        sum += c["ap_voc07"].get<double>();
+        ++classes;
+      }
+      REQUIRE(classes > 0);
+      CHECK(sum / classes == Approx(j["map_voc07"].get<double>()).margin(1e-12));
     }
     if (j.contains("loss") && j.contains("lr")) logged.emplace_back(j["iteration"].get<int64_t>(), j["loss"].get<double>());
   }
