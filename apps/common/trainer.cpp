@@ -25,6 +25,8 @@
 #include "common/step_profile.h"
 #include "common/train_progress.h"
 #include "common/precision.h"
+#include "common/report_pr.h"
+#include "common/report_run.h"
 #include "engine/cuda_context.h"
 #include "common/inference.h"
 #include "common/run_log.h"
@@ -390,6 +392,7 @@ void Run::evaluate_now() {
     line["best_iteration"] = state_.best_iteration;
     line["best_metric"] = coco ? "map_coco" : "map_voc07";
   }
+  line["per_class"] = report::per_class_summary(r, val_set_);  // AP and PR curve per class (ssd_report)
   log_->write(line);
   log_->say("eval at iteration " + std::to_string(state_.iteration) + ": mAP VOC07 " + fmt("%.4f", m.map_voc07) +
             "  VOC area " + fmt("%.4f", m.map_voc_area) + "  COCO " + fmt("%.4f", m.map_coco) + "  AP50 " +
@@ -452,6 +455,9 @@ int Run::execute() {
   }
   setup_data();
   setup_model();
+  // RUN_DIR/report.html (ssd_report's page) whenever this function returns: done, SIGINT, NaN stop.
+  const report::ReportAtExit report_at_exit(c_, model_, have_val_ ? &val_set_ : nullptr, device_,
+                                            dist_.root(), [this](const std::string& s) { log_->say(s); });
 
   data::LoaderOptions lo;
   // Several ranks: the loader deals global batches of batch x world images, and this rank
