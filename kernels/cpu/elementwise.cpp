@@ -128,7 +128,12 @@ struct ReluBwd {
   template <typename T>
   static KERN_CPU_INLINE void run(int64_t n, const T* y, const T* gy, T* gx) {
     using C = compute_t<T>;
-    for (int64_t i = 0; i < n; ++i) gx[i] = from_compute<T>(to_compute(y[i]) > C(0) ? to_compute(gy[i]) : C(0));
+    // gy is loaded whatever the mask: a load under the condition would be a branch (no
+    // vector select without masked loads), mispredicted half the time on activations.
+    for (int64_t i = 0; i < n; ++i) {
+      const C g = to_compute(gy[i]);
+      gx[i] = from_compute<T>(to_compute(y[i]) > C(0) ? g : C(0));
+    }
   }
 };
 
@@ -138,8 +143,8 @@ struct Relu6Bwd {
   static KERN_CPU_INLINE void run(int64_t n, const T* y, const T* gy, T* gx) {
     using C = compute_t<T>;
     for (int64_t i = 0; i < n; ++i) {
-      const C v = to_compute(y[i]);
-      gx[i] = from_compute<T>(((v > C(0)) & (v < C(6))) ? to_compute(gy[i]) : C(0));
+      const C v = to_compute(y[i]), g = to_compute(gy[i]);
+      gx[i] = from_compute<T>(((v > C(0)) & (v < C(6))) ? g : C(0));
     }
   }
 };
