@@ -1,6 +1,6 @@
 // The CPU kernels' fast loops (variant 1: vectorised, compiled per ISA level) against their
 // reference loops (variant 0: kern::cpu::ref), under every ISA level this CPU has
-// (kernels/cpu_isa.h): unary forward / in place / backward of every op, the dedicated ReLU
+// (kernels/cpu_isa.h): broadcasting binary ops, unary forward / in place / backward of every op, the dedicated ReLU
 // and ReLU6 backward, max_pool2d forward / backward, batch norm. Inputs hold NaN, +-Inf, +-0
 // and the ops' kinks; odd sizes exercise the vector tails; sizes above 2^16 the threads.
 #include <catch2/catch.hpp>
@@ -167,6 +167,68 @@ TEST_CASE("unary kernels: the per-op loops match the reference bit for bit, ever
   check_unary<float>();
   check_unary<double>();
   check_unary<bf16>();
+}
+
+namespace {
+
+// Output sizes `out`; a and b read through strides made from their own shapes (size 1 ->
+// stride 0: broadcast), optionally with a's last two dims swapped (a transposed view).
+template <typename T>
+void check_binary(const std::vector<int64_t>& out, const std::vector<int64_t>& ash,
+                  const std::vector<int64_t>& bsh, bool a_transposed) {
+  namespace kc = kern::cpu;
+  kern::BroadcastDims d;
+  d.ndim = static_cast<int>(out.size());
+  auto strides = [&](const std::vector<int64_t>& sh, int64_t* st, bool transposed) {
+    int64_t m = 1;
+    std::vector<int64_t> dense(sh.size());
+    for (int i = static_cast<int>(sh.size()) - 1; i >= 0; --i) dense[i] = m, m *= sh[i];
+    if (transposed && sh.size() >= 2) {  // storage [.., W, H], viewed as [.., H, W]
+      const size_t k = sh.size();
+      dense[k - 1] = sh[k - 2];
+      dense[k - 2] = 1;
+    }
+    for (size_t i = 0; i < sh.size(); ++i) st[i] = sh[i] == 1 ? 0 : dense[i];
+    return m;
+  };
+  for (int i = 0; i < d.ndim; ++i) d.sizes[i] = out[i];
+  const int64_t na = strides(ash, d.a_strides, a_transposed), nb = strides(bsh, d.b_strides, false);
+  int64_t n = 1;
+  for (int64_t v : out) n *= v;
+  const auto a = sample<T>(na, 11), b = sample<T>(nb, 12);
+  std::string what;
+  for (int64_t v : out) what += std::to_string(v) + " ";
+  for_each_isa([&](Isa isa) {
+    for (kern::BinaryOp op : {kern::BinaryOp::Add, kern::BinaryOp::Sub, kern::BinaryOp::Mul, kern::BinaryOp::Div}) {
+      std::vector<T> o(n), o_ref(n);
+      kc::binary_forward<T>(op, d, a.data(), b.data(), o.data());
+      kc::ref::binary_forward<T>(op, d, a.data(), b.data(), o_ref.data());
+      require_same(o, o_ref, "binary " + std::to_string(static_cast<int>(op)) + " " + kc::isa_name(isa) + " " +
+                                 what + (a_transposed ? "a transposed" : ""));
+    }
+  });
+}
+
+template <typename T>
+void check_binaries() {
+  check_binary<T>({3, 5, 7}, {3, 5, 7}, {3, 5, 7}, false);           // same shape: one merged row
+  check_binary<T>({4, 16, 9, 11}, {4, 16, 9, 11}, {1, 16, 1, 1}, false);  // per-channel (bias-like)
+  check_binary<T>({4, 16, 9, 11}, {1, 16, 1, 1}, {4, 16, 9, 11}, false);  // broadcast on the left
+  check_binary<T>({2, 3, 40, 1000}, {2, 3, 40, 1000}, {2, 3, 40, 1}, false);  // a row constant, threads
+  check_binary<T>({2, 300, 257}, {2, 300, 257}, {1, 1, 257}, false);      // threads, broadcast rows
+  check_binary<T>({5, 6, 7}, {5, 6, 7}, {5, 6, 7}, true);                 // a transposed: strided rows
+  check_binary<T>({1}, {1}, {1}, false);
+  check_binary<T>({80000}, {80000}, {80000}, false);                      // one long row, split
+  check_binary<T>({1, 1, 1}, {1, 1, 1}, {1, 1, 1}, false);
+}
+
+}  // namespace
+
+TEST_CASE("binary_forward: merged dims and per-pattern rows match the reference bit for bit, every ISA",
+          "[cpu_isa][elementwise]") {
+  check_binaries<float>();
+  check_binaries<double>();
+  check_binaries<bf16>();
 }
 
 TEST_CASE("relu_backward: 0 at y = 0 and -0, 0 where y is NaN, gy unchanged (NaN, Inf) where y > 0",

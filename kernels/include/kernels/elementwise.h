@@ -75,6 +75,8 @@ void relu6_backward(int64_t n, const T* y, const T* gy, T* gx);
 // against; the ones above are compiled per ISA level (kernels/cpu_isa.h).
 namespace ref {
 template <typename T>
+void binary_forward(BinaryOp op, const BroadcastDims& d, const T* a, const T* b, T* out);
+template <typename T>
 void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1);
 template <typename T>
 void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1);
