@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""PyTorch's CPU timings of the ops behind bench_kernels' cpu_relu_bwd, cpu_max_pool2d and
-cpu_batch_norm2d rows (apps/bench/rows_cpu_vector.cpp), same shapes, f32, called through the
+"""PyTorch's CPU timings of the ops behind bench_kernels' cpu_relu_bwd, cpu_max_pool2d,
+cpu_max_pool2d_3x3 and cpu_batch_norm2d rows (apps/bench/rows_cpu_vector.cpp), same shapes, f32, called through the
 aten ops' out= variants directly (no autograd, no allocation in the timed call, as in our
 rows), so the two tables compare kernel against kernel:
 
     relu_bwd                threshold_backward(g, y, 0)                 8x64x150x150
     max_pool2d_2x2_fwd      max_pool2d_with_indices(x, 2, 2)            8x64x150x150
     max_pool2d_2x2_bwd      max_pool2d_with_indices_backward            8x64x150x150
+    max_pool2d_3x3s2_fwd    max_pool2d_with_indices(x, 3, 2, 1)         4x64x128x128
     batch_norm2d_train_fwd  native_batch_norm(training=True)            8x128x75x75
     batch_norm2d_train_bwd  native_batch_norm_backward (dx, dw, db)     8x128x75x75
 
@@ -69,6 +70,12 @@ def main():
     rows.append(("max_pool2d_2x2_bwd", "8x64x150x150 k2 s2 f32",
                  lambda: aten.max_pool2d_with_indices_backward.grad_input(gy, x, [2, 2], [2, 2], [0, 0], [1, 1],
                                                                           False, idx, grad_input=gxp)))
+
+    x3 = torch.randn(4, 64, 128, 128, generator=g)
+    o3, i3 = aten.max_pool2d_with_indices(x3, [3, 3], [2, 2], [1, 1])
+    rows.append(("max_pool2d_3x3s2_fwd", "4x64x128x128 k3 s2 p1 f32",
+                 lambda: aten.max_pool2d_with_indices.out(x3, [3, 3], [2, 2], [1, 1], [1, 1], False, out=o3,
+                                                          indices=i3)))
 
     xb = torch.randn(8, 128, 75, 75, generator=g)
     w = torch.full((128,), 1.5)

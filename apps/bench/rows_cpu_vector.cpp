@@ -125,6 +125,32 @@ void max_pool_rows(const Options& o, std::vector<Row>& rows) {
       [&] { return gx; });
 }
 
+// The ResNet stem's 3x3 s2 p1 pool (RetinaNet), the any-window row loop (and its padded edges).
+void max_pool_3x3_rows(const Options& o, std::vector<Row>& rows) {
+  if (!o.cpu) return;
+  kern::Pool2dDims d;
+  d.planes = 4 * 64, d.in_h = d.in_w = 128, d.out_h = d.out_w = 64;
+  d.kernel_h = d.kernel_w = 3, d.stride_h = d.stride_w = 2, d.pad_h = d.pad_w = 1;
+  const size_t in_n = d.planes * d.in_h * d.in_w, out_n = d.planes * d.out_h * d.out_w;
+  const auto x = randn_vec(in_n, 7);
+  std::vector<float> y(out_n);
+  std::vector<int32_t> idx(out_n), idx_ref(out_n);
+  kern::cpu::ref::max_pool2d_forward<float, int32_t>(d, x.data(), y.data(), idx_ref.data());
+  three_rows(
+      o, rows, "max_pool2d_3x3s2_fwd", "4x64x128x128 k3 s2 p1 f32, int32 indices", (in_n + 2.0 * out_n) * kF,
+      [&](bool ref) {
+        if (ref)
+          kern::cpu::ref::max_pool2d_forward<float, int32_t>(d, x.data(), y.data(), idx.data());
+        else
+          kern::cpu::max_pool2d_forward<float, int32_t>(d, x.data(), y.data(), idx.data());
+      },
+      [&] {
+        std::vector<float> out = y;
+        for (size_t i = 0; i < out_n; ++i) out.push_back(static_cast<float>(idx[i] - idx_ref[i]));
+        return out;
+      });
+}
+
 void batch_norm_rows(const Options& o, std::vector<Row>& rows) {
   if (!o.cpu) return;
   const kern::BatchNormDims d{8, 128, 75 * 75};
@@ -168,6 +194,8 @@ const RegisterRows kRows(21, {
      relu_bwd_rows},
     {"cpu_max_pool2d", "2x2 s2 max-pool forward and backward on 8x64x150x150: reference / vectorised",
      max_pool_rows},
+    {"cpu_max_pool2d_3x3", "3x3 s2 p1 max-pool forward (ResNet stem) on 4x64x128x128: reference / vectorised",
+     max_pool_3x3_rows},
     {"cpu_batch_norm2d", "training batch norm forward and backward on 8x128x75x75: reference / vectorised",
      batch_norm_rows},
 });

@@ -180,12 +180,13 @@ struct DyLanes {
     double a[kLanes], b[kLanes];
     for (int j = 0; j < kLanes; ++j) a[j] = a_io[j], b[j] = b_io[j];
     int64_t i = 0;
-    for (; i + kLanes <= n; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const T g = to_compute(gy[i + j]);
-        a[j] += static_cast<double>(g);
-        b[j] += static_cast<double>(g * ((to_compute(x[i + j]) - m) * r));
-      }
+    for (; i + kLanes <= n; i += kLanes) {
+      T g[kLanes], p[kLanes];  // the products first, in separate lane loops (so they vectorise too)
+      for (int j = 0; j < kLanes; ++j) g[j] = to_compute(gy[i + j]);
+      for (int j = 0; j < kLanes; ++j) p[j] = g[j] * ((to_compute(x[i + j]) - m) * r);
+      for (int j = 0; j < kLanes; ++j) a[j] += static_cast<double>(g[j]);
+      for (int j = 0; j < kLanes; ++j) b[j] += static_cast<double>(p[j]);
+    }
     for (; i < n; ++i) {
       const T g = to_compute(gy[i]);
       a[i % kLanes] += static_cast<double>(g);

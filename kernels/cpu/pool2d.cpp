@@ -18,9 +18,12 @@
 //                      backward scatters into a per-plane accumulator.
 //   max_pool2d_*       variant 1: 2x2 stride-2 unpadded windows (VGG, tiny_ssd) one output
 //                      row at a time in a branch-free loop the compiler vectorises (per ISA
-//                      level, isa_dispatch.h); backward of non-overlapping windows written
-//                      directly (each input has at most one window). Windows at a ceil-mode
-//                      edge and every other shape take variant 0's code. Same bits as variant 0.
+//                      level, isa_dispatch.h); any other window (SSD's 3x3 s1 p1, a ResNet
+//                      stem's 3x3 s2 p1) by window element over a row of outputs, for the
+//                      windows wholly inside the input; f32 / f64. Windows at a padded or
+//                      ceil-mode edge, and bf16, take variant 0's scan. Backward of
+//                      non-overlapping windows written directly (each input has at most one
+//                      window); overlapping windows: variant 0. Same bits as variant 0.
 
 namespace kern::cpu {
 
@@ -163,6 +166,73 @@ void max_pool2d_forward_2x2(const Pool2dDims& d, const T* x, T* y, J* idx) {
   }
 }
 
+// Any other window: the output columns whose windows lie wholly inside the input, one
+// output row at a time. y (and idx) start as each window's first element and take every
+// later element in the reference's row-major order by the same rule (greater, or NaN), so
+// the loop over the output columns is innermost and vectorises (w0 = the first window's
+// first column, rows h0 .. h0 + kh - 1).
+template <bool WITH_IDX>
+struct MaxPoolRowAny {
+  template <typename T, typename J>
+  static KERN_CPU_INLINE void run(int64_t n, const T* xp, int64_t in_w, int64_t h0, int64_t w0, int64_t kh,
+                                  int64_t kw, int64_t sw, T* y, J* idx) {
+    for (int64_t ow = 0; ow < n; ++ow) {
+      y[ow] = xp[h0 * in_w + w0 + ow * sw];
+      if (WITH_IDX) idx[ow] = static_cast<J>(h0 * in_w + w0 + ow * sw);
+    }
+    for (int64_t h = h0; h < h0 + kh; ++h) {
+      for (int64_t w = 0; w < kw; ++w) {
+        if (h == h0 && w == 0) continue;
+        const T* r = xp + h * in_w + w0 + w;
+        const J off = static_cast<J>(h * in_w + w0 + w);
+        for (int64_t ow = 0; ow < n; ++ow) {
+          const T v = r[ow * sw];
+          const bool t = (v > y[ow]) | (v != v);
+          y[ow] = t ? v : y[ow];
+          if (WITH_IDX) idx[ow] = t ? static_cast<J>(off + ow * sw) : idx[ow];
+        }
+      }
+    }
+  }
+};
+
+// First and one-past-last output index whose window [o*s - pad, o*s - pad + k) lies in [0, in).
+// (o*s - pad >= 0 from lo = ceil(pad / s); o*s - pad + k <= in up to (in + pad - k) / s.)
+void inside_range(int64_t in, int64_t k, int64_t s, int64_t pad, int64_t out, int64_t& lo, int64_t& hi) {
+  lo = std::min((pad + s - 1) / s, out);
+  hi = in + pad >= k ? std::min((in + pad - k) / s + 1, out) : 0;
+  hi = std::max(hi, lo);  // empty when no window fits
+}
+
+template <typename T, typename J>
+void max_pool2d_forward_any(const Pool2dDims& d, const T* x, T* y, J* idx) {
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  int64_t oh_lo, oh_hi, ow_lo, ow_hi;
+  inside_range(d.in_h, d.kernel_h, d.stride_h, d.pad_h, d.out_h, oh_lo, oh_hi);
+  inside_range(d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.out_w, ow_lo, ow_hi);
+  const Isa isa = isa_active();
+  using Fn = void (*)(int64_t, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, T*, J*);
+  Fn row = idx ? run_isa<MaxPoolRowAny<true>, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         T*, J*>(isa)
+               : run_isa<MaxPoolRowAny<false>, int64_t, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         T*, J*>(isa);
+#pragma omp parallel for if (d.planes * out_plane * d.kernel_h * d.kernel_w > (1 << 16))
+  for (int64_t p = 0; p < d.planes; ++p) {
+    const T* xp = x + p * in_plane;
+    T* yp = y + p * out_plane;
+    J* ip = idx ? idx + p * out_plane : nullptr;
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      const bool inside = oh >= oh_lo && oh < oh_hi && ow_hi > ow_lo;
+      for (int64_t ow = 0; ow < (inside ? ow_lo : d.out_w); ++ow) store_window(d, xp, oh, ow, yp, ip);
+      if (!inside) continue;
+      const int64_t o = oh * d.out_w + ow_lo;
+      row(ow_hi - ow_lo, xp, d.in_w, oh * d.stride_h - d.pad_h, ow_lo * d.stride_w - d.pad_w, d.kernel_h, d.kernel_w,
+          d.stride_w, yp + o, ip ? ip + o : nullptr);
+      for (int64_t ow = ow_hi; ow < d.out_w; ++ow) store_window(d, xp, oh, ow, yp, ip);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T, typename J>
@@ -171,8 +241,8 @@ void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx) {
   if constexpr (std::is_same_v<T, bf16>) {
     return ref::max_pool2d_forward(d, x, y, idx);
   } else {
-    if (!is_2x2_s2(d)) return ref::max_pool2d_forward(d, x, y, idx);
-    max_pool2d_forward_2x2(d, x, y, idx);
+    if (is_2x2_s2(d)) return max_pool2d_forward_2x2(d, x, y, idx);
+    max_pool2d_forward_any(d, x, y, idx);
   }
 }
 

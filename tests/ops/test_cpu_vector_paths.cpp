@@ -296,7 +296,9 @@ void check_pools() {
   };
   const Case cases[] = {{3, 8, 10, 2, 2, 0, false}, {2, 7, 9, 2, 2, 0, false}, {2, 7, 9, 2, 2, 0, true},
                         {2, 75, 75, 2, 2, 0, true}, {2, 5, 6, 3, 1, 1, false}, {2, 9, 10, 3, 3, 0, true},
-                        {2, 6, 7, 2, 2, 1, false},  {40, 64, 66, 2, 2, 0, false}};
+                        {2, 6, 7, 2, 2, 1, false},  {40, 64, 66, 2, 2, 0, false}, {2, 9, 11, 3, 2, 1, false},
+                        {2, 8, 8, 1, 1, 0, false},  {2, 10, 10, 4, 2, 1, true},   {1, 2, 2, 3, 1, 1, false},
+                        {40, 38, 38, 3, 1, 1, false}, {2, 9, 9, 2, 1, 0, false},  {2, 13, 7, 3, 2, 0, true}};
   for (const Case& c : cases) {
     const auto d = pool_dims(c.planes, c.h, c.w, c.k, c.s, c.pad, c.ceil);
     const std::string what = std::to_string(c.h) + "x" + std::to_string(c.w) + " k" + std::to_string(c.k) + " s" +
@@ -308,7 +310,7 @@ void check_pools() {
 
 }  // namespace
 
-TEST_CASE("max_pool2d: the 2x2 s2 row loop and the direct backward match the reference, every ISA",
+TEST_CASE("max_pool2d: the 2x2 s2 and any-window row loops and the direct backward match the reference, every ISA",
           "[cpu_isa][pool]") {
   check_pools<float>();
   check_pools<double>();
