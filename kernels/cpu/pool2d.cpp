@@ -23,7 +23,8 @@
 //                      windows wholly inside the input; f32 / f64. Windows at a padded or
 //                      ceil-mode edge, and bf16, take variant 0's scan. Backward of
 //                      non-overlapping windows written directly (each input has at most one
-//                      window); overlapping windows: variant 0. Same bits as variant 0.
+//                      window); overlapping windows summed straight into gx (f32 / f64; bf16:
+//                      variant 0). Same bits as variant 0.
 
 namespace kern::cpu {
 
@@ -250,8 +251,24 @@ template <typename T, typename J>
 void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx) {
   using C = compute_t<T>;
   const bool disjoint = d.stride_h >= d.kernel_h && d.stride_w >= d.kernel_w;
-  if (!disjoint) return ref::max_pool2d_backward(d, idx, gy, gx);
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  if (!disjoint) {
+    // Overlapping windows: an input may collect several gradients. In f32 / f64 the compute
+    // type is the storage type, so gx itself is the reference's accumulator (zeroed, summed
+    // in output order: the same bits) without its per-plane buffer and copy; bf16 sums in
+    // float: the reference.
+    if constexpr (std::is_same_v<T, bf16>) {
+      return ref::max_pool2d_backward(d, idx, gy, gx);
+    } else {
+#pragma omp parallel for if (d.planes * in_plane > (1 << 16))
+      for (int64_t p = 0; p < d.planes; ++p) {
+        T* gxp = gx + p * in_plane;
+        std::fill(gxp, gxp + in_plane, T(0));
+        for (int64_t o = 0; o < out_plane; ++o) gxp[idx[p * out_plane + o]] += gy[p * out_plane + o];
+      }
+      return;
+    }
+  }
   const bool two = is_2x2_s2(d);
   const int64_t fh = two ? std::min(d.out_h, d.in_h / 2) : 0, fw = two ? std::min(d.out_w, d.in_w / 2) : 0;
   auto row = run_isa<MaxPool2x2BwdRow, int64_t, const J*, const T*, T*, T*, J, J>(isa_active());
