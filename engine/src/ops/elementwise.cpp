@@ -203,6 +203,10 @@ struct UnaryBackward : Node {
       if (g.is_cuda()) {
         ENGINE_IF_CUDA(kern::cuda::unary_backward<T>(op, g.numel(), px, py, g.data<T>(), gx.data<T>(), p0, p1,
                                                      cuda::stream()));
+      } else if (op == kern::UnaryOp::Relu && py != nullptr) {
+        kern::cpu::relu_backward<T>(g.numel(), py, g.data<T>(), gx.data<T>());  // the tight masked copy
+      } else if (op == kern::UnaryOp::Relu6 && py != nullptr) {
+        kern::cpu::relu6_backward<T>(g.numel(), py, g.data<T>(), gx.data<T>());
       } else {
         kern::cpu::unary_backward<T>(op, g.numel(), px, py, g.data<T>(), gx.data<T>(), p0, p1);
       }

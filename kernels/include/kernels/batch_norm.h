@@ -53,6 +53,27 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const compute
                                const compute_t<T>* sum_dy, const compute_t<T>* sum_dy_xhat, T* gx);
 template <typename T>
 void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y);
+// The reference loops (variant 0) the ones above are checked against: the ones above run
+// per-plane loops compiled per ISA level (kernels/cpu_isa.h); forward, backward_input and
+// channel_affine give the same bits, the two reductions sum over 8 interleaved double lanes
+// (within a few double ulps of the reference's sequential sum, the same on every ISA).
+namespace ref {
+template <typename T>
+void batch_norm_stats(const BatchNormDims& d, const T* x, compute_t<T>* mean, compute_t<T>* var);
+template <typename T>
+void batch_norm_forward(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                        const compute_t<T>* w, const compute_t<T>* b, double eps, T* y);
+template <typename T>
+void batch_norm_backward_reduce(const BatchNormDims& d, const T* x, const compute_t<T>* mean,
+                                const compute_t<T>* var, double eps, const T* gy, compute_t<T>* sum_dy,
+                                compute_t<T>* sum_dy_xhat);
+template <typename T>
+void batch_norm_backward_input(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                               const compute_t<T>* w, double eps, bool training, const T* gy,
+                               const compute_t<T>* sum_dy, const compute_t<T>* sum_dy_xhat, T* gx);
+template <typename T>
+void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y);
+}  // namespace ref
 }  // namespace cpu
 
 namespace cuda {

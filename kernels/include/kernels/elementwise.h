@@ -64,6 +64,25 @@ void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, 
 // x[i] = f(x[i]) in place (relu_): the same maths as unary_forward with y == x.
 template <typename T>
 void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1);
+// ReLU / ReLU6 backward from the output, the dedicated vectorised loops unary_backward uses
+// for Relu / Relu6: gx = y > 0 ? gy : 0, and gx = 0 < y < 6 ? gy : 0 (a select: 0 at the
+// kinks, 0 where y is NaN, gy passed unchanged, NaN included, where the mask holds).
+template <typename T>
+void relu_backward(int64_t n, const T* y, const T* gy, T* gx);
+template <typename T>
+void relu6_backward(int64_t n, const T* y, const T* gy, T* gx);
+// The reference loops (variant 0: the op switched per element) the ones above are checked
+// against; the ones above are compiled per ISA level (kernels/cpu_isa.h).
+namespace ref {
+template <typename T>
+void binary_forward(BinaryOp op, const BroadcastDims& d, const T* a, const T* b, T* out);
+template <typename T>
+void unary_forward(UnaryOp op, int64_t n, const T* x, T* y, double p0, double p1);
+template <typename T>
+void unary_backward(UnaryOp op, int64_t n, const T* x, const T* y, const T* gy, T* gx, double p0, double p1);
+template <typename T>
+void unary_inplace(UnaryOp op, int64_t n, T* x, double p0, double p1);
+}  // namespace ref
 }  // namespace cpu
 
 namespace cuda {

@@ -53,6 +53,15 @@ template <typename T, typename J>
 void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx);
 template <typename T, typename J>
 void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx);
+// The reference loops (variant 0) the ones above are checked against: the ones above take
+// a vectorised path, compiled per ISA level (kernels/cpu_isa.h), for 2x2 stride-2 windows
+// and write non-overlapping windows' gradients directly; same results bit for bit.
+namespace ref {
+template <typename T, typename J>
+void max_pool2d_forward(const Pool2dDims& d, const T* x, T* y, J* idx);
+template <typename T, typename J>
+void max_pool2d_backward(const Pool2dDims& d, const J* idx, const T* gy, T* gx);
+}  // namespace ref
 }  // namespace cpu
 
 // The CUDA kernels also do their index maths in 32 bits when index32_fits (kernels/index32.h).
