@@ -187,10 +187,9 @@ bool init_cpu_threads(int argc, char** argv, const char* program) {
       g_wait = mode + " (" + wait.first + "=" + wait.second + ")";
       changed = true;
     }
-    if (!env_set("OPENBLAS_NUM_THREADS")) {
-      ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
-      changed = true;
-    }
+    // OpenBLAS then starts no threads of its own; alone this is not worth a second start
+    // (kernels/cpu/gemm.cpp sets it single-threaded at the first product anyway).
+    if (!env_set("OPENBLAS_NUM_THREADS")) ::setenv("OPENBLAS_NUM_THREADS", "1", 1);
     // libgomp read its variables in its constructor; run again with them (same pid, args).
     // ENGINE_CPU_REEXEC guards against a loop should a variable not stick.
     if (changed && !env_set("ENGINE_CPU_REEXEC")) {
