@@ -142,6 +142,7 @@ double train_images_per_second(const std::string& data) {
   const auto r = run_shell(app_cmd("ssd_train") + " --arch tiny_ssd --data '" + data +
                            "' --input-size 128 --batch 8 --iters 30 --log-every 10 --workers 1 --seed 1 "
                            "--threads 2 --out '" + out.path.string() + "'");
+  INFO(r.err);
   REQUIRE(r.status == 0);
   std::ifstream in(out / "metrics.jsonl");
   double seconds = 0;
@@ -156,20 +157,28 @@ double train_images_per_second(const std::string& data) {
   return images / seconds;
 }
 
-// A child process that spins on `cpu` until killed.
-pid_t start_competitor(int cpu) {
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    sched_setaffinity(0, sizeof(one), &one);
-    for (volatile unsigned long x = 0;; x = x + 1) {
+// A child process that spins on `cpu` until this object goes (also when a REQUIRE throws).
+struct Competitor {
+  pid_t pid = -1;
+  explicit Competitor(int cpu) {
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      sched_setaffinity(0, sizeof(one), &one);
+      for (volatile unsigned long x = 0;; x = x + 1) {
+      }
     }
   }
-  return pid;
-}
+  ~Competitor() {
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+  Competitor(const Competitor&) = delete;
+  Competitor& operator=(const Competitor&) = delete;
+};
 
 }  // namespace
 
@@ -190,10 +199,8 @@ TEST_CASE("tiny_ssd training keeps half its speed beside a busy process on one o
   std::vector<double> quiet, shared;
   for (int round = 0; round < 2; ++round) {
     quiet.push_back(train_images_per_second(data.root));
-    const pid_t busy = start_competitor(last);
+    const Competitor busy(last);
     shared.push_back(train_images_per_second(data.root));
-    kill(busy, SIGKILL);
-    waitpid(busy, nullptr, 0);
   }
   const double q = *std::max_element(quiet.begin(), quiet.end());
   const double s = *std::max_element(shared.begin(), shared.end());
