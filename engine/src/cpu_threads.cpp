@@ -90,36 +90,6 @@ double tightest_quota(const std::string& root, std::string rel, ReadQuota read) 
   return best;
 }
 
-double cgroup_quota() {
-  std::string v2, v1;
-  cgroup_mounts(v2, v1);
-  double best = 0;
-  std::ifstream in("/proc/self/cgroup");
-  for (std::string line; std::getline(in, line);) {  // "0::/path" (v2), "3:cpu,cpuacct:/path" (v1)
-    const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
-    if (b == std::string::npos) continue;
-    const std::string ctrl = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    double q = 0;
-    try {
-      if (line.compare(0, a, "0") == 0 && ctrl.empty() && !v2.empty()) {
-        q = tightest_quota(v2, path, [](const std::string& d) {
-          const std::string t = read_text(d + "/cpu.max");
-          return t.empty() ? 0.0 : cgroup_v2_quota(t);
-        });
-      } else if (!v1.empty() && ("," + ctrl + ",").find(",cpu,") != std::string::npos) {
-        q = tightest_quota(v1, path, [](const std::string& d) {
-          const std::string t = read_text(d + "/cpu.cfs_quota_us"), p = read_text(d + "/cpu.cfs_period_us");
-          return t.empty() || p.empty() ? 0.0 : cgroup_v1_quota(t, p);
-        });
-      }
-    } catch (const Error&) {
-      q = 0;  // a file we cannot read as a quota does not limit the thread count
-    }
-    if (q > 0 && (best == 0 || q < best)) best = q;
-  }
-  return best;
-}
-
 bool env_set(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0';
@@ -152,10 +122,42 @@ double cgroup_v1_quota(const std::string& quota_us, const std::string& period_us
   return q < 0 ? 0 : static_cast<double>(q) / static_cast<double>(p);
 }
 
+double cgroup_quota(const std::string& proc_cgroup, const std::string& v2_mount, const std::string& v1_mount) {
+  const std::string& v2 = v2_mount;
+  const std::string& v1 = v1_mount;
+  double best = 0;
+  std::istringstream in(proc_cgroup);
+  for (std::string line; std::getline(in, line);) {  // "0::/path" (v2), "3:cpu,cpuacct:/path" (v1)
+    const size_t a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string ctrl = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    double q = 0;
+    try {
+      if (line.compare(0, a, "0") == 0 && ctrl.empty() && !v2.empty()) {
+        q = tightest_quota(v2, path, [](const std::string& d) {
+          const std::string t = read_text(d + "/cpu.max");
+          return t.empty() ? 0.0 : cgroup_v2_quota(t);
+        });
+      } else if (!v1.empty() && ("," + ctrl + ",").find(",cpu,") != std::string::npos) {
+        q = tightest_quota(v1, path, [](const std::string& d) {
+          const std::string t = read_text(d + "/cpu.cfs_quota_us"), p = read_text(d + "/cpu.cfs_period_us");
+          return t.empty() || p.empty() ? 0.0 : cgroup_v1_quota(t, p);
+        });
+      }
+    } catch (const Error&) {
+      q = 0;  // a file we cannot read as a quota does not limit the thread count
+    }
+    if (q > 0 && (best == 0 || q < best)) best = q;
+  }
+  return best;
+}
+
 CpuBudget cpu_budget() {
   CpuBudget b;
   b.affinity = affinity_cpus();
-  b.quota = cgroup_quota();
+  std::string v2, v1;
+  cgroup_mounts(v2, v1);
+  b.quota = cgroup_quota(read_text("/proc/self/cgroup"), v2, v1);
   b.threads = b.affinity;
   if (b.quota > 0) b.threads = std::min(b.threads, static_cast<int>(std::min(4096.0, std::ceil(b.quota))));
   b.threads = std::max(1, b.threads);

@@ -66,6 +66,31 @@ TEST_CASE("cgroup v1 cfs quota as CPUs", "[cpu_threads]") {
   CHECK_THROWS_AS(eng::cgroup_v1_quota("1e5", "100000"), eng::Error);
 }
 
+TEST_CASE("the cgroup quota: the tightest of the cgroup and its ancestors, v1 and v2", "[cpu_threads]") {
+  test::TempDir d("cpu_quota");
+  // v2: the process in /a/b; b has no limit, a 1.5 CPUs, the root none.
+  test::write_file(d / "v2/cpu.max", "max 100000\n");
+  test::write_file(d / "v2/a/cpu.max", "150000 100000\n");
+  test::write_file(d / "v2/a/b/cpu.max", "max 100000\n");
+  CHECK(eng::cgroup_quota("0::/a/b\n", d / "v2", "") == Approx(1.5));
+  CHECK(eng::cgroup_quota("0::/\n", d / "v2", "") == 0);
+  CHECK(eng::cgroup_quota("0::/a/b\n", "", "") == 0);  // no cgroup2 mount
+  // v1: the cpu controller (joined with cpuacct), the process in /x; x 3 CPUs, the root none.
+  test::write_file(d / "v1/cpu.cfs_quota_us", "-1\n");
+  test::write_file(d / "v1/cpu.cfs_period_us", "100000\n");
+  test::write_file(d / "v1/x/cpu.cfs_quota_us", "300000\n");
+  test::write_file(d / "v1/x/cpu.cfs_period_us", "100000\n");
+  const std::string both = "4:memory:/m\n3:cpu,cpuacct:/x\n0::/a/b\n";
+  CHECK(eng::cgroup_quota("3:cpu,cpuacct:/x\n", "", d / "v1") == Approx(3.0));
+  CHECK(eng::cgroup_quota("3:cpuacct:/x\n", "", d / "v1") == 0);  // not the cpu controller
+  CHECK(eng::cgroup_quota(both, d / "v2", d / "v1") == Approx(1.5));
+  // A cgroup that does not exist under the mount (another namespace's path): its ancestors count.
+  CHECK(eng::cgroup_quota("0::/a/elsewhere/deeper\n", d / "v2", "") == Approx(1.5));
+  // A file that is not a quota limits nothing; a line that is not "id:controllers:path" is skipped.
+  test::write_file(d / "v2/a/cpu.max", "lots\n");
+  CHECK(eng::cgroup_quota("garbage\n0::/a/b\n", d / "v2", "") == 0);
+}
+
 TEST_CASE("the thread budget follows the affinity mask", "[cpu_threads]") {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -30,6 +30,12 @@ struct CpuBudget {
 };
 CpuBudget cpu_budget();
 
+// The tightest CPU quota in CPUs (0: none) of a process whose /proc/self/cgroup reads
+// `proc_cgroup`, the cgroup2 hierarchy mounted at `v2_mount` and v1's cpu controller at
+// `v1_mount` ("" where absent): the cgroup's own limit and its ancestors'. A file that does
+// not read as a quota limits nothing.
+double cgroup_quota(const std::string& proc_cgroup, const std::string& v2_mount, const std::string& v1_mount);
+
 // The cgroup files' texts as CPUs (0: no quota). v2 cpu.max: "max 100000" or "150000 100000";
 // v1: cpu.cfs_quota_us ("-1" or microseconds) and cpu.cfs_period_us. Throws eng::Error on
 // malformed text.
