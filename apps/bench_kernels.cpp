@@ -24,6 +24,7 @@
 #include <omp.h>
 #endif
 
+#include "engine/cpu_threads.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
@@ -85,6 +86,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows, const Opt
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "bench_kernels")) return 1;
   const std::vector<Bench> kBenches = registered_benches();
   CLI::App app{"bench_kernels: time the compute kernels (CPU, and CUDA when a device is present)"};
   std::string device = "all", json;

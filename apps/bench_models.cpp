@@ -48,6 +48,7 @@
 #include "common/precision.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "engine/cpu_threads.h"
 #include "engine/allocator.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
@@ -328,6 +329,8 @@ void write_json(const std::string& path, const std::vector<Row>& rows) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "bench_models")) return 1;
   CLI::App cli{"bench_models: end-to-end training / inference timings of the detectors, and of the loader"};
   Options o;
   std::string models_flag, modes_flag;

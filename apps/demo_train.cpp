@@ -6,10 +6,13 @@
 #include <exception>
 
 #include "common/cli_rules.h"
+#include "engine/cpu_threads.h"
 #include "engine/allocator.h"
 #include "models/shapes_demo.h"
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "demo_train")) return 1;
   CLI::App app{"Train a small conv net on generated shapes (engine demo)"};
   std::string device = "cpu";
   models::ShapesDemoConfig cfg;

@@ -20,6 +20,7 @@
 #include "common/cli_rules.h"
 #include "common/config_check.h"
 #include "common/detect_run.h"
+#include "engine/cpu_threads.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 #include "models/detection_model.h"
@@ -37,6 +38,8 @@ int summary(const models::ModelConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "ssd_detect")) return 1;
   CLI::App cli{"ssd_detect: object detection on images with a trained model"};
   app::DetectConfig c;
   models::ModelConfig summary_config;
@@ -68,14 +71,22 @@ int main(int argc, char** argv) {
   cli.add_option("--anchors", summary_config.anchor_preset, "--summary: SSD anchor sizes preset")
       ->check(CLI::IsMember({"voc", "coco"}));
   cli.add_flag("--summary", want_summary, "print block output shapes, parameter and anchor counts, and exit");
+  int threads = 0;
+  cli.add_option("--threads", threads,
+                 "OpenMP threads (0: the CPUs this process may use, from its affinity and cgroup quota; "
+                 "also ENGINE_CPU_THREADS; ENGINE_CPU_SPIN=passive|short|active sets how they wait)")
+      ->capture_default_str();
   // Every number checked on its text before conversion, the fixed sets by name
   // (common/config_check.h).
-  app::apply_rules(cli, app::detect_rules());
+  auto rules = app::detect_rules();
+  rules.push_back(app::int_rule("--threads", 0, 1024));
+  app::apply_rules(cli, rules);
   cli.get_option("--arch")->check(CLI::IsMember(models::model_names()));
   cli.get_option("--device")->check(CLI::IsMember({"cpu", "cuda"}));
   cli.get_option("--precision")->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   try {
     cli.parse(argc, argv);
+    eng::set_cpu_threads(threads);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return cli.exit(e);
     std::cerr << app::cli_error_line("ssd_detect", e) << "\n";

@@ -26,6 +26,7 @@
 #include "data/coco_results.h"
 #include "data/dataset.h"
 #include "data/metrics.h"
+#include "engine/cpu_threads.h"
 #include "engine/error.h"
 
 namespace {
@@ -140,6 +141,8 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "ssd_eval")) return 1;
   CLI::App app{"ssd_eval: evaluate detections (VOC07 / VOC area AP, COCO AP) against VOC or COCO ground truth"};
   Args a;
   app.add_option("--gt", a.gt, "VOC root(s), comma-separated, or a COCO instances .json")->required();

@@ -17,10 +17,13 @@
 #include "common/config_check.h"
 #include "common/distributed.h"
 #include "common/trainer.h"
+#include "engine/cpu_threads.h"
 #include "engine/error.h"
 #include "models/detection_model.h"
 
 int main(int argc, char** argv) {
+  // OpenMP threads and their waiting, OpenBLAS single-threaded (engine/cpu_threads.h).
+  if (!eng::init_cpu_threads(argc, argv, "ssd_train")) return 1;
   CLI::App cli{"ssd_train: train a detector (tiny_ssd, ssd300_vgg16, ssd512_vgg16, retinanet_resnet50_fpn, "
                "ssdlite320_mobilenet_v3_large, the GluonCV presets ssd512_resnet18_v1 ... ssd300_mobilenet0_25; "
                "ssd_detect --summary --arch A describes one)"};
@@ -119,14 +122,22 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cli.add_flag("--sync-bn", c.sync_bn, "BatchNorm statistics over the global batch of all ranks (tiny_ssd)");
   cli.add_option("--accum", c.accum, "gradient accumulation: batches per optimizer step")->capture_default_str();
+  int threads = 0;
+  cli.add_option("--threads", threads,
+                 "OpenMP threads (0: the CPUs this process may use, from its affinity and cgroup quota; "
+                 "also ENGINE_CPU_THREADS; ENGINE_CPU_SPIN=passive|short|active sets how they wait)")
+      ->capture_default_str();
   // Every number checked on its text before conversion, the fixed sets by name
   // (common/config_check.h); then the whole config, before any data is read.
-  app::apply_rules(cli, app::train_rules());
+  auto rules = app::train_rules();
+  rules.push_back(app::int_rule("--threads", 0, 1024));
+  app::apply_rules(cli, rules);
   cli.get_option("--arch")->check(CLI::IsMember(models::model_names()));
   cli.get_option("--device")->check(CLI::IsMember({"cpu", "cuda"}));
   cli.get_option("--precision")->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   try {
     cli.parse(argc, argv);
+    eng::set_cpu_threads(threads);
     if (!steps.empty()) c.steps = app::parse_int_list(app::int_rule("--steps", 1, 1e12), steps);
     if (!multiscale.empty())
       for (int64_t s : app::parse_int_list(app::input_size_rule("--multiscale", c.arch, false), multiscale))

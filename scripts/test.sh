@@ -19,8 +19,9 @@ fast=OFF
 bash scripts/configure.sh build -DENGINE_TESTS_FAST=$fast
 cmake --build build -j"$(nproc)"
 # Tests run side by side (-j), so OpenMP threads must not busy-wait for cores that another
-# test holds: passive waiting made the app tests several times faster on 2 busy cores. (A
-# training run alone is ~17% faster with the default active waiting, which the apps keep.)
+# test holds. The programs wait passively by default (engine/cpu_threads.h, ENGINE_CPU_SPIN);
+# the test executables run the engine in-process without the programs' start-up, so they
+# get the same default here.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 # No GPU: the [cuda] tests skipped above; run them (the project's CUDA kernels) on the emulator.

@@ -11,6 +11,7 @@
 #include <omp.h>
 #endif
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #ifdef KERN_HAVE_OPENBLAS
@@ -165,10 +166,12 @@ void blas_gemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, double alpha, 
 // kernel fight over the cores (each pool spins while the other runs: measured 3x slower
 // TinySSD training on 2 cores). So OpenBLAS runs single-threaded and large products are
 // split here over OpenMP threads, by column blocks of C (or row blocks when M > N). Setting
-// OPENBLAS_NUM_THREADS in the environment keeps OpenBLAS's own threading instead.
+// OPENBLAS_NUM_THREADS above 1 in the environment keeps OpenBLAS's own threading instead
+// (the programs set it to 1 when unset, so that OpenBLAS starts no threads: eng::init_cpu_threads).
 bool use_openmp_split() {
   static const bool split = [] {
-    if (std::getenv("OPENBLAS_NUM_THREADS") != nullptr) return false;
+    const char* env = std::getenv("OPENBLAS_NUM_THREADS");
+    if (env != nullptr && *env != '\0' && std::strcmp(env, "1") != 0) return false;
     openblas_set_num_threads(1);
     return true;
   }();
