@@ -17,8 +17,10 @@
 #include "common/cli_rules.h"
 #include "common/config_check.h"
 #include "common/report_run.h"
+#include "engine/cpu_threads.h"
 
 int main(int argc, char** argv) {
+  if (!eng::init_cpu_threads(argc, argv, "ssd_report")) return 1;
   CLI::App cli{"ssd_report: an HTML report (plots, per-class AP, sample detections) of an ssd_train run folder"};
   app::report::ReportOptions o;
   cli.add_option("run_dir", o.run_dir, "the run folder (ssd_train --out): metrics.jsonl and checkpoints")->required();

@@ -16,6 +16,7 @@
 #include "common/checkpoint.h"
 #include "common/cli_rules.h"
 #include "data/dataset.h"
+#include "engine/cpu_threads.h"
 #include "engine/error.h"
 #include "engine/io/safetensors.h"
 #include "export/onnx_export.h"
@@ -84,6 +85,7 @@ int run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (!eng::init_cpu_threads(argc, argv, "ssd_export")) return 1;
   CLI::App cli{"ssd_export: write a detector as an ONNX model"};
   Args a;
   cli.add_option("--weights", a.weights, "weights or checkpoint (.safetensors)")->required();
