@@ -84,37 +84,51 @@ inline void grad_1d(const float* s, int64_t ss, float* k, int64_t ks) {
   }
 }
 
-// u = G g (3 -> 6) and its adjoint G^T u (6 -> 3), in double (weights are few).
-inline void weight_1d(const double* g, int64_t gs, double* u, int64_t us) {
-  const double g0 = g[0], g1 = g[gs], g2 = g[2 * gs];
-  u[0] = g0 / 4;
-  u[us] = -(g0 + g1 + g2) / 6;
-  u[2 * us] = -(g0 - g1 + g2) / 6;
-  u[3 * us] = g0 / 24 + g1 / 12 + g2 / 6;
-  u[4 * us] = g0 / 24 - g1 / 12 + g2 / 6;
-  u[5 * us] = g2;
-}
+// G^T u (6 -> 3), the adjoint of G, in double for the weight gradient (constants as products).
+constexpr double k1_4 = 1.0 / 4, k1_6 = 1.0 / 6, k1_12 = 1.0 / 12, k1_24 = 1.0 / 24;
 inline void weight_adjoint_1d(const double* u, int64_t us, double* g, int64_t gs) {
   const double u0 = u[0], u1 = u[us], u2 = u[2 * us], u3 = u[3 * us], u4 = u[4 * us], u5 = u[5 * us];
-  g[0] = u0 / 4 - (u1 + u2) / 6 + (u3 + u4) / 24;
-  g[gs] = (u2 - u1) / 6 + (u3 - u4) / 12;
-  g[2 * gs] = -(u1 + u2) / 6 + (u3 + u4) / 6 + u5;
+  const double s12 = u1 + u2, s34 = u3 + u4;
+  g[0] = u0 * k1_4 - s12 * k1_6 + s34 * k1_24;
+  g[gs] = (u2 - u1) * k1_6 + (u3 - u4) * k1_12;
+  g[2 * gs] = (s34 - s12) * k1_6 + u5;
+}
+
+// u = G g (3 -> 6) on kL lanes, in float (the rounding of U adds ~1e-7 relative, far below
+// the transform's own error): this runs O*C times per call, as much as the GEMMs on small maps.
+inline void weight_1d_lanes(const float* g, int64_t gs, float* u, int64_t us) {
+  constexpr float c4 = 0.25f, c6 = 1.0f / 6, c12 = 1.0f / 12, c24 = 1.0f / 24;
+  for (int l = 0; l < kL; ++l) {
+    const float g0 = g[l], g1 = g[gs + l], g2 = g[2 * gs + l];
+    const float a = g0 + g2, b = g0 * c24 + g2 * c6, c = g1 * c12;
+    u[l] = g0 * c4;
+    u[us + l] = -(a + g1) * c6;
+    u[2 * us + l] = -(a - g1) * c6;
+    u[3 * us + l] = b + c;
+    u[4 * us + l] = b - c;
+    u[5 * us + l] = g2;
+  }
 }
 
 // U[k][row][col] = (G g G^T)_k for the 3x3 kernel g = w[o, c] (flip: w[o, c, 2-i, 2-j] and
-// row = c, col = o, the kernel of the backward-data pass).
+// row = c, col = o, the kernel of the backward-data pass). kL consecutive U entries at a time
+// (one lane each), so every store run covers whole cache lines of each of the 36 planes.
 void transform_weights(const float* w, int64_t O, int64_t C, bool flip, float* U) {
   const int64_t rows = flip ? C : O, cols = flip ? O : C;
-#pragma omp parallel for schedule(static) if (O * C > 256)
-  for (int64_t oc = 0; oc < O * C; ++oc) {
-    const int64_t o = oc / C, c = oc % C;
-    const float* g = w + oc * 9;
-    double k[9], t[18], u[36];
-    for (int e = 0; e < 9; ++e) k[e] = flip ? g[8 - e] : g[e];
-    for (int i = 0; i < 3; ++i) weight_1d(k + 3 * i, 1, t + 6 * i, 1);   // rows: t[i][j'] = (g G^T)
-    for (int j = 0; j < 6; ++j) weight_1d(t + j, 6, u + j, 6);            // columns: u = G t
-    const int64_t r = flip ? c : o, cl = flip ? o : c;
-    for (int e = 0; e < kPos; ++e) U[(e * rows + r) * cols + cl] = static_cast<float>(u[e]);
+  (void)rows;
+  const int64_t n = O * C, blocks = (n + kL - 1) / kL;
+#pragma omp parallel for schedule(static) if (n > 1024)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t lo = blk * kL, cnt = std::min<int64_t>(kL, n - lo);
+    alignas(32) float k[9 * kL], t[18 * kL], u[kPos * kL];
+    for (int64_t q = 0; q < kL; ++q) {
+      const int64_t rc = lo + std::min(q, cnt - 1), r = rc / cols, cl = rc % cols;
+      const float* g = w + ((flip ? cl : r) * C + (flip ? r : cl)) * 9;
+      for (int e = 0; e < 9; ++e) k[e * kL + q] = flip ? g[8 - e] : g[e];
+    }
+    for (int i = 0; i < 3; ++i) weight_1d_lanes(k + 3 * i * kL, kL, t + 6 * i * kL, kL);  // rows: g G^T
+    for (int j = 0; j < 6; ++j) weight_1d_lanes(t + j * kL, 6 * kL, u + j * kL, 6 * kL);  // columns: G (.)
+    for (int e = 0; e < kPos; ++e) std::copy(u + e * kL, u + e * kL + cnt, U + e * n + lo);
   }
 }
 
@@ -264,13 +278,17 @@ void check_supported(const Conv2dDims& d, const char* what) {
 }  // namespace
 
 bool conv2d_winograd_preferred(const Conv2dDims& d) {
-  return conv2d_winograd_supported(d) && d.C >= 16 && d.O >= 16 && d.Ho * d.Wo >= 64;
+  if (!conv2d_winograd_supported(d)) return false;
+  // Per call the weight transform and the U reads cost ~ O*C, the GEMM savings ~ O*C*tiles:
+  // Winograd needs enough tiles. Narrow inputs (C < 32) leave the transforms dominant.
+  const int64_t tiles = d.N * ((d.Ho + 3) / 4) * ((d.Wo + 3) / 4);
+  return d.C >= 32 && d.O >= 8 && tiles >= 64;
 }
 
 int64_t conv2d_winograd_chunk_tiles(int64_t cin, int64_t cout, int64_t total_tiles) {
-  // V and M of a chunk together: 36 (cin + cout) floats per tile, kept under 2 Mi floats
-  // (8 MB) so that a chunk stays near the caches; at least 8 and at most 512 tiles.
-  const int64_t budget = int64_t(1) << 21;
+  // V and M of a chunk together: 36 (cin + cout) floats per tile, kept under 4 Mi floats
+  // (16 MB: one chunk covers a 38x38 map of 512 -> 512 channels); 8 to 512 tiles.
+  const int64_t budget = int64_t(1) << 22;
   int64_t tc = budget / (kPos * (cin + cout));
   tc = std::max<int64_t>(kL, std::min<int64_t>(tc, 512)) / kL * kL;
   const int64_t need = (total_tiles + kL - 1) / kL * kL;
