@@ -89,10 +89,12 @@ struct Shape4 {
 }  // namespace
 
 TEST_CASE("conv2d winograd: matches the im2col reference on odd shapes, forward and backward") {
-  // H, W not multiples of 4, C and O not multiples of 4/8, N > 1, padding 0/1/2/3.
+  // H, W not multiples of 4, C and O not multiples of 4/8, N > 1, padding 0/1/2/3, a 3x3 input.
   const Shape4 shapes[] = {{2, 3, 5, 7, 9, 1},   {3, 17, 19, 13, 11, 0}, {2, 20, 9, 6, 10, 2},
                            {1, 5, 33, 18, 23, 1}, {2, 7, 6, 5, 5, 3},     {1, 2, 3, 3, 3, 0},
-                           {2, 24, 40, 14, 14, 1}};
+                           {2, 24, 40, 14, 14, 1}, {3, 3, 5, 70, 69, 1}};
+  // The last one has 3 x 18 x 18 = 972 tiles: two chunks of at most 512, the boundary inside
+  // image 1 (the weight gradient accumulates across chunks).
   int seed = 10;
   for (const Shape4& s : shapes) {
     for (const bool relu : {false, true}) {
@@ -232,6 +234,21 @@ TEST_CASE("conv2d winograd: the cost rule and the path switch") {
   float dummy = 0;
   REQUIRE_THROWS_WITH(kern::cpu::conv2d_winograd_forward(s, &dummy, &dummy, nullptr, false, &dummy),
                       Catch::Contains("conv2d_winograd_forward") && Catch::Contains("stride=2"));
+  // auto (unset) follows the rule: bit-identical to the forced Winograd path on a preferred
+  // shape (64 -> 64, 32x32: 64 tiles) and to im2col on one it rejects (16x16: 16 tiles).
+  {
+    const Conv2dParams p1 = Conv2dParams::square(1, 1, 1);
+    Tensor wb = test::random_f32({64, 64, 3, 3}, 4, -0.1, 0.1), bb = test::random_f32({64}, 5);
+    for (const int64_t side : {32, 16}) {
+      Tensor xb = test::random_f32({1, 64, side, side}, 6);
+      const Result a = run("auto", xb, wb, bb, p1, true, Tensor());
+      const Result f = run(side == 32 ? "winograd" : "im2col", xb, wb, bb, p1, true, Tensor());
+      const Result other = run(side == 32 ? "im2col" : "winograd", xb, wb, bb, p1, true, Tensor());
+      INFO("side " << side);
+      REQUIRE(a.y.to_vector<float>() == f.y.to_vector<float>());
+      REQUIRE(a.y.to_vector<float>() != other.y.to_vector<float>());
+    }
+  }
   // A bad ENGINE_CPU_CONV value is one error naming the variable and the value.
   ConvPathGuard guard("fast");
   Tensor x = test::random_f32({1, 4, 6, 6}, 1), w = test::random_f32({4, 4, 3, 3}, 2);

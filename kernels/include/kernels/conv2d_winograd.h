@@ -34,15 +34,17 @@
 // OpenMP region: the input transform (8 tiles at a time, one SIMD lane per tile, writing
 // V[k][c][tile] contiguously), the 36 GEMMs (split over the threads by k, each a
 // single-threaded cpu::gemm = OpenBLAS sgemm), the output transform with bias and the
-// optional ReLU applied while the tile is in registers. Workspace per call (kept per thread,
-// grown on demand): U [36][O][C] (the transformed weights, 4x the weight) plus
-// 36 (C + O) tiles floats for the chunk: at most 8 Mi floats (32 MB) over U and never more
-// than the im2col path's one-image col matrix 9 C Ho Wo for images of at least ~16 tiles.
+// optional ReLU applied while the tile is in registers. Workspace (one buffer per calling
+// thread, kept between calls and grown on demand, like im2col's col buffer): U [36][O][C]
+// (the transformed weights, 4x the weight) plus the chunk's V and M, 36 (C + O) floats per
+// tile and at most 4 Mi floats (16 MB) in all: SSD300's conv1_2 needs 9.4 MB where im2col's
+// col matrix is 207 MB; the largest, conv4_x (512 -> 512), 38 MB of U + 15 MB.
 //
-// Error (docs/kernels.md, "Winograd"): F(4x4, 3x3) in float is exact in exact arithmetic
-// but its transforms grow magnitudes (entries up to 8 in A^T, 5 in B^T, 1/24 in G); measured
-// max |y_wino - y_f64| / max|y_f64| is ~1e-6..1e-5 on VGG/ResNet layers, about 10x im2col's.
-// The tests bound it by  |y - y_ref| <= 2e-4 * rms(y_ref) + 2e-4 |y_ref|... see the test file.
+// Error (docs/_pending/winograd.md): exact in exact arithmetic, but the transforms grow
+// magnitudes (entries up to 8 in A^T, 5 in B^T). Measured max |e_wino - e_f64| / max(S), S the
+// same computation on absolute values (sum |w||x| for y), is <= 1.5e-6 on VGG / ResNet
+// channel counts, 5-40x im2col's; tests/ops/test_conv2d_winograd.cpp bounds y, gx and gw by
+// 1e-5 max(S).
 //
 // NaN/Inf: a non-finite value in an input (x and w forward; w and gy for gx; x and gy for
 // gw) would spread through a whole 6x6 tile, further than the direct convolution spreads it.
