@@ -1,4 +1,4 @@
-// conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, im2col),
+// conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, CPU Winograd, im2col),
 // and the backward node. Maths and layout: kernels/conv2d.h.
 #include <cstdio>
 #include <cstdlib>
@@ -57,7 +57,7 @@ T* ptr_or_null(const Tensor& t) {
 //   winograd       CPU f32, 3x3 stride 1 undilated (kernels/conv2d_winograd.h), forward (bias
 //                  and ReLU fused) and both backward passes, when the cost rule
 //                  kern::cpu::conv2d_winograd_preferred says so; ENGINE_CPU_CONV forces it
-//                  (cpu_conv_mode below). Non-finite operands run the im2col path instead;
+//                  (cpu_path below). Non-finite operands run the im2col path instead;
 //   im2col         the CPU, and what CUDA has left (f64 dilated, sizes past the kernels'
 //                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h).
 // bf16 on the im2col path computes in f32 on the bf16 values and rounds the result once: the
@@ -365,10 +365,11 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
     case Path::winograd:
       // Bias and ReLU in the output transform; false: a non-finite operand, so the im2col
       // reference runs instead (its NaN/Inf pattern, not a whole tile's).
-      relu_done = kern::cpu::conv2d_winograd_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B),
-                                                     relu, y.data<float>());
-      if (!relu_done) im2col_forward(d, X, Wt, B, y, op);
-      relu_done = relu_done && relu;
+      if (kern::cpu::conv2d_winograd_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B), relu,
+                                             y.data<float>()))
+        relu_done = relu;
+      else
+        im2col_forward(d, X, Wt, B, y, op);
       break;
     case Path::im2col:
       if (X.dtype() == DType::bf16) {
