@@ -195,7 +195,8 @@ TEST_CASE("conv2d winograd: NaN and Inf give the reference's outputs") {
 TEST_CASE("conv2d winograd: gradients of the f32 path agree with the f64 reference, gradcheck in double") {
   // f64 has no Winograd path (it runs im2col even when forced): the double gradcheck checks
   // the front-end with the switch set; the f32 Winograd gradients are checked against the f64
-  // reference's analytic gradients (gradchecked in test_conv2d) at the Winograd tolerance.
+  // reference's analytic gradients (gradchecked in test_conv2d) at the Winograd tolerance, and
+  // by finite differences of the f32 path itself in the next test.
   const Conv2dParams p = Conv2dParams::square(1, 1, 1);
   {
     ConvPathGuard guard("winograd");
@@ -209,6 +210,48 @@ TEST_CASE("conv2d winograd: gradients of the f32 path agree with the f64 referen
   CHECK(e.gx <= kWinoTol);
   CHECK(e.gw <= kWinoTol);
   CHECK(e.gb <= 1e-6);
+}
+
+TEST_CASE("conv2d winograd: finite differences of the f32 Winograd path itself") {
+  // conv2d is linear in x and in (w, b) separately, so along a direction v the central
+  // difference (L(x + v) - L(x - v)) / 2 equals <dL/dx, v> up to rounding, for any step: a
+  // finite-difference check of the f32 Winograd forward against its own backward, with
+  // L = sum(r * y) accumulated in double.
+  ConvPathGuard guard("winograd");
+  const Conv2dParams p = Conv2dParams::square(1, 2, 1);
+  Tensor x = test::random_f32({2, 6, 9, 7}, 21), w = test::random_f32({5, 6, 3, 3}, 22, -0.3, 0.3);
+  Tensor b = test::random_f32({5}, 23);
+  const int64_t Ho = 9 + 2, Wo = 7 + 2;
+  Tensor r = test::random_f32({2, 5, Ho, Wo}, 24);
+  auto loss = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
+    NoGradGuard ng;
+    const std::vector<double> y = conv2d(xx, ww, bb, p).to_vector<double>(), rv = r.to_vector<double>();
+    double s = 0;
+    for (size_t i = 0; i < y.size(); ++i) s += y[i] * rv[i];
+    return s;
+  };
+  Tensor xl = test::cpu_leaf(x), wl = test::cpu_leaf(w), bl = test::cpu_leaf(b);
+  conv2d(xl, wl, bl, p).backward(r);
+  auto dot = [](const Tensor& a, const Tensor& c) {
+    const std::vector<double> av = a.to_vector<double>(), cv = c.to_vector<double>();
+    double s = 0, m = 0;
+    for (size_t i = 0; i < av.size(); ++i) s += av[i] * cv[i], m += std::fabs(av[i] * cv[i]);
+    return std::pair<double, double>{s, m};
+  };
+  for (int dir = 0; dir < 3; ++dir) {
+    Tensor vx = test::random_f32(x.sizes(), 30 + dir), vw = test::random_f32(w.sizes(), 40 + dir, -0.3, 0.3);
+    const double num_x = (loss(x + vx, w, b) - loss(x - vx, w, b)) / 2;
+    const double num_w = (loss(x, w + vw, Tensor()) - loss(x, w - vw, Tensor())) / 2;
+    const auto [ana_x, scale_x] = dot(xl.grad(), vx);
+    const auto [ana_w, scale_w] = dot(wl.grad(), vw);
+    INFO("direction " << dir << ": x " << num_x << " vs " << ana_x << ", w " << num_w << " vs " << ana_w);
+    CHECK(std::fabs(num_x - ana_x) <= 1e-4 * scale_x);
+    CHECK(std::fabs(num_w - ana_w) <= 1e-4 * scale_w);
+  }
+  const Tensor vb = test::random_f32(b.sizes(), 50);
+  const double num_b = (loss(x, w, b + vb) - loss(x, w, b - vb)) / 2;
+  const auto [ana_b, scale_b] = dot(bl.grad(), vb);
+  CHECK(std::fabs(num_b - ana_b) <= 1e-5 * scale_b);
 }
 
 TEST_CASE("conv2d winograd: the cost rule and the path switch") {
