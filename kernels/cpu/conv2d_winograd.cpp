@@ -114,8 +114,7 @@ inline void weight_1d_lanes(const float* g, int64_t gs, float* u, int64_t us) {
 // row = c, col = o, the kernel of the backward-data pass). kL consecutive U entries at a time
 // (one lane each), so every store run covers whole cache lines of each of the 36 planes.
 void transform_weights(const float* w, int64_t O, int64_t C, bool flip, float* U) {
-  const int64_t rows = flip ? C : O, cols = flip ? O : C;
-  (void)rows;
+  const int64_t cols = flip ? O : C;
   const int64_t n = O * C, blocks = (n + kL - 1) / kL;
 #pragma omp parallel for schedule(static) if (n > 1024)
   for (int64_t blk = 0; blk < blocks; ++blk) {
@@ -231,16 +230,24 @@ void grad_transform(const Pass& p, const float* gy, int64_t o, int64_t t0, float
   }
 }
 
-// The calling thread's workspace, grown on demand and kept (a fresh multi-MB buffer per call
+// The workspace: the caller's (ws, at least conv2d_winograd_workspace_floats), or else the
+// calling thread's own buffer, grown on demand and kept (a fresh multi-MB buffer per call
 // costs more in page faults than the transforms).
-float* workspace(size_t floats) {
-  thread_local std::vector<float> ws;
-  if (ws.size() < floats) {
-    ws = std::vector<float>();
-    ws.resize(floats);
+float* workspace(float* ws, size_t floats) {
+  if (ws) return ws;
+  thread_local std::vector<float> own;
+  if (own.size() < floats) {
+    own = std::vector<float>();
+    own.resize(floats);
   }
-  return ws.data();
+  return own.data();
 }
+
+// Floats of one pass's workspace: U (36 O C) and a chunk's two transform buffers.
+int64_t pass_floats(int64_t O, int64_t C, int64_t cin, int64_t cout, int64_t tiles) {
+  return kPos * (O * C + (cin + cout) * conv2d_winograd_chunk_tiles(cin, cout, tiles));
+}
+int64_t tiles_of(int64_t N, int64_t Ho, int64_t Wo) { return N * ((Ho + kTile - 1) / kTile) * ((Wo + kTile - 1) / kTile); }
 
 // Runs one pass with transformed weights U [36][Cout][Cin]: out = pass(in) + bias, ReLU.
 void run_pass(const Pass& p, const float* in, const float* U, const float* bias, bool relu, float* out, float* V,
@@ -303,14 +310,21 @@ bool all_finite(int64_t n, const float* p) {
   return acc == 0.0f;
 }
 
+int64_t conv2d_winograd_workspace_floats(const Conv2dDims& d, bool backward) {
+  if (!conv2d_winograd_supported(d)) return 0;
+  const int64_t fwd = pass_floats(d.O, d.C, d.C, d.O, tiles_of(d.N, d.Ho, d.Wo));
+  if (!backward) return fwd;
+  return std::max(fwd, pass_floats(d.O, d.C, d.O, d.C, tiles_of(d.N, d.H, d.W)));
+}
+
 bool conv2d_winograd_forward(const Conv2dDims& d, const float* x, const float* w, const float* bias, bool relu,
-                             float* y) {
+                             float* y, float* ws) {
   check_supported(d, "conv2d_winograd_forward");
   if (!all_finite(d.N * d.C * d.H * d.W, x) || !all_finite(d.O * d.C * 9, w) || (bias && !all_finite(d.O, bias)))
     return false;
   const Pass p(d.N, d.C, d.H, d.W, d.O, d.Ho, d.Wo, d.pad_h, d.pad_w);
   const int64_t tc = conv2d_winograd_chunk_tiles(d.C, d.O, p.total);
-  float* U = workspace(size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
+  float* U = workspace(ws, size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
   float* V = U + kPos * d.O * d.C;
   float* M = V + kPos * d.C * tc;
   transform_weights(w, d.O, d.C, false, U);
@@ -319,7 +333,7 @@ bool conv2d_winograd_forward(const Conv2dDims& d, const float* x, const float* w
 }
 
 bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* w, const float* gy, float* gx,
-                              float* gw, float* gb) {
+                              float* gw, float* gb, float* ws) {
   check_supported(d, "conv2d_winograd_backward");
   const int64_t ny = d.N * d.O * d.Ho * d.Wo;
   if ((gx || gw) && !all_finite(ny, gy)) return false;
@@ -341,7 +355,7 @@ bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* 
     // gx = conv(gy, w') with w'[c, o] = flip(w[o, c]), offset 2 - pad.
     const Pass p(d.N, d.O, d.Ho, d.Wo, d.C, d.H, d.W, 2 - d.pad_h, 2 - d.pad_w);
     const int64_t tc = conv2d_winograd_chunk_tiles(d.O, d.C, p.total);
-    float* U = workspace(size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
+    float* U = workspace(ws, size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
     float* V = U + kPos * d.O * d.C;
     float* M = V + kPos * d.O * tc;
     transform_weights(w, d.O, d.C, true, U);
@@ -352,7 +366,7 @@ bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* 
     // of gy, dU_k += P_k V_k^T; then gw = G^T dU G.
     const Pass p(d.N, d.C, d.H, d.W, d.O, d.Ho, d.Wo, d.pad_h, d.pad_w);
     const int64_t tc = conv2d_winograd_chunk_tiles(d.C, d.O, p.total);
-    float* dU = workspace(size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
+    float* dU = workspace(ws, size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
     float* V = dU + kPos * d.O * d.C;
     float* P = V + kPos * d.C * tc;
     const int64_t chunks = (p.total + tc - 1) / tc;

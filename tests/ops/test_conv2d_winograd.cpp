@@ -138,6 +138,14 @@ TEST_CASE("conv2d winograd: the forced path is the Winograd kernel, not im2col")
   const Result c = run("im2col", x, w, Tensor(), p, false, Tensor());
   REQUIRE(a.y.to_vector<float>() != c.y.to_vector<float>());
   REQUIRE(test::compare(a.y, c.y, 1e-4, 1e-3) == "");
+  // The kernel called directly with its own per-thread workspace (ws = nullptr) gives the
+  // engine's result (which passes an allocator workspace) bit for bit.
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 64, d.H = 20, d.W = 20, d.O = 64, d.kh = 3, d.kw = 3, d.pad_h = 1, d.pad_w = 1, d.Ho = 20, d.Wo = 20;
+  REQUIRE(kern::cpu::conv2d_winograd_workspace_floats(d, false) > 36 * 64 * 64);
+  Tensor y = full({1, 64, 20, 20}, NAN, TensorOptions(DType::f32));
+  REQUIRE(kern::cpu::conv2d_winograd_forward(d, x.data<float>(), w.data<float>(), nullptr, false, y.data<float>()));
+  REQUIRE(y.to_vector<float>() == a.y.to_vector<float>());
 }
 
 TEST_CASE("conv2d winograd: error bound on realistic layers (VGG16, ResNet-50, tiny_ssd)") {

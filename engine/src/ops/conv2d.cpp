@@ -244,9 +244,14 @@ struct Conv2dBackward : Node {
     if (path == Path::winograd) {
       if (need_b) gb = new_empty({d.O}, g);
       // false: a non-finite operand; the im2col reference then gives the reference's NaN/Inf.
-      if (kern::cpu::conv2d_winograd_backward(d, ptr_or_null<float>(x), ptr_or_null<float>(w), g.data<float>(),
-                                              ptr_or_null<float>(gx), ptr_or_null<float>(gw), ptr_or_null<float>(gb)))
-        return {gx, gw, gb};
+      // The workspace from the allocator (counted, cached and trimmed with everything else).
+      const bool ok = [&] {
+        Tensor ws = empty({kern::cpu::conv2d_winograd_workspace_floats(d, true)}, TensorOptions(DType::f32));
+        return kern::cpu::conv2d_winograd_backward(d, ptr_or_null<float>(x), ptr_or_null<float>(w), g.data<float>(),
+                                                   ptr_or_null<float>(gx), ptr_or_null<float>(gw),
+                                                   ptr_or_null<float>(gb), ws.data<float>());
+      }();
+      if (ok) return {gx, gw, gb};
       im2col_backward(d, x, w, g, gx, gw, gb);
       return {gx, gw, gb};
     }
@@ -365,12 +370,16 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
     case Path::winograd:
       // Bias and ReLU in the output transform; false: a non-finite operand, so the im2col
       // reference runs instead (its NaN/Inf pattern, not a whole tile's).
+    {
+      // The workspace from the allocator (counted, cached and trimmed with everything else).
+      Tensor ws = empty({kern::cpu::conv2d_winograd_workspace_floats(d, false)}, TensorOptions(DType::f32));
       if (kern::cpu::conv2d_winograd_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B), relu,
-                                             y.data<float>()))
+                                             y.data<float>(), ws.data<float>()))
         relu_done = relu;
       else
         im2col_forward(d, X, Wt, B, y, op);
       break;
+    }
     case Path::im2col:
       if (X.dtype() == DType::bf16) {
         // Float maths on the bf16 values (ReLU included), rounded once to bf16.

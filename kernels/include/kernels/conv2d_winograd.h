@@ -34,8 +34,8 @@
 // OpenMP region: the input transform (8 tiles at a time, one SIMD lane per tile, writing
 // V[k][c][tile] contiguously), the 36 GEMMs (split over the threads by k, each a
 // single-threaded cpu::gemm = OpenBLAS sgemm), the output transform with bias and the
-// optional ReLU applied while the tile is in registers. Workspace (one buffer per calling
-// thread, kept between calls and grown on demand, like im2col's col buffer): U [36][O][C]
+// optional ReLU applied while the tile is in registers. Workspace (the caller's `ws`, or one
+// buffer per calling thread kept between calls): U [36][O][C]
 // (the transformed weights, 4x the weight) plus the chunk's V and M, 36 (C + O) floats per
 // tile and at most 4 Mi floats (16 MB) in all: SSD300's conv1_2 needs 9.4 MB where im2col's
 // col matrix is 207 MB; the largest, conv4_x (512 -> 512), 38 MB of U + 15 MB.
@@ -74,17 +74,22 @@ int64_t conv2d_winograd_chunk_tiles(int64_t cin, int64_t cout, int64_t total_til
 // True when none of the n floats is NaN or +-Inf.
 bool all_finite(int64_t n, const float* p);
 
+// Floats of workspace a forward (backward = false) or a backward call needs (0 when the
+// shape is not supported). Pass that much as `ws`, or ws = nullptr: the kernel then uses a
+// buffer of its own per calling thread, kept between calls (outside any allocator's count).
+int64_t conv2d_winograd_workspace_floats(const Conv2dDims& d, bool backward);
+
 // y [N, O, Ho, Wo] = conv(x, w) + bias (bias nullable), then max(y, 0) when relu.
 // Returns false, leaving y unspecified, when x or w holds a NaN/Inf (run the reference).
 // Throws std::runtime_error for a shape conv2d_winograd_supported rejects.
 bool conv2d_winograd_forward(const Conv2dDims& d, const float* x, const float* w, const float* bias, bool relu,
-                             float* y);
+                             float* y, float* ws = nullptr);
 
 // Gradients given gy [N, O, Ho, Wo]; each of gx, gw, gb may be null (skipped), non-null ones
 // are overwritten. x is needed for gw, w for gx. Returns false (nothing written) when an
 // operand a requested gradient reads holds a NaN/Inf. gb is the plain sum over (n, oh, ow).
 bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* w, const float* gy, float* gx,
-                              float* gw, float* gb);
+                              float* gw, float* gb, float* ws = nullptr);
 }  // namespace cpu
 
 }  // namespace kern
