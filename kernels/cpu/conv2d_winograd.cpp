@@ -247,7 +247,9 @@ float* workspace(float* ws, size_t floats) {
 int64_t pass_floats(int64_t O, int64_t C, int64_t cin, int64_t cout, int64_t tiles) {
   return kPos * (O * C + (cin + cout) * conv2d_winograd_chunk_tiles(cin, cout, tiles));
 }
-int64_t tiles_of(int64_t N, int64_t Ho, int64_t Wo) { return N * ((Ho + kTile - 1) / kTile) * ((Wo + kTile - 1) / kTile); }
+int64_t tiles_of(int64_t N, int64_t Ho, int64_t Wo) {
+  return N * ((Ho + kTile - 1) / kTile) * ((Wo + kTile - 1) / kTile);
+}
 
 // Runs one pass with transformed weights U [36][Cout][Cin]: out = pass(in) + bias, ReLU.
 void run_pass(const Pass& p, const float* in, const float* U, const float* bias, bool relu, float* out, float* V,

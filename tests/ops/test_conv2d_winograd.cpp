@@ -6,7 +6,8 @@
 //   |e_f32 - e_f64| <= kWinoTol * max(S)
 // where S is the same computation on absolute values in f64 (for y: sum |w||x| + |b|; for gx:
 // sum |gy||w|; for gw: sum |gy||x|), max over the whole tensor. im2col meets it with a wide
-// margin (its errors are ~1e-7 max(S)); Winograd's measured worst is 1.5e-6 max(S) (VGG/ResNet channel counts), im2col's 2e-7.
+// margin (its errors are ~1e-7 max(S)); Winograd's measured worst is 1.5e-6 max(S) on VGG /
+// ResNet channel counts (im2col's 2e-7).
 #include <cstdlib>
 
 #include "kernels/conv2d_winograd.h"
