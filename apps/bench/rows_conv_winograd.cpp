@@ -6,8 +6,8 @@
 // Group conv3x3: six layers (VGG16 at SSD300, ResNet-50 at 800, tiny_ssd at 256).
 // Group conv3x3_layers: every distinct stride-1 3x3 layer of VGG16 at SSD300 (conv1_1 ..
 // conv5_3), ResNet-50's stride-1 3x3 layers at 512 and 800, tiny_ssd's at 256 (forward and
-// forward + backward), the measurements behind kern::cpu::conv2d_winograd_preferred; long
-// (a few minutes at --reps 5), run it with --only conv3x3_layers.
+// forward + backward), the measurements behind kern::cpu::conv2d_winograd_preferred; at
+// most 3 reps per row (about a minute), alone with --only conv3x3_layers.
 // Each Winograd row is checked against the im2col result first (forward: y; fwd+bwd: the
 // weight gradient): max |a - b| <= 1e-4 max |b| (max_err <= 1), else the row is invalid.
 // tools/bench_torch.py has the PyTorch (oneDNN) rows of the same shapes, same names with _torch.
@@ -116,11 +116,16 @@ void bench_few(const Options& o, std::vector<Row>& rows) {
   for (const Layer& L : kFew) bench_layer(o, rows, L, true);
 }
 
+// At most 3 reps after 1 warm-up per row (about a minute in all on 2 cores), so that a plain
+// `bench_kernels` run stays short.
 void bench_all(const Options& o, std::vector<Row>& rows) {
   if (!o.cpu) return;
+  Options few = o;
+  few.reps = std::min(o.reps, 3);
+  few.warmup = std::min(o.warmup, 1);
   for (const Layer& L : kAll) {
-    bench_layer(o, rows, L, false);
-    bench_layer(o, rows, L, true);
+    bench_layer(few, rows, L, false);
+    bench_layer(few, rows, L, true);
   }
 }
 
