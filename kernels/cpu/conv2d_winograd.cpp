@@ -291,7 +291,7 @@ bool conv2d_winograd_preferred(const Conv2dDims& d) {
   // Per call the weight transform and the U reads cost ~ O*C, the GEMM savings ~ O*C*tiles:
   // Winograd needs enough tiles. Narrow inputs (C < 32) leave the transforms dominant.
   const int64_t tiles = d.N * ((d.Ho + 3) / 4) * ((d.Wo + 3) / 4);
-  return d.C >= 32 && d.O >= 8 && tiles >= 48;
+  return d.C >= 32 && d.O >= 8 && tiles >= 64;
 }
 
 int64_t conv2d_winograd_chunk_tiles(int64_t cin, int64_t cout, int64_t total_tiles) {

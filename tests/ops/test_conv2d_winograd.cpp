@@ -274,10 +274,12 @@ TEST_CASE("conv2d winograd: the cost rule and the path switch") {
   kern::Conv2dDims dil = d;
   dil.dil_h = dil.dil_w = 2;
   REQUIRE_FALSE(kern::conv2d_winograd_supported(dil));
-  kern::Conv2dDims small = d;  // 19x19 at batch 1: 25 tiles, too few; batch 2: 50
+  kern::Conv2dDims small = d;  // 19x19 at batch 1: 25 tiles, too few; batch 3: 75
   small.H = small.W = small.Ho = small.Wo = 19;
   REQUIRE_FALSE(kern::cpu::conv2d_winograd_preferred(small));
-  small.N = 2;
+  small.N = 2;  // 50 tiles: still im2col
+  REQUIRE_FALSE(kern::cpu::conv2d_winograd_preferred(small));
+  small.N = 3;
   REQUIRE(kern::cpu::conv2d_winograd_preferred(small));
   kern::Conv2dDims narrow = d;
   narrow.C = 3;  // the RGB input layer: im2col

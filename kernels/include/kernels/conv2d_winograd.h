@@ -64,8 +64,8 @@ inline bool conv2d_winograd_supported(const Conv2dDims& d) {
 
 namespace cpu {
 // The cost rule (measured on this project's 2-core machine; docs/_pending/winograd.md):
-// supported, C >= 32, O >= 8, and at least 48 output tiles per call (N ceil(Ho/4) ceil(Wo/4);
-// a 25x25 map at batch 1, a 19x19 one from batch 2).
+// supported, C >= 32, O >= 8, and at least 64 output tiles per call (N ceil(Ho/4) ceil(Wo/4);
+// a 32x32 map at batch 1, a 19x19 one from batch 3).
 bool conv2d_winograd_preferred(const Conv2dDims& d);
 
 // Tiles per chunk for a Winograd pass with `cin` channels in and `cout` out (multiple of 8).
