@@ -192,6 +192,55 @@ def rows_conv2d_dilated(ctx):
     return out
 
 
+# The 3x3 stride-1 layers of bench_kernels' conv3x3 / conv3x3_layers rows (apps/bench/
+# rows_conv_winograd.cpp): (name, C, O, H, N), pad 1, f32. oneDNN picks its own algorithm.
+CONV3X3_FEW = [("vgg conv2_2", 128, 128, 150, 1), ("vgg conv4_3", 512, 512, 38, 1), ("vgg conv5_3", 512, 512, 19, 1),
+               ("r50@800 layer1", 64, 64, 200, 1), ("tiny_ssd blk1", 64, 128, 32, 1), ("vgg conv5_3", 512, 512, 19, 4)]
+CONV3X3_ALL = [("vgg conv1_1", 3, 64, 300), ("vgg conv1_2", 64, 64, 300), ("vgg conv2_1", 64, 128, 150),
+               ("vgg conv2_2", 128, 128, 150), ("vgg conv3_1", 128, 256, 75), ("vgg conv3_2/3", 256, 256, 75),
+               ("vgg conv4_1", 256, 512, 38), ("vgg conv4_2/3", 512, 512, 38), ("vgg conv5_x", 512, 512, 19),
+               ("r50@512 layer1", 64, 64, 128), ("r50@512 layer2", 128, 128, 64), ("r50@512 layer3", 256, 256, 32),
+               ("r50@512 layer4", 512, 512, 16), ("r50@800 layer1", 64, 64, 200), ("r50@800 layer2", 128, 128, 100),
+               ("r50@800 layer3", 256, 256, 50), ("r50@800 layer4", 512, 512, 25), ("tiny conv0a", 3, 16, 256),
+               ("tiny conv0b", 16, 16, 256), ("tiny conv1a", 16, 32, 128), ("tiny conv1b", 32, 32, 128),
+               ("tiny conv2a", 32, 64, 64), ("tiny conv2b", 64, 64, 64), ("tiny blk1a", 64, 128, 32),
+               ("tiny blk1b", 128, 128, 32), ("tiny blk2", 128, 128, 16), ("tiny blk3", 128, 128, 8),
+               ("tiny head0 cls", 64, 8, 32), ("tiny head1 cls", 128, 8, 16), ("tiny head3", 128, 16, 4)]
+
+
+def conv3x3_rows(ctx, layers, fwd_name, bwd_name):
+    out = []
+    for layer in layers:
+        name, C, O, H = layer[:4]
+        n = layer[4] if len(layer) > 4 else 1
+        x = ctx.rand(n, C, H, H)
+        w = ctx.randn(O, C, 3, 3) * math.sqrt(2.0 / (C * 9))
+        b = ctx.randn(O) * 0.1
+        gy = ctx.randn(n, O, H, H)
+
+        def fwd(x=x, w=w, b=b):
+            with torch.no_grad():
+                return F.conv2d(x, w, b, stride=1, padding=1)
+
+        def bwd(x=x, w=w, b=b, gy=gy):  # forward + backward (gx, gw, gb), as bench_kernels
+            xl, wl, bl = (t.detach().requires_grad_(True) for t in (x, w, b))
+            F.conv2d(xl, wl, bl, stride=1, padding=1).backward(gy)
+            return wl.grad
+
+        shape = f"{name} N={n} {C}->{O} {H}x{H} k3 p1 f32"
+        out.append((fwd_name, shape, fwd))
+        out.append((bwd_name, shape + ", fwd+bwd", bwd))
+    return out
+
+
+def rows_conv3x3(ctx):
+    return conv3x3_rows(ctx, CONV3X3_FEW, "conv3x3_fwd_torch", "conv3x3_bwd_torch")
+
+
+def rows_conv3x3_layers(ctx):
+    return conv3x3_rows(ctx, CONV3X3_ALL, "conv3x3_layers_fwd_torch", "conv3x3_layers_bwd_torch")
+
+
 def rows_nms(ctx):
     if torchvision is None:
         return "torchvision not importable"
@@ -458,6 +507,8 @@ def rows_two_stage(ctx):
 
 ROW_GROUPS = [
     ("conv2d_dilated", rows_conv2d_dilated),
+    ("conv3x3", rows_conv3x3),
+    ("conv3x3_layers", rows_conv3x3_layers),
     ("l2norm", rows_l2norm),
     ("softmax_ce / smooth_l1", rows_softmax_ce_smooth_l1),
     ("box_iou", rows_box_iou),

@@ -1,6 +1,8 @@
-// conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, im2col),
+// conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, CPU Winograd, im2col),
 // and the backward node. Maths and layout: kernels/conv2d.h.
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "engine/autocast.h"
@@ -13,6 +15,7 @@
 #include "engine/trace.h"
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_implicit_gemm.h"
+#include "kernels/conv2d_winograd.h"
 #include "kernels/elementwise.h"
 #include "kernels/reduce_multiblock.h"
 
@@ -51,21 +54,38 @@ T* ptr_or_null(const Tensor& t) {
 //                  (kernels/conv2d_implicit_gemm.h), the hand-written dilated convolution of the
 //                  mission: FP32 CUDA cores, or TF32 / BF16 tensor cores, forward (bias and ReLU
 //                  in the epilogue) and both backward passes, the whole batch per launch;
+//   winograd       CPU f32, 3x3 stride 1 undilated (kernels/conv2d_winograd.h), forward (bias
+//                  and ReLU fused) and both backward passes, when the cost rule
+//                  kern::cpu::conv2d_winograd_preferred says so; ENGINE_CPU_CONV forces it
+//                  (cpu_path below). Non-finite operands run the im2col path instead;
 //   im2col         the CPU, and what CUDA has left (f64 dilated, sizes past the kernels'
 //                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h).
 // bf16 on the im2col path computes in f32 on the bf16 values and rounds the result once: the
 // CPU twin of the tensor-core paths.
-enum class Path { cudnn, implicit_gemm, im2col };
+enum class Path { cudnn, implicit_gemm, winograd, im2col };
 bool is_dilated(const kern::Conv2dDims& d) { return d.dil_h > 1 || d.dil_w > 1; }
 bool igemm_dtype(DType dt) { return dt == DType::f32 || dt == DType::bf16; }
+// ENGINE_CPU_CONV=im2col|winograd|auto (unset = auto): the CPU path for the shapes Winograd
+// covers (f32, 3x3, stride 1, undilated, groups 1); auto follows the cost rule. Other shapes
+// and dtypes take im2col whatever it says. Read at every call (tests switch it).
+Path cpu_path(const kern::Conv2dDims& d, DType dt) {
+  if (dt != DType::f32 || !kern::conv2d_winograd_supported(d)) return Path::im2col;
+  const char* v = std::getenv("ENGINE_CPU_CONV");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0)
+    return kern::cpu::conv2d_winograd_preferred(d) ? Path::winograd : Path::im2col;
+  if (std::strcmp(v, "winograd") == 0) return Path::winograd;
+  ENGINE_CHECK(std::strcmp(v, "im2col") == 0, "conv2d: ENGINE_CPU_CONV='", v,
+               "' is not one of im2col, winograd, auto");
+  return Path::im2col;
+}
 Path forward_path(const kern::Conv2dDims& d, const Tensor& x) {
-  if (!x.is_cuda()) return Path::im2col;
+  if (!x.is_cuda()) return cpu_path(d, x.dtype());
   if (is_dilated(d))
     return igemm_dtype(x.dtype()) && kern::conv2d_implicit_gemm_preferred(d) ? Path::implicit_gemm : Path::im2col;
   return cuda::cudnn::supported(d, x.dtype()) ? Path::cudnn : Path::im2col;
 }
 Path backward_path(const kern::Conv2dDims& d, const Tensor& g) {
-  if (!g.is_cuda()) return Path::im2col;
+  if (!g.is_cuda()) return cpu_path(d, g.dtype());
   if (is_dilated(d))
     return igemm_dtype(g.dtype()) && kern::conv2d_implicit_gemm_backward_supported(d) ? Path::implicit_gemm
                                                                                       : Path::im2col;
@@ -221,6 +241,20 @@ struct Conv2dBackward : Node {
       if (need_b) gb = sum(g, {0, 2, 3});
       return {gx, gw, gb};
     }
+    if (path == Path::winograd) {
+      if (need_b) gb = new_empty({d.O}, g);
+      // false: a non-finite operand; the im2col reference then gives the reference's NaN/Inf.
+      // The workspace from the allocator (counted, cached and trimmed with everything else).
+      const bool ok = [&] {
+        Tensor ws = empty({kern::cpu::conv2d_winograd_workspace_floats(d, true)}, TensorOptions(DType::f32));
+        return kern::cpu::conv2d_winograd_backward(d, ptr_or_null<float>(x), ptr_or_null<float>(w), g.data<float>(),
+                                                   ptr_or_null<float>(gx), ptr_or_null<float>(gw),
+                                                   ptr_or_null<float>(gb), ws.data<float>());
+      }();
+      if (ok) return {gx, gw, gb};
+      im2col_backward(d, x, w, g, gx, gw, gb);
+      return {gx, gw, gb};
+    }
     if (g.dtype() == DType::bf16) {
       // Float maths on the bf16 values, each gradient rounded once.
       note_bf16_fallback(g, d);
@@ -333,6 +367,19 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
                                            relu, y.data<float>(), cuda::stream());
       });
       break;
+    case Path::winograd:
+      // Bias and ReLU in the output transform; false: a non-finite operand, so the im2col
+      // reference runs instead (its NaN/Inf pattern, not a whole tile's).
+    {
+      // The workspace from the allocator (counted, cached and trimmed with everything else).
+      Tensor ws = empty({kern::cpu::conv2d_winograd_workspace_floats(d, false)}, TensorOptions(DType::f32));
+      if (kern::cpu::conv2d_winograd_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B), relu,
+                                             y.data<float>(), ws.data<float>()))
+        relu_done = relu;
+      else
+        im2col_forward(d, X, Wt, B, y, op);
+      break;
+    }
     case Path::im2col:
       if (X.dtype() == DType::bf16) {
         // Float maths on the bf16 values (ReLU included), rounded once to bf16.

@@ -1,0 +1,311 @@
+// conv2d's Winograd F(4x4, 3x3) CPU path (kernels/conv2d_winograd.h) against the im2col
+// reference: forward (bias, fused ReLU), grad_input, grad_weight, grad_bias on odd shapes,
+// the documented error bound against an f64 reference, NaN/Inf, the path switch.
+//
+// Error bound (docs/_pending/winograd.md): every output element e of each result satisfies
+//   |e_f32 - e_f64| <= kWinoTol * max(S)
+// where S is the same computation on absolute values in f64 (for y: sum |w||x| + |b|; for gx:
+// sum |gy||w|; for gw: sum |gy||x|), max over the whole tensor. im2col meets it with a wide
+// margin (its errors are ~1e-7 max(S)); Winograd's measured worst is 1.5e-6 max(S) on VGG /
+// ResNet channel counts (im2col's 2e-7).
+#include <cstdlib>
+
+#include "kernels/conv2d_winograd.h"
+#include "test_helpers.h"
+
+using namespace eng;
+
+namespace {
+
+constexpr double kWinoTol = 1e-5;  // the documented bound (measured worst 1.5e-6, see above)
+
+// Sets ENGINE_CPU_CONV for one scope.
+struct ConvPathGuard {
+  explicit ConvPathGuard(const char* mode) { setenv("ENGINE_CPU_CONV", mode, 1); }
+  ~ConvPathGuard() { unsetenv("ENGINE_CPU_CONV"); }
+};
+
+struct Result {
+  Tensor y, gx, gw, gb;
+};
+
+// conv2d (or conv2d_relu) with the path forced by `mode`, and the gradients for upstream gy.
+Result run(const char* mode, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p, bool relu,
+           const Tensor& gy) {
+  ConvPathGuard guard(mode);
+  Tensor xl = test::cpu_leaf(x), wl = test::cpu_leaf(w), bl = b.defined() ? test::cpu_leaf(b) : Tensor();
+  Result r;
+  r.y = relu ? conv2d_relu(xl, wl, bl, p) : conv2d(xl, wl, bl, p);
+  if (gy.defined()) {
+    r.y.backward(gy);
+    r.gx = xl.grad();
+    r.gw = wl.grad();
+    if (bl.defined()) r.gb = bl.grad();
+  }
+  r.y = r.y.detach();
+  return r;
+}
+
+Tensor to64(const Tensor& t) { return t.defined() ? t.detach().to(DType::f64) : Tensor(); }
+Tensor abs64(const Tensor& t) { return t.defined() ? abs(to64(t)) : Tensor(); }
+
+// max |a - ref| / max(S) (a in f32, ref and S in f64).
+double scaled_error(const Tensor& a, const Tensor& ref, const Tensor& S) {
+  const std::vector<double> av = a.to_vector<double>(), rv = ref.to_vector<double>(), sv = S.to_vector<double>();
+  REQUIRE(av.size() == rv.size());
+  double worst = 0, smax = 0;
+  for (double s : sv) smax = std::max(smax, s);
+  for (size_t i = 0; i < av.size(); ++i) {
+    const double e = std::fabs(av[i] - rv[i]);
+    if (!(e <= worst)) worst = e;  // NaN sticks
+  }
+  return smax > 0 ? worst / smax : worst;
+}
+
+struct Errors {
+  double y = 0, gx = 0, gw = 0, gb = 0;
+};
+
+// The scaled errors of `mode` against the f64 reference on one shape (x, w, b, gy f32).
+Errors errors_of(const char* mode, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p,
+                 bool relu, const Tensor& gy) {
+  const Result r = run(mode, x, w, b, p, relu, gy);
+  const Result ref = run("im2col", to64(x), to64(w), to64(b), p, relu, to64(gy));
+  // S: the same conv (no ReLU: |.| inputs give non-negative pre-activations anyway) on |values|.
+  const Result S = run("im2col", abs64(x), abs64(w), abs64(b), p, false, abs64(gy));
+  Errors e;
+  e.y = scaled_error(r.y, ref.y, S.y);
+  if (gy.defined()) {
+    e.gx = scaled_error(r.gx, ref.gx, S.gx);
+    e.gw = scaled_error(r.gw, ref.gw, S.gw);
+    if (b.defined()) e.gb = scaled_error(r.gb, ref.gb, S.gb);
+  }
+  return e;
+}
+
+struct Shape4 {
+  int64_t N, C, O, H, W, pad;
+};
+
+}  // namespace
+
+TEST_CASE("conv2d winograd: matches the im2col reference on odd shapes, forward and backward") {
+  // H, W not multiples of 4, C and O not multiples of 4/8, N > 1, padding 0/1/2/3, a 3x3 input.
+  const Shape4 shapes[] = {{2, 3, 5, 7, 9, 1},   {3, 17, 19, 13, 11, 0}, {2, 20, 9, 6, 10, 2},
+                           {1, 5, 33, 18, 23, 1}, {2, 7, 6, 5, 5, 3},     {1, 2, 3, 3, 3, 0},
+                           {2, 24, 40, 14, 14, 1}, {3, 3, 5, 70, 69, 1}};
+  // The last one has 3 x 18 x 18 = 972 tiles: two chunks of at most 512, the boundary inside
+  // image 1 (the weight gradient accumulates across chunks).
+  int seed = 10;
+  for (const Shape4& s : shapes) {
+    for (const bool relu : {false, true}) {
+      for (const bool with_bias : {true, false}) {
+        const Conv2dParams p = Conv2dParams::square(1, s.pad, 1);
+        const int64_t Ho = s.H + 2 * s.pad - 2, Wo = s.W + 2 * s.pad - 2;
+        Tensor x = test::random_f32({s.N, s.C, s.H, s.W}, seed++);
+        Tensor w = test::random_f32({s.O, s.C, 3, 3}, seed++, -0.5, 0.5);
+        Tensor b = with_bias ? test::random_f32({s.O}, seed++) : Tensor();
+        Tensor gy = test::random_f32({s.N, s.O, Ho, Wo}, seed++);
+        INFO("N=" << s.N << " C=" << s.C << " O=" << s.O << " H=" << s.H << " W=" << s.W << " pad=" << s.pad
+                  << " relu=" << relu << " bias=" << with_bias);
+        const Errors wino = errors_of("winograd", x, w, b, p, relu, gy);
+        const Errors ref = errors_of("im2col", x, w, b, p, relu, gy);
+        INFO("scaled errors winograd y " << wino.y << " gx " << wino.gx << " gw " << wino.gw << " gb " << wino.gb
+                                         << "; im2col y " << ref.y << " gx " << ref.gx << " gw " << ref.gw);
+        CHECK(wino.y <= kWinoTol);
+        CHECK(wino.gx <= kWinoTol);
+        CHECK(wino.gw <= kWinoTol);
+        CHECK(wino.gb <= 1e-6);
+        CHECK(ref.y <= kWinoTol);
+        // The Winograd result really differs from im2col's bits (the path ran) but not in shape.
+        const Result a = run("winograd", x, w, b, p, relu, Tensor());
+        const Result c = run("im2col", x, w, b, p, relu, Tensor());
+        REQUIRE(a.y.sizes() == c.y.sizes());
+        if (relu) {
+          const std::vector<float> v = a.y.to_vector<float>();
+          for (float e : v) REQUIRE(e >= 0.0f);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d winograd: the forced path is the Winograd kernel, not im2col") {
+  // Winograd rounds differently: on a 64-channel layer its output is not bit-identical to
+  // im2col's (a stub that ran im2col would be).
+  Tensor x = test::random_f32({1, 64, 20, 20}, 1), w = test::random_f32({64, 64, 3, 3}, 2, -0.1, 0.1);
+  const Conv2dParams p = Conv2dParams::square(1, 1, 1);
+  const Result a = run("winograd", x, w, Tensor(), p, false, Tensor());
+  const Result c = run("im2col", x, w, Tensor(), p, false, Tensor());
+  REQUIRE(a.y.to_vector<float>() != c.y.to_vector<float>());
+  REQUIRE(test::compare(a.y, c.y, 1e-4, 1e-3) == "");
+  // The kernel called directly with its own per-thread workspace (ws = nullptr) gives the
+  // engine's result (which passes an allocator workspace) bit for bit.
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 64, d.H = 20, d.W = 20, d.O = 64, d.kh = 3, d.kw = 3, d.pad_h = 1, d.pad_w = 1, d.Ho = 20, d.Wo = 20;
+  REQUIRE(kern::cpu::conv2d_winograd_workspace_floats(d, false) > 36 * 64 * 64);
+  Tensor y = full({1, 64, 20, 20}, NAN, TensorOptions(DType::f32));
+  REQUIRE(kern::cpu::conv2d_winograd_forward(d, x.data<float>(), w.data<float>(), nullptr, false, y.data<float>()));
+  REQUIRE(y.to_vector<float>() == a.y.to_vector<float>());
+}
+
+TEST_CASE("conv2d winograd: error bound on realistic layers (VGG16, ResNet-50, tiny_ssd)") {
+  // Channel counts of the real layers at small spatial sizes (the error depends on C and on
+  // the values, not on H x W). Weights: He init; inputs: ReLU-like (non-negative) activations.
+  const Shape4 layers[] = {{1, 3, 64, 30, 30, 1},   {1, 64, 64, 30, 30, 1},  {1, 256, 256, 19, 19, 1},
+                           {1, 512, 512, 12, 12, 1}, {2, 128, 128, 14, 14, 1}, {2, 32, 32, 24, 24, 1}};
+  int seed = 100;
+  for (const Shape4& s : layers) {
+    const Conv2dParams p = Conv2dParams::square(1, s.pad, 1);
+    const double std_w = std::sqrt(2.0 / (s.C * 9));
+    Tensor x = test::random_f32({s.N, s.C, s.H, s.W}, seed++, 0.0, 2.0);
+    Generator gen(seed++);
+    Tensor w = (randn({s.O, s.C, 3, 3}, gen, TensorOptions(DType::f64)) * std_w).to(DType::f32);
+    Tensor b = test::random_f32({s.O}, seed++, -0.1, 0.1);
+    Tensor gy = test::random_f32({s.N, s.O, s.H, s.W}, seed++, -1e-3, 1e-3);
+    const Errors wino = errors_of("winograd", x, w, b, p, false, gy);
+    const Errors ref = errors_of("im2col", x, w, b, p, false, gy);
+    std::printf("winograd error C=%lld O=%lld %lldx%lld: y %.2e (im2col %.2e) gx %.2e (%.2e) gw %.2e (%.2e)\n",
+                (long long)s.C, (long long)s.O, (long long)s.H, (long long)s.W, wino.y, ref.y, wino.gx, ref.gx,
+                wino.gw, ref.gw);
+    CHECK(wino.y <= kWinoTol);
+    CHECK(wino.gx <= kWinoTol);
+    CHECK(wino.gw <= kWinoTol);
+  }
+}
+
+TEST_CASE("conv2d winograd: NaN and Inf give the reference's outputs") {
+  const Conv2dParams p = Conv2dParams::square(1, 1, 1);
+  Tensor x = test::random_f32({2, 16, 9, 9}, 3), w = test::random_f32({16, 16, 3, 3}, 4, -0.2, 0.2);
+  Tensor b = test::random_f32({16}, 5);
+  Tensor gy = test::random_f32({2, 16, 9, 9}, 6);
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    for (int which = 0; which < 3; ++which) {  // x, w, gy
+      Tensor xb = x.clone(), wb = w.clone(), gb = gy.clone();
+      if (which == 0) xb.data<float>()[1 * 16 * 81 + 3 * 81 + 4 * 9 + 5] = bad;
+      if (which == 1) wb.data<float>()[7 * 16 * 9 + 2 * 9 + 4] = bad;
+      if (which == 2) gb.data<float>()[0 * 16 * 81 + 5 * 81 + 0 * 9 + 8] = bad;
+      INFO("bad value " << bad << " in " << (which == 0 ? "x" : which == 1 ? "w" : "gy"));
+      const Result a = run("winograd", xb, wb, b, p, false, gb);
+      const Result c = run("im2col", xb, wb, b, p, false, gb);
+      for (auto [ta, tc] : {std::pair{a.y, c.y}, std::pair{a.gx, c.gx}, std::pair{a.gw, c.gw}}) {
+        const std::vector<float> va = ta.to_vector<float>(), vc = tc.to_vector<float>();
+        REQUIRE(va.size() == vc.size());
+        for (size_t i = 0; i < va.size(); ++i) {
+          INFO("element " << i << ": " << va[i] << " vs reference " << vc[i]);
+          REQUIRE(std::isnan(va[i]) == std::isnan(vc[i]));
+          REQUIRE(std::isinf(va[i]) == std::isinf(vc[i]));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("conv2d winograd: gradients of the f32 path agree with the f64 reference, gradcheck in double") {
+  // f64 has no Winograd path (it runs im2col even when forced): the double gradcheck checks
+  // the front-end with the switch set; the f32 Winograd gradients are checked against the f64
+  // reference's analytic gradients (gradchecked in test_conv2d) at the Winograd tolerance, and
+  // by finite differences of the f32 path itself in the next test.
+  const Conv2dParams p = Conv2dParams::square(1, 1, 1);
+  {
+    ConvPathGuard guard("winograd");
+    Tensor x = test::leaf({2, 3, 6, 5}, 1), w = test::leaf({4, 3, 3, 3}, 2), b = test::leaf({4}, 3);
+    REQUIRE_GRADCHECK([&](const std::vector<Tensor>& in) { return conv2d_relu(in[0], in[1], in[2], p); }, {x, w, b});
+  }
+  Tensor x = test::random_f32({2, 5, 7, 6}, 7), w = test::random_f32({6, 5, 3, 3}, 8);
+  Tensor b = test::random_f32({6}, 9), gy = test::random_f32({2, 6, 7, 6}, 10);
+  const Errors e = errors_of("winograd", x, w, b, p, true, gy);
+  CHECK(e.y <= kWinoTol);
+  CHECK(e.gx <= kWinoTol);
+  CHECK(e.gw <= kWinoTol);
+  CHECK(e.gb <= 1e-6);
+}
+
+TEST_CASE("conv2d winograd: finite differences of the f32 Winograd path itself") {
+  // conv2d is linear in x and in (w, b) separately, so along a direction v the central
+  // difference (L(x + v) - L(x - v)) / 2 equals <dL/dx, v> up to rounding, for any step: a
+  // finite-difference check of the f32 Winograd forward against its own backward, with
+  // L = sum(r * y) accumulated in double.
+  ConvPathGuard guard("winograd");
+  const Conv2dParams p = Conv2dParams::square(1, 2, 1);
+  Tensor x = test::random_f32({2, 6, 9, 7}, 21), w = test::random_f32({5, 6, 3, 3}, 22, -0.3, 0.3);
+  Tensor b = test::random_f32({5}, 23);
+  const int64_t Ho = 9 + 2, Wo = 7 + 2;
+  Tensor r = test::random_f32({2, 5, Ho, Wo}, 24);
+  auto loss = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
+    NoGradGuard ng;
+    const std::vector<double> y = conv2d(xx, ww, bb, p).to_vector<double>(), rv = r.to_vector<double>();
+    double s = 0;
+    for (size_t i = 0; i < y.size(); ++i) s += y[i] * rv[i];
+    return s;
+  };
+  Tensor xl = test::cpu_leaf(x), wl = test::cpu_leaf(w), bl = test::cpu_leaf(b);
+  conv2d(xl, wl, bl, p).backward(r);
+  auto dot = [](const Tensor& a, const Tensor& c) {
+    const std::vector<double> av = a.to_vector<double>(), cv = c.to_vector<double>();
+    double s = 0, m = 0;
+    for (size_t i = 0; i < av.size(); ++i) s += av[i] * cv[i], m += std::fabs(av[i] * cv[i]);
+    return std::pair<double, double>{s, m};
+  };
+  for (int dir = 0; dir < 3; ++dir) {
+    Tensor vx = test::random_f32(x.sizes(), 30 + dir), vw = test::random_f32(w.sizes(), 40 + dir, -0.3, 0.3);
+    const double num_x = (loss(x + vx, w, b) - loss(x - vx, w, b)) / 2;
+    const double num_w = (loss(x, w + vw, Tensor()) - loss(x, w - vw, Tensor())) / 2;
+    const auto [ana_x, scale_x] = dot(xl.grad(), vx);
+    const auto [ana_w, scale_w] = dot(wl.grad(), vw);
+    INFO("direction " << dir << ": x " << num_x << " vs " << ana_x << ", w " << num_w << " vs " << ana_w);
+    CHECK(std::fabs(num_x - ana_x) <= 1e-4 * scale_x);
+    CHECK(std::fabs(num_w - ana_w) <= 1e-4 * scale_w);
+  }
+  const Tensor vb = test::random_f32(b.sizes(), 50);
+  const double num_b = (loss(x, w, b + vb) - loss(x, w, b - vb)) / 2;
+  const auto [ana_b, scale_b] = dot(bl.grad(), vb);
+  CHECK(std::fabs(num_b - ana_b) <= 1e-5 * scale_b);
+}
+
+TEST_CASE("conv2d winograd: the cost rule and the path switch") {
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 64, d.H = 38, d.W = 38, d.O = 64, d.kh = 3, d.kw = 3, d.pad_h = 1, d.pad_w = 1, d.Ho = 38, d.Wo = 38;
+  REQUIRE(kern::conv2d_winograd_supported(d));
+  REQUIRE(kern::cpu::conv2d_winograd_preferred(d));
+  kern::Conv2dDims s = d;
+  s.stride_h = s.stride_w = 2, s.Ho = s.Wo = 19;
+  REQUIRE_FALSE(kern::conv2d_winograd_supported(s));
+  kern::Conv2dDims dil = d;
+  dil.dil_h = dil.dil_w = 2;
+  REQUIRE_FALSE(kern::conv2d_winograd_supported(dil));
+  kern::Conv2dDims small = d;  // 19x19 at batch 1: 25 tiles, too few; batch 3: 75
+  small.H = small.W = small.Ho = small.Wo = 19;
+  REQUIRE_FALSE(kern::cpu::conv2d_winograd_preferred(small));
+  small.N = 2;  // 50 tiles: still im2col
+  REQUIRE_FALSE(kern::cpu::conv2d_winograd_preferred(small));
+  small.N = 3;
+  REQUIRE(kern::cpu::conv2d_winograd_preferred(small));
+  kern::Conv2dDims narrow = d;
+  narrow.C = 3;  // the RGB input layer: im2col
+  REQUIRE_FALSE(kern::cpu::conv2d_winograd_preferred(narrow));
+  // The kernel refuses a shape it does not cover with one line.
+  float dummy = 0;
+  REQUIRE_THROWS_WITH(kern::cpu::conv2d_winograd_forward(s, &dummy, &dummy, nullptr, false, &dummy),
+                      Catch::Contains("conv2d_winograd_forward") && Catch::Contains("stride=2"));
+  // auto (unset) follows the rule: bit-identical to the forced Winograd path on a preferred
+  // shape (64 -> 64, 32x32: 64 tiles) and to im2col on one it rejects (16x16: 16 tiles).
+  {
+    const Conv2dParams p1 = Conv2dParams::square(1, 1, 1);
+    Tensor wb = test::random_f32({64, 64, 3, 3}, 4, -0.1, 0.1), bb = test::random_f32({64}, 5);
+    for (const int64_t side : {32, 16}) {
+      Tensor xb = test::random_f32({1, 64, side, side}, 6);
+      const Result a = run("auto", xb, wb, bb, p1, true, Tensor());
+      const Result f = run(side == 32 ? "winograd" : "im2col", xb, wb, bb, p1, true, Tensor());
+      const Result other = run(side == 32 ? "im2col" : "winograd", xb, wb, bb, p1, true, Tensor());
+      INFO("side " << side);
+      REQUIRE(a.y.to_vector<float>() == f.y.to_vector<float>());
+      REQUIRE(a.y.to_vector<float>() != other.y.to_vector<float>());
+    }
+  }
+  // A bad ENGINE_CPU_CONV value is one error naming the variable and the value.
+  ConvPathGuard guard("fast");
+  Tensor x = test::random_f32({1, 4, 6, 6}, 1), w = test::random_f32({4, 4, 3, 3}, 2);
+  REQUIRE_THROWS_WITH(conv2d(x, w, Tensor(), Conv2dParams::square(1, 1, 1)),
+                      Catch::Contains("ENGINE_CPU_CONV") && Catch::Contains("fast"));
+}
