@@ -7,8 +7,25 @@
 // of at least kCacheMin bytes goes onto a free list of its exact rounded size, and the next
 // request of that size takes it back. The cache holds at most kCacheMax bytes; a block that
 // would overflow it is freed instead. Small blocks go straight to malloc / free.
+//
+// The bound (issue 17): the cache never makes the allocator hold more than the live peak.
+// `hwm` is the high-water mark of live bytes over the process (not reset by reset_peak);
+// before an allocation that misses the cache, cached blocks are freed (largest first) until
+// live + cached + the new block <= max(hwm, live + the new block). So reserved (live +
+// cached) stays at or below the largest live total the process has needed, instead of
+// growing by every distinct block size ever released (a training step whose sizes change
+// from step to step, or inference after training, used to keep up to 1 GiB more). A steady
+// state that asks for the same sizes each step still finds all of them cached. (Only large
+// allocations evict: blocks under 1 MiB are allowed on top without touching the cache.) trim() frees
+// every cached block and asks malloc to return its free pages to the system (malloc_trim),
+// for a caller that has finished a phase (training -> evaluation) and wants RSS to drop.
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <cstdlib>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <map>
 #include <mutex>
 #include <new>
@@ -26,6 +43,9 @@ constexpr size_t kCacheMax = size_t(1) << 30;  // 1 GiB of cached (free) blocks 
 std::atomic<size_t> g_allocated{0};
 std::atomic<size_t> g_peak{0};
 std::atomic<size_t> g_calls{0};
+std::atomic<size_t> g_hwm{0};          // high-water mark of g_allocated, never reset
+std::atomic<size_t> g_cached{0};       // mirror of Cache::bytes for a lock-free check
+std::atomic<size_t> g_limit{kCacheMax};  // cache capacity (set_cache_limit)
 
 struct Cache {
   std::mutex mu;
@@ -47,6 +67,38 @@ void count_allocation(size_t nbytes) {
   size_t peak = g_peak.load();
   while (now > peak && !g_peak.compare_exchange_weak(peak, now)) {
   }
+  size_t hwm = g_hwm.load();
+  while (now > hwm && !g_hwm.compare_exchange_weak(hwm, now)) {
+  }
+}
+
+// Frees cached blocks, largest first, until the cache holds at most `keep` bytes. Caller
+// holds c.mu.
+void evict_locked(Cache& c, size_t keep) {
+  for (auto it = c.free_blocks.end(); c.bytes > keep && it != c.free_blocks.begin();) {
+    --it;
+    auto& blocks = it->second;
+    while (!blocks.empty() && c.bytes > keep) {
+      std::free(blocks.back());
+      blocks.pop_back();
+      c.bytes -= it->first;
+    }
+  }
+  for (auto it = c.free_blocks.begin(); it != c.free_blocks.end();)
+    it = it->second.empty() ? c.free_blocks.erase(it) : std::next(it);
+  g_cached.store(c.bytes);
+}
+
+// Before a fresh block of `rounded` bytes: keep live + cached + rounded within the live
+// high-water mark (or within live + rounded when that is a new high).
+void make_room(size_t rounded) {
+  if (g_cached.load() == 0) return;
+  const size_t live = g_allocated.load() + rounded;
+  const size_t hwm = std::max(g_hwm.load(), live);
+  if (live + g_cached.load() <= hwm) return;
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  evict_locked(c, hwm - live);
 }
 }  // namespace
 
@@ -60,10 +112,12 @@ void* allocate(size_t nbytes) {
       void* p = it->second.back();
       it->second.pop_back();
       c.bytes -= rounded;
+      g_cached.store(c.bytes);
       count_allocation(nbytes);
       return p;
     }
   }
+  if (rounded >= kCacheMin) make_room(rounded);  // small blocks never evict (cheap path)
   void* p = std::aligned_alloc(kAlign, rounded);
   if (!p) {
     empty_cache();  // give cached blocks back and try once more
@@ -82,9 +136,10 @@ void release(void* p, size_t nbytes) {
   if (rounded >= kCacheMin) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.bytes + rounded <= kCacheMax) {
+    if (c.bytes + rounded <= g_limit.load()) {
       c.free_blocks[rounded].push_back(p);
       c.bytes += rounded;
+      g_cached.store(c.bytes);
       return;
     }
   }
@@ -94,11 +149,23 @@ void release(void* p, size_t nbytes) {
 void empty_cache() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  for (auto& [size, blocks] : c.free_blocks)
-    for (void* p : blocks) std::free(p);
-  c.free_blocks.clear();
-  c.bytes = 0;
+  evict_locked(c, 0);
 }
+
+void trim() {
+  empty_cache();
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
+
+void set_cache_limit(size_t bytes) {
+  g_limit.store(bytes);
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  evict_locked(c, bytes);
+}
+size_t cache_limit() { return g_limit.load(); }
 
 MemoryStats stats() {
   MemoryStats s;

@@ -1,7 +1,9 @@
 // Memory allocators.
 //
 // CPU: 64-byte aligned blocks with live / peak byte counters; released blocks of 1 MiB or
-// more are cached by exact size (up to 1 GiB) so steady-state steps do not page-fault.
+// more are cached by exact size (up to 1 GiB) so steady-state steps do not page-fault. The
+// cache is bounded by the live high-water mark: live + cached never exceeds the most live
+// bytes the process has held (cached blocks are freed, largest first, to keep it so).
 // CUDA: a caching allocator (see engine/src/cuda/caching_allocator.cpp): blocks are rounded
 // to size buckets and kept on free lists after release, so a steady-state training step
 // does no cudaMalloc. On OOM it frees every cached block and retries once.
@@ -66,6 +68,13 @@ void release(void* p, size_t nbytes);
 MemoryStats stats();
 void reset_peak();
 void empty_cache();  // frees every cached block
+// empty_cache() and then malloc_trim(0) (glibc): gives free heap pages back to the system,
+// e.g. after training before a long evaluation. Safe at any time.
+void trim();
+// The cache's capacity in bytes (default 1 GiB; 0 disables caching); shrinking it frees
+// cached blocks at once. For tests and memory-tight deployments.
+void set_cache_limit(size_t bytes);
+size_t cache_limit();
 }  // namespace cpu_alloc
 
 namespace cuda {
