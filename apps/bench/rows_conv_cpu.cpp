@@ -4,6 +4,8 @@
 //                                    im2col path at the default col budget (16 MiB)
 //   conv2d_cpu_fc6_fwd_ref / _bwd_ref  the same through the whole-image im2col reference
 //                                    (col budget 0, as ENGINE_CPU_CONV_CHUNK_MB=0)
+//   conv2d_cpu_conv1_2_fwd / _bwd    SSD300's conv1_2, 64 -> 64, 3x3, pad 1 on 300x300: a 207 MB
+//                                    whole-image col, 13 bands of 24 rows at 16 MiB; and _ref
 //   conv2d_cpu_1x1_fwd / _bwd        ResNet-50 layer3 1x1 1024 -> 256 on 32x32 (plain GEMMs, no col)
 //   conv2d_cpu_1x1s2_fwd / _bwd      ResNet-50 layer3 downsample 1x1 stride 2, 512 -> 1024 on 64x64
 //                                    (strided gather into a band col, then GEMMs)
@@ -62,13 +64,16 @@ void bench_conv_cpu(const Options& o, std::vector<Row>& rows) {
   conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), def);
   conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), 0);
   rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), def);
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), 0);
+  rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
   conv_rows(o, rows, "conv2d_cpu_1x1", 1024, 256, 32, 1, Conv2dParams::square(1, 0, 1), def);
   conv_rows(o, rows, "conv2d_cpu_1x1s2", 512, 1024, 64, 1, Conv2dParams::square(2, 0, 1), def);
 }
 
 const RegisterRows kRows(13, {
     {"conv_cpu",
-     "CPU conv2d: SSD fc6 (dilated) through the banded im2col path and the whole-image reference, ResNet 1x1 "
+     "CPU conv2d: SSD fc6 (dilated) and conv1_2 through the banded im2col path and the whole-image reference, ResNet 1x1 "
      "layers (plain GEMM, strided gather), forward and forward + backward",
      bench_conv_cpu},
 });
