@@ -9,6 +9,8 @@
 //   conv2d_cpu_1x1_fwd / _bwd        ResNet-50 layer3 1x1 1024 -> 256 on 32x32 (plain GEMMs, no col)
 //   conv2d_cpu_1x1s2_fwd / _bwd      ResNet-50 layer3 downsample 1x1 stride 2, 512 -> 1024 on 64x64
 //                                    (strided gather into a band col, then GEMMs)
+//   conv2d_cpu_fc6_fwd_taps          variant 2 (kernels/conv2d_taps.h) called directly: one GEMM
+//                                    per tap over its in-image pixels (38% of fc6's taps are padding)
 // _bwd rows time forward + backward of sum(y * r) (dx, dw, db). Compare with PyTorch on the
 // same shapes: tools/bench_conv_cpu_torch.py prints the same row names.
 #include <cmath>
@@ -19,6 +21,7 @@
 #include "engine/detail/conv2d_col_budget.h"
 #include "engine/ops.h"
 #include "engine/random.h"
+#include "kernels/conv2d_taps.h"
 
 namespace bench {
 using namespace eng;
@@ -59,7 +62,27 @@ void conv_rows(const Options& o, std::vector<Row>& rows, const std::string& name
   detail::reset_conv_col_budget();
 }
 
+// The tap-by-tap forward (variant 2) on fc6, straight through the kernel.
+void fc6_taps_row(const Options& o, std::vector<Row>& rows) {
+  if (!o.cpu) return;
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 512, d.H = d.W = 19, d.O = 1024, d.kh = d.kw = 3;
+  d.stride_h = d.stride_w = 1, d.pad_h = d.pad_w = 6, d.dil_h = d.dil_w = 6;
+  d.Ho = d.Wo = 19;
+  Generator gen(3);
+  Tensor x = randn({1, 512, 19, 19}, gen), w = randn({1024, 512, 3, 3}, gen) * (1.0 / std::sqrt(512.0 * 9));
+  Tensor b = randn({1024}, gen), y = empty({1, 1024, 19, 19}), ws = empty({kern::conv2d_taps_workspace_size(d)});
+  Row r = time_it(o, false, [&] {
+    kern::cpu::conv2d_forward_taps<float>(d, x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(),
+                                          ws.data<float>());
+  });
+  r.name = "conv2d_cpu_fc6_fwd_taps", r.device = "cpu", r.flops = 2.0 * 1024 * 361 * 512 * 9;
+  r.shape = "N=1 512->1024 19x19 k3 s1 p6 d6 f32, variant 2 (taps), col budget 0 MiB";
+  rows.push_back(r);
+}
+
 void bench_conv_cpu(const Options& o, std::vector<Row>& rows) {
+  fc6_taps_row(o, rows);
   const size_t def = detail::kDefaultConvColBudget;
   conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), def);
   conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), 0);

@@ -9,6 +9,7 @@
 #include "engine/allocator.h"
 #include "engine/detail/conv2d_col_budget.h"
 #include "kernels/conv2d_banded.h"
+#include "kernels/conv2d_taps.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -113,6 +114,34 @@ TEST_CASE("conv2d banded: matches the whole-image reference, f32") {
   }
   // Large enough that OpenBLAS blocks and threads the GEMMs.
   check_against_reference<float>(dims(1, 64, 19, 19, 96, 3, 1, 6, 6), 1e-5);
+}
+
+// Variant 2 (kernels/conv2d_taps.h): the forward tap by tap, padding taps skipped.
+template <typename T>
+void check_taps_against_reference(const kern::Conv2dDims& d, double tol) {
+  const int64_t K = kern::conv2d_col_rows(d);
+  auto x = random_vec<T>(d.N * d.C * d.H * d.W, 1), w = random_vec<T>(d.O * K, 2), b = random_vec<T>(d.O, 3);
+  std::vector<T> col(kern::conv2d_col_size(d) + 1), y(d.N * d.O * d.Ho * d.Wo), y2(y.size(), T(-5)), y3(y.size());
+  kern::cpu::conv2d_forward<T>(d, x.data(), w.data(), b.data(), y.data(), col.data());
+  std::vector<T> ws(kern::conv2d_taps_workspace_size(d), T(777));
+  kern::cpu::conv2d_forward_taps<T>(d, x.data(), w.data(), b.data(), y2.data(), ws.data());
+  REQUIRE(max_rel_diff(y2, y) <= tol);
+  kern::cpu::conv2d_forward<T>(d, x.data(), w.data(), nullptr, y.data(), col.data());
+  kern::cpu::conv2d_forward_taps<T>(d, x.data(), w.data(), nullptr, y3.data(), ws.data());
+  REQUIRE(max_rel_diff(y3, y) <= tol);
+}
+
+TEST_CASE("conv2d taps (variant 2): forward matches the whole-image reference") {
+  for (const auto& s : shapes()) {
+    INFO(s.name);
+    check_taps_against_reference<double>(s.d, 1e-12);
+    check_taps_against_reference<float>(s.d, 1e-5);
+  }
+  check_taps_against_reference<float>(dims(2, 64, 19, 19, 96, 3, 1, 6, 6), 1e-5);
+  // Coverage: fc6 reads inside for (13 + 19 + 13)^2 of 57^2 (tap, pixel) pairs; no padding: 1.
+  REQUIRE(kern::conv2d_tap_coverage(dims(1, 512, 19, 19, 1024, 3, 1, 6, 6)) == Approx(45.0 * 45 / (57.0 * 57)));
+  REQUIRE(kern::conv2d_tap_coverage(dims(1, 4, 9, 9, 4, 3, 1, 0, 1)) == 1.0);
+  REQUIRE(kern::conv2d_tap_coverage(dims(1, 4, 8, 8, 4, 3, 1, 1, 1)) == Approx(22.0 * 22 / (24.0 * 24)));
 }
 
 TEST_CASE("conv2d banded: band rows from the budget") {
