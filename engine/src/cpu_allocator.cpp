@@ -30,6 +30,14 @@
 // times the high-water mark instead (P = 50 gave the unbounded fault count; SSD300's training
 // step then held 1163 MiB above the bare process instead of 821).
 //
+// A request takes the smallest cached block of at least its rounded size and at most twice
+// it (best fit; live then counts the whole block), which keeps more of a step's working set
+// in the cache under the bound.
+//
+// Blocks of 8 MiB or more are 2 MiB-aligned and marked MADV_HUGEPAGE (transparent huge pages,
+// where the kernel allows them): a fresh block costs one fault per 2 MiB instead of one per
+// 4 KiB (TinySSD step at batch 4: 105k minor faults in 6 steps instead of 198k).
+//
 // Large blocks (the cached sizes, >= 1 MiB) come straight from mmap and go back with munmap
 // (on POSIX systems): their pages return to the system the moment the allocator frees them.
 // Through malloc they did not always: glibc raises its mmap threshold after the first free
@@ -49,6 +57,7 @@
 #include <malloc.h>
 #endif
 #include <map>
+#include <unordered_map>
 #include <string>
 #include <mutex>
 #include <new>
@@ -61,7 +70,9 @@ namespace eng::cpu_alloc {
 namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kCacheMin = size_t(1) << 20;  // 1 MiB
-constexpr size_t kCacheMax = size_t(1) << 30;  // 1 GiB of cached (free) blocks at most
+constexpr size_t kCacheMax = size_t(1) << 30;
+constexpr size_t kHuge = size_t(2) << 20;     // a transparent huge page (x86-64)
+constexpr size_t kHugeMin = size_t(8) << 20;  // blocks from here on use huge pages  // 1 GiB of cached (free) blocks at most
 
 std::atomic<size_t> g_allocated{0};
 std::atomic<size_t> g_peak{0};
@@ -80,6 +91,8 @@ struct Cache {
   std::map<size_t, std::vector<Cached>> free_blocks;  // rounded size -> blocks, oldest first
   size_t bytes = 0;                                   // total size of the cached blocks
   uint64_t seq = 0;
+  // Blocks handed out for a smaller request (best fit, below): pointer -> block size.
+  std::unordered_map<void*, size_t> oversized;
 };
 Cache& cache() {
   static Cache* c = new Cache();  // never destroyed: tensors may be released during exit
@@ -90,6 +103,24 @@ Cache& cache() {
 // aligned_alloc for the rest; nullptr when the system has no memory.
 void* system_alloc(size_t rounded) {
 #ifdef ENGINE_CPU_ALLOC_MMAP
+  if (rounded >= kHugeMin) {
+    // 2 MiB-aligned and marked for transparent huge pages: a fresh block then costs one
+    // fault per 2 MiB instead of one per 4 KiB. The mapping is trimmed to exactly
+    // [aligned, aligned + rounded) so that munmap(p, rounded) releases all of it.
+    const size_t span = rounded + kHuge;
+    void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return nullptr;
+    const uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t aligned = (base + kHuge - 1) / kHuge * kHuge;
+    if (aligned > base) munmap(raw, aligned - base);
+    const uintptr_t end = base + span, used_end = aligned + rounded;
+    if (end > used_end) munmap(reinterpret_cast<void*>(used_end), end - used_end);
+    void* p = reinterpret_cast<void*>(aligned);
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+    return p;
+  }
   if (rounded >= kCacheMin) {
     void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : p;  // page-aligned, so 64-byte aligned
@@ -188,14 +219,18 @@ void* allocate(size_t nbytes) {
   if (rounded >= kCacheMin) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
-    auto it = c.free_blocks.find(rounded);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
+    // Best fit: the smallest cached block of at least the rounded size and at most twice it
+    // (its already-resident pages serve the request; live counts the whole block).
+    auto it = c.free_blocks.lower_bound(rounded);
+    if (it != c.free_blocks.end() && it->first <= 2 * rounded) {
+      const size_t block = it->first;
       void* p = it->second.back().p;  // the most recently released (warmest) block
       it->second.pop_back();
       if (it->second.empty()) c.free_blocks.erase(it);
-      c.bytes -= rounded;
+      if (block != rounded) c.oversized[p] = block;
+      c.bytes -= block;
       g_cached.store(c.bytes);
-      count_allocation(nbytes, rounded);
+      count_allocation(nbytes, block);
       return p;
     }
   }
@@ -214,19 +249,26 @@ void* allocate(size_t nbytes) {
 void release(void* p, size_t nbytes) {
   if (!p) return;
   g_allocated.fetch_sub(nbytes);
-  const size_t rounded = round_up(nbytes);
-  g_live.fetch_sub(rounded);
-  if (rounded >= kCacheMin) {
+  size_t block = round_up(nbytes);
+  if (block >= kCacheMin) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.bytes + rounded <= g_limit.load()) {
-      c.free_blocks[rounded].push_back({p, c.seq++});
-      c.bytes += rounded;
+    auto o = c.oversized.find(p);
+    if (o != c.oversized.end()) {
+      block = o->second;
+      c.oversized.erase(o);
+    }
+    g_live.fetch_sub(block);
+    if (c.bytes + block <= g_limit.load()) {
+      c.free_blocks[block].push_back({p, c.seq++});
+      c.bytes += block;
       g_cached.store(c.bytes);
       return;
     }
+  } else {
+    g_live.fetch_sub(block);
   }
-  system_free(p, rounded);
+  system_free(p, block);
 }
 
 void empty_cache() {
@@ -241,6 +283,8 @@ void trim() {
   malloc_trim(0);
 #endif
 }
+
+size_t live_high_water() { return g_hwm.load(); }
 
 void set_cache_slack_percent(size_t percent) {
   ENGINE_CHECK(percent <= 1000, "cpu_alloc::set_cache_slack_percent: expected 0 .. 1000, got ", percent);

@@ -80,6 +80,9 @@ size_t cache_limit();
 // (default 0, or ENGINE_CPU_CACHE_SLACK_PCT, 0 .. 1000): more slack, fewer page faults, more
 // resident memory (engine/src/cpu_allocator.cpp).
 void set_cache_slack_percent(size_t percent);
+// The most live bytes the process has held, counted in block sizes (never reset): live +
+// cached stays within it (plus the slack).
+size_t live_high_water();
 }  // namespace cpu_alloc
 
 namespace cuda {
