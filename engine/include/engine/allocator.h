@@ -1,7 +1,10 @@
 // Memory allocators.
 //
 // CPU: 64-byte aligned blocks with live / peak byte counters; released blocks of 1 MiB or
-// more are cached by exact size (up to 1 GiB) so steady-state steps do not page-fault.
+// more are cached by size (rounded up to an eighth of their power of two; up to 1 GiB) so
+// steady-state steps do not page-fault. The cache is bounded by the live high-water mark:
+// live + cached never exceeds the most live bytes the process has held, counted in block
+// sizes (cached blocks are freed, least recently released first, to keep it so).
 // CUDA: a caching allocator (see engine/src/cuda/caching_allocator.cpp): blocks are rounded
 // to size buckets and kept on free lists after release, so a steady-state training step
 // does no cudaMalloc. On OOM it frees every cached block and retries once.
@@ -66,6 +69,20 @@ void release(void* p, size_t nbytes);
 MemoryStats stats();
 void reset_peak();
 void empty_cache();  // frees every cached block
+// empty_cache() and then malloc_trim(0) (glibc): gives free heap pages back to the system,
+// e.g. after training before a long evaluation. Safe at any time.
+void trim();
+// The cache's capacity in bytes (default 1 GiB; 0 disables caching); shrinking it frees
+// cached blocks at once. For tests and memory-tight deployments.
+void set_cache_limit(size_t bytes);
+size_t cache_limit();
+// How far (percent of the live high-water mark) live + cached may exceed the high-water mark
+// (default 0, or ENGINE_CPU_CACHE_SLACK_PCT, 0 .. 1000): more slack, fewer page faults, more
+// resident memory (engine/src/cpu_allocator.cpp).
+void set_cache_slack_percent(size_t percent);
+// The most live bytes the process has held, counted in block sizes (never reset): live +
+// cached stays within it (plus the slack).
+size_t live_high_water();
 }  // namespace cpu_alloc
 
 namespace cuda {

@@ -1,5 +1,6 @@
 // conv2d and conv2d_relu front-ends: checks, routing (cuDNN, our implicit GEMM, CPU Winograd, im2col),
 // and the backward node. Maths and layout: kernels/conv2d.h.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,12 +9,14 @@
 #include "engine/autocast.h"
 #include "engine/autograd.h"
 #include "engine/cuda_context.h"
+#include "engine/detail/conv2d_col_budget.h"
 #include "engine/detail/conv2d_grouped.h"
 #include "engine/detail/cudnn_conv.h"
 #include "engine/detail/op_utils.h"
 #include "engine/ops.h"
 #include "engine/trace.h"
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_banded.h"
 #include "kernels/conv2d_implicit_gemm.h"
 #include "kernels/conv2d_winograd.h"
 #include "kernels/elementwise.h"
@@ -24,22 +27,34 @@ using namespace detail;
 
 namespace {
 
-// One image's im2col matrix, or an undefined tensor when the conv needs none.
-// CUDA: a fresh block from the caching allocator (cheap). CPU: one buffer per thread and
-// dtype, kept between calls and grown on demand: a fresh multi-MB buffer per call costs
-// more in page faults than the GEMM itself (VGG 64->64 at 150x150: a 52 MB col matrix).
+// The col workspace: `n` elements, or an undefined tensor when n == 0 (pointwise conv).
+// CUDA: a fresh block from the caching allocator (cheap), one image's col matrix. CPU: one
+// buffer per thread and dtype, kept between calls and grown on demand (a fresh multi-MB
+// buffer per call costs more in page faults than the GEMM); the CPU path runs in bands
+// (cpu_band_rows) so the buffer stays within the col budget (engine/detail/
+// conv2d_col_budget.h) instead of one whole-image col matrix (207 MB at SSD300's conv1_2).
 // Conv calls on one thread never overlap, so sharing the buffer is safe.
-Tensor col_workspace(const kern::Conv2dDims& d, const Tensor& like) {
-  if (kern::conv2d_is_pointwise(d)) return Tensor();
-  const int64_t n = kern::conv2d_col_size(d);
+Tensor col_workspace(int64_t n, const Tensor& like) {
+  if (n <= 0) return Tensor();
   if (like.is_cuda()) return new_empty({n}, like);
   thread_local Tensor cache[2];  // [0] f32, [1] f64
   Tensor& buf = cache[like.dtype() == DType::f64 ? 1 : 0];
-  if (!buf.defined() || buf.numel() < n) {
+  // Also shrink a buffer larger than the budget allows (left by a run of the whole-image
+  // reference or a larger budget), so the budget bounds what the cache holds.
+  const int64_t cap = std::max<int64_t>(n, int64_t(conv_col_budget() / dtype_size(like.dtype())));
+  if (!buf.defined() || buf.numel() < n || (conv_col_budget() > 0 && buf.numel() > cap)) {
     buf = Tensor();  // free the old buffer before taking the larger one
     buf = empty({n}, TensorOptions(like.dtype()));
   }
   return buf;
+}
+int64_t whole_col_size(const kern::Conv2dDims& d) {
+  return kern::conv2d_is_pointwise(d) ? 0 : kern::conv2d_col_size(d);
+}
+// CPU: output rows per band for the col budget; 0 = the whole-image reference.
+int64_t cpu_band_rows(const kern::Conv2dDims& d, const Tensor& like) {
+  const size_t budget = conv_col_budget();
+  return budget == 0 ? 0 : kern::conv2d_band_rows(d, budget, dtype_size(like.dtype()));
 }
 
 template <typename T>
@@ -59,7 +74,10 @@ T* ptr_or_null(const Tensor& t) {
 //                  kern::cpu::conv2d_winograd_preferred says so; ENGINE_CPU_CONV forces it
 //                  (cpu_path below). Non-finite operands run the im2col path instead;
 //   im2col         the CPU, and what CUDA has left (f64 dilated, sizes past the kernels'
-//                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h).
+//                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h); on the CPU in
+//                  bands of output rows within the col budget (kernels/conv2d_banded.h;
+//                  ENGINE_CPU_CONV_CHUNK_MB=0 runs the whole-image reference), 1x1 stride-1
+//                  convolutions as plain GEMMs on x.
 // bf16 on the im2col path computes in f32 on the bf16 values and rounds the result once: the
 // CPU twin of the tensor-core paths.
 enum class Path { cudnn, implicit_gemm, winograd, im2col };
@@ -145,10 +163,14 @@ Tensor relu_mask(const Tensor& g, const Tensor& y) {
 // The im2col forward in T = float or double (CUDA or CPU); relu applied after.
 void im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, const Tensor& B, Tensor& y,
                     const char* op) {
-  Tensor col = col_workspace(d, X);
+  const int64_t band = X.is_cuda() ? 0 : cpu_band_rows(d, X);
+  Tensor col = col_workspace(band > 0 ? kern::conv2d_band_col_size(d, band) : whole_col_size(d), X);
   dispatch_float(X, op, [&](auto tag) {
     using T = decltype(tag);
-    if (X.is_cuda()) {
+    if (band > 0) {
+      kern::cpu::conv2d_forward_banded<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
+                                          ptr_or_null<T>(col), band);
+    } else if (X.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
                                                    ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
     } else {
@@ -159,12 +181,17 @@ void im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt
 
 void im2col_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w, const Tensor& g, Tensor& gx,
                      Tensor& gw, Tensor& gb) {
-  Tensor col = (gx.defined() || gw.defined()) ? col_workspace(d, g) : Tensor();
+  const int64_t band = g.is_cuda() ? 0 : cpu_band_rows(d, g);
+  const int64_t ncol = band > 0 ? kern::conv2d_band_col_size(d, band) : whole_col_size(d);
+  Tensor col = (gx.defined() || gw.defined()) ? col_workspace(ncol, g) : Tensor();
   dispatch_float(g, "conv2d", [&](auto tag) {
     using T = decltype(tag);
     const T* px = ptr_or_null<T>(x);
     const T* pw = ptr_or_null<T>(w);
-    if (g.is_cuda()) {
+    if (band > 0) {
+      kern::cpu::conv2d_backward_banded<T>(d, px, pw, g.data<T>(), ptr_or_null<T>(gx), ptr_or_null<T>(gw),
+                                           ptr_or_null<T>(gb), ptr_or_null<T>(col), band);
+    } else if (g.is_cuda()) {
       // The bias gradient by the multi-block two-pass sum over (n, h, w) (kernels/
       // reduce_multiblock.h) rather than the kernel's one block per channel.
       ENGINE_IF_CUDA({

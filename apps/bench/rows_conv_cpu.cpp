@@ -1,0 +1,105 @@
+// bench_kernels rows: the CPU convolution paths of eng::conv2d (engine/src/ops/conv2d.cpp)
+// on SSD's dilated fc6 and a ResNet 1x1 layer, batch 1, f32, forward and forward + backward:
+//   conv2d_cpu_fc6_fwd / _bwd        512 -> 1024, 3x3, dilation 6, pad 6 on 19x19, the banded
+//                                    im2col path at the default col budget (16 MiB)
+//   conv2d_cpu_fc6_fwd_ref / _bwd_ref  the same through the whole-image im2col reference
+//                                    (col budget 0, as ENGINE_CPU_CONV_CHUNK_MB=0)
+//   conv2d_cpu_conv1_2_fwd / _bwd    SSD300's conv1_2, 64 -> 64, 3x3, pad 1 on 300x300: a 207 MB
+//                                    whole-image col, 13 bands of 24 rows at 16 MiB; and _ref
+//   conv2d_cpu_1x1_fwd / _bwd        ResNet-50 layer3 1x1 1024 -> 256 on 32x32 (plain GEMMs, no col)
+//   conv2d_cpu_1x1s2_fwd / _bwd      ResNet-50 layer3 downsample 1x1 stride 2, 512 -> 1024 on 64x64
+//                                    (strided gather into a band col, then GEMMs)
+//   conv2d_cpu_fc6_fwd_taps          variant 2 (kernels/conv2d_taps.h) called directly: one GEMM
+//                                    per tap over its in-image pixels (38% of fc6's taps are padding)
+// _bwd rows time forward + backward of sum(y * r) (dx, dw, db). Compare with PyTorch on the
+// same shapes: tools/bench_conv_cpu_torch.py prints the same row names.
+#include <cmath>
+#include <cstdio>
+
+#include "bench/bench_common.h"
+#include "engine/autograd.h"
+#include "engine/detail/conv2d_col_budget.h"
+#include "engine/ops.h"
+#include "engine/random.h"
+#include "kernels/conv2d_taps.h"
+
+namespace bench {
+using namespace eng;
+namespace {
+
+void conv_rows(const Options& o, std::vector<Row>& rows, const std::string& name, int64_t C, int64_t O, int64_t H,
+               int64_t k, const Conv2dParams& p, size_t budget) {
+  if (!o.cpu) return;
+  Generator gen(3);
+  Tensor x = randn({1, C, H, H}, gen), w = randn({O, C, k, k}, gen) * (1.0 / std::sqrt(double(C * k * k)));
+  Tensor b = randn({O}, gen);
+  detail::set_conv_col_budget(budget);
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = conv2d(x, w, b, p);
+  }
+  const double flops = 2.0 * O * y.size(2) * y.size(3) * C * k * k;
+  char shape[160];
+  std::snprintf(shape, sizeof shape, "N=1 %lld->%lld %lldx%lld k%lld s%lld p%lld d%lld f32, col budget %zu MiB",
+                (long long)C, (long long)O, (long long)H, (long long)H, (long long)k, (long long)p.stride_h,
+                (long long)p.pad_h, (long long)p.dilation_h, budget >> 20);
+  Row f = time_it(o, false, [&] {
+    NoGradGuard ng;
+    y = conv2d(x, w, b, p);
+  });
+  f.name = name + "_fwd", f.device = "cpu", f.shape = shape, f.flops = flops;
+  rows.push_back(f);
+  Tensor xl = x.clone(), wl = w.clone(), bl = b.clone();
+  xl.set_requires_grad(true), wl.set_requires_grad(true), bl.set_requires_grad(true);
+  Tensor r = randn(y.sizes(), gen);
+  Row bw = time_it(o, false, [&] {
+    xl.zero_grad(), wl.zero_grad(), bl.zero_grad();
+    sum(mul(conv2d(xl, wl, bl, p), r)).backward();
+  });
+  bw.name = name + "_bwd", bw.device = "cpu", bw.shape = shape, bw.flops = 3.0 * flops;
+  rows.push_back(bw);
+  detail::reset_conv_col_budget();
+}
+
+// The tap-by-tap forward (variant 2) on fc6, straight through the kernel.
+void fc6_taps_row(const Options& o, std::vector<Row>& rows) {
+  if (!o.cpu) return;
+  kern::Conv2dDims d;
+  d.N = 1, d.C = 512, d.H = d.W = 19, d.O = 1024, d.kh = d.kw = 3;
+  d.stride_h = d.stride_w = 1, d.pad_h = d.pad_w = 6, d.dil_h = d.dil_w = 6;
+  d.Ho = d.Wo = 19;
+  Generator gen(3);
+  Tensor x = randn({1, 512, 19, 19}, gen), w = randn({1024, 512, 3, 3}, gen) * (1.0 / std::sqrt(512.0 * 9));
+  Tensor b = randn({1024}, gen), y = empty({1, 1024, 19, 19}), ws = empty({kern::conv2d_taps_workspace_size(d)});
+  Row r = time_it(o, false, [&] {
+    kern::cpu::conv2d_forward_taps<float>(d, x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(),
+                                          ws.data<float>());
+  });
+  r.name = "conv2d_cpu_fc6_fwd_taps", r.device = "cpu", r.flops = 2.0 * 1024 * 361 * 512 * 9;
+  r.shape = "N=1 512->1024 19x19 k3 s1 p6 d6 f32, variant 2 (taps), col budget 0 MiB";
+  rows.push_back(r);
+}
+
+void bench_conv_cpu(const Options& o, std::vector<Row>& rows) {
+  fc6_taps_row(o, rows);
+  const size_t def = detail::kDefaultConvColBudget;
+  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), def);
+  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), 0);
+  rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), def);
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), 0);
+  rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
+  conv_rows(o, rows, "conv2d_cpu_1x1", 1024, 256, 32, 1, Conv2dParams::square(1, 0, 1), def);
+  conv_rows(o, rows, "conv2d_cpu_1x1s2", 512, 1024, 64, 1, Conv2dParams::square(2, 0, 1), def);
+}
+
+const RegisterRows kRows(13, {
+    {"conv_cpu",
+     "CPU conv2d: SSD fc6 (dilated) and conv1_2 through the banded im2col path and the whole-image reference, ResNet 1x1 "
+     "layers (plain GEMM, strided gather), forward and forward + backward",
+     bench_conv_cpu},
+});
+
+}  // namespace
+}  // namespace bench
