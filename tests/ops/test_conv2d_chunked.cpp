@@ -4,6 +4,7 @@
 // budget (engine/detail/conv2d_col_budget.h) and its bound on the workspace; gradcheck in
 // double through eng::conv2d with one-row bands.
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "engine/allocator.h"
@@ -15,6 +16,11 @@
 using namespace eng;
 
 namespace {
+
+// This file tests the im2col path's bands: 3x3 stride-1 shapes would otherwise take the
+// Winograd path (kernels/conv2d_winograd.h) under ENGINE_CPU_CONV=auto. Read at every call.
+[[maybe_unused]] const int kForceIm2col = ::setenv("ENGINE_CPU_CONV", "im2col", 1);
+
 
 kern::Conv2dDims dims(int64_t N, int64_t C, int64_t H, int64_t W, int64_t O, int64_t k, int64_t stride, int64_t pad,
                       int64_t dil, int64_t kw = -1) {
