@@ -20,6 +20,7 @@
 #endif
 
 #include "engine/error.h"
+#include "kernels/gemm.h"
 
 namespace eng {
 namespace {
@@ -244,6 +245,8 @@ std::string cpu_threads_summary() {
   if (g_budget.quota > 0) s << g_budget.quota << " CPUs";
   else s << "none";
   s << "), wait " << g_wait;
+  const std::string core = kern::cpu::blas_core_name();
+  if (!core.empty()) s << ", OpenBLAS kernels " << core;
   return s.str();
 }
 

@@ -233,6 +233,15 @@ bool gemm_uses_blas() {
 #endif
 }
 
+std::string blas_core_name() {
+#ifdef KERN_HAVE_OPENBLAS
+  const char* name = openblas_get_corename();
+  return name != nullptr ? std::string(name) : std::string();
+#else
+  return std::string();
+#endif
+}
+
 #define KERN_INSTANTIATE(T)                                                                                       \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,    \
                         int64_t);                                                                                 \

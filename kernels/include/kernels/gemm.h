@@ -28,6 +28,8 @@
 //                      data moves. The handle is bound to `stream` before the call.
 //                      Float GEMMs follow the handle's math mode (TF32 off by default).
 #pragma once
+#include <string>
+
 #include "kernels/common.h"
 
 namespace kern {
@@ -48,6 +50,9 @@ void gemm_strided_batched(bool transA, bool transB, int64_t M, int64_t N, int64_
 
 // True when cpu::gemm calls OpenBLAS (false: it calls gemm_builtin).
 bool gemm_uses_blas();
+// The kernel set OpenBLAS chose for this CPU ("Haswell", "SkylakeX", ...; openblas_get_corename);
+// "" without OpenBLAS.
+std::string blas_core_name();
 }  // namespace cpu
 
 namespace cuda {
