@@ -252,13 +252,17 @@ int64_t tiles_of(int64_t N, int64_t Ho, int64_t Wo) {
 }
 
 // Runs one pass with transformed weights U [36][Cout][Cin]: out = pass(in) + bias, ReLU.
+// Chunks never span two images (tc comes from the tiles of one image), so an image's result
+// is the same whatever else is in the batch: the same GEMMs over the same columns.
 void run_pass(const Pass& p, const float* in, const float* U, const float* bias, bool relu, float* out, float* V,
               float* M, int64_t tc) {
-  const int64_t chunks = (p.total + tc - 1) / tc;
+  const int64_t per_image_chunks = (p.per_image + tc - 1) / tc;
+  const int64_t chunks = p.N * per_image_chunks;
   const bool par = p.total * (p.Cin + p.Cout) * kPos > (1 << 15);
 #pragma omp parallel if (par)
   for (int64_t ch = 0; ch < chunks; ++ch) {
-    const int64_t first = ch * tc, count = std::min(tc, p.total - first);
+    const int64_t image = ch / per_image_chunks, in_image = (ch % per_image_chunks) * tc;
+    const int64_t first = image * p.per_image + in_image, count = std::min(tc, p.per_image - in_image);
     const int64_t groups = (count + kL - 1) / kL, width = groups * kL;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t c = 0; c < p.Cin; ++c)
@@ -290,7 +294,9 @@ bool conv2d_winograd_preferred(const Conv2dDims& d) {
   if (!conv2d_winograd_supported(d)) return false;
   // Per call the weight transform and the U reads cost ~ O*C, the GEMM savings ~ O*C*tiles:
   // Winograd needs enough tiles. Narrow inputs (C < 32) leave the transforms dominant.
-  const int64_t tiles = d.N * ((d.Ho + 3) / 4) * ((d.Wo + 3) / 4);
+  // Tiles of one image, not of the batch: the choice (and so the result) of an image must not
+  // depend on the batch it is in (distributed evaluation equals single-process evaluation).
+  const int64_t tiles = ((d.Ho + 3) / 4) * ((d.Wo + 3) / 4);
   return d.C >= 32 && d.O >= 8 && tiles >= 64;
 }
 
@@ -314,9 +320,11 @@ bool all_finite(int64_t n, const float* p) {
 
 int64_t conv2d_winograd_workspace_floats(const Conv2dDims& d, bool backward) {
   if (!conv2d_winograd_supported(d)) return 0;
-  const int64_t fwd = pass_floats(d.O, d.C, d.C, d.O, tiles_of(d.N, d.Ho, d.Wo));
+  // Forward and backward data chunk one image's tiles; the weight gradient all tiles.
+  const int64_t fwd = pass_floats(d.O, d.C, d.C, d.O, tiles_of(1, d.Ho, d.Wo));
   if (!backward) return fwd;
-  return std::max(fwd, pass_floats(d.O, d.C, d.O, d.C, tiles_of(d.N, d.H, d.W)));
+  return std::max({fwd, pass_floats(d.O, d.C, d.O, d.C, tiles_of(1, d.H, d.W)),
+                   pass_floats(d.O, d.C, d.C, d.O, tiles_of(d.N, d.Ho, d.Wo))});
 }
 
 bool conv2d_winograd_forward(const Conv2dDims& d, const float* x, const float* w, const float* bias, bool relu,
@@ -325,7 +333,7 @@ bool conv2d_winograd_forward(const Conv2dDims& d, const float* x, const float* w
   if (!all_finite(d.N * d.C * d.H * d.W, x) || !all_finite(d.O * d.C * 9, w) || (bias && !all_finite(d.O, bias)))
     return false;
   const Pass p(d.N, d.C, d.H, d.W, d.O, d.Ho, d.Wo, d.pad_h, d.pad_w);
-  const int64_t tc = conv2d_winograd_chunk_tiles(d.C, d.O, p.total);
+  const int64_t tc = conv2d_winograd_chunk_tiles(d.C, d.O, p.per_image);
   float* U = workspace(ws, size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
   float* V = U + kPos * d.O * d.C;
   float* M = V + kPos * d.C * tc;
@@ -356,7 +364,7 @@ bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* 
   if (gx) {
     // gx = conv(gy, w') with w'[c, o] = flip(w[o, c]), offset 2 - pad.
     const Pass p(d.N, d.O, d.Ho, d.Wo, d.C, d.H, d.W, 2 - d.pad_h, 2 - d.pad_w);
-    const int64_t tc = conv2d_winograd_chunk_tiles(d.O, d.C, p.total);
+    const int64_t tc = conv2d_winograd_chunk_tiles(d.O, d.C, p.per_image);
     float* U = workspace(ws, size_t(kPos) * (d.O * d.C + (d.C + d.O) * tc));
     float* V = U + kPos * d.O * d.C;
     float* M = V + kPos * d.O * tc;

@@ -30,7 +30,8 @@
 // zeros beyond the input and write (or take gradient from) only the outputs that exist.
 //
 // Layout and threads: tiles are numbered across the batch (n, tile row, tile column) and run
-// in chunks of `tiles` (a multiple of 8; conv2d_winograd_chunk_tiles). Per chunk, inside one
+// in chunks of `tiles` (a multiple of 8; conv2d_winograd_chunk_tiles; forward and backward
+// data: chunks within one image; weight gradient: chunks across the batch). Per chunk, inside one
 // OpenMP region: the input transform (8 tiles at a time, one SIMD lane per tile, writing
 // V[k][c][tile] contiguously), the 36 GEMMs (split over the threads by k, each a
 // single-threaded cpu::gemm = OpenBLAS sgemm), the output transform with bias and the
@@ -63,9 +64,10 @@ inline bool conv2d_winograd_supported(const Conv2dDims& d) {
 }
 
 namespace cpu {
-// The cost rule (measured on this project's 2-core machine; docs/_pending/winograd.md):
-// supported, C >= 32, O >= 8, and at least 64 output tiles per call (N ceil(Ho/4) ceil(Wo/4);
-// a 32x32 map at batch 1, a 19x19 one from batch 3).
+// The cost rule (measured on this project's 2-core machine; docs/kernels.md): supported,
+// C >= 32, O >= 8, and at least 64 output tiles per image (ceil(Ho/4) ceil(Wo/4): from a 32x32
+// map). Per image, not per batch, so that an image's path and result do not depend on the
+// batch it is in; the forward and backward-data passes chunk each image's tiles apart too.
 bool conv2d_winograd_preferred(const Conv2dDims& d);
 
 // Tiles per chunk for a Winograd pass with `cin` channels in and `cout` out (multiple of 8).
