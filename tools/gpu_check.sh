@@ -35,7 +35,8 @@ cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release "${extra[@]}" >"$log/build.lo
 if cmake --build build-gpu -j"$(nproc)" >>"$log/build.log" 2>&1; then note "build: ok"; else
   note "build: FAILED (see build.log)"; tail -30 "$log/build.log"; exit 1; fi
 
-ctest --test-dir build-gpu --output-on-failure -j4 >"$log/ctest.log" 2>&1
+# CUDA-vs-CPU tests compare against the CPU reference convolution (scripts/test_cuda_emu.sh).
+ENGINE_CPU_CONV=${ENGINE_CPU_CONV:-im2col} ctest --test-dir build-gpu --output-on-failure -j4 >"$log/ctest.log" 2>&1
 note "ctest: $(grep -E 'tests passed|tests failed' "$log/ctest.log" | tail -1)"
 skipped=$(grep -c '(Skipped)' "$log/ctest.log" || true)
 note "ctest skipped: $skipped"
