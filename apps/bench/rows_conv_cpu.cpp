@@ -1,20 +1,26 @@
 // bench_kernels rows: the CPU convolution paths of eng::conv2d (engine/src/ops/conv2d.cpp)
-// on SSD's dilated fc6 and a ResNet 1x1 layer, batch 1, f32, forward and forward + backward:
-//   conv2d_cpu_fc6_fwd / _bwd        512 -> 1024, 3x3, dilation 6, pad 6 on 19x19, the banded
-//                                    im2col path at the default col budget (16 MiB)
-//   conv2d_cpu_fc6_fwd_ref / _bwd_ref  the same through the whole-image im2col reference
-//                                    (col budget 0, as ENGINE_CPU_CONV_CHUNK_MB=0)
-//   conv2d_cpu_conv1_2_fwd / _bwd    SSD300's conv1_2, 64 -> 64, 3x3, pad 1 on 300x300: a 207 MB
-//                                    whole-image col, 13 bands of 24 rows at 16 MiB; and _ref
+// on SSD's dilated fc6, conv1_2 and ResNet 1x1 layers, batch 1, f32, forward and forward +
+// backward. Rows without a suffix run the default path choice (ENGINE_CPU_CONV=auto):
+//   conv2d_cpu_fc6_fwd / _bwd        512 -> 1024, 3x3, dilation 6, pad 6 on 19x19: the
+//                                    padding-free regions path (kernels/conv2d_regions.h)
+//   conv2d_cpu_fc6_fwd_im2col / _bwd_im2col  the same forced through the banded im2col path at
+//                                    the default col budget (16 MiB: one band here)
+//   conv2d_cpu_fc6_fwd_ref / _bwd_ref  the whole-image im2col reference (col budget 0, as
+//                                    ENGINE_CPU_CONV_CHUNK_MB=0)
+//   conv2d_cpu_conv1_2_fwd / _bwd    SSD300's conv1_2, 64 -> 64, 3x3, pad 1 on 300x300: Winograd
+//                                    F(4x4, 3x3); _im2col: 13 bands of 24 rows at 16 MiB; _ref:
+//                                    the 207 MB whole-image col
 //   conv2d_cpu_1x1_fwd / _bwd        ResNet-50 layer3 1x1 1024 -> 256 on 32x32 (plain GEMMs, no col)
 //   conv2d_cpu_1x1s2_fwd / _bwd      ResNet-50 layer3 downsample 1x1 stride 2, 512 -> 1024 on 64x64
 //                                    (strided gather into a band col, then GEMMs)
 //   conv2d_cpu_fc6_fwd_taps          variant 2 (kernels/conv2d_taps.h) called directly: one GEMM
-//                                    per tap over its in-image pixels (38% of fc6's taps are padding)
+//                                    per tap over its in-image pixels (not dispatched)
 // _bwd rows time forward + backward of sum(y * r) (dx, dw, db). Compare with PyTorch on the
-// same shapes: tools/bench_conv_cpu_torch.py prints the same row names.
+// same shapes: tools/bench_conv_cpu_torch.py prints the rows without a suffix.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include "bench/bench_common.h"
 #include "engine/autograd.h"
@@ -28,8 +34,11 @@ using namespace eng;
 namespace {
 
 void conv_rows(const Options& o, std::vector<Row>& rows, const std::string& name, int64_t C, int64_t O, int64_t H,
-               int64_t k, const Conv2dParams& p, size_t budget) {
+               int64_t k, const Conv2dParams& p, size_t budget, const char* mode = "auto") {
   if (!o.cpu) return;
+  const char* old_mode = std::getenv("ENGINE_CPU_CONV");
+  const std::string saved = old_mode ? old_mode : "";
+  setenv("ENGINE_CPU_CONV", mode, 1);
   Generator gen(3);
   Tensor x = randn({1, C, H, H}, gen), w = randn({O, C, k, k}, gen) * (1.0 / std::sqrt(double(C * k * k)));
   Tensor b = randn({O}, gen);
@@ -41,9 +50,10 @@ void conv_rows(const Options& o, std::vector<Row>& rows, const std::string& name
   }
   const double flops = 2.0 * O * y.size(2) * y.size(3) * C * k * k;
   char shape[160];
-  std::snprintf(shape, sizeof shape, "N=1 %lld->%lld %lldx%lld k%lld s%lld p%lld d%lld f32, col budget %zu MiB",
+  std::snprintf(shape, sizeof shape,
+                "N=1 %lld->%lld %lldx%lld k%lld s%lld p%lld d%lld f32, ENGINE_CPU_CONV=%s, col budget %zu MiB",
                 (long long)C, (long long)O, (long long)H, (long long)H, (long long)k, (long long)p.stride_h,
-                (long long)p.pad_h, (long long)p.dilation_h, budget >> 20);
+                (long long)p.pad_h, (long long)p.dilation_h, mode, budget >> 20);
   Row f = time_it(o, false, [&] {
     NoGradGuard ng;
     y = conv2d(x, w, b, p);
@@ -60,6 +70,10 @@ void conv_rows(const Options& o, std::vector<Row>& rows, const std::string& name
   bw.name = name + "_bwd", bw.device = "cpu", bw.shape = shape, bw.flops = 3.0 * flops;
   rows.push_back(bw);
   detail::reset_conv_col_budget();
+  if (old_mode)
+    setenv("ENGINE_CPU_CONV", saved.c_str(), 1);
+  else
+    unsetenv("ENGINE_CPU_CONV");
 }
 
 // The tap-by-tap forward (variant 2) on fc6, straight through the kernel.
@@ -84,20 +98,26 @@ void fc6_taps_row(const Options& o, std::vector<Row>& rows) {
 void bench_conv_cpu(const Options& o, std::vector<Row>& rows) {
   fc6_taps_row(o, rows);
   const size_t def = detail::kDefaultConvColBudget;
-  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), def);
-  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, Conv2dParams::square(1, 6, 6), 0);
-  rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
-  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), def);
-  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, Conv2dParams::square(1, 1, 1), 0);
-  rows[rows.size() - 2].name += "_ref", rows[rows.size() - 1].name += "_ref";
+  auto suffix = [&](const char* sfx) { rows[rows.size() - 2].name += sfx, rows[rows.size() - 1].name += sfx; };
+  const Conv2dParams fc6 = Conv2dParams::square(1, 6, 6), same = Conv2dParams::square(1, 1, 1);
+  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, fc6, def);
+  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, fc6, def, "im2col");
+  suffix("_im2col");
+  conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, fc6, 0, "im2col");
+  suffix("_ref");
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, same, def);
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, same, def, "im2col");
+  suffix("_im2col");
+  conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, same, 0, "im2col");
+  suffix("_ref");
   conv_rows(o, rows, "conv2d_cpu_1x1", 1024, 256, 32, 1, Conv2dParams::square(1, 0, 1), def);
   conv_rows(o, rows, "conv2d_cpu_1x1s2", 512, 1024, 64, 1, Conv2dParams::square(2, 0, 1), def);
 }
 
 const RegisterRows kRows(13, {
     {"conv_cpu",
-     "CPU conv2d: SSD fc6 (dilated) and conv1_2 through the banded im2col path and the whole-image reference, ResNet 1x1 "
-     "layers (plain GEMM, strided gather), forward and forward + backward",
+     "CPU conv2d: SSD fc6 (dilated: regions) and conv1_2 (Winograd) by the default path, the banded im2col path and the "
+     "whole-image reference, ResNet 1x1 layers (plain GEMM, strided gather), forward and forward + backward",
      bench_conv_cpu},
 });
 

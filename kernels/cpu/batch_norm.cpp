@@ -305,6 +305,35 @@ void batch_norm_backward_input(const BatchNormDims& d, const S* x, const compute
   }
 }
 
+template <typename S>
+void batch_norm_backward_train(const BatchNormDims& d, const S* x, const compute_t<S>* mean, const compute_t<S>* var,
+                               const compute_t<S>* w, double eps, const S* gy, compute_t<S>* sum_dy,
+                               compute_t<S>* sum_dy_xhat, S* gx) {
+  using T = compute_t<S>;
+  const T M = static_cast<T>(d.N * d.HW);
+  const Isa isa = isa_active();
+  auto lanes = run_isa<DyLanes, int64_t, const S*, const S*, T, T, double*, double*>(isa);
+  auto train = run_isa<BwdTrainPlane, int64_t, const S*, const S*, S*, T, T, T, T, T, T>(isa);
+#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
+  for (int64_t c = 0; c < d.C; ++c) {
+    const T rstd = rstd_of(var[c], eps), m = mean[c];
+    double a[kLanes] = {}, bsum[kLanes] = {};
+    for (int64_t n = 0; n < d.N; ++n) {
+      const int64_t off = (n * d.C + c) * d.HW;
+      lanes(d.HW, x + off, gy + off, m, rstd, a, bsum);
+    }
+    const T sdy = static_cast<T>(combine_lanes(a)), sdx = static_cast<T>(combine_lanes(bsum));
+    sum_dy[c] = sdy;
+    sum_dy_xhat[c] = sdx;
+    if (!gx) continue;
+    const T wc = w ? w[c] : T(1);
+    for (int64_t n = 0; n < d.N; ++n) {
+      const int64_t off = (n * d.C + c) * d.HW;
+      train(d.HW, x + off, gy + off, gx + off, m, rstd, wc * rstd / M, M, sdy, sdx);
+    }
+  }
+}
+
 template <typename T>
 void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y) {
   using F = compute_t<T>;
@@ -324,6 +353,9 @@ void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scal
   template void batch_norm_backward_reduce<T>(const BatchNormDims&, const T*, const compute_t<T>*,         \
                                               const compute_t<T>*, double, const T*, compute_t<T>*,        \
                                               compute_t<T>*);                                              \
+  template void batch_norm_backward_train<T>(const BatchNormDims&, const T*, const compute_t<T>*,          \
+                                             const compute_t<T>*, const compute_t<T>*, double, const T*,   \
+                                             compute_t<T>*, compute_t<T>*, T*);                            \
   template void batch_norm_backward_input<T>(const BatchNormDims&, const T*, const compute_t<T>*,          \
                                              const compute_t<T>*, const compute_t<T>*, double, bool,       \
                                              const T*, const compute_t<T>*, const compute_t<T>*, T*);      \

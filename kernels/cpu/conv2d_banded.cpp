@@ -83,9 +83,22 @@ void col2im_band_add(const Conv2dDims& d, const T* col, int64_t oh0, int64_t row
   }
 }
 
+namespace {
+// ReLU on rows [0, O) x columns [c0, c0 + n) of y_n [O, HWo], as the separate ReLU
+// (kernels/elementwise_math.h): y > 0 ? y : 0 (NaN and -0 become +0).
+template <typename T>
+void relu_columns(T* yn, int64_t O, int64_t HWo, int64_t c0, int64_t n) {
+#pragma omp parallel for schedule(static) if (O * n > (1 << 16))
+  for (int64_t o = 0; o < O; ++o) {
+    T* r = yn + o * HWo + c0;
+    for (int64_t k = 0; k < n; ++k) r[k] = r[k] > T(0) ? r[k] : T(0);
+  }
+}
+}  // namespace
+
 template <typename T>
 void conv2d_forward_banded(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y, T* col,
-                           int64_t band_rows) {
+                           int64_t band_rows, bool relu) {
   check_band(d, band_rows);
   const int64_t K = conv2d_col_rows(d), HWo = d.Ho * d.Wo;
   const bool pointwise = conv2d_is_pointwise(d);
@@ -98,12 +111,14 @@ void conv2d_forward_banded(const Conv2dDims& d, const T* x, const T* w, const T*
     const T beta = bias ? T(1) : T(0);
     if (pointwise) {  // a plain GEMM on x_n [C, H*W]
       gemm<T>(false, false, d.O, HWo, K, T(1), w, K, xn, HWo, beta, yn, HWo);
+      if (relu) relu_columns(yn, d.O, HWo, 0, HWo);
       continue;
     }
     for (int64_t oh0 = 0; oh0 < d.Ho; oh0 += band_rows) {
       const int64_t rows = std::min(band_rows, d.Ho - oh0), cols = rows * d.Wo;
       im2col_band(d, xn, oh0, rows, col);
       gemm<T>(false, false, d.O, cols, K, T(1), w, K, col, cols, beta, yn + oh0 * d.Wo, HWo);
+      if (relu) relu_columns(yn, d.O, HWo, oh0 * d.Wo, cols);
     }
   }
 }
@@ -156,7 +171,7 @@ void conv2d_backward_banded(const Conv2dDims& d, const T* x, const T* w, const T
 #define KERN_INSTANTIATE(T)                                                                                   \
   template void im2col_band<T>(const Conv2dDims&, const T*, int64_t, int64_t, T*);                            \
   template void col2im_band_add<T>(const Conv2dDims&, const T*, int64_t, int64_t, T*);                        \
-  template void conv2d_forward_banded<T>(const Conv2dDims&, const T*, const T*, const T*, T*, T*, int64_t);   \
+  template void conv2d_forward_banded<T>(const Conv2dDims&, const T*, const T*, const T*, T*, T*, int64_t, bool); \
   template void conv2d_backward_banded<T>(const Conv2dDims&, const T*, const T*, const T*, T*, T*, T*, T*, \
                                           int64_t);
 KERN_INSTANTIATE(float)

@@ -5,6 +5,7 @@
 // double through eng::conv2d with one-row bands.
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "engine/allocator.h"
@@ -70,6 +71,10 @@ void check_against_reference(const kern::Conv2dDims& d, double tol) {
     kern::cpu::conv2d_backward_banded<T>(d, x.data(), w.data(), gy.data(), gx2.data(), gw2.data(), gb2.data(),
                                          bcol.data(), rows);
     REQUIRE(max_rel_diff(y2, y) <= tol);
+    // The fused ReLU epilogue: exactly the separate ReLU of the same band sums.
+    std::vector<T> yr(y.size(), T(-5));
+    kern::cpu::conv2d_forward_banded<T>(d, x.data(), w.data(), b.data(), yr.data(), bcol.data(), rows, true);
+    for (size_t i = 0; i < y2.size(); ++i) REQUIRE(yr[i] == (y2[i] > T(0) ? y2[i] : T(0)));
     REQUIRE(max_rel_diff(gx2, gx) <= tol);
     REQUIRE(max_rel_diff(gw2, gw) <= tol);
     REQUIRE(gb2 == gb);  // the same loop, the same order
@@ -282,5 +287,30 @@ TEST_CASE("conv2d banded: gradcheck in double with one-row bands", "[gradcheck]"
   }
   SECTION("1x1 stride 1") {
     REQUIRE_GRADCHECK(f(Conv2dParams::square(1, 0, 1)), {test::leaf({2, 3, 4, 3}, 10), test::leaf({2, 3, 1, 1}, 11), test::leaf({2}, 12)});
+  }
+}
+
+TEST_CASE("conv2d banded: conv2d_relu's fused epilogue equals conv2d then relu, NaN included") {
+  // The front-end fuses the ReLU into the banded forward (relu_done): same bits as the separate
+  // op, and NaN becomes 0 as relu's x > 0 ? x : 0 says. Dilated (regions would take it under
+  // auto), 1x1 (plain GEMM) and a strided layer, all forced through im2col by this file.
+  const Conv2dParams shapes[] = {Conv2dParams::square(1, 2, 2), Conv2dParams::square(1, 0, 1),
+                                 Conv2dParams::square(2, 1, 1)};
+  const int64_t ks[] = {3, 1, 3};
+  for (int s = 0; s < 3; ++s) {
+    Tensor x = test::random_f32({2, 8, 9, 7}, 60 + s), w = test::random_f32({6, 8, ks[s], ks[s]}, 70 + s);
+    Tensor b = test::random_f32({6}, 80 + s);
+    x.data<float>()[3] = NAN;
+    const std::vector<float> fused = conv2d_relu(x, w, b, shapes[s]).to_vector<float>();
+    const std::vector<float> sep = relu(conv2d(x, w, b, shapes[s])).to_vector<float>();
+    REQUIRE(fused.size() == sep.size());
+    bool any_nan_input_reached = false;
+    for (size_t i = 0; i < fused.size(); ++i) {
+      REQUIRE_FALSE(std::isnan(fused[i]));
+      REQUIRE(std::memcmp(&fused[i], &sep[i], sizeof(float)) == 0);
+    }
+    const std::vector<float> raw = conv2d(x, w, b, shapes[s]).to_vector<float>();
+    for (float v : raw) any_nan_input_reached |= std::isnan(v);
+    REQUIRE(any_nan_input_reached);
   }
 }

@@ -381,6 +381,20 @@ void check_batch_norm(int64_t N, int64_t C, int64_t HW, bool with_nan) {
                                             gy.data(), sdy_ref.data(), sdx_ref.data(), gx_ref.data());
       require_same(gx, gx_ref, std::string("backward input ") + (training ? "train " : "eval ") + what);
     }
+    {  // variant 2, one pass per channel: the same bits as reduce + backward_input(training)
+      std::vector<F> sdy2(C), sdx2(C), sdy3(C), sdx3(C);
+      std::vector<T> gx(n), gx2(n);
+      kc::batch_norm_backward_input<T>(d, x.data(), mean_ref.data(), var_ref.data(), w.data(), 1e-5, true,
+                                       gy.data(), sdy.data(), sdx.data(), gx.data());
+      kc::batch_norm_backward_train<T>(d, x.data(), mean_ref.data(), var_ref.data(), w.data(), 1e-5, gy.data(),
+                                       sdy2.data(), sdx2.data(), gx2.data());
+      require_same(sdy2, sdy, "fused sum_dy " + what);
+      require_same(sdx2, sdx, "fused sum_dy_xhat " + what);
+      require_same(gx2, gx, "fused backward " + what);
+      kc::batch_norm_backward_train<T>(d, x.data(), mean_ref.data(), var_ref.data(), nullptr, 1e-5, gy.data(),
+                                       sdy3.data(), sdx3.data(), nullptr);  // sums only, no affine weight
+      require_same(sdy3, sdy, "fused sums only " + what);
+    }
     kc::channel_affine<T>(d, x.data(), w.data(), b.data(), y.data());
     kc::ref::channel_affine<T>(d, x.data(), w.data(), b.data(), y_ref.data());
     require_same(y, y_ref, "channel_affine " + what);

@@ -99,6 +99,9 @@ struct BatchNormBackward : Node {
                                                      ptr_or_null<F>(sum_dy), ptr_or_null<F>(sum_dy_xhat),
                                                      gx.data<T>(), cuda::stream());
         });
+      } else if (training && need_sums) {  // sums and gx in one pass per channel (same bits)
+        kern::cpu::batch_norm_backward_train<T>(d, px, pm, pv, ptr_or_null<F>(weight), eps, pg, sum_dy.data<F>(),
+                                                sum_dy_xhat.data<F>(), need_x ? gx.data<T>() : nullptr);
       } else {
         if (need_sums)
           kern::cpu::batch_norm_backward_reduce<T>(d, px, pm, pv, eps, pg, sum_dy.data<F>(), sum_dy_xhat.data<F>());

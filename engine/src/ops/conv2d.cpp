@@ -18,6 +18,7 @@
 #include "kernels/conv2d.h"
 #include "kernels/conv2d_banded.h"
 #include "kernels/conv2d_implicit_gemm.h"
+#include "kernels/conv2d_regions.h"
 #include "kernels/conv2d_winograd.h"
 #include "kernels/elementwise.h"
 #include "kernels/reduce_multiblock.h"
@@ -73,6 +74,12 @@ T* ptr_or_null(const Tensor& t) {
 //                  and ReLU fused) and both backward passes, when the cost rule
 //                  kern::cpu::conv2d_winograd_preferred says so; ENGINE_CPU_CONV forces it
 //                  (cpu_path below). Non-finite operands run the im2col path instead;
+//   regions        CPU f32, stride 1, groups 1, when a large share of the taps reads padding
+//                  (dilated layers such as SSD's fc6): the padding-free regions GEMM
+//                  (kernels/conv2d_regions.h), forward (bias and ReLU fused) and both backward
+//                  passes, when kern::cpu::conv2d_regions_preferred says so; ENGINE_CPU_CONV
+//                  forces it. A non-finite weight (forward) or gradient (weight gradient) runs
+//                  the im2col path instead;
 //   im2col         the CPU, and what CUDA has left (f64 dilated, sizes past the kernels'
 //                  int32 ranges): per-image im2col + GEMM (kernels/conv2d.h); on the CPU in
 //                  bands of output rows within the col budget (kernels/conv2d_banded.h;
@@ -80,20 +87,25 @@ T* ptr_or_null(const Tensor& t) {
 //                  convolutions as plain GEMMs on x.
 // bf16 on the im2col path computes in f32 on the bf16 values and rounds the result once: the
 // CPU twin of the tensor-core paths.
-enum class Path { cudnn, implicit_gemm, winograd, im2col };
+enum class Path { cudnn, implicit_gemm, winograd, regions, im2col };
 bool is_dilated(const kern::Conv2dDims& d) { return d.dil_h > 1 || d.dil_w > 1; }
 bool igemm_dtype(DType dt) { return dt == DType::f32 || dt == DType::bf16; }
-// ENGINE_CPU_CONV=im2col|winograd|auto (unset = auto): the CPU path for the shapes Winograd
-// covers (f32, 3x3, stride 1, undilated, groups 1); auto follows the cost rule. Other shapes
-// and dtypes take im2col whatever it says. Read at every call (tests switch it).
+// ENGINE_CPU_CONV=im2col|winograd|regions|auto (unset = auto): the CPU path of f32
+// convolutions. auto follows the cost rules (Winograd for the shapes it prefers, then the
+// regions path); winograd or regions force that path where it covers the shape (f32; Winograd:
+// 3x3, stride 1, undilated, groups 1; regions: kern::conv2d_regions_supported), and every
+// other shape runs im2col; im2col runs im2col everywhere. Read at every call (tests switch it).
 Path cpu_path(const kern::Conv2dDims& d, DType dt) {
-  if (dt != DType::f32 || !kern::conv2d_winograd_supported(d)) return Path::im2col;
+  if (dt != DType::f32) return Path::im2col;
   const char* v = std::getenv("ENGINE_CPU_CONV");
-  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0)
-    return kern::cpu::conv2d_winograd_preferred(d) ? Path::winograd : Path::im2col;
-  if (std::strcmp(v, "winograd") == 0) return Path::winograd;
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) {
+    if (kern::conv2d_winograd_supported(d) && kern::cpu::conv2d_winograd_preferred(d)) return Path::winograd;
+    return kern::cpu::conv2d_regions_preferred(d) ? Path::regions : Path::im2col;
+  }
+  if (std::strcmp(v, "winograd") == 0) return kern::conv2d_winograd_supported(d) ? Path::winograd : Path::im2col;
+  if (std::strcmp(v, "regions") == 0) return kern::conv2d_regions_supported(d) ? Path::regions : Path::im2col;
   ENGINE_CHECK(std::strcmp(v, "im2col") == 0, "conv2d: ENGINE_CPU_CONV='", v,
-               "' is not one of im2col, winograd, auto");
+               "' is not one of im2col, winograd, regions, auto");
   return Path::im2col;
 }
 Path forward_path(const kern::Conv2dDims& d, const Tensor& x) {
@@ -160,16 +172,18 @@ Tensor relu_mask(const Tensor& g, const Tensor& y) {
   return out;
 }
 
-// The im2col forward in T = float or double (CUDA or CPU); relu applied after.
-void im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, const Tensor& B, Tensor& y,
-                    const char* op) {
+// The im2col forward in T = float or double (CUDA or CPU). relu: the CPU banded path applies
+// it band by band while the output is hot (returns true); elsewhere the caller applies it after
+// (returns false).
+bool im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt, const Tensor& B, Tensor& y,
+                    const char* op, bool relu = false) {
   const int64_t band = X.is_cuda() ? 0 : cpu_band_rows(d, X);
   Tensor col = col_workspace(band > 0 ? kern::conv2d_band_col_size(d, band) : whole_col_size(d), X);
   dispatch_float(X, op, [&](auto tag) {
     using T = decltype(tag);
     if (band > 0) {
       kern::cpu::conv2d_forward_banded<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
-                                          ptr_or_null<T>(col), band);
+                                          ptr_or_null<T>(col), band, relu);
     } else if (X.is_cuda()) {
       ENGINE_IF_CUDA(kern::cuda::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(),
                                                    ptr_or_null<T>(col), cuda::blas(), cuda::stream()));
@@ -177,6 +191,7 @@ void im2col_forward(const kern::Conv2dDims& d, const Tensor& X, const Tensor& Wt
       kern::cpu::conv2d_forward<T>(d, X.data<T>(), Wt.data<T>(), ptr_or_null<T>(B), y.data<T>(), ptr_or_null<T>(col));
     }
   });
+  return band > 0 && relu;
 }
 
 void im2col_backward(const kern::Conv2dDims& d, const Tensor& x, const Tensor& w, const Tensor& g, Tensor& gx,
@@ -280,6 +295,20 @@ struct Conv2dBackward : Node {
       }();
       if (ok) return {gx, gw, gb};
       im2col_backward(d, x, w, g, gx, gw, gb);
+      return {gx, gw, gb};
+    }
+    if (path == Path::regions) {
+      if (need_b) gb = new_empty({d.O}, g);
+      Tensor ws = empty({int64_t(kern::cpu::conv2d_regions_backward_workspace(d))}, TensorOptions(DType::f32));
+      const bool ok = kern::cpu::conv2d_regions_backward(d, ptr_or_null<float>(x), ptr_or_null<float>(w),
+                                                         g.data<float>(), ptr_or_null<float>(gx),
+                                                         ptr_or_null<float>(gw), ptr_or_null<float>(gb),
+                                                         ws.data<float>());
+      if (!ok) {  // a non-finite gradient: the weight gradient by the reference (its NaN/Inf)
+        ws = Tensor();
+        Tensor none_x, none_b;
+        im2col_backward(d, x, w, g, none_x, gw, none_b);
+      }
       return {gx, gw, gb};
     }
     if (g.dtype() == DType::bf16) {
@@ -407,17 +436,28 @@ Tensor conv2d_impl(const char* op, const Tensor& x_in, const Tensor& w_in, const
         im2col_forward(d, X, Wt, B, y, op);
       break;
     }
+    case Path::regions:
+      // Bias and ReLU in the epilogue; false: a non-finite weight, so the im2col reference runs
+      // instead (the padding's 0 * inf = NaN products that the regions path leaves out).
+    {
+      Tensor ws = empty({int64_t(kern::cpu::conv2d_regions_forward_workspace(d))}, TensorOptions(DType::f32));
+      if (kern::cpu::conv2d_regions_forward(d, X.data<float>(), Wt.data<float>(), ptr_or_null<float>(B), relu,
+                                            y.data<float>(), ws.data<float>()))
+        relu_done = relu;
+      else
+        im2col_forward(d, X, Wt, B, y, op);
+      break;
+    }
     case Path::im2col:
       if (X.dtype() == DType::bf16) {
         // Float maths on the bf16 values (ReLU included), rounded once to bf16.
         note_bf16_fallback(X, d);
         Tensor yf = new_empty(y.sizes(), as_f32(X));
-        im2col_forward(d, as_f32(X), as_f32(Wt), as_f32(B), yf, op);
-        if (relu) relu_inplace(yf);
+        if (!im2col_forward(d, as_f32(X), as_f32(Wt), as_f32(B), yf, op, relu) && relu) relu_inplace(yf);
         relu_done = relu;
         y.copy_(yf);
       } else {
-        im2col_forward(d, X, Wt, B, y, op);
+        relu_done = im2col_forward(d, X, Wt, B, y, op, relu);
       }
       break;
   }

@@ -53,6 +53,15 @@ void batch_norm_backward_input(const BatchNormDims& d, const T* x, const compute
                                const compute_t<T>* sum_dy, const compute_t<T>* sum_dy_xhat, T* gx);
 template <typename T>
 void channel_affine(const BatchNormDims& d, const T* x, const compute_t<T>* scale, const compute_t<T>* shift, T* y);
+// Training backward in one pass over the channels (variant 2): per channel, the two sums, then
+// at once that channel's gx (when gx is not null) while its x and dy planes are still in cache.
+// The same lane sums and the same gx expression as batch_norm_backward_reduce followed by
+// batch_norm_backward_input(training = true): the same bits, half the memory traffic when a
+// channel's N planes of x and dy fit in the per-core cache.
+template <typename T>
+void batch_norm_backward_train(const BatchNormDims& d, const T* x, const compute_t<T>* mean, const compute_t<T>* var,
+                               const compute_t<T>* w, double eps, const T* gy, compute_t<T>* sum_dy,
+                               compute_t<T>* sum_dy_xhat, T* gx);
 // The reference loops (variant 0) the ones above are checked against: the ones above run
 // per-plane loops compiled per ISA level (kernels/cpu_isa.h); forward, backward_input and
 // channel_affine give the same bits, the two reductions sum over 8 interleaved double lanes

@@ -59,9 +59,11 @@ void col2im_band_add(const Conv2dDims& d, const T* col, int64_t oh0, int64_t row
 
 // As conv2d_forward / conv2d_backward (kernels/conv2d.h, groups = 1) with a col workspace of
 // conv2d_band_col_size(d, band_rows) elements (null allowed when pointwise); band_rows >= 1.
+// relu: y > 0 ? y : 0 applied to each band right after its GEMM, while the band's output is
+// still in cache (the fused epilogue; the separate ReLU's rule, kernels/elementwise_math.h).
 template <typename T>
 void conv2d_forward_banded(const Conv2dDims& d, const T* x, const T* w, const T* bias, T* y, T* col,
-                           int64_t band_rows);
+                           int64_t band_rows, bool relu = false);
 template <typename T>
 void conv2d_backward_banded(const Conv2dDims& d, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb, T* col,
                             int64_t band_rows);
