@@ -157,6 +157,24 @@ void pack_inputs(const Conv2dDims& d, const std::vector<ConvRegion>& regions, co
 }
 
 #ifdef KERN_REGIONS_HAVE_AVX2
+// col[e][q] = v[q][e]: an 8 x 8 transpose in registers.
+__attribute__((target("avx2,fma"))) inline void transpose8(const __m256* v, __m256* col) {
+  const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  col[0] = _mm256_permute2f128_ps(u0, u4, 0x20), col[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  col[2] = _mm256_permute2f128_ps(u2, u6, 0x20), col[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  col[4] = _mm256_permute2f128_ps(u0, u4, 0x31), col[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  col[6] = _mm256_permute2f128_ps(u2, u6, 0x31), col[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+#endif
+
+#ifdef KERN_REGIONS_HAVE_AVX2
 // The forward's A (w read in place: row o, column c, tap t at w[o so + c taps + t]) by 8 x 8
 // transposes: 8 rows' runs of 8 consecutive (c, t) floats become 8 vectors of 8 rows, each
 // stored whole into its tap's slice. Rows past mc read as zeros. Returns false on a
@@ -173,19 +191,8 @@ __attribute__((target("avx2,fma"))) bool pack_weights_forward_avx2(const Regions
     for (int64_t j = 0; j < run8; j += 8) {
       __m256 v[8];
       for (int q = 0; q < 8; ++q) v[q] = rows[q] ? _mm256_loadu_ps(rows[q] + j) : _mm256_setzero_ps();
-      const __m256 t0 = _mm256_unpacklo_ps(v[0], v[1]), t1 = _mm256_unpackhi_ps(v[0], v[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(v[2], v[3]), t3 = _mm256_unpackhi_ps(v[2], v[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(v[4], v[5]), t5 = _mm256_unpackhi_ps(v[4], v[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(v[6], v[7]), t7 = _mm256_unpackhi_ps(v[6], v[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
       __m256 col[8];  // col[e]: element j + e of the 8 rows
-      col[0] = _mm256_permute2f128_ps(u0, u4, 0x20), col[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-      col[2] = _mm256_permute2f128_ps(u2, u6, 0x20), col[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-      col[4] = _mm256_permute2f128_ps(u0, u4, 0x31), col[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-      col[6] = _mm256_permute2f128_ps(u2, u6, 0x31), col[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+      transpose8(v, col);
       for (int e = 0; e < 8; ++e) {
         const int64_t k = (j + e) / taps, t = (j + e) % taps;
         nonfinite = _mm256_add_ps(nonfinite, _mm256_sub_ps(col[e], col[e]));
@@ -205,6 +212,48 @@ __attribute__((target("avx2,fma"))) bool pack_weights_forward_avx2(const Regions
 }
 #endif
 
+#ifdef KERN_REGIONS_HAVE_AVX2
+// The input gradient's A (w read transposed and flipped: GEMM row r (a channel of x), column k
+// (a channel of y), tap t at w[r so + k sc + tap_offset[t]] with so = taps): for one k the rows'
+// taps are one contiguous block [rows][taps]; 8 rows x 8 consecutive taps are transposed in
+// registers, each resulting vector (8 rows of one tap) stored whole. Rows past mc read as
+// zeros. Returns false on a non-finite value.
+__attribute__((target("avx2,fma"))) bool pack_weights_transposed_avx2(const RegionsWeight& a, int64_t taps,
+                                                                      int64_t r_0, int64_t mc, int64_t c0,
+                                                                      int64_t kc, float* Ap) {
+  const int64_t mcpad = round_up(mc, kMR), tap_stride = mcpad * kc, taps8 = taps / 8 * 8;
+  std::vector<int64_t> dst_tap(taps);  // the packed tap that source offset s belongs to
+  for (int64_t t = 0; t < taps; ++t) dst_tap[a.tap_offset[t]] = t;
+  __m256 nonfinite = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* colk = a.w + (c0 + k) * a.sc;
+    for (int64_t r0 = 0; r0 < mcpad; r0 += 8) {
+      const float* rows[8];
+      for (int q = 0; q < 8; ++q) rows[q] = r0 + q < mc ? colk + (r_0 + r0 + q) * a.so : nullptr;
+      float* base = Ap + (r0 / kMR) * kMR * kc + k * kMR + r0 % kMR;
+      for (int64_t s0 = 0; s0 < taps8; s0 += 8) {
+        __m256 v[8], col[8];
+        for (int q = 0; q < 8; ++q) v[q] = rows[q] ? _mm256_loadu_ps(rows[q] + s0) : _mm256_setzero_ps();
+        transpose8(v, col);
+        for (int e = 0; e < 8; ++e) {
+          nonfinite = _mm256_add_ps(nonfinite, _mm256_sub_ps(col[e], col[e]));
+          _mm256_storeu_ps(base + dst_tap[s0 + e] * tap_stride, col[e]);
+        }
+      }
+      for (int64_t s1 = taps8; s1 < taps; ++s1) {  // the last taps (9 = 8 + 1), one row at a time
+        float* dst = base + dst_tap[s1] * tap_stride;
+        for (int q = 0; q < 8; ++q) {
+          const float v = rows[q] ? rows[q][s1] : 0.0f;
+          nonfinite = _mm256_add_ps(nonfinite, _mm256_set1_ps(v - v));
+          dst[q] = v;
+        }
+      }
+    }
+  }
+  return _mm256_movemask_ps(_mm256_cmp_ps(nonfinite, nonfinite, _CMP_UNORD_Q)) == 0;
+}
+#endif
+
 // A for rows [o0, o0 + mc) and columns [c0, c0 + kc), every tap: Ap[t][mp][k][24]. Returns
 // false when a value read is not finite.
 bool pack_weights(const Conv2dDims& d, const RegionsWeight& a, int64_t o0, int64_t mc, int64_t c0, int64_t kc,
@@ -214,6 +263,7 @@ bool pack_weights(const Conv2dDims& d, const RegionsWeight& a, int64_t o0, int64
   bool identity = a.sc == taps;
   for (int64_t t = 0; t < taps; ++t) identity = identity && a.tap_offset[t] == t;
   if (identity && pick_micros().fma) return pack_weights_forward_avx2(a, taps, o0, mc, c0, kc, Ap);
+  if (a.so == taps && pick_micros().fma) return pack_weights_transposed_avx2(a, taps, o0, mc, c0, kc, Ap);
 #endif
   bool finite = true;  // v - v == 0 exactly for finite v (a chain of ANDs, not of float adds)
   auto put = [&](int64_t r, int64_t k) {
