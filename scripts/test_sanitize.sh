@@ -20,7 +20,7 @@ subset=(test_image test_dataset test_detections_json test_coco_results test_inpu
         test_assign_targets test_losses test_pool test_concat test_elementwise
         test_frozen_bn_cache test_counters test_cpu_allocator test_head_layout
         test_read_file test_safetensors_limits test_readers_hardened test_image_decode
-        test_small_boxes test_clip_grad
+        test_small_boxes test_clip_grad test_conv2d_regions
         test_dist_launch test_dist_threads test_dist_hooks test_dist_reducer test_dist_sync_bn
         ssd_data)   # test_synth runs the ssd_data program
 fuzz_targets=(fuzz_image fuzz_voc_xml fuzz_coco_json fuzz_detections_json fuzz_coco_results fuzz_safetensors fuzz_checkpoint

@@ -132,8 +132,10 @@ static bool backward_filter(const Conv2dDims& d, const float* x, const float* gy
   float bad = 0.0f;
   for (int64_t t = 0; t < taps; ++t) {
     const int64_t i = t / d.kw, j = t % d.kw, offh = i * d.dil_h - d.pad_h, offw = j * d.dil_w - d.pad_w;
-    const auto [rlo, rhi] = inside(d.Ho, d.H, offh);
-    const auto [clo, chi] = inside(d.Wo, d.W, offw);
+    // Plain variables, not structured bindings: OpenMP regions below use them (clang refuses
+    // to capture a structured binding there in C++17).
+    const std::pair<int64_t, int64_t> rows = inside(d.Ho, d.H, offh), cols = inside(d.Wo, d.W, offw);
+    const int64_t rlo = rows.first, rhi = rows.second, clo = cols.first, chi = cols.second;
     const int64_t nr = rhi - rlo, nc = chi - clo, R = nr * nc;
     float* g_t = gt + t * d.O * d.C;
     if (R == 0) {

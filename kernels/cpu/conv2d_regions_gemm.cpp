@@ -102,7 +102,7 @@ struct Layout {
   std::vector<int64_t> b_base, c_base, ppad;  // per region: B offset, first Cb pixel row, padded pixels
   int64_t b_size = 0, c_cols = 0, opad = 0, mc = 0, a_per_thread = 0;  // c_cols: Cb pixel rows
 };
-Layout layout_of(const Conv2dDims& d, const std::vector<ConvRegion>& regions, int threads) {
+Layout layout_of(const Conv2dDims& d, const std::vector<ConvRegion>& regions) {
   Layout L;
   for (const ConvRegion& r : regions) {
     const int64_t ppad = round_up(r.pixels(), kNR);
@@ -293,7 +293,7 @@ bool pack_weights(const Conv2dDims& d, const RegionsWeight& a, int64_t o0, int64
 bool conv2d_regions_image(const Conv2dDims& d, const std::vector<ConvRegion>& regions, const RegionsWeight& a,
                           const float* x_img, const float* bias, bool relu, float* y_img, float* ws) {
   const int threads = omp_get_max_threads();
-  const Layout L = layout_of(d, regions, threads);
+  const Layout L = layout_of(d, regions);
   float* B = ws;
   float* Cb = B + L.b_size;
   float* Aall = Cb + L.opad * L.c_cols;
@@ -351,7 +351,7 @@ bool conv2d_regions_image(const Conv2dDims& d, const std::vector<ConvRegion>& re
 // parallel region).
 size_t conv2d_regions_image_workspace(const Conv2dDims& d, const std::vector<ConvRegion>& regions) {
   const int threads = omp_get_max_threads();
-  const Layout L = layout_of(d, regions, threads);
+  const Layout L = layout_of(d, regions);
   return size_t(L.b_size + L.opad * L.c_cols + threads * L.a_per_thread);
 }
 
