@@ -9,11 +9,12 @@
 //       the micro-kernel's accumulators (8 consecutive output channels of one pixel) are
 //       stored without a transpose.
 //   A   per thread: every tap's packed block of the weight, [taps][MCpad/24][kc][24].
-// Loops (each thread owns blocks of MC output channels, so no two threads write the same data):
-//   for each channel block:  for each block of kc input channels:  pack A for all taps (one
-//   pass over the weight);  for each tap: for each 24-channel slice of A (kept in L1): for
-//   each region with that tap: for each 4-pixel panel: Cb[4 x 24] += B^T[4 x kc] x A^T[kc x 24].
-//   Then the epilogue copies Cb to y with the bias and the ReLU.
+// Loops (each thread owns a contiguous range of output channels, so no two threads write the
+// same data): for each block of at most 144 channels: for each block of 256 input channels:
+// pack A for all taps (one pass over the weight); for each chunk of 192 pixels (its B for one
+// tap and its sums stay in L2): for each tap: for each 24-channel slice of A (L1): for each
+// region with that tap: for each 4-pixel panel in the chunk: Cb[4 x 24] += B^T[4 x kc] x
+// A^T[kc x 24]. Then the epilogue copies Cb to y with the bias and the ReLU.
 // Micro-kernel 24 x 4: per k, 3 vector loads of A, 4 broadcasts of B, 12 FMAs into 12
 // accumulators (16 registers in all). A 4-pixel panel keeps the padding of a region's last
 // panel small (fc6's regions of 36, 42 and 49 pixels compute 36, 44 and 52 lanes).
@@ -100,7 +101,7 @@ Micros pick_micros() {
 // The geometry of one image's regions in the workspace.
 struct Layout {
   std::vector<int64_t> b_base, c_base, ppad;  // per region: B offset, first Cb pixel row, padded pixels
-  int64_t b_size = 0, c_cols = 0, opad = 0, mc = 0, a_per_thread = 0;  // c_cols: Cb pixel rows
+  int64_t b_size = 0, c_cols = 0, opad = 0, mc = 0, nc = 0, a_per_thread = 0;  // c_cols: Cb pixel rows
 };
 Layout layout_of(const Conv2dDims& d, const std::vector<ConvRegion>& regions) {
   Layout L;
@@ -116,6 +117,9 @@ Layout layout_of(const Conv2dDims& d, const std::vector<ConvRegion>& regions) {
   // Each thread owns one contiguous range of output channels (boundaries at multiples of 24,
   // so the ranges differ by at most 24 rows), cut into blocks of at most kMCmax rows.
   L.mc = std::min(kMCmax, round_up(d.O, kMR));
+  // Pixels per chunk: one tap's packed inputs of a chunk (nc x kKC floats) within about 192 KB
+  // of a core's L2 (Zen 3: 512 KB), next to the chunk's sums (nc x mc).
+  L.nc = 192;
   L.a_per_thread = d.kh * d.kw * L.mc * std::min<int64_t>(kKC, d.C);
   return L;
 }
@@ -313,18 +317,25 @@ bool conv2d_regions_image(const Conv2dDims& d, const std::vector<ConvRegion>& re
       for (int64_t c0 = 0; c0 < d.C; c0 += kKC) {
         const int64_t kc = std::min(kKC, d.C - c0);
         if (!pack_weights(d, a, o0, mc, c0, kc, Ap)) finite = 0;
-        for (int64_t t = 0; t < taps; ++t) {
-          const int64_t i = t / d.kw, j = t % d.kw;
-          for (int64_t s = 0; s < mcpad; s += kMR) {
-            const float* As = Ap + t * mcpad * kc + s * kc;  // this slice stays in L1 over the pixels
-            for (size_t ri = 0; ri < regions.size(); ++ri) {
-              const ConvRegion& R = regions[ri];
-              if (i < R.i0 || i >= R.i1 || j < R.j0 || j >= R.j1) continue;
-              const int64_t K = R.taps() * d.C, tl = (i - R.i0) * (R.j1 - R.j0) + (j - R.j0);
-              const float* Bk = B + L.b_base[ri] + (tl * d.C + c0) * kNR;
-              float* Cs = Cb + L.c_base[ri] * L.opad + o0 + s;
-              for (int64_t q0 = 0; q0 < L.ppad[ri]; q0 += kNR)
-                mk.run(kc, As, Bk + q0 * K, Cs + q0 * L.opad, L.opad);
+        // Pixel chunks [p0, p1) of the Cb rows: a chunk's B for one tap (nc x kc) and its sums
+        // (nc x mc) stay in L2 while the 24-channel slices of A pass through L1.
+        for (int64_t p0 = 0; p0 < L.c_cols; p0 += L.nc) {
+          const int64_t p1 = std::min(L.c_cols, p0 + L.nc);
+          for (int64_t t = 0; t < taps; ++t) {
+            const int64_t i = t / d.kw, j = t % d.kw;
+            for (int64_t s = 0; s < mcpad; s += kMR) {
+              const float* As = Ap + t * mcpad * kc + s * kc;
+              for (size_t ri = 0; ri < regions.size(); ++ri) {
+                const ConvRegion& R = regions[ri];
+                if (i < R.i0 || i >= R.i1 || j < R.j0 || j >= R.j1) continue;
+                const int64_t q_lo = std::max<int64_t>(0, p0 - L.c_base[ri]);
+                const int64_t q_hi = std::min(L.ppad[ri], p1 - L.c_base[ri]);
+                if (q_lo >= q_hi) continue;
+                const int64_t K = R.taps() * d.C, tl = (i - R.i0) * (R.j1 - R.j0) + (j - R.j0);
+                const float* Bk = B + L.b_base[ri] + (tl * d.C + c0) * kNR;
+                float* Cs = Cb + L.c_base[ri] * L.opad + o0 + s;
+                for (int64_t q0 = q_lo; q0 < q_hi; q0 += kNR) mk.run(kc, As, Bk + q0 * K, Cs + q0 * L.opad, L.opad);
+              }
             }
           }
         }
