@@ -71,6 +71,7 @@ __attribute__((target("avx2,fma"))) void micro_avx2(int64_t kc, const float* A, 
                                                      int64_t ldc) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
   __m256 c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 a0 = _mm256_loadu_ps(A + k * 24), a1 = _mm256_loadu_ps(A + k * 24 + 8);
     const __m256 a2 = _mm256_loadu_ps(A + k * 24 + 16);
