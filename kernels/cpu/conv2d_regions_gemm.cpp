@@ -150,11 +150,13 @@ void pack_inputs(const Conv2dDims& d, const std::vector<ConvRegion>& regions, co
     for (int64_t k = 0; k < K; ++k) {
       const int64_t tl = k / d.C, c = k % d.C;
       const int64_t i = R.i0 + tl / tw, j = R.j0 + tl % tw;
-      const float* xc = x + c * HW + i * d.dil_h * d.W + j * d.dil_w;
+      // The offset of channel c and this tap; offset + bp[p] is inside the image for every
+      // pixel of the region (the pointer itself is only formed for in-image elements).
+      const int64_t off = c * HW + i * d.dil_h * d.W + j * d.dil_w;
       for (int64_t q0 = 0; q0 < ppad; q0 += kNR) {
         float* dst = B + L.b_base[ri] + q0 * K + k * kNR;
         const int64_t n = std::max<int64_t>(0, std::min(kNR, P - q0));
-        for (int64_t l = 0; l < n; ++l) dst[l] = xc[bp[q0 + l]];
+        for (int64_t l = 0; l < n; ++l) dst[l] = x[off + bp[q0 + l]];
         for (int64_t l = n; l < kNR; ++l) dst[l] = 0.0f;
       }
     }
