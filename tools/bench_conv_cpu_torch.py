@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 SHAPES = [  # name, C, O, H, k, stride, pad, dilation (batch 1, f32)
     ("conv2d_cpu_fc6", 512, 1024, 19, 3, 1, 6, 6),
+    ("conv2d_cpu_fc6_512", 512, 1024, 32, 3, 1, 6, 6),
     ("conv2d_cpu_conv1_2", 64, 64, 300, 3, 1, 1, 1),
     ("conv2d_cpu_1x1", 1024, 256, 32, 1, 1, 0, 1),
     ("conv2d_cpu_1x1s2", 512, 1024, 64, 1, 2, 0, 1),
