@@ -239,17 +239,19 @@ def summarise(rows):
 
 
 @torch.no_grad()
-def replay_update(ref, buf, after, lr, args):
-    """The SGD step (torch semantics) of `ref`'s gradients from its weights, against the
-    engine's weights `after` the step: relative L2 differences of the update (all
-    parameters) and of the running statistics (all BatchNorm buffers)."""
+def replay_update(ref, ref_opt, lr, after):
+    """ref_opt's SGD step (torch.optim.SGD, its momentum buffers chained over the replayed
+    steps) from the engine's weights in `ref`, against the engine's weights `after` the step:
+    relative L2 differences of the update (all parameters) and of BatchNorm's running
+    statistics (updated by the forward just run)."""
+    before = {n: p.detach().clone() for n, p in ref.named_parameters()}
+    for g in ref_opt.param_groups:
+        g["lr"] = lr
+    ref_opt.step()
     num = den = 0.0
     for n, p in ref.named_parameters():
-        d = p.grad + args.wd * p
-        buf[n] = d.clone() if n not in buf else buf[n] * args.momentum + d
-        new = p - lr * buf[n]
-        num += float((new.double() - after[n].double()).pow(2).sum())
-        den += float((after[n].double() - p.double()).pow(2).sum())
+        num += float((p.double() - after[n].double()).pow(2).sum())
+        den += float((after[n].double() - before[n].double()).pow(2).sum())
     rnum = rden = 0.0
     for n, b in ref.named_buffers():
         if n in after and not n.endswith("num_batches_tracked"):
@@ -285,6 +287,8 @@ def main():
     ap.add_argument("--init", choices=["dump", "torch", "torchvision-heads"], default="dump")
     ap.add_argument("--seed", type=int, default=0, help="--init torch / torchvision-heads")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-replay", action="store_true",
+                    help="skip the steps from the engine's own weights (the twin's trajectory alone, ~2x faster)")
     ap.add_argument("--perturb", type=float, default=0.0,
                     help="also train a second twin whose weights start x (1 + PERTURB x N(0,1)); log their logit gap")
     ap.add_argument("--log", help="JSON lines, one per step")
@@ -312,7 +316,9 @@ def main():
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
     ref = TinySSD(num_classes, size).train()  # the engine's weights of the step before, when dumped
-    ref_buf = {}  # its momentum buffers (chained while every step's weights are dumped)
+    # Its optimizer: load_state_dict copies in place, so the momentum buffers chain over the
+    # replayed steps (exact while every step's weights are dumped: ENGINE_DUMP_WEIGHTS_EVERY=1).
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
     pert = popt = None
     if args.perturb > 0:  # a second twin, every weight x (1 + perturb x N(0, 1)): the trajectory's own sensitivity
         pert = TinySSD(num_classes, size).train()
@@ -358,7 +364,7 @@ def main():
                "fwd_diff": float((logits.detach() - t["class_logits"]).abs().max()),
                "loss_on_ours": float(c0 + b0), "loss_on_ours_cls": float(c0), "loss_on_ours_box": float(b0)}
         prev = os.path.join(args.dump, f"weights_{step - 1:05d}.safetensors")
-        if args.init == "dump" and os.path.exists(prev):
+        if args.init == "dump" and not args.no_replay and os.path.exists(prev):
             # The same step from the engine's own weights before it: the forward pass, loss and
             # gradient norm along the engine's trajectory (no accumulated divergence).
             load_engine_weights(ref, prev)
@@ -374,7 +380,7 @@ def main():
                 # torch.optim.SGD's update from the engine's weights, with a momentum buffer
                 # chained over the replayed steps, and BatchNorm's running statistics after
                 # this forward, against the engine's weights after the step.
-                row["on_engine_weights"].update(replay_update(ref, ref_buf, engine_state(nxt), lr, args))
+                row["on_engine_weights"].update(replay_update(ref, ref_opt, lr, engine_state(nxt)))
         if pert is not None:
             for g in popt.param_groups:
                 g["lr"] = lr
