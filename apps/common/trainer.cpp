@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/batch_dump.h"
 #include "common/batch_upload.h"
 #include "common/train_targets.h"
 #include "common/checkpoint.h"
@@ -155,6 +156,7 @@ class Run {
   EtaEstimator eta_;                 // rate of the recent log intervals, mean evaluation time
   double interval_eval_seconds_ = 0;  // evaluation time inside the current log interval
   std::unique_ptr<GraphedTrainStep> graphed_;  // --cuda-graph
+  std::unique_ptr<BatchDump> dump_ = BatchDump::from_env();  // ENGINE_DUMP_BATCHES (debugging)
   std::filesystem::path out_;
 };
 
@@ -173,6 +175,8 @@ Run::Run(const TrainConfig& c, Distributed& dist)
   ENGINE_CHECK(!c.cuda_graph || (!dist.active() && c.accum == 1),
                "--cuda-graph does not combine with several ranks or --accum yet (run the eager step)");
   ENGINE_CHECK(c.accum >= 1, "--accum must be at least 1, got ", c.accum);
+  ENGINE_CHECK(!dump_ || (!c.cuda_graph && !dist.active() && c.accum == 1),
+               "ENGINE_DUMP_BATCHES: eager single-process steps only (no --cuda-graph, several ranks or --accum)");
   if (!dist.root()) {
     // Rank 0 owns the outputs: metrics.jsonl, the progress bar, the checkpoints.
     log_ = std::make_unique<RunLog>(RunLog::silent("ssd_train: " + dist.who()));
@@ -516,6 +520,7 @@ int Run::execute() {
             ", " + std::to_string(loader.batches_per_epoch()) + " batches per epoch, lr " +
             fmt("%g", optimizer_->options().lr));
 
+  if (dump_ && state_.iteration == 0) dump_->write_weights(0, *model_, state_, classes_);
   SigintScope sigint;
   int64_t interval_images = 0, steps_run = 0;
   int64_t interval_first = state_.iteration;  // the iteration the log interval starts after
@@ -582,6 +587,12 @@ int Run::execute() {
     } else {
       optimizer_->set_lr(schedule_->lr_at(state_.iteration));
       optimizer_->zero_grad();
+      struct {
+        eng::Tensor x;
+        models::Targets targets;
+        models::HeadOutputs heads;
+        models::LossParts parts;
+      } dumped;  // ENGINE_DUMP_BATCHES: this step's inputs and outputs
       // --accum K: K batches, their gradients summed (each loss divided by K), one step.
       // Several ranks: the gradient buckets are all-reduced during the last batch's backward.
       for (int micro = 0; micro < c_.accum; ++micro) {
@@ -603,6 +614,7 @@ int Run::execute() {
           const models::HeadOutputs heads = models::forward_heads_f32(*model_, x);
           if (prof && last) prof->mark(Phase::forward);
           parts = model_->loss(heads, targets);
+          if (dump_ && dump_->wants(state_.iteration + 1)) dumped = {x, targets, heads, parts};
         }
         if (fault_.hits(dist_.rank(), state_.iteration + 1, "nan")) parts.total = eng::mul_scalar(parts.total, NAN);
         if (fault_.hits(dist_.rank(), state_.iteration + 1, "throw")) ENGINE_FAIL("injected fault (ENGINE_TEST_DIST_FAULT)");
@@ -617,14 +629,19 @@ int Run::execute() {
       }
       // The global gradient norm (clipped to --clip-grad-norm when given): device ops, no sync.
       const auto& params = optimizer_->parameters();
-      meter_.add_grad_norm(c_.clip_grad_norm > 0 ? eng::optim::clip_grad_norm_(params, c_.clip_grad_norm)
-                                                 : eng::optim::grad_norm(params));
+      const eng::Tensor norm = c_.clip_grad_norm > 0 ? eng::optim::clip_grad_norm_(params, c_.clip_grad_norm)
+                                                     : eng::optim::grad_norm(params);
+      meter_.add_grad_norm(norm);
+      if (dumped.x.defined())
+        dump_->write_step(state_.iteration + 1, optimizer_->lr(), dumped.x, dumped.targets, dumped.heads, dumped.parts,
+                          norm, model_->cached_anchors(device_));
       if (prof) prof->mark(Phase::backward);
       optimizer_->step();
       if (prof) prof->mark(Phase::optimizer);
     }
     ++state_.iteration;
     ++steps_run;
+    if (dump_ && dump_->wants_weights(state_.iteration)) dump_->write_weights(state_.iteration, *model_, state_, classes_);
     if (fault_.hits(dist_.rank(), state_.iteration, "kill")) ::raise(SIGKILL);
     if (fault_.hits(dist_.rank(), state_.iteration, "hang")) ::raise(SIGSTOP);
     state_.next_batch = batch.number + 1;
