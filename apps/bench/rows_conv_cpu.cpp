@@ -7,7 +7,7 @@
 //                                    the default col budget (16 MiB: one band here)
 //   conv2d_cpu_fc6_fwd_ref / _bwd_ref  the whole-image im2col reference (col budget 0, as
 //                                    ENGINE_CPU_CONV_CHUNK_MB=0)
-//   conv2d_cpu_fc6_512_fwd / _bwd    SSD512's fc6 on 32x32 (im2col by the rule); _regions: variant 3 forced
+//   conv2d_cpu_fc6_512_fwd / _bwd    SSD512's fc6 on 32x32 (regions by the rule); _im2col: the banded path
 //   conv2d_cpu_conv1_2_fwd / _bwd    SSD300's conv1_2, 64 -> 64, 3x3, pad 1 on 300x300: Winograd
 //                                    F(4x4, 3x3); _im2col: 13 bands of 24 rows at 16 MiB; _ref:
 //                                    the 207 MB whole-image col
@@ -106,10 +106,10 @@ void bench_conv_cpu(const Options& o, std::vector<Row>& rows) {
   suffix("_im2col");
   conv_rows(o, rows, "conv2d_cpu_fc6", 512, 1024, 19, 3, fc6, 0, "im2col");
   suffix("_ref");
-  // SSD512's fc6 (32x32): the rule keeps im2col there (coverage 0.77); _regions forces variant 3.
+  // SSD512's fc6 (32x32, coverage 0.77): regions by the rule; _im2col the banded path.
   conv_rows(o, rows, "conv2d_cpu_fc6_512", 512, 1024, 32, 3, fc6, def);
-  conv_rows(o, rows, "conv2d_cpu_fc6_512", 512, 1024, 32, 3, fc6, def, "regions");
-  suffix("_regions");
+  conv_rows(o, rows, "conv2d_cpu_fc6_512", 512, 1024, 32, 3, fc6, def, "im2col");
+  suffix("_im2col");
   conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, same, def);
   conv_rows(o, rows, "conv2d_cpu_conv1_2", 64, 64, 300, 3, same, def, "im2col");
   suffix("_im2col");

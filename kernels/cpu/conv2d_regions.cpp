@@ -96,7 +96,7 @@ Conv2dDims conv2d_regions_transposed(const Conv2dDims& d) {
 
 bool conv2d_regions_preferred(const Conv2dDims& d) {
   return conv2d_regions_supported(d) && (d.dil_h > 1 || d.dil_w > 1) && d.C >= 64 && d.O >= 64 &&
-         conv2d_tap_coverage(d) <= 0.7;
+         conv2d_tap_coverage(d) <= 0.8;
 }
 
 size_t conv2d_regions_forward_workspace(const Conv2dDims& d) {

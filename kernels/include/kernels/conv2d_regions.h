@@ -71,10 +71,9 @@ bool conv2d_regions_supported(const Conv2dDims& d);
 namespace cpu {
 
 // The cost rule of ENGINE_CPU_CONV=auto: regions for dilated convolutions of which at least
-// 30% of the (tap, pixel) pairs read padding (conv2d_tap_coverage <= 0.7: SSD300's fc6, 0.62)
-// with C >= 64 and O >= 64 (the packing must pay). Our GEMM runs below OpenBLAS's rate, so
-// skipping 23% of the products (SSD512's fc6 on 32x32, coverage 0.77) measured slower than
-// im2col; undilated layers keep Winograd / im2col (their 3x3 pad-1 layers read 1-10% padding).
+// 20% of the (tap, pixel) pairs read padding (conv2d_tap_coverage <= 0.8: SSD300's fc6 0.62,
+// SSD512's 0.77) with C >= 64 and O >= 64 (the packing must pay). Undilated layers keep
+// Winograd / im2col (their 3x3 pad-1 layers read 1-10% padding; small maps not measured).
 bool conv2d_regions_preferred(const Conv2dDims& d);
 
 // Workspace, in floats, for the forward and for the backward (the larger of the two passes).
