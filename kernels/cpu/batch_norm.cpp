@@ -268,19 +268,8 @@ template <typename S>
 void batch_norm_backward_reduce(const BatchNormDims& d, const S* x, const compute_t<S>* mean,
                                 const compute_t<S>* var, double eps, const S* gy, compute_t<S>* sum_dy,
                                 compute_t<S>* sum_dy_xhat) {
-  using T = compute_t<S>;
-  auto lanes = run_isa<DyLanes, int64_t, const S*, const S*, T, T, double*, double*>(isa_active());
-#pragma omp parallel for if (d.N * d.C * d.HW > (1 << 16))
-  for (int64_t c = 0; c < d.C; ++c) {
-    const T rstd = rstd_of(var[c], eps), m = mean[c];
-    double a[kLanes] = {}, bsum[kLanes] = {};
-    for (int64_t n = 0; n < d.N; ++n) {
-      const int64_t off = (n * d.C + c) * d.HW;
-      lanes(d.HW, x + off, gy + off, m, rstd, a, bsum);
-    }
-    sum_dy[c] = static_cast<T>(combine_lanes(a));
-    sum_dy_xhat[c] = static_cast<T>(combine_lanes(bsum));
-  }
+  // The sums alone: the one-pass backward without gx (its per-channel lane sums are these).
+  batch_norm_backward_train<S>(d, x, mean, var, nullptr, eps, gy, sum_dy, sum_dy_xhat, nullptr);
 }
 
 template <typename S>

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/conv2d_banded.h"
 #include "kernels/conv2d_taps.h"
 #include "kernels/gemm.h"
 
@@ -183,16 +184,9 @@ bool conv2d_regions_backward(const Conv2dDims& d, const float* x, const float* w
                              float* gw, float* gb, float* ws) {
   check(d, "conv2d_regions_backward");
   const int64_t HWo = d.Ho * d.Wo;
-  if (gb) {  // as the reference: per channel, images in order, pixels in order
-    for (int64_t o = 0; o < d.O; ++o) {
-      float s = 0;
-      for (int64_t n = 0; n < d.N; ++n) {
-        const float* g = gy + (n * d.O + o) * HWo;
-        for (int64_t k = 0; k < HWo; ++k) s += g[k];
-      }
-      gb[o] = s;
-    }
-  }
+  // The bias gradient by the banded path's loop (the reference's order: the same bits); with
+  // neither gx nor gw asked for it computes only that.
+  if (gb) conv2d_backward_banded<float>(d, nullptr, nullptr, gy, nullptr, nullptr, gb, nullptr, 1);
   if (gx) {
     const Conv2dDims t = conv2d_regions_transposed(d);
     const std::vector<ConvRegion> regions = conv2d_regions(t);

@@ -135,30 +135,7 @@ TEST_CASE("conv2d regions: the forced path runs the regions kernel, and the kern
 TEST_CASE("conv2d regions: NaN and Inf give the reference's outputs") {
   // The reference multiplies the padding's zeros by the weight (forward) and by gy (weight
   // gradient): a non-finite weight or gy sends those passes to the reference.
-  const Conv2dParams p = Conv2dParams::square(1, 3, 3);
-  Tensor x = test::random_f32({2, 16, 9, 9}, 3), w = test::random_f32({16, 16, 3, 3}, 4, -0.2, 0.2);
-  Tensor b = test::random_f32({16}, 5);
-  Tensor gy = test::random_f32({2, 16, 9, 9}, 6);
-  for (const float bad : {NAN, INFINITY, -INFINITY}) {
-    for (int which = 0; which < 3; ++which) {  // x, w, gy
-      Tensor xb = x.clone(), wb = w.clone(), gb = gy.clone();
-      if (which == 0) xb.data<float>()[1 * 16 * 81 + 3 * 81 + 4 * 9 + 5] = bad;
-      if (which == 1) wb.data<float>()[7 * 16 * 9 + 2 * 9 + 4] = bad;
-      if (which == 2) gb.data<float>()[0 * 16 * 81 + 5 * 81 + 0 * 9 + 8] = bad;
-      INFO("bad value " << bad << " in " << (which == 0 ? "x" : which == 1 ? "w" : "gy"));
-      const Result a = run("regions", xb, wb, b, p, false, gb);
-      const Result c = run("im2col", xb, wb, b, p, false, gb);
-      for (auto [ta, tc] : {std::pair{a.y, c.y}, std::pair{a.gx, c.gx}, std::pair{a.gw, c.gw}}) {
-        const std::vector<float> va = ta.to_vector<float>(), vc = tc.to_vector<float>();
-        REQUIRE(va.size() == vc.size());
-        for (size_t i = 0; i < va.size(); ++i) {
-          INFO("element " << i << ": " << va[i] << " vs reference " << vc[i]);
-          REQUIRE(std::isnan(va[i]) == std::isnan(vc[i]));
-          REQUIRE(std::isinf(va[i]) == std::isinf(vc[i]));
-        }
-      }
-    }
-  }
+  require_reference_nonfinite("regions", Conv2dParams::square(1, 3, 3));
 }
 
 TEST_CASE("conv2d regions: the plain and the AVX2 micro-kernels, thread counts, and batches") {
@@ -226,34 +203,7 @@ TEST_CASE("conv2d regions: gradcheck in double through the front-end, finite dif
     REQUIRE_GRADCHECK([&](const std::vector<Tensor>& in) { return conv2d_relu(in[0], in[1], in[2], p); }, {x, w, b});
   }
   ConvPathGuard guard("regions");
-  Tensor x = test::random_f32({2, 6, 9, 7}, 21), w = test::random_f32({5, 6, 3, 3}, 22, -0.3, 0.3);
-  Tensor b = test::random_f32({5}, 23);
-  Tensor r = test::random_f32({2, 5, 9, 7}, 24);
-  auto loss = [&](const Tensor& xx, const Tensor& ww, const Tensor& bb) {
-    NoGradGuard ng;
-    const std::vector<double> y = conv2d(xx, ww, bb, p).to_vector<double>(), rv = r.to_vector<double>();
-    double s = 0;
-    for (size_t i = 0; i < y.size(); ++i) s += y[i] * rv[i];
-    return s;
-  };
-  Tensor xl = test::cpu_leaf(x), wl = test::cpu_leaf(w), bl = test::cpu_leaf(b);
-  conv2d(xl, wl, bl, p).backward(r);
-  auto dot = [](const Tensor& a, const Tensor& c) {
-    const std::vector<double> av = a.to_vector<double>(), cv = c.to_vector<double>();
-    double s = 0, m = 0;
-    for (size_t i = 0; i < av.size(); ++i) s += av[i] * cv[i], m += std::fabs(av[i] * cv[i]);
-    return std::pair<double, double>{s, m};
-  };
-  for (int dir = 0; dir < 3; ++dir) {
-    Tensor vx = test::random_f32(x.sizes(), 30 + dir), vw = test::random_f32(w.sizes(), 40 + dir, -0.3, 0.3);
-    const double num_x = (loss(x + vx, w, b) - loss(x - vx, w, b)) / 2;
-    const double num_w = (loss(x, w + vw, Tensor()) - loss(x, w - vw, Tensor())) / 2;
-    const auto [ana_x, scale_x] = dot(xl.grad(), vx);
-    const auto [ana_w, scale_w] = dot(wl.grad(), vw);
-    INFO("direction " << dir << ": x " << num_x << " vs " << ana_x << ", w " << num_w << " vs " << ana_w);
-    CHECK(std::fabs(num_x - ana_x) <= 1e-4 * scale_x);
-    CHECK(std::fabs(num_w - ana_w) <= 1e-4 * scale_w);
-  }
+  check_finite_differences(p, 9, 7);
 }
 
 TEST_CASE("conv2d regions: the cost rule and the path switch") {
