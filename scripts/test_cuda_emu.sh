@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every [cuda] test with the project's CUDA kernels executed on the CPU by tools/cuda_emu
-# (no GPU needed), plus the emulator's own self-tests. What it checks and what it cannot:
-# docs/testing.md, "CUDA kernels without a GPU".
+# (no GPU needed), plus the emulator's own self-tests; the [slow] ones only with
+# ENGINE_TESTS_FAST=OFF. What it checks and what it cannot: docs/testing.md, "CUDA kernels
+# without a GPU".
 #   --asan   the same under AddressSanitizer + UBSan: out-of-bounds device accesses are
 #            reported, as compute-sanitizer's memcheck would (slower; separate build folder).
 set -euo pipefail
@@ -14,7 +15,9 @@ if [ "${1:-}" = "--asan" ]; then
   export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
-bash scripts/configure.sh "$dir" -DENGINE_CUDA=OFF -DENGINE_CUDA_EMULATOR=ON "${flags[@]}"
+# ENGINE_TESTS_FAST=OFF registers the [slow] [cuda] tests too (scripts/test.sh --all).
+bash scripts/configure.sh "$dir" -DENGINE_CUDA=OFF -DENGINE_CUDA_EMULATOR=ON \
+  -DENGINE_TESTS_FAST="${ENGINE_TESTS_FAST:-ON}" "${flags[@]}"
 cmake --build "$dir" -j"$(nproc)"
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 # The [cuda] tests compare CUDA with the CPU: the CPU side runs the reference convolution

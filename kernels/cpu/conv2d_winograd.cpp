@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "isa_dispatch.h"
+#include "kernels/cpu_isa.h"
 #include "kernels/gemm.h"
 
 namespace kern::cpu {
@@ -44,7 +46,7 @@ struct Pass {
 // ---- 1-D transforms on kL lanes; element e of lane l at p[e * stride + l] ----------------
 
 // t = B^T d (6 -> 6): one row or column of an input tile.
-inline void input_1d(const float* s, int64_t ss, float* t, int64_t ts) {
+KERN_CPU_INLINE void input_1d(const float* s, int64_t ss, float* t, int64_t ts) {
   for (int l = 0; l < kL; ++l) {
     const float d0 = s[0 * ss + l], d1 = s[1 * ss + l], d2 = s[2 * ss + l];
     const float d3 = s[3 * ss + l], d4 = s[4 * ss + l], d5 = s[5 * ss + l];
@@ -58,7 +60,7 @@ inline void input_1d(const float* s, int64_t ss, float* t, int64_t ts) {
 }
 
 // o = A^T m (6 -> 4): one row or column of a transformed product.
-inline void output_1d(const float* s, int64_t ss, float* o, int64_t os) {
+KERN_CPU_INLINE void output_1d(const float* s, int64_t ss, float* o, int64_t os) {
   for (int l = 0; l < kL; ++l) {
     const float m0 = s[0 * ss + l], m1 = s[1 * ss + l], m2 = s[2 * ss + l];
     const float m3 = s[3 * ss + l], m4 = s[4 * ss + l], m5 = s[5 * ss + l];
@@ -71,7 +73,7 @@ inline void output_1d(const float* s, int64_t ss, float* o, int64_t os) {
 }
 
 // k = A g (4 -> 6): the adjoint of output_1d, for the gradient of an output tile.
-inline void grad_1d(const float* s, int64_t ss, float* k, int64_t ks) {
+KERN_CPU_INLINE void grad_1d(const float* s, int64_t ss, float* k, int64_t ks) {
   for (int l = 0; l < kL; ++l) {
     const float g0 = s[0 * ss + l], g1 = s[1 * ss + l], g2 = s[2 * ss + l], g3 = s[3 * ss + l];
     const float ev = g0 + g2, od = g1 + g3, ev4 = g0 + 4.0f * g2, od8 = 2.0f * g1 + 8.0f * g3;
@@ -96,7 +98,7 @@ inline void weight_adjoint_1d(const double* u, int64_t us, double* g, int64_t gs
 
 // u = G g (3 -> 6) on kL lanes, in float (the rounding of U adds ~1e-7 relative, far below
 // the transform's own error): this runs O*C times per call, as much as the GEMMs on small maps.
-inline void weight_1d_lanes(const float* g, int64_t gs, float* u, int64_t us) {
+KERN_CPU_INLINE void weight_1d_lanes(const float* g, int64_t gs, float* u, int64_t us) {
   constexpr float c4 = 0.25f, c6 = 1.0f / 6, c12 = 1.0f / 12, c24 = 1.0f / 24;
   for (int l = 0; l < kL; ++l) {
     const float g0 = g[l], g1 = g[gs + l], g2 = g[2 * gs + l];
@@ -113,26 +115,23 @@ inline void weight_1d_lanes(const float* g, int64_t gs, float* u, int64_t us) {
 // U[k][row][col] = (G g G^T)_k for the 3x3 kernel g = w[o, c] (flip: w[o, c, 2-i, 2-j] and
 // row = c, col = o, the kernel of the backward-data pass). kL consecutive U entries at a time
 // (one lane each), so every store run covers whole cache lines of each of the 36 planes.
-void transform_weights(const float* w, int64_t O, int64_t C, bool flip, float* U) {
+KERN_CPU_INLINE void weight_block(const float* w, int64_t O, int64_t C, bool flip, float* U, int64_t blk) {
   const int64_t cols = flip ? O : C;
-  const int64_t n = O * C, blocks = (n + kL - 1) / kL;
-#pragma omp parallel for schedule(static) if (n > 1024)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t lo = blk * kL, cnt = std::min<int64_t>(kL, n - lo);
-    alignas(32) float k[9 * kL], t[18 * kL], u[kPos * kL];
-    for (int64_t q = 0; q < kL; ++q) {
-      const int64_t rc = lo + std::min(q, cnt - 1), r = rc / cols, cl = rc % cols;
-      const float* g = w + ((flip ? cl : r) * C + (flip ? r : cl)) * 9;
-      for (int e = 0; e < 9; ++e) k[e * kL + q] = flip ? g[8 - e] : g[e];
-    }
-    for (int i = 0; i < 3; ++i) weight_1d_lanes(k + 3 * i * kL, kL, t + 6 * i * kL, kL);  // rows: g G^T
-    for (int j = 0; j < 6; ++j) weight_1d_lanes(t + j * kL, 6 * kL, u + j * kL, 6 * kL);  // columns: G (.)
-    for (int e = 0; e < kPos; ++e) std::copy(u + e * kL, u + e * kL + cnt, U + e * n + lo);
+  const int64_t n = O * C, lo = blk * kL, cnt = std::min<int64_t>(kL, n - lo);
+  alignas(32) float k[9 * kL], t[18 * kL], u[kPos * kL];
+  for (int64_t q = 0; q < kL; ++q) {
+    const int64_t rc = lo + std::min(q, cnt - 1), r = rc / cols, cl = rc % cols;
+    const float* g = w + ((flip ? cl : r) * C + (flip ? r : cl)) * 9;
+    for (int e = 0; e < 9; ++e) k[e * kL + q] = flip ? g[8 - e] : g[e];
   }
+  for (int i = 0; i < 3; ++i) weight_1d_lanes(k + 3 * i * kL, kL, t + 6 * i * kL, kL);  // rows: g G^T
+  for (int j = 0; j < 6; ++j) weight_1d_lanes(t + j * kL, 6 * kL, u + j * kL, 6 * kL);  // columns: G (.)
+  for (int e = 0; e < kPos; ++e) std::copy(u + e * kL, u + e * kL + cnt, U + e * n + lo);
 }
 
 // Loads the 6x6 input tiles of tiles t0 .. t0 + kL - 1 (channel c) into d[(r*6 + j)*kL + l];
 // tiles past the last one, and pixels outside the input, read 0.
+KERN_CPU_INLINE
 void gather_input(const Pass& p, const float* in, int64_t c, int64_t t0, float* d) {
   for (int l = 0; l < kL; ++l) {
     const int64_t t = t0 + l;
@@ -163,6 +162,7 @@ void gather_input(const Pass& p, const float* in, int64_t c, int64_t t0, float* 
 }
 
 // V[k][c][off .. off + kL) = (B^T d B)_k for the kL tiles starting at global tile t0.
+KERN_CPU_INLINE
 void input_transform(const Pass& p, const float* in, int64_t c, int64_t t0, float* V, int64_t ldv, int64_t off) {
   alignas(32) float d[kPos * kL], t[kPos * kL], u[kPos * kL];
   gather_input(p, in, c, t0, d);
@@ -175,6 +175,7 @@ void input_transform(const Pass& p, const float* in, int64_t c, int64_t t0, floa
 }
 
 // out tiles (channel o) = A^T M A + bias, ReLU optional, for the kL tiles at global t0.
+KERN_CPU_INLINE
 void output_transform(const Pass& p, const float* M, int64_t ldm, int64_t off, int64_t o, int64_t t0, float bias,
                       bool relu, float* out) {
   alignas(32) float m[kPos * kL], t[kIn * kTile * kL], y[kTile * kTile * kL];
@@ -204,6 +205,7 @@ void output_transform(const Pass& p, const float* M, int64_t ldm, int64_t off, i
 
 // P[k][o][off .. off + kL) = (A g A^T)_k for the output-gradient tiles (channel o) at t0;
 // outputs past the edge count as 0.
+KERN_CPU_INLINE
 void grad_transform(const Pass& p, const float* gy, int64_t o, int64_t t0, float* P, int64_t ldp, int64_t off) {
   alignas(32) float g[kTile * kTile * kL], t[kTile * kIn * kL], u[kPos * kL];
   for (int l = 0; l < kL; ++l) {
@@ -228,6 +230,44 @@ void grad_transform(const Pass& p, const float* gy, int64_t o, int64_t t0, float
     float* dst = P + (e * p.Cout + o) * ldp + off;
     for (int l = 0; l < kL; ++l) dst[l] = u[e * kL + l];
   }
+}
+
+// The transforms compiled for each ISA level (isa_dispatch.h): the 8 lanes are one AVX2
+// register, two SSE ones below AVX2. This file is compiled with -ffp-contract=off
+// (kernels/CMakeLists.txt), so every level gives the same bits.
+struct WeightBlockK {
+  static KERN_CPU_INLINE void run(const float* w, int64_t O, int64_t C, bool flip, float* U, int64_t blk) {
+    weight_block(w, O, C, flip, U, blk);
+  }
+};
+struct InputTransformK {
+  static KERN_CPU_INLINE void run(const Pass* p, const float* in, int64_t c, int64_t t0, float* V, int64_t ldv,
+                                  int64_t off) {
+    input_transform(*p, in, c, t0, V, ldv, off);
+  }
+};
+struct OutputTransformK {
+  static KERN_CPU_INLINE void run(const Pass* p, const float* M, int64_t ldm, int64_t off, int64_t o, int64_t t0,
+                                  float bias, bool relu, float* out) {
+    output_transform(*p, M, ldm, off, o, t0, bias, relu, out);
+  }
+};
+struct GradTransformK {
+  static KERN_CPU_INLINE void run(const Pass* p, const float* gy, int64_t o, int64_t t0, float* P, int64_t ldp,
+                                  int64_t off) {
+    grad_transform(*p, gy, o, t0, P, ldp, off);
+  }
+};
+using TileFn = void (*)(const Pass*, const float*, int64_t, int64_t, float*, int64_t, int64_t);
+TileFn input_transform_fn() {
+  return run_isa<InputTransformK, const Pass*, const float*, int64_t, int64_t, float*, int64_t, int64_t>(isa_active());
+}
+
+void transform_weights(const float* w, int64_t O, int64_t C, bool flip, float* U) {
+  const auto block = run_isa<WeightBlockK, const float*, int64_t, int64_t, bool, float*, int64_t>(isa_active());
+  const int64_t n = O * C, blocks = (n + kL - 1) / kL;
+#pragma omp parallel for schedule(static) if (n > 1024)
+  for (int64_t blk = 0; blk < blocks; ++blk) block(w, O, C, flip, U, blk);
 }
 
 // The workspace: the caller's (ws, at least conv2d_winograd_workspace_floats), or else the
@@ -259,6 +299,9 @@ void run_pass(const Pass& p, const float* in, const float* U, const float* bias,
   const int64_t per_image_chunks = (p.per_image + tc - 1) / tc;
   const int64_t chunks = p.N * per_image_chunks;
   const bool par = p.total * (p.Cin + p.Cout) * kPos > (1 << 15);
+  const TileFn in_tf = input_transform_fn();
+  const auto out_tf = run_isa<OutputTransformK, const Pass*, const float*, int64_t, int64_t, int64_t, int64_t, float,
+                              bool, float*>(isa_active());
 #pragma omp parallel if (par)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t image = ch / per_image_chunks, in_image = (ch % per_image_chunks) * tc;
@@ -266,7 +309,7 @@ void run_pass(const Pass& p, const float* in, const float* U, const float* bias,
     const int64_t groups = (count + kL - 1) / kL, width = groups * kL;
 #pragma omp for collapse(2) schedule(static)
     for (int64_t c = 0; c < p.Cin; ++c)
-      for (int64_t g = 0; g < groups; ++g) input_transform(p, in, c, first + g * kL, V, tc, g * kL);
+      for (int64_t g = 0; g < groups; ++g) in_tf(&p, in, c, first + g * kL, V, tc, g * kL);
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < kPos; ++k)
       gemm<float>(false, false, p.Cout, width, p.Cin, 1.0f, U + k * p.Cout * p.Cin, p.Cin, V + k * p.Cin * tc, tc,
@@ -274,7 +317,7 @@ void run_pass(const Pass& p, const float* in, const float* U, const float* bias,
 #pragma omp for collapse(2) schedule(static)
     for (int64_t o = 0; o < p.Cout; ++o)
       for (int64_t g = 0; g < groups; ++g)
-        output_transform(p, M, tc, g * kL, o, first + g * kL, bias ? bias[o] : 0.0f, relu, out);
+        out_tf(&p, M, tc, g * kL, o, first + g * kL, bias ? bias[o] : 0.0f, relu, out);
   }
 }
 
@@ -381,16 +424,19 @@ bool conv2d_winograd_backward(const Conv2dDims& d, const float* x, const float* 
     float* P = V + kPos * d.C * tc;
     const int64_t chunks = (p.total + tc - 1) / tc;
     const bool par = p.total * (p.Cin + p.Cout) * kPos > (1 << 15);
+    const TileFn in_tf = input_transform_fn();
+    const TileFn grad_tf =
+        run_isa<GradTransformK, const Pass*, const float*, int64_t, int64_t, float*, int64_t, int64_t>(isa_active());
 #pragma omp parallel if (par)
     for (int64_t ch = 0; ch < chunks; ++ch) {
       const int64_t first = ch * tc, count = std::min(tc, p.total - first);
       const int64_t groups = (count + kL - 1) / kL, width = groups * kL;
 #pragma omp for collapse(2) schedule(static) nowait
       for (int64_t c = 0; c < d.C; ++c)
-        for (int64_t g = 0; g < groups; ++g) input_transform(p, x, c, first + g * kL, V, tc, g * kL);
+        for (int64_t g = 0; g < groups; ++g) in_tf(&p, x, c, first + g * kL, V, tc, g * kL);
 #pragma omp for collapse(2) schedule(static)
       for (int64_t o = 0; o < d.O; ++o)
-        for (int64_t g = 0; g < groups; ++g) grad_transform(p, gy, o, first + g * kL, P, tc, g * kL);
+        for (int64_t g = 0; g < groups; ++g) grad_tf(&p, gy, o, first + g * kL, P, tc, g * kL);
 #pragma omp for schedule(static)
       for (int64_t k = 0; k < kPos; ++k)
         gemm<float>(false, true, d.O, d.C, width, 1.0f, P + k * d.O * tc, tc, V + k * d.C * tc, tc,

@@ -12,6 +12,7 @@
 
 #include "conv_path_helpers.h"
 #include "kernels/conv2d_winograd.h"
+#include "kernels/cpu_isa.h"
 #include "test_helpers.h"
 
 using namespace eng;
@@ -154,6 +155,25 @@ TEST_CASE("conv2d winograd: an image's result does not depend on the batch it is
     const std::vector<float> o = one.y.to_vector<float>();
     REQUIRE(a == o);
   }
+}
+
+TEST_CASE("conv2d winograd: the transforms give the same bits at every ISA level") {
+  // The tile transforms run compiled for the CPU's level (AVX2: 8 lanes in one register) or
+  // for the baseline (two SSE registers); with no FMA contraction both round every operation
+  // the same, so forward, gx and gw must be equal bit for bit. (On a CPU below AVX2 both runs
+  // take the baseline and this only checks determinism.)
+  const Conv2dParams p1 = Conv2dParams::square(1, 1, 1);
+  Tensor w = test::random_f32({24, 40, 3, 3}, 31, -0.1, 0.1), b = test::random_f32({24}, 32);
+  Tensor x = test::random_f32({2, 40, 21, 27}, 33), gy = test::random_f32({2, 24, 21, 27}, 34);
+  const Result fast = run("winograd", x, w, b, p1, true, gy);
+  const kern::cpu::Isa old = kern::cpu::set_isa_cap(kern::cpu::Isa::Baseline);
+  const Result base = run("winograd", x, w, b, p1, true, gy);
+  kern::cpu::set_isa_cap(old);
+  INFO("active ISA " << kern::cpu::isa_name(kern::cpu::isa_active()));
+  CHECK(fast.y.to_vector<float>() == base.y.to_vector<float>());
+  CHECK(fast.gx.to_vector<float>() == base.gx.to_vector<float>());
+  CHECK(fast.gw.to_vector<float>() == base.gw.to_vector<float>());
+  CHECK(fast.gb.to_vector<float>() == base.gb.to_vector<float>());
 }
 
 TEST_CASE("conv2d winograd: the cost rule and the path switch") {
